@@ -1,0 +1,44 @@
+# foveate: two commands on a fresh machine, `make demo` and `make test`.
+# torch goes in first, pinned, so that pip does not fetch a multi-GB CUDA build
+# where a CPU wheel is wanted; override TORCH_SPEC on a GPU machine if you like.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup demo test lint typecheck pytest bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet "$(TORCH_SPEC)"
+	echo "$(TORCH_SPEC)" > $(VENV)/torch-constraint.txt
+	$(PIP) install --quiet -c $(VENV)/torch-constraint.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/foveate demo
+
+lint: setup
+	$(VENV)/bin/ruff check foveate tests benchmarks examples
+	$(VENV)/bin/ruff format --check foveate tests benchmarks examples
+
+typecheck: setup
+	$(VENV)/bin/mypy foveate
+
+pytest: setup
+	$(PY) -m pytest -q
+
+test: lint typecheck pytest
+
+bench: setup
+	$(PY) -m benchmarks.budget
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

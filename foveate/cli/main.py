@@ -1,0 +1,140 @@
+"""The ``foveate`` command line (typer). Rich output lives here and only here."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from foveate.errors import FoveateError
+
+app = typer.Typer(
+    name="foveate",
+    help="Agentic question answering over large, detailed images with a local VLM, under a token budget.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", help="Local model folder or hub id (a hub id needs a network).")
+]
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option("--endpoint", help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1 (vLLM)."),
+]
+VisualCapOpt = Annotated[
+    int | None, typer.Option("--max-visual-tokens", min=1, help="Cap on visual tokens per image.")
+]
+TotalCapOpt = Annotated[
+    int | None, typer.Option("--max-total-tokens", min=1, help="Cap on all tokens spent on the question.")
+]
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def _load_vlm(model: str | None, endpoint: str | None):  # type: ignore[no-untyped-def]
+    if model and endpoint:
+        raise typer.BadParameter("give --model or --endpoint, not both")
+    if endpoint:
+        from foveate.vlm.openai_vlm import OpenAIVLM
+
+        return OpenAIVLM(endpoint, model=model)
+    from foveate.vlm.transformers_vlm import TransformersVLM
+
+    return TransformersVLM(model or str(_default_model()))
+
+
+def _default_model() -> Path:
+    """The embedded default model; until one is trained, a tiny random-weight LLaVA."""
+    from foveate.fixtures.tiny_models import build_tiny_llava
+
+    folder = (
+        Path(os.environ.get("FOVEATE_CACHE", Path(tempfile.gettempdir()) / "foveate")) / "tiny-random-llava"
+    )
+    if not (folder / "config.json").exists():
+        build_tiny_llava(folder, seed=0)
+    return folder
+
+
+@app.command()
+def ask(
+    image: Annotated[Path, typer.Argument(help="Image file.")],
+    question: Annotated[str, typer.Argument(help="The question.")],
+    options: Annotated[
+        str | None, typer.Option("--options", help="Comma-separated answer options (scored, not generated).")
+    ] = None,
+    model: ModelOpt = None,
+    endpoint: EndpointOpt = None,
+    max_visual_tokens: VisualCapOpt = None,
+    max_total_tokens: TotalCapOpt = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
+) -> None:
+    """Ask one question about one image with a VLM (no agents: a single call)."""
+    from foveate.vlm import TokenBudget, TokenLedger, VLMRequest
+
+    try:
+        budget = TokenBudget(max_visual_tokens_per_image=max_visual_tokens, max_total_tokens=max_total_tokens)
+        request = VLMRequest.from_prompt(question, [image], budget=budget, max_new_tokens=max_new_tokens)
+        vlm = _load_vlm(model, endpoint)
+        ledger = TokenLedger(budget)
+        if options:
+            choices = [o.strip() for o in options.split(",") if o.strip()]
+            scored = vlm.score(request, choices, ledger)
+            table = Table("option", "log-prob", "probability")
+            for opt, lp, p in zip(scored.options, scored.logprobs, scored.probabilities, strict=True):
+                table.add_row(opt, f"{lp:.3f}", f"{p:.3f}")
+            console.print(table)
+            console.print(f"answer: [bold]{scored.best}[/]")
+        else:
+            result = vlm.generate(request, ledger)
+            console.print(f"answer: [bold]{result.text}[/]")
+        spent = ledger.spent
+        console.print(
+            f"model: {vlm.model_id}  tokens: {spent.visual_tokens} visual + {spent.text_tokens} text + "
+            f"{spent.generated_tokens} generated"
+        )
+    except FoveateError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def demo(
+    model: ModelOpt = None,
+    endpoint: EndpointOpt = None,
+) -> None:
+    """Answer a question about a generated scene end to end, offline, on the embedded default model."""
+    from foveate.cli.demo import run_demo
+
+    try:
+        run_demo(console, model=model, endpoint=endpoint)
+    except FoveateError as exc:
+        raise _fail(exc) from None
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

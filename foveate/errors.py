@@ -1,0 +1,56 @@
+"""Errors that foveate raises on purpose.
+
+Every error names the thing that was wrong (the file, the URL, the model folder, the
+budget) so that a user can fix it without reading a traceback. They all derive from
+``FoveateError`` so that the CLI can print them as one line.
+"""
+
+from __future__ import annotations
+
+
+class FoveateError(Exception):
+    """Base class of the errors foveate raises deliberately."""
+
+
+class ImageLoadError(FoveateError):
+    """An image could not be read: missing file, corrupt data, unsupported input.
+
+    Deliberately not a ``ValueError``: pydantic would wrap it in a ``ValidationError`` and
+    bury the file name under its own formatting.
+    """
+
+
+class ImageTooLargeError(ImageLoadError):
+    """An image has more pixels than the configured limit (a decompression bomb guard)."""
+
+
+class ModelLoadError(FoveateError, OSError):
+    """A model could not be loaded: unknown folder, not a model folder, not cached offline."""
+
+
+class BackendError(FoveateError, RuntimeError):
+    """A model server could not be reached or answered with an error."""
+
+
+class LogprobsUnavailableError(BackendError):
+    """A server did not return the token log-probabilities that scoring needs."""
+
+
+class UnsupportedRequestError(FoveateError, ValueError):
+    """A request asks for something this backend or model cannot do."""
+
+
+class BudgetExceeded(FoveateError):
+    """A call would spend more tokens than its budget allows; raised before any model work.
+
+    Attributes say by how much, so that callers (zoom search, the planner) can react.
+    """
+
+    def __init__(self, message: str, *, needed: int = 0, remaining: int = 0) -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.remaining = remaining
+
+
+class VisualTokenCapError(BudgetExceeded, ValueError):
+    """No resize of an image can bring it under the per-image visual-token cap."""

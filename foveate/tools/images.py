@@ -1,0 +1,167 @@
+"""Loading images from the many forms users hand us, safely.
+
+Paths, PIL images, numpy arrays, raw bytes and ``data:`` URIs are accepted. URLs are
+refused on purpose: foveate never downloads anything at run time. Sizes are checked from
+the file header *before* pixels are decoded, so a decompression bomb is refused without
+allocating memory for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from foveate.errors import ImageLoadError, ImageTooLargeError
+
+# 100 megapixels: 10k x 10k. Larger than any V* / HR-Bench 8K image, small enough to be safe.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+ImageInput = Any  # str | Path | PIL.Image.Image | np.ndarray | bytes (kept loose for pydantic)
+
+_DATA_URI = re.compile(
+    r"^data:(?P<mime>[\w/+.-]*)(?P<params>(;[\w=.-]+)*?)(?P<b64>;base64)?,(?P<data>.*)$", re.S
+)
+
+
+def _check_pixels(width: int, height: int, max_pixels: int, source: str) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageLoadError(f"image from {source} has an empty size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image from {source} is {width}x{height} = {width * height:,} pixels, above the limit of "
+            f"{max_pixels:,} (a decompression-bomb guard); raise max_pixels if this image is genuine"
+        )
+
+
+def _open_bytes(data: bytes, source: str, max_pixels: int) -> Image.Image:
+    if not data:
+        raise ImageLoadError(f"image from {source} is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # Our own limit (checked from the header, before decoding) is the one that counts.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            _check_pixels(img.width, img.height, max_pixels, source)
+            img.load()
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(
+            f"image from {source} is too large to decode safely ({exc}); foveate's limit is "
+            f"{max_pixels:,} pixels (a decompression-bomb guard)"
+        ) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(f"cannot decode image from {source}: {exc}") from exc
+    return to_rgb(img)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Return an RGB copy; transparent areas become white, as a viewer would show them."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def _from_array(arr: np.ndarray, max_pixels: int) -> Image.Image:
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+        raise ImageLoadError(
+            f"numpy image must be HxW, HxWx3 or HxWx4 (channels last); got shape {tuple(arr.shape)}"
+        )
+    _check_pixels(arr.shape[1], arr.shape[0], max_pixels, "numpy array")
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating):
+            if not np.isfinite(arr).all():
+                raise ImageLoadError("numpy image holds NaN or infinite values")
+            scale = 255.0 if float(arr.max(initial=0.0)) <= 1.0 else 1.0
+            arr = np.clip(arr * scale, 0, 255).round().astype(np.uint8)
+        elif np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+            arr = np.clip(arr.astype(np.int64) * (255 if arr.dtype == np.bool_ else 1), 0, 255).astype(
+                np.uint8
+            )
+        else:
+            raise ImageLoadError(f"numpy image has unsupported dtype {arr.dtype}")
+    return to_rgb(Image.fromarray(np.ascontiguousarray(arr)))
+
+
+def _from_data_uri(uri: str, max_pixels: int) -> Image.Image:
+    match = _DATA_URI.match(uri.strip())
+    if match is None:
+        raise ImageLoadError("malformed data URI: expected 'data:image/<type>;base64,<data>'")
+    payload = match.group("data")
+    if match.group("b64"):
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ImageLoadError(f"data URI holds invalid base64: {exc}") from exc
+    else:
+        from urllib.parse import unquote_to_bytes
+
+        data = unquote_to_bytes(payload)
+    return _open_bytes(data, "data URI", max_pixels)
+
+
+def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Turn any supported image input into an RGB ``PIL.Image``.
+
+    Raises ``ImageLoadError`` (missing file, corrupt data, a URL, a wrong array shape) or
+    ``ImageTooLargeError`` (more than ``max_pixels``), each naming the source.
+    """
+    if isinstance(source, Image.Image):
+        _check_pixels(source.width, source.height, max_pixels, "PIL image")
+        return to_rgb(source)
+    if isinstance(source, np.ndarray):
+        return _from_array(source, max_pixels)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _open_bytes(bytes(source), "bytes", max_pixels)
+    if isinstance(source, str) and source.startswith("data:"):
+        return _from_data_uri(source, max_pixels)
+    if isinstance(source, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source):
+        raise ImageLoadError(
+            f"foveate does not download images ({source!r}); pass a local path, bytes, a PIL image, "
+            "a numpy array or a data: URI"
+        )
+    if isinstance(source, (str, Path)):
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise ImageLoadError(f"image file not found: {path}")
+        if not path.is_file():
+            raise ImageLoadError(f"image path is not a file: {path}")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageLoadError(f"cannot read image file {path}: {exc}") from exc
+        return _open_bytes(data, str(path), max_pixels)
+    raise ImageLoadError(
+        f"unsupported image input of type {type(source).__name__}; "
+        "use a path, PIL image, numpy array, bytes or data: URI"
+    )
+
+
+def to_data_uri(img: Image.Image, fmt: str = "PNG") -> str:
+    """Encode an image as a ``data:`` URI (what OpenAI-compatible servers take)."""
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    mime = "image/png" if fmt.upper() == "PNG" else f"image/{fmt.lower()}"
+    return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+
+
+def resize_to(img: Image.Image, height: int, width: int) -> Image.Image:
+    """Resize with a good downsampling filter; a no-op when the size already matches."""
+    if (img.height, img.width) == (height, width):
+        return img
+    return img.resize((width, height), Image.Resampling.BICUBIC)

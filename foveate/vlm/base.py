@@ -1,0 +1,97 @@
+"""The one VLM protocol every agent uses, and a base class with the shared plumbing.
+
+Three operations are enough for every agent in foveate:
+
+- ``generate``: free text (descriptions, visual cues, reasoning);
+- ``score``: log-probability of each candidate answer (multiple choice, conformal scores);
+- ``yes_probability``: P(Yes) / (P(Yes) + P(No)) from the next-token logits, the confidence
+  signal of zoom search and abstention. It must come from real logits, never parsed text.
+
+Async variants let graphs run many questions at once; backends that own a local model run
+the sync call in a worker thread, HTTP backends use a real async client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from foveate.vlm.budget import TokenLedger
+from foveate.vlm.types import ScoreResult, VLMRequest, VLMResult, YesNoResult
+
+YES_WORDS = ("Yes", "yes", "YES")
+NO_WORDS = ("No", "no", "NO")
+
+
+@runtime_checkable
+class VLM(Protocol):
+    """What agents need from a vision-language model."""
+
+    model_id: str
+
+    def generate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult: ...
+
+    def score(
+        self, request: VLMRequest, options: Sequence[str], ledger: TokenLedger | None = None
+    ) -> ScoreResult: ...
+
+    def yes_probability(self, request: VLMRequest, ledger: TokenLedger | None = None) -> YesNoResult: ...
+
+    def yes_probabilities(
+        self, requests: Sequence[VLMRequest], ledger: TokenLedger | None = None
+    ) -> list[YesNoResult]: ...
+
+    async def agenerate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult: ...
+
+    async def ascore(
+        self, request: VLMRequest, options: Sequence[str], ledger: TokenLedger | None = None
+    ) -> ScoreResult: ...
+
+    async def ayes_probability(
+        self, request: VLMRequest, ledger: TokenLedger | None = None
+    ) -> YesNoResult: ...
+
+
+class BaseVLM:
+    """Shared defaults: batch = loop, async = worker thread. Backends override what they can do better."""
+
+    model_id: str = ""
+
+    def generate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
+        raise NotImplementedError
+
+    def score(
+        self, request: VLMRequest, options: Sequence[str], ledger: TokenLedger | None = None
+    ) -> ScoreResult:
+        raise NotImplementedError
+
+    def yes_probability(self, request: VLMRequest, ledger: TokenLedger | None = None) -> YesNoResult:
+        raise NotImplementedError
+
+    def yes_probabilities(
+        self, requests: Sequence[VLMRequest], ledger: TokenLedger | None = None
+    ) -> list[YesNoResult]:
+        """Several Yes/No probes; local backends run them as one batched forward pass."""
+        return [self.yes_probability(r, ledger) for r in requests]
+
+    async def agenerate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
+        return await asyncio.to_thread(self.generate, request, ledger)
+
+    async def ascore(
+        self, request: VLMRequest, options: Sequence[str], ledger: TokenLedger | None = None
+    ) -> ScoreResult:
+        return await asyncio.to_thread(self.score, request, options, ledger)
+
+    async def ayes_probability(self, request: VLMRequest, ledger: TokenLedger | None = None) -> YesNoResult:
+        return await asyncio.to_thread(self.yes_probability, request, ledger)
+
+    async def ayes_probabilities(
+        self, requests: Sequence[VLMRequest], ledger: TokenLedger | None = None
+    ) -> list[YesNoResult]:
+        return await asyncio.to_thread(self.yes_probabilities, requests, ledger)
+
+
+def ledger_for(request: VLMRequest, ledger: TokenLedger | None) -> TokenLedger:
+    """The ledger to charge: the caller's, or a fresh one holding only this request's budget."""
+    return ledger if ledger is not None else TokenLedger(request.budget)

@@ -1,0 +1,86 @@
+"""Token budgets: caps per image and per question, and the ledger that enforces them.
+
+A ``TokenBudget`` is configuration. A ``TokenLedger`` is the running account of one
+question: every VLM call first *holds* the tokens it is about to spend (raising
+``BudgetExceeded`` before any model work if they do not fit), then charges what it really
+spent. Holding is what makes the check safe when several calls run concurrently.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from foveate.errors import BudgetExceeded
+
+if TYPE_CHECKING:
+    from foveate.vlm.types import TokenUsage
+
+
+class TokenBudget(BaseModel):
+    """Caps on what a question may cost.
+
+    - ``max_visual_tokens_per_image``: every image is resized (keeping its aspect ratio) so
+      that the model turns it into at most this many visual tokens.
+    - ``max_total_tokens``: visual + text prompt + generated tokens over all calls of one
+      question. Generation holds ``max_new_tokens`` up front and gives back what it did not use.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    max_visual_tokens_per_image: int | None = Field(default=None, ge=1)
+    max_total_tokens: int | None = Field(default=None, ge=1)
+
+
+class TokenLedger:
+    """Running token account for one question; thread-safe."""
+
+    def __init__(self, budget: TokenBudget | None = None) -> None:
+        from foveate.vlm.types import TokenUsage
+
+        self.budget = budget or TokenBudget()
+        self.spent = TokenUsage()
+        self.calls = 0
+        self._held = 0
+        self._lock = threading.Lock()
+
+    @property
+    def limit(self) -> int | None:
+        return self.budget.max_total_tokens
+
+    @property
+    def remaining(self) -> int | None:
+        """Tokens still available (``None`` when unlimited)."""
+        if self.limit is None:
+            return None
+        with self._lock:
+            return self.limit - self.spent.total - self._held
+
+    @contextmanager
+    def hold(self, tokens: int, what: str = "call") -> Iterator[None]:
+        """Reserve ``tokens`` for the duration of a call, or raise ``BudgetExceeded`` now."""
+        with self._lock:
+            if self.limit is not None:
+                available = self.limit - self.spent.total - self._held
+                if tokens > available:
+                    raise BudgetExceeded(
+                        f"{what} needs {tokens} tokens but only {available} of the question's "
+                        f"{self.limit}-token budget remain",
+                        needed=tokens,
+                        remaining=available,
+                    )
+            self._held += tokens
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= tokens
+
+    def charge(self, usage: TokenUsage) -> None:
+        """Record what a call really spent."""
+        with self._lock:
+            self.spent = self.spent + usage
+            self.calls += 1

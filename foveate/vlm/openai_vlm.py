@@ -1,0 +1,312 @@
+"""A VLM behind any OpenAI-compatible chat-completions server (vLLM, SGLang, llama.cpp, Ollama).
+
+Images travel as base64 ``data:`` URLs. ``score`` and ``yes_probability`` ask for one
+token with ``logprobs`` / ``top_logprobs`` and read the distribution the server returns,
+so they need a server that returns log-probabilities (vLLM does; start it with
+``--max-logprobs`` at least ``top_logprobs``). Timeouts and bounded retries with
+exponential backoff come from the official ``openai`` client; every failure is turned into
+a ``BackendError`` that names the URL.
+
+Budget: the server tokenises, so the pre-call hold is an estimate (predicted visual tokens
+when a ``VisualTokenSpec`` is given, a conservative 1 token per 3 characters of text, plus
+``max_new_tokens``); the ledger is then charged with the server's reported usage.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import openai
+
+from foveate.errors import BackendError, LogprobsUnavailableError, UnsupportedRequestError
+from foveate.tools.images import resize_to, to_data_uri
+from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_for
+from foveate.vlm.budget import TokenLedger
+from foveate.vlm.types import ImagePart, ScoreResult, TokenUsage, VLMRequest, VLMResult, YesNoResult
+from foveate.vlm.visual_tokens import VisualTokenSpec
+
+logger = logging.getLogger(__name__)
+
+
+class OpenAIVLM(BaseVLM):
+    """Talks to ``base_url`` (e.g. ``http://127.0.0.1:8000/v1``).
+
+    ``model`` defaults to the first model the server lists. ``token_spec`` (from
+    ``foveate.vlm.visual_tokens``) lets per-image visual-token caps and visual-token
+    accounting work for the served model's family.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        *,
+        api_key: str = "EMPTY",
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        top_logprobs: int = 20,
+        token_spec: VisualTokenSpec | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.top_logprobs = top_logprobs
+        self.token_spec = token_spec
+        self._client = openai.OpenAI(
+            base_url=self.base_url, api_key=api_key, timeout=timeout, max_retries=max_retries
+        )
+        self._aclient = openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=api_key, timeout=timeout, max_retries=max_retries
+        )
+        self.model_id = model or self._first_model()
+
+    # ------------------------------------------------------------------ plumbing
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except openai.APITimeoutError as exc:
+            raise BackendError(f"the model server at {self.base_url} timed out: {exc}") from exc
+        except openai.APIConnectionError as exc:
+            raise BackendError(f"cannot reach the model server at {self.base_url}: {exc}") from exc
+        except openai.APIStatusError as exc:
+            text = str(exc)
+            kind = LogprobsUnavailableError if "logprob" in text.lower() else BackendError
+            raise kind(
+                f"the model server at {self.base_url} answered HTTP {exc.status_code}: {text}"
+            ) from exc
+
+    def _first_model(self) -> str:
+        with self._errors():
+            models = self._client.models.list().data
+        if not models:
+            raise BackendError(f"the model server at {self.base_url} lists no models")
+        return str(models[0].id)
+
+    def _fit(self, request: VLMRequest, ledger: TokenLedger) -> tuple[VLMRequest, int]:
+        """Resize images to the cap and predict their visual tokens (0 when unknown)."""
+        cap = (request.budget.max_visual_tokens_per_image if request.budget else None) or (
+            ledger.budget.max_visual_tokens_per_image
+        )
+        if cap is not None and request.images:
+            if self.token_spec is None:
+                raise UnsupportedRequestError(
+                    "a per-image visual-token cap against a server needs token_spec for its model family"
+                )
+            fitted = []
+            for img in request.images:
+                height, width = self.token_spec.fit(img.height, img.width, cap)
+                fitted.append(resize_to(img, height, width))
+            request = request.with_images(fitted)
+        visual = 0
+        if self.token_spec is not None:
+            visual = sum(self.token_spec.tokens_for(img.height, img.width) for img in request.images)
+        return request, visual
+
+    @staticmethod
+    def messages(request: VLMRequest) -> list[dict[str, Any]]:
+        """The request in OpenAI chat format, images as base64 PNG data URLs."""
+        out = []
+        for message in request.messages:
+            parts: list[dict[str, Any]] = []
+            for part in message.content:
+                if isinstance(part, ImagePart):
+                    parts.append({"type": "image_url", "image_url": {"url": to_data_uri(part.image)}})
+                else:
+                    parts.append({"type": "text", "text": part.text})
+            out.append({"role": message.role, "content": parts})
+        return out
+
+    def _body(self, request: VLMRequest, *, logprobs: bool) -> dict[str, Any]:
+        opts = request.options
+        body: dict[str, Any] = {"model": self.model_id, "messages": self.messages(request)}
+        if logprobs:
+            body.update(max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=self.top_logprobs)
+        else:
+            body.update(max_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p)
+            if opts.stop:
+                body["stop"] = opts.stop
+            if opts.seed is not None:
+                body["seed"] = opts.seed
+        return body
+
+    @staticmethod
+    def _estimate(request: VLMRequest, visual: int, new_tokens: int) -> int:
+        chars = sum(len(m.text) for m in request.messages)
+        return visual + math.ceil(chars / 3) + new_tokens
+
+    @staticmethod
+    def _usage(response: Any, visual: int) -> TokenUsage:
+        usage = getattr(response, "usage", None)
+        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion = int(getattr(usage, "completion_tokens", 0) or 0)
+        visual = min(visual, prompt) if prompt else visual
+        return TokenUsage(
+            visual_tokens=visual,
+            text_tokens=max(prompt - visual, 0),
+            generated_tokens=completion,
+            forward_passes=1,
+        )
+
+    def _top_logprobs(self, response: Any) -> dict[str, float]:
+        """The first generated position's top tokens, as {token text: logprob}."""
+        try:
+            content = response.choices[0].logprobs.content
+            entries = content[0].top_logprobs
+        except (AttributeError, IndexError, TypeError):
+            entries = None
+        if not entries:
+            raise LogprobsUnavailableError(
+                f"the model server at {self.base_url} returned no top_logprobs; scoring needs a server "
+                "that returns them (vLLM: start with --max-logprobs >= top_logprobs)"
+            )
+        table: dict[str, float] = {}
+        for entry in entries:
+            table[entry.token] = max(table.get(entry.token, -math.inf), float(entry.logprob))
+        return table
+
+    @staticmethod
+    def _mass(table: dict[str, float], words: Sequence[str]) -> float:
+        """log of the total probability of tokens that spell one of ``words`` (-inf if none)."""
+        values = [lp for tok, lp in table.items() if tok.strip() in words]
+        if not values:
+            return -math.inf
+        top = max(values)
+        return top + math.log(sum(math.exp(v - top) for v in values))
+
+    def _yes_no(self, table: dict[str, float], usage: TokenUsage, latency: float) -> YesNoResult:
+        floor = min(table.values())
+        lp_yes, lp_no = self._mass(table, YES_WORDS), self._mass(table, NO_WORDS)
+        if lp_yes == -math.inf and lp_no == -math.inf:
+            logger.warning("neither Yes nor No among the top %d tokens; P(Yes) set to 0.5", len(table))
+        # A word missing from the top-k has at most the smallest listed probability: use that bound.
+        lp_yes = floor if lp_yes == -math.inf else lp_yes
+        lp_no = floor if lp_no == -math.inf else lp_no
+        p_yes = 1.0 / (1.0 + math.exp(lp_no - lp_yes))
+        return YesNoResult(
+            p_yes=p_yes,
+            logprob_yes=lp_yes,
+            logprob_no=lp_no,
+            usage=usage,
+            latency_s=latency,
+            model_id=self.model_id,
+        )
+
+    def _option_scores(self, table: dict[str, float], options: Sequence[str]) -> list[float]:
+        floor = min(table.values())
+        scores = []
+        found = 0
+        for option in options:
+            matches = [lp for tok, lp in table.items() if tok.strip() == option.strip()]
+            if matches:
+                found += 1
+                scores.append(max(matches))
+            else:
+                scores.append(floor)
+        if not found:
+            raise UnsupportedRequestError(
+                f"none of the options {list(options)} is among the server's top {len(table)} next tokens; "
+                "use single-token options (e.g. letters A-D) or raise top_logprobs"
+            )
+        return scores
+
+    def _prepare(
+        self, request: VLMRequest, ledger: TokenLedger, *, logprobs: bool
+    ) -> tuple[dict[str, Any], int, int]:
+        """The HTTP body, the tokens to hold, and the predicted visual tokens."""
+        request, visual = self._fit(request, ledger)
+        new_tokens = 1 if logprobs else request.options.max_new_tokens
+        return self._body(request, logprobs=logprobs), self._estimate(request, visual, new_tokens), visual
+
+    def _generated(self, response: Any, visual: int, ledger: TokenLedger, latency: float) -> VLMResult:
+        usage = self._usage(response, visual)
+        ledger.charge(usage)
+        choice = response.choices[0]
+        return VLMResult(
+            text=(choice.message.content or "").strip(),
+            finish_reason=choice.finish_reason,
+            usage=usage,
+            latency_s=latency,
+            model_id=self.model_id,
+        )
+
+    def _probed(self, response: Any, visual: int, ledger: TokenLedger) -> tuple[dict[str, float], TokenUsage]:
+        usage = self._usage(response, visual)
+        ledger.charge(usage)
+        return self._top_logprobs(response), usage
+
+    def _scored(
+        self, table: dict[str, float], options: Sequence[str], usage: TokenUsage, latency: float
+    ) -> ScoreResult:
+        return ScoreResult(
+            options=list(options),
+            logprobs=self._option_scores(table, options),
+            usage=usage,
+            latency_s=latency,
+            model_id=self.model_id,
+        )
+
+    # ------------------------------------------------------------------ sync operations
+    def generate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
+        ledger = ledger_for(request, ledger)
+        body, hold, visual = self._prepare(request, ledger, logprobs=False)
+        with ledger.hold(hold, "generate"), self._errors():
+            start = time.perf_counter()
+            response = self._client.chat.completions.create(**body)
+        return self._generated(response, visual, ledger, time.perf_counter() - start)
+
+    def _logprob_call(
+        self, request: VLMRequest, ledger: TokenLedger
+    ) -> tuple[dict[str, float], TokenUsage, float]:
+        body, hold, visual = self._prepare(request, ledger, logprobs=True)
+        with ledger.hold(hold, "logprob probe"), self._errors():
+            start = time.perf_counter()
+            response = self._client.chat.completions.create(**body)
+        latency = time.perf_counter() - start
+        return (*self._probed(response, visual, ledger), latency)
+
+    def yes_probability(self, request: VLMRequest, ledger: TokenLedger | None = None) -> YesNoResult:
+        table, usage, latency = self._logprob_call(request, ledger_for(request, ledger))
+        return self._yes_no(table, usage, latency)
+
+    def score(
+        self, request: VLMRequest, options: Sequence[str], ledger: TokenLedger | None = None
+    ) -> ScoreResult:
+        if not options:
+            raise UnsupportedRequestError("score needs at least one option")
+        table, usage, latency = self._logprob_call(request, ledger_for(request, ledger))
+        return self._scored(table, options, usage, latency)
+
+    # ------------------------------------------------------------------ async operations
+    async def agenerate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
+        ledger = ledger_for(request, ledger)
+        body, hold, visual = self._prepare(request, ledger, logprobs=False)
+        with ledger.hold(hold, "generate"), self._errors():
+            start = time.perf_counter()
+            response = await self._aclient.chat.completions.create(**body)
+        return self._generated(response, visual, ledger, time.perf_counter() - start)
+
+    async def _alogprob_call(
+        self, request: VLMRequest, ledger: TokenLedger
+    ) -> tuple[dict[str, float], TokenUsage, float]:
+        body, hold, visual = self._prepare(request, ledger, logprobs=True)
+        with ledger.hold(hold, "logprob probe"), self._errors():
+            start = time.perf_counter()
+            response = await self._aclient.chat.completions.create(**body)
+        latency = time.perf_counter() - start
+        return (*self._probed(response, visual, ledger), latency)
+
+    async def ayes_probability(self, request: VLMRequest, ledger: TokenLedger | None = None) -> YesNoResult:
+        table, usage, latency = await self._alogprob_call(request, ledger_for(request, ledger))
+        return self._yes_no(table, usage, latency)
+
+    async def ascore(
+        self, request: VLMRequest, options: Sequence[str], ledger: TokenLedger | None = None
+    ) -> ScoreResult:
+        if not options:
+            raise UnsupportedRequestError("score needs at least one option")
+        table, usage, latency = await self._alogprob_call(request, ledger_for(request, ledger))
+        return self._scored(table, options, usage, latency)

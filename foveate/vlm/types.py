@@ -1,0 +1,244 @@
+"""Requests to and results from a VLM, as pydantic models.
+
+These cross every boundary in foveate (agents, graphs, servers, the CLI), so they are
+validated once, here: images are decoded when a request is built, so a corrupt file fails
+at the caller's line and not deep inside a model call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, cast
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from foveate.tools.images import load_image
+from foveate.vlm.budget import TokenBudget
+
+
+class TextPart(BaseModel):
+    """A piece of text inside a message."""
+
+    model_config = ConfigDict(frozen=True)
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ImagePart(BaseModel):
+    """An image inside a message, decoded to RGB at construction.
+
+    Accepts a path, PIL image, numpy array, bytes or ``data:`` URI (never a URL).
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    type: Literal["image"] = "image"
+    image: Image.Image
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _decode(cls, value: Any) -> Image.Image:
+        return load_image(value)
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
+def _as_part(item: Any) -> TextPart | ImagePart:
+    """A plain ``str`` is text; a ``Path``, PIL image, array, bytes or data URI is an image."""
+    if isinstance(item, (TextPart, ImagePart)):
+        return item
+    if isinstance(item, str) and not item.startswith("data:"):
+        return TextPart(text=item)
+    if isinstance(item, dict):
+        kind = item.get("type")
+        if kind == "text":
+            return TextPart(**item)
+        if kind == "image":
+            return ImagePart(**item)
+        raise ValueError(f"content part needs type 'text' or 'image', got {kind!r}")
+    if isinstance(item, (Path, Image.Image, np.ndarray, bytes, bytearray, str)):
+        return ImagePart(image=cast(Any, item))
+    raise ValueError(f"cannot use {type(item).__name__} as message content")
+
+
+class Message(BaseModel):
+    """One chat turn: text and any number of images, interleaved in order."""
+
+    model_config = ConfigDict(frozen=True)
+    role: Literal["system", "user", "assistant"]
+    content: list[ContentPart]
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _coerce(cls, value: Any) -> Any:
+        if isinstance(value, (str, TextPart, ImagePart)) or not isinstance(value, Sequence):
+            value = [value]
+        return [_as_part(v) for v in value]
+
+    @classmethod
+    def user(cls, *parts: Any) -> Message:
+        """``Message.user("Compare", Path("a.png"), "with", Path("b.png"))``.
+
+        A plain ``str`` is text; pass images as ``Path``, PIL, numpy, bytes or data URI.
+        """
+        return cls(role="user", content=list(parts))
+
+    @classmethod
+    def system(cls, text: str) -> Message:
+        return cls(role="system", content=[TextPart(text=text)])
+
+    @classmethod
+    def assistant(cls, text: str) -> Message:
+        return cls(role="assistant", content=[TextPart(text=text)])
+
+    @property
+    def images(self) -> list[Image.Image]:
+        return [p.image for p in self.content if isinstance(p, ImagePart)]
+
+    @property
+    def text(self) -> str:
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+
+class GenerationOptions(BaseModel):
+    """Decoding settings. Temperature 0 means greedy decoding (the default: reproducible)."""
+
+    model_config = ConfigDict(frozen=True)
+    max_new_tokens: int = Field(default=64, ge=1, le=32768)
+    temperature: float = Field(default=0.0, ge=0.0, le=10.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    stop: list[str] = Field(default_factory=list)
+    seed: int | None = None
+
+
+class VLMRequest(BaseModel):
+    """A chat conversation with images, how to decode, and the per-call token budget."""
+
+    model_config = ConfigDict(frozen=True)
+    messages: list[Message] = Field(min_length=1)
+    options: GenerationOptions = Field(default_factory=GenerationOptions)
+    budget: TokenBudget | None = None
+
+    @model_validator(mode="after")
+    def _last_turn_not_assistant(self) -> VLMRequest:
+        if self.messages[-1].role == "assistant":
+            raise ValueError("the last message must be from the user or system, not the assistant")
+        return self
+
+    @classmethod
+    def from_prompt(
+        cls,
+        text: str,
+        images: Sequence[Any] = (),
+        *,
+        system: str | None = None,
+        budget: TokenBudget | None = None,
+        **options: Any,
+    ) -> VLMRequest:
+        """One user turn: the images first, then the text (the layout most VLMs were trained on)."""
+        messages = [Message.system(system)] if system else []
+        parts: list[Any] = [ImagePart(image=img) for img in images]
+        messages.append(Message(role="user", content=[*parts, TextPart(text=text)]))
+        return cls(messages=messages, options=GenerationOptions(**options), budget=budget)
+
+    @property
+    def images(self) -> list[Image.Image]:
+        return [img for m in self.messages for img in m.images]
+
+    def with_images(self, images: Sequence[Image.Image]) -> VLMRequest:
+        """The same request with its images replaced in order (used for budget resizing)."""
+        it = iter(images)
+        messages = [
+            m.model_copy(
+                update={
+                    "content": [
+                        ImagePart.model_construct(image=next(it)) if isinstance(p, ImagePart) else p
+                        for p in m.content
+                    ]
+                }
+            )
+            for m in self.messages
+        ]
+        return self.model_copy(update={"messages": messages})
+
+
+class TokenUsage(BaseModel):
+    """Tokens one call (or many, summed) really spent.
+
+    ``visual_tokens`` are image-placeholder tokens in the prompt(s), ``text_tokens`` the other
+    prompt tokens, ``generated_tokens`` the new tokens decoded; ``forward_passes`` counts
+    batched model invocations (a batch of eight probes is one pass).
+    """
+
+    visual_tokens: int = 0
+    text_tokens: int = 0
+    generated_tokens: int = 0
+    forward_passes: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.visual_tokens + self.text_tokens
+
+    @property
+    def total(self) -> int:
+        return self.visual_tokens + self.text_tokens + self.generated_tokens
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            visual_tokens=self.visual_tokens + other.visual_tokens,
+            text_tokens=self.text_tokens + other.text_tokens,
+            generated_tokens=self.generated_tokens + other.generated_tokens,
+            forward_passes=self.forward_passes + other.forward_passes,
+        )
+
+
+class _CallInfo(BaseModel):
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    latency_s: float = 0.0
+    model_id: str = ""
+
+
+class VLMResult(_CallInfo):
+    """The text a model generated, and what it cost."""
+
+    text: str
+    finish_reason: str | None = None
+
+
+class ScoreResult(_CallInfo):
+    """Log-probability of each candidate answer, summed over its tokens."""
+
+    options: list[str]
+    logprobs: list[float]
+
+    @property
+    def probabilities(self) -> list[float]:
+        """Softmax over the options: the model's belief restricted to these answers."""
+        top = max(self.logprobs)
+        weights = [math.exp(lp - top) for lp in self.logprobs]
+        total = sum(weights)
+        return [w / total for w in weights]
+
+    @property
+    def best(self) -> str:
+        return self.options[int(np.argmax(self.logprobs))]
+
+
+class YesNoResult(_CallInfo):
+    """P(Yes) / (P(Yes) + P(No)) from the next-token distribution, with the raw log-probs."""
+
+    p_yes: float = Field(ge=0.0, le=1.0)
+    logprob_yes: float
+    logprob_no: float
+
+    @property
+    def confidence(self) -> float:
+        """ZoomEye's confidence c = 2 * (P(Yes) - 0.5), in [-1, 1]."""
+        return 2.0 * (self.p_yes - 0.5)
+
+    def __float__(self) -> float:
+        return self.p_yes

@@ -1,0 +1,22 @@
+"""Test-wide settings: never touch the network, keep CPU threads modest on 2-core CI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+from foveate.fixtures.tiny_models import TINY_ARCHITECTURES, build_tiny
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One saved random-weight model per supported architecture, built once per session."""
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {arch: build_tiny(arch, root / arch, seed=0) for arch in TINY_ARCHITECTURES}

@@ -1,0 +1,112 @@
+"""OpenAIVLM against a real OpenAI-compatible server: `transformers serve`, started on 127.0.0.1.
+
+`transformers serve` implements the chat-completions API (images as data URLs included)
+but ignores `logprobs`, so it proves the generate path end to end and that a server
+without log-probabilities gets a clear error. The log-probability path runs against vLLM
+in `make test-serving`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from foveate.errors import BackendError, LogprobsUnavailableError
+from foveate.vlm import OpenAIVLM, TokenBudget, TokenLedger, TransformersVLM, VLMRequest
+
+PICTURE = np.random.default_rng(7).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    exe = shutil.which("transformers", path=str(Path(sys.executable).parent))
+    assert exe, "the transformers CLI is installed with the package"
+    port = _free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [exe, "serve", str(tiny_model_dirs["llava"]), "--device", "cpu", "--host", "127.0.0.1"]
+            + ["--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(f"{url}/health", timeout=1.0)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"transformers serve did not start:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield f"{url}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_generate_equals_local_model(server: str, tiny_model_dirs: dict[str, Path]) -> None:
+    model_dir = str(tiny_model_dirs["llava"])
+    remote = OpenAIVLM(server, model=model_dir, max_retries=0)
+    local = TransformersVLM(model_dir)
+    for question in ("What is the color of the circle?", "Describe the image."):
+        req = VLMRequest.from_prompt(question, [PICTURE], max_new_tokens=6)
+        ledger = TokenLedger(TokenBudget(max_total_tokens=10_000))
+        got = remote.generate(req, ledger)
+        want = local.generate(req)
+        assert got.text == want.text  # same weights, same processor, greedy: same answer
+        assert got.usage.generated_tokens == want.usage.generated_tokens
+        assert got.usage.prompt_tokens > 0 and ledger.spent.total == got.usage.total
+
+
+def test_async_generate_runs_concurrently(server: str, tiny_model_dirs: dict[str, Path]) -> None:
+    remote = OpenAIVLM(server, model=str(tiny_model_dirs["llava"]), max_retries=0)
+    req = VLMRequest.from_prompt("Describe the image.", [PICTURE], max_new_tokens=4)
+
+    async def many() -> list[str]:
+        results = await asyncio.gather(*(remote.agenerate(req) for _ in range(4)))
+        return [r.text for r in results]
+
+    texts = asyncio.run(many())
+    assert len(set(texts)) == 1 and texts[0] == remote.generate(req).text
+
+
+def test_server_without_logprobs_is_named(server: str, tiny_model_dirs: dict[str, Path]) -> None:
+    remote = OpenAIVLM(server, model=str(tiny_model_dirs["llava"]), max_retries=0)
+    req = VLMRequest.from_prompt("Is there a circle? Answer Yes or No.", [PICTURE])
+    with pytest.raises(LogprobsUnavailableError, match=server.replace(".", r"\.")):
+        remote.yes_probability(req)
+    with pytest.raises(LogprobsUnavailableError, match="logprobs"):
+        remote.score(req, ["Yes", "No"])
+
+
+def test_dead_server_is_named_quickly() -> None:
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    start = time.monotonic()
+    with pytest.raises(BackendError, match=rf"cannot reach the model server at {url}"):
+        OpenAIVLM(url, timeout=2.0, max_retries=1)
+    dead = OpenAIVLM(url, model="m", timeout=2.0, max_retries=1)
+    with pytest.raises(BackendError, match="cannot reach"):
+        dead.generate(VLMRequest.from_prompt("hi", [PICTURE]))
+    assert time.monotonic() - start < 30

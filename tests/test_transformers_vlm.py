@@ -1,0 +1,163 @@
+"""TransformersVLM on tiny random-weight LLaVA, Qwen2-VL and Idefics3 models, loaded from disk.
+
+Every check compares our backend with something independent of it: the greedy decoder of
+transformers, a plain forward pass through the model, the processor's own token count, or
+a forward hook on the real model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from foveate.errors import BudgetExceeded, ModelLoadError
+from foveate.fixtures.tiny_models import TINY_ARCHITECTURES
+from foveate.vlm import TokenBudget, TokenLedger, TransformersVLM, VLMRequest
+
+RNG = np.random.default_rng(1234)
+PICTURE = RNG.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+SMALL = RNG.integers(0, 255, (90, 60, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module", params=TINY_ARCHITECTURES)
+def vlm(request: pytest.FixtureRequest, tiny_model_dirs: dict[str, Path]) -> TransformersVLM:
+    return TransformersVLM(tiny_model_dirs[request.param])
+
+
+def _forward_count(vlm: TransformersVLM) -> list[int]:
+    calls = [0]
+    vlm.model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_loads_through_public_loader_on_cpu(vlm: TransformersVLM) -> None:
+    assert vlm.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert vlm.family in ("llava", "qwen2_vl", "idefics3")
+    assert vlm.token_spec is not None
+
+
+def test_generate_reports_real_usage(vlm: TransformersVLM) -> None:
+    req = VLMRequest.from_prompt("Describe the image.", [PICTURE], max_new_tokens=4)
+    result = vlm.generate(req)
+    assert result.model_id == vlm.model_id and result.latency_s > 0
+    assert 1 <= result.usage.generated_tokens <= 4
+    assert result.usage.visual_tokens == vlm.token_spec.tokens_for(300, 400)  # type: ignore[union-attr]
+    assert result.usage.text_tokens > 5
+    again = vlm.generate(req)
+    assert again.text == result.text  # greedy decoding is deterministic
+
+
+def _greedy_ids(vlm: TransformersVLM, req: VLMRequest, n: int) -> list[int]:
+    """Greedy decoding by transformers itself, outside our backend."""
+    enc = vlm.processor(text=[vlm.render(req)], images=[req.images], return_tensors="pt")
+    out = vlm.model.generate(
+        **enc, max_new_tokens=n, do_sample=False, pad_token_id=vlm.tokenizer.pad_token_id
+    )
+    return [int(t) for t in out[0, enc["input_ids"].shape[1] :]]
+
+
+def test_generate_matches_transformers_greedy(vlm: TransformersVLM) -> None:
+    req = VLMRequest.from_prompt("What is the color of the circle?", [PICTURE], max_new_tokens=5)
+    ids = _greedy_ids(vlm, req, 5)
+    assert vlm.generate(req).text == vlm.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+def test_score_agrees_with_greedy_one_token_answer(vlm: TransformersVLM) -> None:
+    """The option that greedy decoding emits first must be the top-scored option."""
+    for question in ("What is the color of the circle?", "Is there a star?", "Describe it."):
+        req = VLMRequest.from_prompt(question, [PICTURE], max_new_tokens=1)
+        greedy = _greedy_ids(vlm, req, 1)[0]
+        others = [t for t in range(40, 400, 37) if t != greedy]
+        options = [vlm.tokenizer.decode([t]) for t in [*others, greedy]]
+        options = list(dict.fromkeys(o for o in options if o))
+        scored = vlm.score(req, options)
+        assert scored.best == vlm.tokenizer.decode([greedy]), (question, scored.options, scored.logprobs)
+        assert scored.usage.forward_passes == 1
+
+
+def test_multi_token_scores_match_a_plain_forward_pass(vlm: TransformersVLM) -> None:
+    req = VLMRequest.from_prompt("What is in the picture?", [SMALL])
+    options = ["red circle", "blue", "a green square on the left"]
+    batched = vlm.score(req, options)
+    assert batched.usage.forward_passes == 1
+    prompt = vlm.render(req)
+    for option, got in zip(options, batched.logprobs, strict=True):
+        alone = vlm.score(req, [option]).logprobs[0]
+        assert got == pytest.approx(alone, abs=1e-4)
+        # independent teacher-forced log-likelihood straight from transformers
+        full = vlm.processor(text=[prompt + option], images=[[req.images[0]]], return_tensors="pt")
+        base = vlm.processor(text=[prompt], images=[[req.images[0]]], return_tensors="pt")
+        n = base["input_ids"].shape[1]
+        with torch.no_grad():
+            logits = vlm.model(**full).logits[0].float()
+        logp = torch.log_softmax(logits[n - 1 : -1], dim=-1)
+        expected = logp.gather(-1, full["input_ids"][0, n:].unsqueeze(-1)).sum()
+        assert got == pytest.approx(float(expected), abs=1e-3)
+    assert all(lp < 0 for lp in batched.logprobs)
+    assert sum(batched.probabilities) == pytest.approx(1.0)
+
+
+def test_yes_probability_batched_equals_single(vlm: TransformersVLM) -> None:
+    reqs = [
+        VLMRequest.from_prompt("Is there a red circle in the image? Answer Yes or No.", [PICTURE]),
+        VLMRequest.from_prompt("Is it blue?", [SMALL]),
+        VLMRequest.from_prompt("Could you answer the question from this view? Answer Yes or No.", [SMALL]),
+    ]
+    calls = _forward_count(vlm)
+    batch = vlm.yes_probabilities(reqs)
+    assert calls[0] == 1  # one forward pass for the three probes
+    for req, got in zip(reqs, batch, strict=True):
+        single = vlm.yes_probability(req)
+        assert 0.0 <= got.p_yes <= 1.0
+        assert got.p_yes == pytest.approx(single.p_yes, abs=1e-4)
+        assert -1.0 <= got.confidence <= 1.0
+        p_yes, p_no = np.exp(got.logprob_yes), np.exp(got.logprob_no)
+        assert got.p_yes == pytest.approx(p_yes / (p_yes + p_no))
+
+
+def test_budget_exceeded_before_any_forward_pass(vlm: TransformersVLM) -> None:
+    calls = _forward_count(vlm)
+    req = VLMRequest.from_prompt("Describe the image.", [PICTURE], max_new_tokens=8)
+    tiny = TokenLedger(TokenBudget(max_total_tokens=20))
+    with pytest.raises(BudgetExceeded):
+        vlm.generate(req, tiny)
+    with pytest.raises(BudgetExceeded):
+        vlm.score(req, ["Yes", "No"], tiny)
+    with pytest.raises(BudgetExceeded):
+        vlm.yes_probabilities([req, req], tiny)
+    assert calls[0] == 0
+    assert tiny.spent.total == 0
+
+    # an exact budget: prompt + max_new_tokens fits, one token less does not
+    probe = vlm.generate(req)
+    need = probe.usage.prompt_tokens + 8
+    vlm.generate(req, TokenLedger(TokenBudget(max_total_tokens=need)))
+    with pytest.raises(BudgetExceeded):
+        vlm.generate(req, TokenLedger(TokenBudget(max_total_tokens=need - 1)))
+
+
+def test_ledger_spends_what_calls_report(vlm: TransformersVLM) -> None:
+    ledger = TokenLedger(TokenBudget(max_total_tokens=100_000))
+    req = VLMRequest.from_prompt("Describe the image.", [PICTURE], max_new_tokens=3)
+    a = vlm.generate(req, ledger)
+    b = vlm.score(req, ["Yes", "No"], ledger)
+    c = vlm.yes_probability(req, ledger)
+    assert ledger.spent.total == a.usage.total + b.usage.total + c.usage.total
+    assert ledger.remaining == 100_000 - ledger.spent.total
+
+
+def test_unknown_model_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="no model folder at"):
+        TransformersVLM(tmp_path / "missing-model")
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        TransformersVLM(tmp_path)
+    with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE"):
+        TransformersVLM("foveate-test/definitely-not-a-cached-model")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="broken"):
+        TransformersVLM(broken)
