@@ -41,10 +41,11 @@ def server(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFa
     port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [exe, "serve", str(tiny_model_dirs["llava"]), "--device", "cpu"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [exe, "serve", str(tiny_model_dirs["llava"]), "--device", "cpu", "--host", "127.0.0.1"]
-            + ["--port", str(port)],
+            command,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

@@ -161,3 +161,38 @@ def test_unknown_model_folder_errors(tmp_path: Path) -> None:
     (broken / "config.json").write_text("{not json")
     with pytest.raises(ModelLoadError, match="broken"):
         TransformersVLM(broken)
+
+
+def _processor_count(vlm: TransformersVLM, height: int, width: int) -> int:
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    req = VLMRequest.from_prompt("Describe the image.", [image])
+    enc = vlm.processor(text=[vlm.render(req)], images=[req.images], return_tensors="pt")
+    return int((enc["input_ids"] == vlm.image_token_id).sum())
+
+
+def test_predicted_visual_tokens_equal_processor_count(vlm: TransformersVLM) -> None:
+    spec = vlm.token_spec
+    assert spec is not None
+    rng = np.random.default_rng(99)
+    sizes = [(int(h), int(w)) for h, w in rng.integers(20, 1400, size=(20, 2))] + [(37, 1300), (1100, 41)]
+    for height, width in sizes:
+        assert spec.tokens_for(height, width) == _processor_count(vlm, height, width), (height, width)
+
+
+def test_images_are_resized_to_the_visual_cap(vlm: TransformersVLM) -> None:
+    spec = vlm.token_spec
+    assert spec is not None
+    full = spec.tokens_for(900, 1300)
+    fewest = spec.tokens_for(28, 28)
+    cap = max(fewest, full // 3)
+    req = VLMRequest.from_prompt("Describe.", [np.zeros((900, 1300, 3), dtype=np.uint8)], max_new_tokens=1)
+    budget = TokenBudget(max_visual_tokens_per_image=cap)
+    if full <= cap:  # a fixed-size encoder (LLaVA-1.5): the count cannot change, only be checked
+        assert vlm.generate(req, TokenLedger(budget)).usage.visual_tokens == full
+        with pytest.raises(BudgetExceeded, match="visual"):
+            vlm.generate(req, TokenLedger(TokenBudget(max_visual_tokens_per_image=full - 1)))
+        return
+    fitted = vlm.fit_images(req, cap).images[0]
+    assert abs(fitted.width / fitted.height - 1300 / 900) < 0.1
+    used = vlm.generate(req, TokenLedger(budget)).usage.visual_tokens
+    assert used <= cap and used == _processor_count(vlm, fitted.height, fitted.width)

@@ -30,7 +30,7 @@ from transformers import (
 )
 
 from foveate.errors import VisualTokenCapError as ErrorsCapError
-from foveate.fixtures.tiny_models import TINY_ARCHITECTURES, make_tiny
+from foveate.fixtures.tiny_models import TINY_ARCHITECTURES, TinyArchitecture, make_tiny
 from foveate.vlm.visual_tokens import (
     IDEFICS3,
     LLAVA_1_5,
@@ -42,7 +42,7 @@ from foveate.vlm.visual_tokens import (
     spec_from_processor,
 )
 
-FAST = {"do_rescale": False, "do_normalize": False, "resample": Image.Resampling.NEAREST}
+FAST: dict[str, Any] = {"do_rescale": False, "do_normalize": False, "resample": Image.Resampling.NEAREST}
 Size = tuple[int, int]
 
 
@@ -82,7 +82,7 @@ QWEN_EDGES: list[Size] = [
     (2800, 14), (20, 3999), (3999, 20), (4000, 300), (300, 4000), (1001, 1499), (1, 200), (199, 1),
 ]  # fmt: skip
 
-QWEN_CONFIGS: dict[str, dict[str, int]] = {
+QWEN_CONFIGS: dict[str, dict[str, Any]] = {
     "qwen2-vl-checkpoint": {"min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "merge_size": 2},
     "class-defaults": {},
     "small-cap": {"min_pixels": 100, "max_pixels": 28 * 28 * 16, "patch_size": 14, "merge_size": 2},
@@ -93,7 +93,7 @@ QWEN_CONFIGS: dict[str, dict[str, int]] = {
 
 @pytest.mark.parametrize("name", list(QWEN_CONFIGS))
 def test_qwen_matches_image_grid(name: str) -> None:
-    processor = Qwen2VLImageProcessorPil(**QWEN_CONFIGS[name])
+    processor: Any = Qwen2VLImageProcessorPil(**QWEN_CONFIGS[name])
     spec = VisualTokenSpec(
         "qwen2_vl",
         patch_size=processor.patch_size,
@@ -119,7 +119,7 @@ def test_qwen_matches_image_grid(name: str) -> None:
 
 
 def test_qwen_refuses_what_the_processor_refuses() -> None:
-    processor = Qwen2VLImageProcessorPil()
+    processor: Any = Qwen2VLImageProcessorPil()
     for size in [(1, 201), (3000, 14)]:
         with pytest.raises(ValueError, match="aspect ratio"):
             processor(_image(size), **FAST)
@@ -128,7 +128,7 @@ def test_qwen_refuses_what_the_processor_refuses() -> None:
 
 
 def test_qwen_without_resize_uses_the_image_as_is() -> None:
-    processor = Qwen2VLImageProcessorPil(do_resize=False)
+    processor: Any = Qwen2VLImageProcessorPil(do_resize=False)
     spec = VisualTokenSpec("qwen2_vl", do_resize=False)
     for size in [(28, 28), (56, 280), (308, 84)]:
         grid = processor(_image(size), **FAST)["image_grid_thw"][0]
@@ -142,7 +142,7 @@ def test_qwen_without_resize_uses_the_image_as_is() -> None:
 def test_qwen_full_processor(tiny: dict[str, tuple[Any, Any]]) -> None:
     """Through a whole processor: placeholder tokens in input_ids, Qwen2-VL's real settings."""
     tokenizer = tiny["qwen2_vl"][1].tokenizer
-    image_processor = Qwen2VLImageProcessorPil(min_pixels=3136, max_pixels=12845056)
+    image_processor: Any = Qwen2VLImageProcessorPil(min_pixels=3136, max_pixels=12845056)
     processor = PaddleOCRVLProcessor(image_processor=image_processor, tokenizer=tokenizer)
     spec = spec_from_processor(processor)
     assert spec == QWEN2_VL
@@ -189,7 +189,7 @@ IDEFICS_CONFIGS: dict[str, tuple[type, dict[str, Any]]] = {
 @pytest.mark.parametrize("name", list(IDEFICS_CONFIGS))
 def test_idefics3_matches_rows_cols_and_tiles(name: str) -> None:
     klass, kwargs = IDEFICS_CONFIGS[name]
-    processor = klass(**kwargs)
+    processor: Any = klass(**kwargs)
     seq = 7
     tile = processor.max_image_size["longest_edge"]
     spec = VisualTokenSpec(
@@ -218,13 +218,26 @@ def test_idefics3_matches_rows_cols_and_tiles(name: str) -> None:
             assert spec.processed_size(*size) == tuple(out["pixel_values"].shape[-2:]) == (tile, tile), size
 
 
+def test_idefics3_caps_the_long_side_at_4096() -> None:
+    """A longest_edge above 4096 is clamped back to 4096 (thin images keep this test light)."""
+    processor: Any = Idefics3ImageProcessorPil(
+        size={"longest_edge": 4500}, max_image_size={"longest_edge": 700}
+    )
+    spec = VisualTokenSpec("idefics3", longest_edge=4500, max_image_size=700, image_seq_len=3)
+    for size in [(10, 4500), (4500, 12), (1, 3000), (30, 5000), (3, 4096)]:
+        out = processor(_image(size), return_row_col_info=True, **FAST)
+        assert spec.tile_grid(*size) == (out["rows"][0][0], out["cols"][0][0]), size
+        assert max(spec.tile_grid(*size)) == 6  # ceil(4096 / 700), not ceil(4500 / 700) = 7
+
+
 def test_idefics3_full_processor(tiny: dict[str, tuple[Any, Any]]) -> None:
     """Through Idefics3Processor (also with SmolVLM's image processor): <image> tokens in input_ids."""
     tokenizer = tiny["idefics3"][1].tokenizer
-    for image_processor, seq in [
+    pairs: list[tuple[Any, int]] = [
         (Idefics3ImageProcessorPil(), 169),
         (SmolVLMImageProcessorPil(size={"longest_edge": 2048}, max_image_size={"longest_edge": 512}), 64),
-    ]:
+    ]
+    for image_processor, seq in pairs:
         processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=seq)
         spec = spec_from_processor(processor)
         assert spec == (IDEFICS3 if seq == 169 else SMOLVLM)
@@ -235,7 +248,7 @@ def test_idefics3_full_processor(tiny: dict[str, tuple[Any, Any]]) -> None:
 
 def test_idefics3_processor_level_overrides_are_read(tiny: dict[str, tuple[Any, Any]]) -> None:
     """A processor's images_kwargs defaults win over its image processor's attributes, in both."""
-    processor = Idefics3Processor(
+    processor: Any = Idefics3Processor(
         image_processor=Idefics3ImageProcessorPil(), tokenizer=tiny["idefics3"][1].tokenizer, image_seq_len=9
     )
     processor.images_kwargs = {**processor.images_kwargs, "do_image_splitting": False}
@@ -336,7 +349,7 @@ def test_llava_reads_missing_settings_from_config(tiny: dict[str, tuple[Any, Any
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
-def test_tiny_models_end_to_end(arch: str) -> None:
+def test_tiny_models_end_to_end(arch: TinyArchitecture) -> None:
     """The project's own tiny models: the spec read off their processor predicts their prompts exactly."""
     model, processor = make_tiny(arch)  # fresh: other tests mutate the shared ones
     spec = spec_from_processor(processor, model.config)
@@ -419,7 +432,7 @@ FIT_SPECS = {
     name=st.sampled_from(sorted(FIT_SPECS)),
     height=st.integers(1, 6000),
     width=st.integers(1, 6000),
-    cap=st.integers(1, 20000),
+    cap=st.one_of(st.integers(1, 100), st.integers(1, 3000), st.integers(1, 20000)),
 )
 def test_fit_respects_cap_and_aspect(name: str, height: int, width: int, cap: int) -> None:
     spec = FIT_SPECS[name]
@@ -475,7 +488,7 @@ def test_fit_examples() -> None:
 
 
 def test_fitted_images_meet_the_cap_in_the_real_processor() -> None:
-    processor = Qwen2VLImageProcessorPil(min_pixels=3136, max_pixels=12845056)
+    processor: Any = Qwen2VLImageProcessorPil(min_pixels=3136, max_pixels=12845056)
     for size, cap in [((2000, 3000), 300), ((4000, 90), 64), ((123, 4567), 50), ((1500, 1499), 1)]:
         try:
             fitted = QWEN2_VL.fit(*size, cap)
@@ -484,3 +497,15 @@ def test_fitted_images_meet_the_cap_in_the_real_processor() -> None:
             continue
         grid = processor(_image(fitted), **FAST)["image_grid_thw"][0]
         assert int(grid.prod()) // 4 <= cap
+
+
+def test_idefics3_follows_the_pipeline_not_the_processors_own_helper() -> None:
+    """transformers' ``get_number_of_image_patches`` rounds the short side up on its own, but the real resize
+    derives it from the rounded-up long side, which can add a tile row. The spec follows the real resize."""
+    processor: Any = Idefics3ImageProcessorPil(
+        size={"longest_edge": 400}, max_image_size={"longest_edge": 364}
+    )
+    spec = VisualTokenSpec("idefics3", longest_edge=400, max_image_size=364, image_seq_len=1)
+    out = processor(_image((300, 400)), return_row_col_info=True, **FAST)
+    assert (out["rows"][0][0], out["cols"][0][0]) == spec.tile_grid(300, 400) == (2, 2)
+    assert processor.get_number_of_image_patches(300, 400) == (3, 1, 2)  # (tiles + 1, rows, cols)

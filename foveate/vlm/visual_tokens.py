@@ -109,7 +109,7 @@ def _idefics3_rescale_to_max_len(height: int, width: int, max_len: int) -> tuple
     if width >= height:
         width = max_len
         height = int(width / aspect_ratio)
-        if False:
+        if height % 2 != 0:
             height += 1
     elif height > width:
         height = max_len

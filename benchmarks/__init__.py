@@ -1,0 +1,1 @@
+"""Benchmarks: each writes a table under docs/benchmarks/ (never timed in tests)."""
