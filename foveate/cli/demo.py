@@ -1,9 +1,10 @@
-"""``foveate demo``: one real question answered end to end, offline, with what it cost.
+"""``foveate demo``: one real question about a generated scene, answered end to end, offline.
 
-Until the embedded tiny VLM is trained (it ships in ``foveate/fixtures/tiny_vlm``), the
-demo runs on a tiny *random-weight* LLaVA built from a config, and says so: its answers
-are meaningless, but every step is real (image decoding, chat template, processor,
-forward passes, logits, the token budget).
+It runs on the embedded tiny VLM (``foveate.fixtures.TINY_VLM_PATH``), or on ``--model`` /
+``--endpoint``. The question is asked twice: on the whole 2000 px scene, where the small target is
+a few pixels once the model shrinks the image, and on a crop around the target, which is what
+zoom search has to find by itself. Every number comes from real logits, and the token ledger
+shows what the question cost.
 """
 
 from __future__ import annotations
@@ -11,62 +12,70 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from PIL import Image, ImageDraw
 from rich.console import Console
 from rich.table import Table
 
+from foveate.fixtures.bench import native_crop
+from foveate.fixtures.scenes import generate_scene
+from foveate.fixtures.tasks import EXISTENCE, object_name
 from foveate.vlm import TokenBudget, TokenLedger, VLMRequest
 
-COLORS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (40, 70, 220), "yellow": (235, 200, 20)}
 
-
-def demo_scene(path: Path, size: tuple[int, int] = (1600, 1200)) -> Path:
-    """A large white image with one small red circle among grey distractor squares."""
-    img = Image.new("RGB", size, (245, 245, 245))
-    draw = ImageDraw.Draw(img)
-    for i in range(40):
-        x, y = (i * 397) % (size[0] - 60), (i * 263) % (size[1] - 60)
-        draw.rectangle((x, y, x + 30, y + 30), fill=(150, 150, 150))
-    draw.ellipse((1100, 300, 1140, 340), fill=COLORS["red"])
-    img.save(path)
-    return path
-
-
-def run_demo(console: Console, *, model: str | None = None, endpoint: str | None = None) -> None:
+def run_demo(
+    console: Console, *, model: str | None = None, endpoint: str | None = None, seed: int = 42, index: int = 0
+) -> None:
     from foveate.cli.main import _load_vlm
+    from foveate.fixtures import tiny_vlm_available
 
     vlm = _load_vlm(model, endpoint)
-    random_weights = model is None and endpoint is None
-    if random_weights:
-        console.print(
-            "[bold yellow]NOTE:[/] the embedded default model is not trained yet, so this demo runs a tiny "
-            "RANDOM-WEIGHT LLaVA built from a config. Its answers are meaningless; every step is real."
-        )
-    image = demo_scene(Path(tempfile.mkdtemp(prefix="foveate-demo-")) / "scene.png")
-    question = "What is the color of the circle?"
-    options = list(COLORS)
-    budget = TokenBudget(max_visual_tokens_per_image=4096, max_total_tokens=20000)
+    if model is None and endpoint is None:
+        if tiny_vlm_available():
+            console.print("model: the embedded tiny VLM (trained on synthetic scenes; offline)")
+        else:
+            console.print(
+                "[bold yellow]NOTE:[/] the embedded tiny VLM is not in this checkout, so this demo runs "
+                "a tiny "
+                "RANDOM-WEIGHT LLaVA built from a config. Its answers are meaningless; every step is real."
+            )
+    image, item = generate_scene(seed, index)
+    folder = Path(tempfile.mkdtemp(prefix="foveate-demo-"))
+    scene_path = folder / "scene.png"
+    image.save(scene_path)
+    crop = native_crop(image, item, 128)
+    crop_path = folder / "crop.png"
+    crop.save(crop_path)
+    target = item.targets[0]
+    budget = TokenBudget(max_total_tokens=20_000)
     ledger = TokenLedger(budget)
-    console.print(f"model: [bold]{vlm.model_id}[/]\nimage: {image} (1600x1200)\nquestion: {question}")
-
-    request = VLMRequest.from_prompt(question, [image], budget=budget, max_new_tokens=8)
-    generated = vlm.generate(request, ledger)
-    scored = vlm.score(request, options, ledger)
-    probe = VLMRequest.from_prompt(
-        "Is there a red circle in the image? Answer Yes or No.", [image], budget=budget
+    console.print(f"model id: [bold]{vlm.model_id}[/]")
+    console.print(
+        f"scene: {scene_path} ({image.width}x{image.height}); the {target.shape} is {target.size} px wide"
     )
-    yes = vlm.yes_probability(probe, ledger)
+    console.print(f"question: [bold]{item.question}[/]  options: {', '.join(item.options)}")
 
-    table = Table(title="option scores (log-probabilities from real logits)")
-    table.add_column("option")
-    table.add_column("log-prob", justify="right")
-    table.add_column("probability", justify="right")
-    for opt, lp, p in zip(scored.options, scored.logprobs, scored.probabilities, strict=True):
-        table.add_row(opt, f"{lp:.3f}", f"{p:.3f}")
+    table = Table(title="option probabilities (from the model's log-probabilities)")
+    table.add_column("view")
+    for option in item.options:
+        table.add_column(option, justify="right")
+    table.add_column("answer")
+    table.add_column("P(Yes) target visible", justify="right")
+    probe = EXISTENCE.format(obj=object_name(target))
+    for name, view in (("whole image", scene_path), ("crop around the target", crop_path)):
+        scored = vlm.score(VLMRequest.from_prompt(item.question, [view]), item.options, ledger)
+        seen = vlm.yes_probability(VLMRequest.from_prompt(probe, [view]), ledger)
+        mark = "[green]right[/]" if scored.best == item.answer else "[red]wrong[/]"
+        table.add_row(
+            name, *(f"{p:.2f}" for p in scored.probabilities), f"{scored.best} ({mark})", f"{seen.p_yes:.2f}"
+        )
     console.print(table)
-    console.print(f"generated answer: [bold]{generated.text!r}[/] ({generated.finish_reason})")
-    console.print(f"best option: [bold]{scored.best}[/]")
-    console.print(f"P(Yes) that a red circle is present: {yes.p_yes:.3f} (confidence {yes.confidence:+.3f})")
+    answer = vlm.generate(VLMRequest.from_prompt(item.question, [crop_path], max_new_tokens=4), ledger)
+    console.print(
+        f"generated answer on the crop: [bold]{answer.text!r}[/]; ground truth: [bold]{item.answer}[/]"
+    )
+    console.print(
+        "The crop here is cut around the known target to show the gap; finding it without being told "
+        "is the zoom agent's job."
+    )
     spent = ledger.spent
     console.print(
         f"tokens spent: {spent.visual_tokens} visual + {spent.text_tokens} text prompt + "

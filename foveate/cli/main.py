@@ -57,9 +57,12 @@ def _load_vlm(model: str | None, endpoint: str | None):  # type: ignore[no-untyp
 
 
 def _default_model() -> Path:
-    """The embedded default model; until one is trained, a tiny random-weight LLaVA."""
+    """The embedded default model (the shipped tiny VLM); without it, a tiny random-weight LLaVA."""
+    from foveate.fixtures import TINY_VLM_PATH, tiny_vlm_available
     from foveate.fixtures.tiny_models import build_tiny_llava
 
+    if tiny_vlm_available():
+        return TINY_VLM_PATH
     folder = (
         Path(os.environ.get("FOVEATE_CACHE", Path(tempfile.gettempdir()) / "foveate")) / "tiny-random-llava"
     )
@@ -121,6 +124,45 @@ def demo(
         run_demo(console, model=model, endpoint=endpoint)
     except FoveateError as exc:
         raise _fail(exc) from None
+
+
+bench_app = typer.Typer(help="Synthetic benchmarks and measurements.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("make")
+def bench_make(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write images/ and manifest.jsonl to.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of scenes.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Benchmark seed.")] = 1,
+) -> None:
+    """Write a synthetic high-resolution benchmark: PNG scenes plus a JSONL manifest."""
+    from foveate.fixtures.scenes import make_benchmark
+
+    try:
+        items = make_benchmark(out, n=n, seed=seed)
+    except (FoveateError, OSError) as exc:
+        raise _fail(exc) from None
+    console.print(f"wrote {len(items)} scenes to {out} (manifest: {out / 'manifest.jsonl'})")
+
+
+@bench_app.command("fixture")
+def bench_fixture(
+    out: Annotated[Path, typer.Option("--out")] = Path("docs/benchmarks/fixture.md"),
+    n: Annotated[int, typer.Option("--n", min=1)] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="Held-out scene seed (training uses 1000/2000).")] = 7,
+    model: ModelOpt = None,
+) -> None:
+    """Measure the embedded tiny VLM: crop vs whole-image accuracy, existence AUROC, by target size."""
+    from foveate.fixtures.bench import write_fixture_report
+
+    command = f"foveate bench fixture --n {n} --seed {seed}" + (f" --model {model}" if model else "")
+    try:
+        report = write_fixture_report(Path(model) if model else _default_model(), out, n, seed, command)
+    except FoveateError as exc:
+        raise _fail(exc) from None
+    console.print(out.read_text())
+    del report
 
 
 @app.callback()

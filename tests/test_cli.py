@@ -1,0 +1,51 @@
+"""The command line: real subcommands, clear one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from foveate.cli.main import app
+from foveate.fixtures.scenes import load_manifest
+
+runner = CliRunner()
+
+
+def test_bench_make_writes_a_valid_benchmark(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["bench", "make", "--n", "2", "--seed", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    items = load_manifest(tmp_path)
+    assert len(items) == 2 and all((tmp_path / it.image).is_file() for it in items)
+
+
+def test_ask_with_a_missing_image_is_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["ask", str(tmp_path / "nope.png"), "What is it?"])
+    assert result.exit_code == 2
+    assert "image file not found" in result.output and "Traceback" not in result.output
+
+
+def test_ask_with_an_unknown_model_folder(tmp_path: Path) -> None:
+    picture = tmp_path / "p.png"
+    Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8)).save(picture)
+    result = runner.invoke(app, ["ask", str(picture), "What?", "--model", str(tmp_path / "no-model")])
+    assert result.exit_code == 2 and "no model folder at" in result.output
+
+
+def test_ask_scores_options(tmp_path: Path, tiny_model_dirs: dict[str, Path]) -> None:
+    picture = tmp_path / "p.png"
+    Image.fromarray(np.zeros((64, 80, 3), dtype=np.uint8)).save(picture)
+    args = [
+        "ask",
+        str(picture),
+        "Is it dark?",
+        "--options",
+        "Yes,No",
+        "--model",
+        str(tiny_model_dirs["llava"]),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "answer:" in result.output and "visual" in result.output
