@@ -15,8 +15,8 @@ from foveate.vlm.types import TokenUsage
 
 def test_hold_refuses_overspend_and_reports_numbers() -> None:
     ledger = TokenLedger(TokenBudget(max_total_tokens=100))
-    with ledger.hold(60):
-        ledger.charge(TokenUsage(visual_tokens=40, text_tokens=10, generated_tokens=5))
+    with ledger.hold(60) as held:
+        held.commit(TokenUsage(visual_tokens=40, text_tokens=10, generated_tokens=5))
     assert ledger.spent.total == 55 and ledger.remaining == 45
     refused = pytest.raises(BudgetExceeded, match="needs 46 tokens but only 45")
     with refused as info, ledger.hold(46, "generate"):
@@ -41,8 +41,8 @@ def test_spent_never_exceeds_limit(limit: int, calls: list[tuple[int, int]]) -> 
     ledger = TokenLedger(TokenBudget(max_total_tokens=limit))
     for hold, used in calls:
         try:
-            with ledger.hold(hold):
-                ledger.charge(TokenUsage(text_tokens=min(hold, used)))
+            with ledger.hold(hold) as held:
+                held.commit(TokenUsage(text_tokens=min(hold, used)))
         except BudgetExceeded:
             continue
     assert ledger.spent.total <= limit
@@ -72,3 +72,24 @@ def test_concurrent_holds_are_exclusive() -> None:
     for t in threads:
         t.join()
     assert sorted(outcomes) == ["ran", "refused"]
+
+
+def test_commit_and_release_are_atomic_under_contention() -> None:
+    """Many threads hold, commit inside the hold, and the limit is never passed."""
+    ledger = TokenLedger(TokenBudget(max_total_tokens=1000))
+
+    def worker() -> None:
+        for _ in range(200):
+            try:
+                with ledger.hold(7) as held:
+                    held.commit(TokenUsage(text_tokens=7))
+            except BudgetExceeded:
+                pass
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert ledger.spent.total == 7 * (1000 // 7)
+    assert ledger.remaining == 1000 - 7 * (1000 // 7)

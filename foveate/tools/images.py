@@ -123,7 +123,13 @@ def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
     """
     if isinstance(source, Image.Image):
         _check_pixels(source.width, source.height, max_pixels, "PIL image")
-        return to_rgb(source)
+        try:
+            source.load()  # a lazily opened file fails here, with its name, not deep inside a model call
+        except (OSError, SyntaxError, ValueError) as exc:
+            name = getattr(source, "filename", "") or "PIL image"
+            raise ImageLoadError(f"cannot decode image from {name}: {exc}") from exc
+        rgb = to_rgb(source)
+        return rgb.copy() if rgb is source else rgb
     if isinstance(source, np.ndarray):
         return _from_array(source, max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)):

@@ -14,6 +14,7 @@ the sync call in a worker thread, HTTP backends use a real async client.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -90,6 +91,15 @@ class BaseVLM:
         self, requests: Sequence[VLMRequest], ledger: TokenLedger | None = None
     ) -> list[YesNoResult]:
         return await asyncio.to_thread(self.yes_probabilities, requests, ledger)
+
+
+def yes_share(logprob_yes: float, logprob_no: float) -> float:
+    """P(Yes) / (P(Yes) + P(No)) from two log-probabilities, without overflow for any gap."""
+    gap = logprob_no - logprob_yes
+    if gap > 0:
+        z = math.exp(-gap)
+        return z / (1.0 + z)
+    return 1.0 / (1.0 + math.exp(gap))
 
 
 def ledger_for(request: VLMRequest, ledger: TokenLedger | None) -> TokenLedger:

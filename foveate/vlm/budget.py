@@ -60,8 +60,12 @@ class TokenLedger:
             return self.limit - self.spent.total - self._held
 
     @contextmanager
-    def hold(self, tokens: int, what: str = "call") -> Iterator[None]:
-        """Reserve ``tokens`` for the duration of a call, or raise ``BudgetExceeded`` now."""
+    def hold(self, tokens: int, what: str = "call") -> Iterator[Reservation]:
+        """Reserve ``tokens`` for the duration of a call, or raise ``BudgetExceeded`` now.
+
+        Call ``commit(usage)`` on the reservation inside the block: releasing the hold and recording
+        the spend happen under one lock, so a concurrent call never sees the tokens as free.
+        """
         with self._lock:
             if self.limit is not None:
                 available = self.limit - self.spent.total - self._held
@@ -73,14 +77,38 @@ class TokenLedger:
                         remaining=available,
                     )
             self._held += tokens
+        reservation = Reservation(self, tokens)
         try:
-            yield
+            yield reservation
         finally:
-            with self._lock:
-                self._held -= tokens
+            reservation.release()
 
     def charge(self, usage: TokenUsage) -> None:
         """Record what a call really spent."""
         with self._lock:
             self.spent = self.spent + usage
             self.calls += 1
+
+
+class Reservation:
+    """Tokens held on a ledger for one call; ``commit`` turns the hold into spent tokens."""
+
+    def __init__(self, ledger: TokenLedger, tokens: int) -> None:
+        self._ledger = ledger
+        self.tokens = tokens
+        self._open = True
+
+    def commit(self, usage: TokenUsage) -> None:
+        ledger = self._ledger
+        with ledger._lock:
+            if self._open:
+                ledger._held -= self.tokens
+                self._open = False
+            ledger.spent = ledger.spent + usage
+            ledger.calls += 1
+
+    def release(self) -> None:
+        with self._ledger._lock:
+            if self._open:
+                self._ledger._held -= self.tokens
+                self._open = False

@@ -44,4 +44,7 @@ def hub_load_error(model_id: str, exc: BaseException) -> ModelLoadError:
         if offline
         else "check the name, your network, or pass a local model folder"
     )
-    return ModelLoadError(f"cannot load model {model_id!r}: {hint} ({type(exc).__name__}: {exc})")
+    return ModelLoadError(
+        f"cannot load model {model_id!r}: there is no local folder by that name and it is not a usable "
+        f"hub id here; {hint} ({type(exc).__name__}: {exc})"
+    )

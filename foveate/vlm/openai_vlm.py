@@ -14,6 +14,7 @@ when a ``VisualTokenSpec`` is given, a conservative 1 token per 3 characters of 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -25,8 +26,8 @@ import openai
 
 from foveate.errors import BackendError, LogprobsUnavailableError, UnsupportedRequestError
 from foveate.tools.images import resize_to, to_data_uri
-from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_for
-from foveate.vlm.budget import TokenLedger
+from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_for, yes_share
+from foveate.vlm.budget import Reservation, TokenLedger
 from foveate.vlm.types import ImagePart, ScoreResult, TokenUsage, VLMRequest, VLMResult, YesNoResult
 from foveate.vlm.visual_tokens import VisualTokenSpec
 
@@ -139,10 +140,14 @@ class OpenAIVLM(BaseVLM):
         return visual + math.ceil(chars / 3) + new_tokens
 
     @staticmethod
-    def _usage(response: Any, visual: int) -> TokenUsage:
+    def _usage(response: Any, visual: int, estimate: int) -> TokenUsage:
         usage = getattr(response, "usage", None)
         prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion = int(getattr(usage, "completion_tokens", 0) or 0)
+        if usage is None:
+            # The server reported nothing: charge the conservative estimate rather than zero.
+            logger.warning("the server returned no token usage; charging the estimate (%d tokens)", estimate)
+            return TokenUsage(visual_tokens=visual, text_tokens=max(estimate - visual, 0), forward_passes=1)
         visual = min(visual, prompt) if prompt else visual
         return TokenUsage(
             visual_tokens=visual,
@@ -185,9 +190,8 @@ class OpenAIVLM(BaseVLM):
         # A word missing from the top-k has at most the smallest listed probability: use that bound.
         lp_yes = floor if lp_yes == -math.inf else lp_yes
         lp_no = floor if lp_no == -math.inf else lp_no
-        p_yes = 1.0 / (1.0 + math.exp(lp_no - lp_yes))
         return YesNoResult(
-            p_yes=p_yes,
+            p_yes=yes_share(lp_yes, lp_no),
             logprob_yes=lp_yes,
             logprob_no=lp_no,
             usage=usage,
@@ -196,21 +200,22 @@ class OpenAIVLM(BaseVLM):
         )
 
     def _option_scores(self, table: dict[str, float], options: Sequence[str]) -> list[float]:
-        floor = min(table.values())
+        """Each option's log-prob as a first token; an option missing from the top-k is an error.
+
+        A chat-completions server only returns the top-k first tokens, so a multi-token option or
+        one outside the top-k cannot be scored exactly: refuse rather than guess.
+        """
         scores = []
-        found = 0
         for option in options:
             matches = [lp for tok, lp in table.items() if tok.strip() == option.strip()]
-            if matches:
-                found += 1
-                scores.append(max(matches))
-            else:
-                scores.append(floor)
-        if not found:
-            raise UnsupportedRequestError(
-                f"none of the options {list(options)} is among the server's top {len(table)} next tokens; "
-                "use single-token options (e.g. letters A-D) or raise top_logprobs"
-            )
+            if not matches:
+                raise UnsupportedRequestError(
+                    f"option {option!r} is not among the top {len(table)} first tokens that the server at "
+                    f"{self.base_url} returned; use single-token options (e.g. letters A-D) or raise "
+                    "top_logprobs"
+                )
+            top = max(matches)
+            scores.append(top + math.log(sum(math.exp(m - top) for m in matches)))
         return scores
 
     def _prepare(
@@ -221,9 +226,11 @@ class OpenAIVLM(BaseVLM):
         new_tokens = 1 if logprobs else request.options.max_new_tokens
         return self._body(request, logprobs=logprobs), self._estimate(request, visual, new_tokens), visual
 
-    def _generated(self, response: Any, visual: int, ledger: TokenLedger, latency: float) -> VLMResult:
-        usage = self._usage(response, visual)
-        ledger.charge(usage)
+    def _generated(
+        self, response: Any, visual: int, estimate: int, held: Reservation, latency: float
+    ) -> VLMResult:
+        usage = self._usage(response, visual, estimate)
+        held.commit(usage)
         choice = response.choices[0]
         return VLMResult(
             text=(choice.message.content or "").strip(),
@@ -233,9 +240,11 @@ class OpenAIVLM(BaseVLM):
             model_id=self.model_id,
         )
 
-    def _probed(self, response: Any, visual: int, ledger: TokenLedger) -> tuple[dict[str, float], TokenUsage]:
-        usage = self._usage(response, visual)
-        ledger.charge(usage)
+    def _probed(
+        self, response: Any, visual: int, estimate: int, held: Reservation
+    ) -> tuple[dict[str, float], TokenUsage]:
+        usage = self._usage(response, visual, estimate)
+        held.commit(usage)
         return self._top_logprobs(response), usage
 
     def _scored(
@@ -253,20 +262,20 @@ class OpenAIVLM(BaseVLM):
     def generate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
         ledger = ledger_for(request, ledger)
         body, hold, visual = self._prepare(request, ledger, logprobs=False)
-        with ledger.hold(hold, "generate"), self._errors():
+        with ledger.hold(hold, "generate") as held, self._errors():
             start = time.perf_counter()
             response = self._client.chat.completions.create(**body)
-        return self._generated(response, visual, ledger, time.perf_counter() - start)
+            return self._generated(response, visual, hold, held, time.perf_counter() - start)
 
     def _logprob_call(
         self, request: VLMRequest, ledger: TokenLedger
     ) -> tuple[dict[str, float], TokenUsage, float]:
         body, hold, visual = self._prepare(request, ledger, logprobs=True)
-        with ledger.hold(hold, "logprob probe"), self._errors():
+        with ledger.hold(hold, "logprob probe") as held, self._errors():
             start = time.perf_counter()
             response = self._client.chat.completions.create(**body)
-        latency = time.perf_counter() - start
-        return (*self._probed(response, visual, ledger), latency)
+            latency = time.perf_counter() - start
+            return (*self._probed(response, visual, hold, held), latency)
 
     def yes_probability(self, request: VLMRequest, ledger: TokenLedger | None = None) -> YesNoResult:
         table, usage, latency = self._logprob_call(request, ledger_for(request, ledger))
@@ -281,27 +290,33 @@ class OpenAIVLM(BaseVLM):
         return self._scored(table, options, usage, latency)
 
     # ------------------------------------------------------------------ async operations
+    # Image resizing and PNG encoding run in a worker thread so they never block the event loop.
     async def agenerate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
         ledger = ledger_for(request, ledger)
-        body, hold, visual = self._prepare(request, ledger, logprobs=False)
-        with ledger.hold(hold, "generate"), self._errors():
+        body, hold, visual = await asyncio.to_thread(self._prepare, request, ledger, logprobs=False)
+        with ledger.hold(hold, "generate") as held, self._errors():
             start = time.perf_counter()
             response = await self._aclient.chat.completions.create(**body)
-        return self._generated(response, visual, ledger, time.perf_counter() - start)
+            return self._generated(response, visual, hold, held, time.perf_counter() - start)
 
     async def _alogprob_call(
         self, request: VLMRequest, ledger: TokenLedger
     ) -> tuple[dict[str, float], TokenUsage, float]:
-        body, hold, visual = self._prepare(request, ledger, logprobs=True)
-        with ledger.hold(hold, "logprob probe"), self._errors():
+        body, hold, visual = await asyncio.to_thread(self._prepare, request, ledger, logprobs=True)
+        with ledger.hold(hold, "logprob probe") as held, self._errors():
             start = time.perf_counter()
             response = await self._aclient.chat.completions.create(**body)
-        latency = time.perf_counter() - start
-        return (*self._probed(response, visual, ledger), latency)
+            latency = time.perf_counter() - start
+            return (*self._probed(response, visual, hold, held), latency)
 
     async def ayes_probability(self, request: VLMRequest, ledger: TokenLedger | None = None) -> YesNoResult:
         table, usage, latency = await self._alogprob_call(request, ledger_for(request, ledger))
         return self._yes_no(table, usage, latency)
+
+    async def ayes_probabilities(
+        self, requests: Sequence[VLMRequest], ledger: TokenLedger | None = None
+    ) -> list[YesNoResult]:
+        return list(await asyncio.gather(*(self.ayes_probability(r, ledger) for r in requests)))
 
     async def ascore(
         self, request: VLMRequest, options: Sequence[str], ledger: TokenLedger | None = None

@@ -18,7 +18,6 @@ is called, so ``BudgetExceeded`` never costs a forward pass.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
@@ -32,7 +31,7 @@ from PIL import Image
 
 from foveate.errors import ModelLoadError, UnsupportedRequestError
 from foveate.tools.images import resize_to
-from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_for
+from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_for, yes_share
 from foveate.vlm.budget import TokenLedger
 from foveate.vlm.loading import hub_load_error, resolve_model_source
 from foveate.vlm.types import ImagePart, ScoreResult, TokenUsage, VLMRequest, VLMResult, YesNoResult
@@ -208,48 +207,49 @@ class TransformersVLM(BaseVLM):
         return out.logits.float()
 
     # ------------------------------------------------------------------ operations
+    # Each operation holds ``self._lock`` from encoding to the last forward pass: the processor's
+    # tokenizer keeps padding state, and one model should not run two forward passes at once.
     def generate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
         ledger = ledger_for(request, ledger)
         request = self.fit_images(request, self._budget_cap(request, ledger))
-        enc = self._encode([self.render(request)], [request.images], padding_side="left")
         opts = request.options
-        prompt_len = enc.lengths[0]
-        with ledger.hold(prompt_len + opts.max_new_tokens, "generate"), self._lock:
-            start = time.perf_counter()
-            gen_kwargs: dict[str, Any] = {
-                "max_new_tokens": opts.max_new_tokens,
-                "do_sample": opts.temperature > 0,
-                "pad_token_id": self.tokenizer.pad_token_id,
-            }
-            if opts.temperature > 0:
-                gen_kwargs.update(temperature=opts.temperature, top_p=opts.top_p)
-                if opts.seed is not None:
-                    torch.manual_seed(opts.seed)
-            else:
-                gen_kwargs.update(temperature=None, top_p=None, top_k=None)
-            with torch.inference_mode():
-                out = self.model.generate(**self._to_device(enc.inputs), **gen_kwargs)
-            latency = time.perf_counter() - start
-        new_tokens = out[0, enc.inputs["input_ids"].shape[1] :].tolist()
+        with self._lock:
+            enc = self._encode([self.render(request)], [request.images], padding_side="left")
+            with ledger.hold(enc.lengths[0] + opts.max_new_tokens, "generate") as held:
+                start = time.perf_counter()
+                gen_kwargs: dict[str, Any] = {
+                    "max_new_tokens": opts.max_new_tokens,
+                    "do_sample": opts.temperature > 0,
+                    "pad_token_id": self.tokenizer.pad_token_id,
+                }
+                if opts.temperature > 0:
+                    gen_kwargs.update(temperature=opts.temperature, top_p=opts.top_p)
+                    if opts.seed is not None:
+                        torch.manual_seed(opts.seed)
+                else:
+                    gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+                with torch.inference_mode():
+                    out = self.model.generate(**self._to_device(enc.inputs), **gen_kwargs)
+                latency = time.perf_counter() - start
+                kept, finish = self._until_eos(out[0, enc.inputs["input_ids"].shape[1] :].tolist())
+                usage = enc.usage + TokenUsage(generated_tokens=len(kept))
+                held.commit(usage)
         eos = self._eos_ids()
-        finish = "length"
-        kept: list[int] = []
-        for tok in new_tokens:
-            if tok in eos:
-                finish = "stop"
-                kept.append(tok)
-                break
-            kept.append(tok)
         text = self.tokenizer.decode([t for t in kept if t not in eos], skip_special_tokens=True)
         for stop in opts.stop:
             cut = text.find(stop)
             if cut >= 0:
                 text, finish = text[:cut], "stop"
-        usage = enc.usage + TokenUsage(generated_tokens=len(kept))
-        ledger.charge(usage)
         return VLMResult(
             text=text.strip(), finish_reason=finish, usage=usage, latency_s=latency, model_id=self.model_id
         )
+
+    def _until_eos(self, tokens: list[int]) -> tuple[list[int], str]:
+        eos = self._eos_ids()
+        for i, tok in enumerate(tokens):
+            if tok in eos:
+                return tokens[: i + 1], "stop"
+        return tokens, "length"
 
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()
@@ -261,30 +261,47 @@ class TransformersVLM(BaseVLM):
                 ids.update(int(v) for v in value)
         return ids
 
+    @staticmethod
+    def spellings(option: str) -> list[str]:
+        """How an answer may follow the generation prompt: as written, and after a space.
+
+        Chat templates differ: Qwen's ends with a newline and answers start bare, LLaVA's ends with
+        ``ASSISTANT:`` and Llama tokenizers emit the answer with a leading space. An option is scored
+        by its most likely spelling, so the option that greedy decoding would emit ranks first.
+        """
+        return [option] if option[:1].isspace() else [option, " " + option]
+
     def score(
         self, request: VLMRequest, options: Sequence[str], ledger: TokenLedger | None = None
     ) -> ScoreResult:
+        """Log-probability of each option (its most likely spelling), from real logits.
+
+        Single-token spellings need one forward pass of the prompt; otherwise every spelling of
+        every option goes through right-padded batches, all held on the ledger before the first.
+        """
         if not options:
             raise UnsupportedRequestError("score needs at least one option")
         ledger = ledger_for(request, ledger)
         request = self.fit_images(request, self._budget_cap(request, ledger))
         prompt = self.render(request)
-        prompt_ids = self.processor(
-            text=[prompt], images=[request.images] if request.images else None, return_tensors="pt"
-        )["input_ids"][0].tolist()
-        option_ids = self._option_token_ids(prompt, prompt_ids, options)
-        start = time.perf_counter()
-        if all(len(ids) == 1 for ids in option_ids):
-            # One forward pass of the prompt: the next-token distribution scores every option.
-            enc = self._encode([prompt], [request.images], padding_side="right")
-            with ledger.hold(enc.lengths[0], "score"), self._lock:
-                logits = self._logits(enc.inputs, keep=1)[0, -1]
-            logp = torch.log_softmax(logits, dim=-1)
-            scores = [float(logp[ids[0]]) for ids in option_ids]
-            usage = enc.usage
-        else:
-            scores, usage = self._score_batched(prompt, prompt_ids, request.images, options, ledger)
-        ledger.charge(usage)
+        variants = [self.spellings(o) for o in options]
+        flat = [v for vs in variants for v in vs]
+        with self._lock:
+            start = time.perf_counter()
+            variant_ids = self._option_token_ids(prompt, flat)
+            if all(len(ids) == 1 for ids in variant_ids):
+                enc = self._encode([prompt], [request.images], padding_side="right")
+                with ledger.hold(enc.lengths[0], "score") as held:
+                    logp = torch.log_softmax(self._logits(enc.inputs, keep=1)[0, -1], dim=-1)
+                    held.commit(enc.usage)
+                flat_scores = [float(logp[ids[0]]) for ids in variant_ids]
+                usage = enc.usage
+            else:
+                flat_scores, usage = self._score_batched(prompt, request.images, flat, ledger)
+        scores, k = [], 0
+        for vs in variants:
+            scores.append(max(flat_scores[k : k + len(vs)]))
+            k += len(vs)
         return ScoreResult(
             options=list(options),
             logprobs=scores,
@@ -293,14 +310,12 @@ class TransformersVLM(BaseVLM):
             model_id=self.model_id,
         )
 
-    def _option_token_ids(
-        self, prompt: str, prompt_ids: list[int], options: Sequence[str]
-    ) -> list[list[int]]:
+    def _option_token_ids(self, prompt: str, options: Sequence[str]) -> list[list[int]]:
         """Each option's tokens as they follow the prompt (tokenised in context, not alone)."""
+        text_prompt = self.tokenizer.encode(prompt, add_special_tokens=False)
         result = []
         for option in options:
             full = self.tokenizer.encode(prompt + option, add_special_tokens=False)
-            text_prompt = self.tokenizer.encode(prompt, add_special_tokens=False)
             common = 0
             while common < min(len(full), len(text_prompt)) and full[common] == text_prompt[common]:
                 common += 1
@@ -311,35 +326,35 @@ class TransformersVLM(BaseVLM):
                     "use options that start a new token (e.g. 'A', 'B', ...)"
                 )
             result.append(ids)
-        del prompt_ids
         return result
 
     def _score_batched(
-        self,
-        prompt: str,
-        prompt_ids: list[int],
-        images: list[Image.Image],
-        options: Sequence[str],
-        ledger: TokenLedger,
+        self, prompt: str, images: list[Image.Image], options: Sequence[str], ledger: TokenLedger
     ) -> tuple[list[float], TokenUsage]:
+        prompt_ids = self.processor(text=[prompt], images=[images] if images else None, return_tensors="pt")[
+            "input_ids"
+        ][0]
         prefix = len(prompt_ids)
-        scores: list[float] = []
+        chunks = [
+            list(options[lo : lo + self.max_batch_size]) for lo in range(0, len(options), self.max_batch_size)
+        ]
+        encs = [self._encode([prompt + o for o in chunk], [images] * len(chunk), "right") for chunk in chunks]
         usage = TokenUsage()
-        for lo in range(0, len(options), self.max_batch_size):
-            chunk = list(options[lo : lo + self.max_batch_size])
-            enc = self._encode([prompt + o for o in chunk], [images] * len(chunk), padding_side="right")
-            ids = enc.inputs["input_ids"]
-            if not bool((ids[:, :prefix] == torch.tensor(prompt_ids)).all()):
-                raise UnsupportedRequestError("an option changed how the prompt itself is tokenised")
-            width = ids.shape[1]
-            keep = torch.arange(prefix - 1, width - 1)
-            with ledger.hold(sum(enc.lengths), "score"), self._lock:
-                logp = torch.log_softmax(self._logits(enc.inputs, keep=keep), dim=-1)
-            for row, length in enumerate(enc.lengths):
-                targets = ids[row, prefix:length]
-                picked = logp[row, : length - prefix].gather(-1, targets.unsqueeze(-1))
-                scores.append(float(picked.sum()))
+        for enc in encs:
             usage = usage + enc.usage
+        scores: list[float] = []
+        with ledger.hold(usage.total, "score") as held:
+            for enc in encs:
+                ids = enc.inputs["input_ids"]
+                if not bool((ids[:, :prefix] == prompt_ids).all()):
+                    raise UnsupportedRequestError("an option changed how the prompt itself is tokenised")
+                keep = torch.arange(prefix - 1, ids.shape[1] - 1)
+                logp = torch.log_softmax(self._logits(enc.inputs, keep=keep), dim=-1)
+                for row, length in enumerate(enc.lengths):
+                    targets = ids[row, prefix:length]
+                    picked = logp[row, : length - prefix].gather(-1, targets.unsqueeze(-1))
+                    scores.append(float(picked.sum()))
+            held.commit(usage)
         return scores, usage
 
     def yes_probability(self, request: VLMRequest, ledger: TokenLedger | None = None) -> YesNoResult:
@@ -348,55 +363,65 @@ class TransformersVLM(BaseVLM):
     def yes_probabilities(
         self, requests: Sequence[VLMRequest], ledger: TokenLedger | None = None
     ) -> list[YesNoResult]:
-        """All probes in as few forward passes as ``max_batch_size`` allows."""
+        """All probes in as few forward passes as ``max_batch_size`` allows, all held before the first."""
         if not self._yes_ids or not self._no_ids:
             raise UnsupportedRequestError(
                 f"the tokenizer of {self.model_id} has no single token for Yes or No; "
                 "yes_probability needs both"
             )
+        ledgers = [ledger_for(r, ledger) for r in requests]
+        fitted = [
+            self.fit_images(r, self._budget_cap(r, lg)) for r, lg in zip(requests, ledgers, strict=True)
+        ]
+        size = self.max_batch_size
         results: list[YesNoResult] = []
-        for lo in range(0, len(requests), self.max_batch_size):
-            chunk = list(requests[lo : lo + self.max_batch_size])
-            ledgers = [ledger_for(r, ledger) for r in chunk]
-            fitted = [
-                self.fit_images(r, self._budget_cap(r, lg)) for r, lg in zip(chunk, ledgers, strict=True)
+        with self._lock, ExitStack() as stack:
+            encs = [
+                self._encode([self.render(r) for r in chunk], [r.images for r in chunk], "right")
+                for chunk in (fitted[lo : lo + size] for lo in range(0, len(fitted), size))
             ]
-            enc = self._encode([self.render(r) for r in fitted], [r.images for r in fitted], "right")
-            last = torch.tensor([n - 1 for n in enc.lengths])
-            positions = torch.unique(last)
-            start = time.perf_counter()
-            with ExitStack() as held:
-                # A shared ledger holds the whole batch; without one each probe has its own budget.
-                if ledger is not None:
-                    held.enter_context(ledger.hold(sum(enc.lengths), "yes_probability"))
-                else:
-                    for own, length in zip(ledgers, enc.lengths, strict=True):
-                        held.enter_context(own.hold(length, "yes_probability"))
-                with self._lock:
-                    logits = self._logits(enc.inputs, keep=positions)
-            latency = (time.perf_counter() - start) / len(chunk)
-            logp = torch.log_softmax(logits, dim=-1)
-            column = torch.searchsorted(positions, last)
+            lengths = [n for enc in encs for n in enc.lengths]
+            # A shared ledger holds the whole batch; without one each probe has its own budget.
+            if ledger is not None:
+                holds = [stack.enter_context(ledger.hold(sum(lengths), "yes_probability"))]
+            else:
+                holds = [
+                    stack.enter_context(own.hold(n, "yes_probability"))
+                    for own, n in zip(ledgers, lengths, strict=True)
+                ]
             yes_idx, no_idx = torch.tensor(self._yes_ids), torch.tensor(self._no_ids)
-            for row in range(len(chunk)):
-                dist = logp[row, column[row]]
-                lp_yes = float(torch.logsumexp(dist[yes_idx], dim=0))
-                lp_no = float(torch.logsumexp(dist[no_idx], dim=0))
-                p_yes = 1.0 / (1.0 + math.exp(lp_no - lp_yes))
-                usage = TokenUsage(
-                    visual_tokens=enc.visual[row],
-                    text_tokens=enc.lengths[row] - enc.visual[row],
-                    forward_passes=1 if row == 0 else 0,
-                )
-                (ledger if ledger is not None else ledgers[row]).charge(usage)
-                results.append(
-                    YesNoResult(
-                        p_yes=p_yes,
-                        logprob_yes=lp_yes,
-                        logprob_no=lp_no,
-                        usage=usage,
-                        latency_s=latency,
-                        model_id=self.model_id,
+            for enc in encs:
+                start = time.perf_counter()
+                last = torch.tensor([n - 1 for n in enc.lengths])
+                positions = torch.unique(last)
+                logp = torch.log_softmax(self._logits(enc.inputs, keep=positions), dim=-1)
+                column = torch.searchsorted(positions, last)
+                latency = (time.perf_counter() - start) / len(enc.lengths)
+                for row in range(len(enc.lengths)):
+                    dist = logp[row, column[row]]
+                    lp_yes = float(torch.logsumexp(dist[yes_idx], dim=0))
+                    lp_no = float(torch.logsumexp(dist[no_idx], dim=0))
+                    usage = TokenUsage(
+                        visual_tokens=enc.visual[row],
+                        text_tokens=enc.lengths[row] - enc.visual[row],
+                        forward_passes=1 if row == 0 else 0,
                     )
-                )
+                    results.append(
+                        YesNoResult(
+                            p_yes=yes_share(lp_yes, lp_no),
+                            logprob_yes=lp_yes,
+                            logprob_no=lp_no,
+                            usage=usage,
+                            latency_s=latency,
+                            model_id=self.model_id,
+                        )
+                    )
+            if ledger is not None:
+                total = TokenUsage()
+                for r in results:
+                    total = total + r.usage
+                holds[0].commit(total)
+            else:
+                for held, r in zip(holds, results, strict=True):
+                    held.commit(r.usage)
         return results

@@ -75,7 +75,7 @@ class Message(BaseModel):
     @field_validator("content", mode="before")
     @classmethod
     def _coerce(cls, value: Any) -> Any:
-        if isinstance(value, (str, TextPart, ImagePart)) or not isinstance(value, Sequence):
+        if isinstance(value, (str, bytes, bytearray, TextPart, ImagePart)) or not isinstance(value, Sequence):
             value = [value]
         return [_as_part(v) for v in value]
 
