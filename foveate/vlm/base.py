@@ -14,12 +14,13 @@ the sync call in a worker thread, HTTP backends use a real async client.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from foveate.vlm.budget import TokenLedger
-from foveate.vlm.types import ScoreResult, VLMRequest, VLMResult, YesNoResult
+from foveate.vlm.types import ScoreResult, VLMRequest, VLMResult, YesNoResult, yes_share
+
+__all__ = ["NO_WORDS", "VLM", "YES_WORDS", "BaseVLM", "ledger_for", "yes_share"]
 
 YES_WORDS = ("Yes", "yes", "YES")
 NO_WORDS = ("No", "no", "NO")
@@ -91,15 +92,6 @@ class BaseVLM:
         self, requests: Sequence[VLMRequest], ledger: TokenLedger | None = None
     ) -> list[YesNoResult]:
         return await asyncio.to_thread(self.yes_probabilities, requests, ledger)
-
-
-def yes_share(logprob_yes: float, logprob_no: float) -> float:
-    """P(Yes) / (P(Yes) + P(No)) from two log-probabilities, without overflow for any gap."""
-    gap = logprob_no - logprob_yes
-    if gap > 0:
-        z = math.exp(-gap)
-        return z / (1.0 + z)
-    return 1.0 / (1.0 + math.exp(gap))
 
 
 def ledger_for(request: VLMRequest, ledger: TokenLedger | None) -> TokenLedger:

@@ -26,7 +26,7 @@ import openai
 
 from foveate.errors import BackendError, LogprobsUnavailableError, UnsupportedRequestError
 from foveate.tools.images import resize_to, to_data_uri
-from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_for, yes_share
+from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_for
 from foveate.vlm.budget import Reservation, TokenLedger
 from foveate.vlm.types import ImagePart, ScoreResult, TokenUsage, VLMRequest, VLMResult, YesNoResult
 from foveate.vlm.visual_tokens import VisualTokenSpec
@@ -190,13 +190,8 @@ class OpenAIVLM(BaseVLM):
         # A word missing from the top-k has at most the smallest listed probability: use that bound.
         lp_yes = floor if lp_yes == -math.inf else lp_yes
         lp_no = floor if lp_no == -math.inf else lp_no
-        return YesNoResult(
-            p_yes=yes_share(lp_yes, lp_no),
-            logprob_yes=lp_yes,
-            logprob_no=lp_no,
-            usage=usage,
-            latency_s=latency,
-            model_id=self.model_id,
+        return YesNoResult.from_logprobs(
+            lp_yes, lp_no, usage=usage, latency_s=latency, model_id=self.model_id
         )
 
     def _option_scores(self, table: dict[str, float], options: Sequence[str]) -> list[float]:

@@ -31,7 +31,7 @@ from PIL import Image
 
 from foveate.errors import ModelLoadError, UnsupportedRequestError
 from foveate.tools.images import resize_to
-from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_for, yes_share
+from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_for
 from foveate.vlm.budget import TokenLedger
 from foveate.vlm.loading import hub_load_error, resolve_model_source
 from foveate.vlm.types import ImagePart, ScoreResult, TokenUsage, VLMRequest, VLMResult, YesNoResult
@@ -407,13 +407,8 @@ class TransformersVLM(BaseVLM):
                         forward_passes=1 if row == 0 else 0,
                     )
                     results.append(
-                        YesNoResult(
-                            p_yes=yes_share(lp_yes, lp_no),
-                            logprob_yes=lp_yes,
-                            logprob_no=lp_no,
-                            usage=usage,
-                            latency_s=latency,
-                            model_id=self.model_id,
+                        YesNoResult.from_logprobs(
+                            lp_yes, lp_no, usage=usage, latency_s=latency, model_id=self.model_id
                         )
                     )
             if ledger is not None:

@@ -228,12 +228,34 @@ class ScoreResult(_CallInfo):
         return self.options[int(np.argmax(self.logprobs))]
 
 
+def yes_share(logprob_yes: float, logprob_no: float) -> float:
+    """P(Yes) / (P(Yes) + P(No)) from two log-probabilities, without overflow for any gap."""
+    gap = logprob_no - logprob_yes
+    if gap > 0:
+        z = math.exp(-gap)
+        return z / (1.0 + z)
+    return 1.0 / (1.0 + math.exp(gap))
+
+
 class YesNoResult(_CallInfo):
     """P(Yes) / (P(Yes) + P(No)) from the next-token distribution, with the raw log-probs."""
 
     p_yes: float = Field(ge=0.0, le=1.0)
     logprob_yes: float
     logprob_no: float
+
+    @classmethod
+    def from_logprobs(
+        cls, logprob_yes: float, logprob_no: float, *, usage: TokenUsage, latency_s: float, model_id: str
+    ) -> YesNoResult:
+        return cls(
+            p_yes=yes_share(logprob_yes, logprob_no),
+            logprob_yes=logprob_yes,
+            logprob_no=logprob_no,
+            usage=usage,
+            latency_s=latency_s,
+            model_id=model_id,
+        )
 
     @property
     def confidence(self) -> float:
