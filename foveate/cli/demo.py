@@ -33,9 +33,9 @@ def run_demo(
             console.print("model: the embedded tiny VLM (trained on synthetic scenes; offline)")
         else:
             console.print(
-                "[bold yellow]NOTE:[/] the embedded tiny VLM is not in this checkout, so this demo runs "
-                "a tiny "
-                "RANDOM-WEIGHT LLaVA built from a config. Its answers are meaningless; every step is real."
+                "[bold yellow]NOTE:[/] the embedded tiny VLM is not in this checkout, so this demo runs a "
+                "tiny RANDOM-WEIGHT LLaVA built from a config. Its answers are meaningless; every step "
+                "is real."
             )
     image, item = generate_scene(seed, index)
     folder = Path(tempfile.mkdtemp(prefix="foveate-demo-"))

@@ -158,11 +158,10 @@ def bench_fixture(
 
     command = f"foveate bench fixture --n {n} --seed {seed}" + (f" --model {model}" if model else "")
     try:
-        report = write_fixture_report(Path(model) if model else _default_model(), out, n, seed, command)
+        write_fixture_report(Path(model) if model else _default_model(), out, n, seed, command)
     except FoveateError as exc:
         raise _fail(exc) from None
     console.print(out.read_text())
-    del report
 
 
 @app.callback()

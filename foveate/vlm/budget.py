@@ -83,12 +83,6 @@ class TokenLedger:
         finally:
             reservation.release()
 
-    def charge(self, usage: TokenUsage) -> None:
-        """Record what a call really spent."""
-        with self._lock:
-            self.spent = self.spent + usage
-            self.calls += 1
-
 
 class Reservation:
     """Tokens held on a ledger for one call; ``commit`` turns the hold into spent tokens."""
@@ -99,16 +93,17 @@ class Reservation:
         self._open = True
 
     def commit(self, usage: TokenUsage) -> None:
-        ledger = self._ledger
-        with ledger._lock:
-            if self._open:
-                ledger._held -= self.tokens
-                self._open = False
-            ledger.spent = ledger.spent + usage
-            ledger.calls += 1
+        """Release the hold and record what the call really spent, atomically."""
+        with self._ledger._lock:
+            self._release_locked()
+            self._ledger.spent = self._ledger.spent + usage
+            self._ledger.calls += 1
 
     def release(self) -> None:
         with self._ledger._lock:
-            if self._open:
-                self._ledger._held -= self.tokens
-                self._open = False
+            self._release_locked()
+
+    def _release_locked(self) -> None:
+        if self._open:
+            self._ledger._held -= self.tokens
+            self._open = False

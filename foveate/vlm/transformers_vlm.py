@@ -339,9 +339,7 @@ class TransformersVLM(BaseVLM):
             list(options[lo : lo + self.max_batch_size]) for lo in range(0, len(options), self.max_batch_size)
         ]
         encs = [self._encode([prompt + o for o in chunk], [images] * len(chunk), "right") for chunk in chunks]
-        usage = TokenUsage()
-        for enc in encs:
-            usage = usage + enc.usage
+        usage = TokenUsage.sum(enc.usage for enc in encs)
         scores: list[float] = []
         with ledger.hold(usage.total, "score") as held:
             for enc in encs:
@@ -412,10 +410,7 @@ class TransformersVLM(BaseVLM):
                         )
                     )
             if ledger is not None:
-                total = TokenUsage()
-                for r in results:
-                    total = total + r.usage
-                holds[0].commit(total)
+                holds[0].commit(TokenUsage.sum(r.usage for r in results))
             else:
                 for held, r in zip(holds, results, strict=True):
                     held.commit(r.usage)

@@ -8,7 +8,7 @@ at the caller's line and not deep inside a model call.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
@@ -186,6 +186,13 @@ class TokenUsage(BaseModel):
     @property
     def total(self) -> int:
         return self.visual_tokens + self.text_tokens + self.generated_tokens
+
+    @staticmethod
+    def sum(usages: Iterable[TokenUsage]) -> TokenUsage:
+        total = TokenUsage()
+        for usage in usages:
+            total = total + usage
+        return total
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
         return TokenUsage(
