@@ -54,3 +54,11 @@ class BudgetExceeded(FoveateError):
 
 class VisualTokenCapError(BudgetExceeded, ValueError):
     """No resize of an image can bring it under the per-image visual-token cap."""
+
+
+class ConformalError(FoveateError, ValueError):
+    """Bad input to conformal calibration or prediction, named in the message.
+
+    Wrong shapes, probabilities that do not sum to one, an alpha outside (0, 1), an empty
+    calibration set. A ``ValueError`` too, so numpy-style callers can catch it as such.
+    """
