@@ -62,3 +62,18 @@ class ConformalError(FoveateError, ValueError):
     Wrong shapes, probabilities that do not sum to one, an alpha outside (0, 1), an empty
     calibration set. A ``ValueError`` too, so numpy-style callers can catch it as such.
     """
+
+
+class InsightMemoryError(FoveateError):
+    """The insight memory could not do what was asked; the message names the database or index file."""
+
+
+class MemoryDatabaseError(InsightMemoryError, OSError):
+    """A memory database could not be opened: not a database, not foveate's, or from a newer foveate.
+
+    The file is never overwritten or "repaired" when this is raised.
+    """
+
+
+class EmbedderMismatchError(InsightMemoryError, ValueError):
+    """Stored insights were embedded by another model (or dimension) than the one in use now."""

@@ -1,0 +1,209 @@
+"""Opening the memory database: any SQLAlchemy URL, a SQLite file by default, migrated on open.
+
+SQLite files are opened in WAL mode with a busy timeout, foreign keys on and ``synchronous=FULL``,
+and every write transaction starts with ``BEGIN IMMEDIATE`` so that two processes writing at once
+queue up instead of failing. A file that is not a SQLite database, or a database that holds some
+other program's tables, is refused with an error naming it, and is never written to.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, select, text, update
+from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from foveate.errors import MemoryDatabaseError
+from foveate.memory.schema import MemoryState
+
+log = logging.getLogger(__name__)
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 30_000
+# Any constant will do: it names the lock that serialises migrations on PostgreSQL.
+_PG_MIGRATION_LOCK = 0x666F76656174
+
+
+def as_url(target: str | Path | URL) -> URL:
+    """A SQLAlchemy URL from a URL string, a ``URL``, or a plain path (taken as a SQLite file)."""
+    if isinstance(target, URL):
+        return target
+    if isinstance(target, Path) or "://" not in str(target):
+        return URL.create("sqlite", database=str(Path(target).expanduser().resolve()))
+    return make_url(str(target))
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The file behind a SQLite URL, or ``None`` for other databases and in-memory SQLite."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    if str(url.database).startswith("file:"):
+        return None
+    return Path(str(url.database))
+
+
+def describe(url: URL) -> str:
+    """How to name a database in a message: its file, or its URL without the password."""
+    path = sqlite_file(url)
+    return str(path) if path is not None else url.render_as_string(hide_password=True)
+
+
+def aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything foveate stores is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse a file that exists but is not a SQLite database, before SQLite touches it."""
+    if path.is_dir():
+        raise MemoryDatabaseError(f"memory database {path} is a directory, not a SQLite file")
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as fh:
+        header = fh.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise MemoryDatabaseError(
+            f"memory database {path} is not a SQLite database (it starts with {header[:8]!r}); "
+            "foveate left it untouched: point the memory at another file, or move this one away"
+        )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # the driver's own BEGIN handling is off: _on_begin decides
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA synchronous = FULL")
+            # journal_mode=WAL is set once, by MemoryStore, after the file proved to be ours: it
+            # is a property of the file, and setting it rewrites the header of someone else's file.
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("foveate_sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class MemoryStore:
+    """The database side of the memory: an engine, migrated to the newest schema, and sessions on it."""
+
+    def __init__(self, target: str | Path | URL, *, echo: bool = False) -> None:
+        self.url = as_url(target)
+        self.path = sqlite_file(self.url)
+        self.name = describe(self.url)
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.url.get_backend_name() == "sqlite":
+            if self.path is None:  # in-memory: one shared connection, or every session sees a new database
+                kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+            else:
+                _check_sqlite_file(self.path)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kwargs["pool_pre_ping"] = True
+        try:
+            self.engine = create_engine(self.url, **kwargs)
+        except Exception as exc:  # unknown dialect, missing driver
+            raise MemoryDatabaseError(f"cannot open memory database {self.name}: {exc}") from exc
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+        self._writer = self.engine.execution_options(foveate_sqlite_begin="IMMEDIATE")
+        self._reads = sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = sessionmaker(self._writer, expire_on_commit=False)
+        try:
+            self._migrate()
+        except MemoryDatabaseError:
+            self.engine.dispose()
+            raise
+        except (DatabaseError, OperationalError) as exc:
+            self.engine.dispose()
+            raise MemoryDatabaseError(
+                f"cannot open memory database {self.name}: {exc.orig if exc.orig is not None else exc}"
+            ) from exc
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        """Bring the schema to the newest revision, under a lock so that concurrent openers queue."""
+        from alembic import command
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        config = Config()
+        config.set_main_option("script_location", str(resources.files("foveate.memory") / "migrations"))
+        known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+        with self.engine.connect() as conn:  # look first, without writing anything
+            self._check_ours(conn, known)
+        if self.is_sqlite:
+            raw = self.engine.raw_connection()  # the driver runs it outside any transaction
+            try:
+                raw.driver_connection.execute("PRAGMA journal_mode = WAL")  # type: ignore[union-attr]
+            finally:
+                raw.close()
+        with self._writer.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+            self._check_ours(conn, known)  # again, under the lock: another process may have been first
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def _check_ours(self, conn: Connection, known: set[str]) -> None:
+        """Refuse a database that holds other tables, or a schema revision this foveate does not know."""
+        tables = set(inspect(conn).get_table_names())
+        if "alembic_version" in tables:
+            current = {row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))}
+            unknown = current - known
+            if unknown:
+                raise MemoryDatabaseError(
+                    f"memory database {self.name} has schema revision {', '.join(sorted(unknown))}, "
+                    "which this foveate does not know (written by a newer foveate, or not a foveate "
+                    "memory); it was left untouched"
+                )
+        elif tables:
+            raise MemoryDatabaseError(
+                f"{self.name} already holds other tables ({', '.join(sorted(tables)[:5])}) and is not a "
+                "foveate memory; it was left untouched: give the memory its own database"
+            )
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read transaction (a consistent snapshot on SQLite)."""
+        with self._reads() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[tuple[Session, int]]:
+        """A write transaction that has already taken the writers' lock and the next revision.
+
+        The revision bump comes first, so that on SQLite (``BEGIN IMMEDIATE``) and PostgreSQL (row
+        lock on ``memory_state``) two writers queue here, and everything read inside the block is
+        current. Commits on leaving the block.
+        """
+        with self._writes() as session, session.begin():
+            revision = session.execute(
+                update(MemoryState)
+                .where(MemoryState.id == 1)
+                .values(revision=MemoryState.revision + 1)
+                .returning(MemoryState.revision)
+            ).scalar_one()
+            yield session, revision
+
+    def revision(self, session: Session) -> int:
+        return session.execute(select(MemoryState.revision).where(MemoryState.id == 1)).scalar_one()
+
+    def close(self) -> None:
+        self.engine.dispose()
