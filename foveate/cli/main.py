@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from foveate.cli.calibrate_cmd import calibrate as calibrate_command
+from foveate.cli.memory_cmd import memory_app
 from foveate.errors import FoveateError
 
 app = typer.Typer(
@@ -125,6 +127,9 @@ def demo(
     except FoveateError as exc:
         raise _fail(exc) from None
 
+
+app.add_typer(memory_app, name="memory")
+app.command("calibrate")(calibrate_command)
 
 bench_app = typer.Typer(help="Synthetic benchmarks and measurements.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")

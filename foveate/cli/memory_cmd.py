@@ -1,0 +1,318 @@
+"""``foveate memory``: list, search, delete and export the insights in an insight memory.
+
+The database is ``--db`` (a SQLite file or any SQLAlchemy URL), else ``$FOVEATE_MEMORY_DB``, else
+``~/.foveate/memory.db``. Every command needs an existing memory: none of them creates one, and
+the read commands (``ls``, ``search``, ``export``) write nothing but an index cache that already
+exists beside the database (``ls`` and ``export`` not even that).
+
+Only ``search`` embeds text, so only ``search`` loads an embedding model: by default the one the
+stored insights were embedded with (``hashing-256`` needs no model; ``all-MiniLM-L6-v2`` is the
+packaged MiniLM), or ``--embedder hashing|minilm|NAME`` (NAME: a local sentence-transformers
+folder or a name in the Hugging Face cache).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from foveate.errors import FoveateError, InsightMemoryError, MemoryDatabaseError
+
+if TYPE_CHECKING:  # the memory (SQLAlchemy, FAISS) is imported when a command runs, not with the CLI
+    import numpy as np
+    from sqlalchemy import URL
+
+    from foveate.memory import InsightMemory, TextEmbedder
+
+MEMORY_DB_ENV = "FOVEATE_MEMORY_DB"
+
+memory_app = typer.Typer(
+    help="The insight memory: list, search, delete and export stored insights.", no_args_is_help=True
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help=f"Memory database: a SQLite file or a SQLAlchemy URL [default: ${MEMORY_DB_ENV}, else "
+        "~/.foveate/memory.db].",
+        show_default=False,
+    ),
+]
+
+
+def default_memory_db() -> str:
+    """``$FOVEATE_MEMORY_DB``, else ``~/.foveate/memory.db``."""
+    return os.environ.get(MEMORY_DB_ENV) or str(Path.home() / ".foveate" / "memory.db")
+
+
+def _fail(exc: BaseException | str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def existing_memory(db: str | None) -> URL:
+    """The database's URL, after checking that a memory is there, without creating or changing anything."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from foveate.memory.store import as_url, describe, sqlite_file
+
+    url = as_url(db or default_memory_db())
+    path = sqlite_file(url)
+    if path is not None:
+        if not path.is_file():
+            hint = "" if db else f" (give --db, or set ${MEMORY_DB_ENV})"
+            raise MemoryDatabaseError(f"no memory database at {path}{hint}")
+        if path.stat().st_size == 0:
+            raise MemoryDatabaseError(f"memory database {path} is empty: it holds no memory")
+        return url
+    if url.get_backend_name() == "sqlite":
+        raise MemoryDatabaseError("an in-memory SQLite database holds no memory to read")
+    try:  # another server: look, without writing, for the memory's tables
+        engine = create_engine(url, pool_pre_ping=True)
+        try:
+            with engine.connect() as conn:
+                tables = set(inspect(conn).get_table_names())
+        finally:
+            engine.dispose()
+    except (SQLAlchemyError, ImportError) as exc:
+        raise MemoryDatabaseError(f"cannot open memory database {describe(url)}: {exc}") from exc
+    if "insights" not in tables:
+        raise MemoryDatabaseError(f"{describe(url)} holds no foveate memory")
+    return url
+
+
+def stored_embedders(url: URL) -> list[tuple[str, int]]:
+    """The (embedding model name, dimension) pairs of the live insights, most used first."""
+    from sqlalchemy import func, select
+
+    from foveate.memory.schema import InsightRow
+    from foveate.memory.store import MemoryStore
+
+    store = MemoryStore(url)
+    try:
+        with store.reading() as session:
+            rows = session.execute(
+                select(InsightRow.embedding_model, InsightRow.dim, func.count().label("n"))
+                .where(InsightRow.deleted.is_(False))
+                .group_by(InsightRow.embedding_model, InsightRow.dim)
+                .order_by(func.count().desc())
+            ).all()
+    finally:
+        store.close()
+    return [(str(name), int(dim)) for name, dim, _ in rows]
+
+
+class StoredVectorsOnly:
+    """Stands in for the embedder where nothing is embedded (ls, rm, export): no model is loaded.
+
+    It carries the stored vectors' model name and dimension, so the memory opens on them.
+    """
+
+    def __init__(self, name: str, dim: int) -> None:
+        self._name, self._dim = name, dim
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        raise InsightMemoryError("this command does not load an embedding model, so it cannot embed text")
+
+
+_HASHING = re.compile(r"^hashing(?:-(\d+))?$")
+
+
+def make_embedder(name: str) -> TextEmbedder:
+    """An embedder by name: ``hashing`` / ``hashing-DIM``, ``minilm`` / ``all-MiniLM-L6-v2``, or a
+    sentence-transformers folder or cached model name."""
+    from foveate.memory import HashingEmbedder, SentenceTransformerEmbedder
+    from foveate.memory.embeddings import DEFAULT_MODEL
+
+    match = _HASHING.match(name.strip().lower())
+    if match:
+        try:
+            return HashingEmbedder(int(match.group(1)) if match.group(1) else 256)
+        except ValueError as exc:
+            raise InsightMemoryError(f"--embedder {name}: {exc}") from None
+    if name.strip().lower() in ("minilm", DEFAULT_MODEL.lower()):
+        return SentenceTransformerEmbedder()
+    return SentenceTransformerEmbedder(name)
+
+
+def _open(url: URL, embedder: TextEmbedder, *, keep_index_file: bool) -> InsightMemory:
+    """Open the memory; with ``keep_index_file`` an existing index cache is used (never a new one)."""
+    from foveate.memory import InsightMemory
+    from foveate.memory.store import sqlite_file
+
+    index_path: Any = False
+    path = sqlite_file(url)
+    if keep_index_file and path is not None and path.with_name(path.name + ".faiss").exists():
+        index_path = None  # the default, beside the database
+    return InsightMemory.open(url, embedder=embedder, index_path=index_path)
+
+
+def _open_without_model(url: URL) -> InsightMemory:
+    stored = stored_embedders(url)
+    name, dim = stored[0] if stored else ("none", 8)
+    return _open(url, StoredVectorsOnly(name, dim), keep_index_file=False)
+
+
+@memory_app.command("ls")
+def memory_ls(
+    db: DbOpt = None,
+    include_deleted: Annotated[
+        bool, typer.Option("--include-deleted", help="Show deleted ones too.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Show at most this many.")] = None,
+) -> None:
+    """List the stored insights, oldest first."""
+    from foveate.memory.store import describe
+
+    try:
+        url = existing_memory(db)
+        with _open_without_model(url) as memory:
+            insights = list(memory.insights(include_deleted=include_deleted))
+    except FoveateError as exc:
+        raise _fail(exc) from None
+    shown = insights[:limit] if limit else insights
+    with_runs = any(i.run_id is not None for i in shown)
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("text", min_width=12)
+    for name in ("seen", "used", "helped", *(["run"] if with_runs else []), "created"):
+        table.add_column(name)
+    for i in shown:
+        kind = f"{i.kind.value}\n[red](deleted)[/]" if i.deleted else i.kind.value
+        row = [str(i.id), kind, escape(i.text), str(i.times_seen), str(i.times_used), str(i.times_helpful)]
+        if with_runs:
+            row.append("" if i.run_id is None else str(i.run_id))
+        row.append(i.created_at.strftime("%Y-%m-%d"))
+        table.add_row(*row)
+    console.print(table)
+    models = ", ".join(sorted({i.embedding_model for i in insights})) or "-"
+    console.print(
+        f"{len(shown)} of {len(insights)} insights in {describe(url)} (embedded by {models})",
+        soft_wrap=True,
+    )
+
+
+@memory_app.command("search")
+def memory_search(
+    query: Annotated[str, typer.Argument(help="A question or phrase to find insights for.")],
+    db: DbOpt = None,
+    k: Annotated[int, typer.Option("--k", min=1, help="How many insights to return.")] = 5,
+    embedder: Annotated[
+        str | None,
+        typer.Option(
+            "--embedder",
+            help="hashing, minilm, or a sentence-transformers folder/name [default: the one the "
+            "stored insights were embedded with].",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """The stored insights closest in meaning to QUERY, best first."""
+    from foveate.memory.store import describe
+
+    try:
+        url = existing_memory(db)
+        if embedder is None:
+            stored = stored_embedders(url)
+            if not stored:
+                console.print(f"no insights in {describe(url)}")
+                return
+            if len(stored) > 1:
+                found = ", ".join(f"{m} ({d}-d)" for m, d in stored)
+                raise InsightMemoryError(
+                    f"memory {describe(url)} holds insights embedded by several models ({found}); "
+                    "choose one with --embedder"
+                )
+            embedder = stored[0][0]
+        model = make_embedder(embedder)
+        with _open(url, model, keep_index_file=True) as memory:
+            hits = memory.search(query, k=k)
+    except FoveateError as exc:
+        raise _fail(exc) from None
+    table = Table()
+    for name in ("rank", "score", "id", "kind"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("text", min_width=16)
+    for rank, hit in enumerate(hits, start=1):
+        table.add_row(
+            str(rank),
+            f"{hit.score:.3f}",
+            str(hit.insight.id),
+            hit.insight.kind.value,
+            escape(hit.insight.text),
+        )
+    console.print(table)
+    console.print(f"{len(hits)} insights (embedder: {model.name})", soft_wrap=True)
+
+
+@memory_app.command("rm")
+def memory_rm(
+    ids: Annotated[list[int], typer.Argument(help="Ids of the insights to delete.")],
+    db: DbOpt = None,
+) -> None:
+    """Delete insights by id. If any id is unknown (or already deleted), nothing is deleted."""
+    from foveate.memory.store import describe
+
+    try:
+        url = existing_memory(db)
+        with _open_without_model(url) as memory:
+            missing = [i for i in dict.fromkeys(ids) if (found := memory.get(i)) is None or found.deleted]
+            if missing:
+                raise InsightMemoryError(
+                    f"memory {describe(url)} has no insight {', '.join(map(str, missing))}; nothing deleted"
+                )
+            count = memory.delete(ids)
+    except FoveateError as exc:
+        raise _fail(exc) from None
+    console.print(f"deleted {count} insight{'s' if count != 1 else ''} from {describe(url)}", soft_wrap=True)
+
+
+@memory_app.command("export")
+def memory_export(
+    path: Annotated[str, typer.Argument(help="JSON Lines file to write, or - for standard output.")],
+    db: DbOpt = None,
+    include_deleted: Annotated[
+        bool, typer.Option("--include-deleted", help="Export deleted ones too.")
+    ] = False,
+) -> None:
+    """Write the insights as JSON Lines (one object per insight, no vectors)."""
+    from foveate.memory.store import describe
+
+    try:
+        url = existing_memory(db)
+        with _open_without_model(url) as memory:
+            if path == "-":
+                memory.export(sys.stdout, include_deleted=include_deleted)
+                return
+            target = Path(path)
+            tmp = target.with_name(target.name + ".tmp")
+            try:
+                count = memory.export(tmp, include_deleted=include_deleted)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except (FoveateError, OSError) as exc:
+        raise _fail(exc) from None
+    console.print(f"exported {count} insights from {describe(url)} to {target}", soft_wrap=True)
