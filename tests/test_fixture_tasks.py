@@ -74,3 +74,36 @@ def test_short_training_lowers_the_loss_and_saves_a_loadable_model(tmp_path: Pat
     image, item = generate_scene(9, 0)
     scored = vlm.score(VLMRequest.from_prompt(item.question, [image]), item.options)
     assert scored.options == item.options and all(np.isfinite(scored.logprobs))
+
+
+def test_question_cues_name_the_objects_of_every_benchmark_question() -> None:
+    from foveate.fixtures.scenes import generate_scene
+    from foveate.fixtures.tasks import object_name, question_cues
+
+    for index in range(12):
+        _, item = generate_scene(3, index)
+        cues = question_cues(item.question)
+        if item.category == "attribute":
+            assert cues == [item.targets[0].shape]
+        else:
+            assert sorted(cues) == sorted(object_name(t) for t in item.targets)
+    with pytest.raises(ValueError, match="not a benchmark question"):
+        question_cues("How many cats are there?")
+
+
+def test_color_positions_give_each_visible_target_its_horizontal_place() -> None:
+    from foveate.fixtures.scenes import COLORS, crop_around, generate_scene, union_box
+    from foveate.fixtures.tasks import color_positions, visible
+
+    image, item = generate_scene(3, 1)
+    _, view = crop_around(image, union_box(item), None, np.random.default_rng(0), context=1.5, min_side=128)
+    xs = color_positions(item, view, 128)
+    shown = [t for t in item.targets if visible(t, view, 128)]
+    assert shown
+    for target in shown:
+        x = xs[list(COLORS).index(target.color)]
+        assert x == pytest.approx((target.center[0] - view[0]) / (view[2] - view[0]))
+        assert 0.0 <= x <= 1.0
+    assert np.isnan(xs).sum() == len(COLORS) - len(shown)
+    whole = (0, 0, image.width, image.height)
+    assert np.isnan(color_positions(item, whole, 128)).all()  # nothing is clearly visible in a whole scene
