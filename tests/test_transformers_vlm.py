@@ -249,3 +249,52 @@ def test_images_are_resized_to_the_visual_cap(vlm: TransformersVLM) -> None:
     assert abs(fitted.width / fitted.height - 1300 / 900) < 0.1
     used = vlm.generate(req, TokenLedger(budget)).usage.visual_tokens
     assert used <= cap and used == _processor_count(vlm, fitted.height, fitted.width)
+
+
+def test_shared_prefix_probes_equal_independent_probes(vlm: TransformersVLM) -> None:
+    """probe_views encodes each view once and shares its prefix; the answers must not change."""
+    views = [PICTURE, SMALL, PICTURE[:200, :150]]
+    questions = [
+        ["Is there a red circle in the image? Answer Yes or No.", "Is it blue?"],
+        ["Could you answer the question from this view? Answer Yes or No."],
+        ["Is it blue?", "Is there a star? Answer Yes or No.", "Is it big?"],
+    ]
+    ledger = TokenLedger()
+    calls = _forward_count(vlm)
+    shared = vlm.probe_views(views, questions, ledger)
+    passes = calls[0]
+    for view, asked, got in zip(views, questions, shared, strict=True):
+        assert len(got) == len(asked)
+        for question, answer in zip(asked, got, strict=True):
+            alone = vlm.yes_probability(VLMRequest.from_prompt(question, [view]))
+            assert answer.p_yes == pytest.approx(alone.p_yes, abs=1e-4)
+    assert ledger.spent.forward_passes == sum(a.usage.forward_passes for g in shared for a in g)
+    if vlm.family in vlm.PREFIX_REUSE_FAMILIES:
+        assert passes == 2  # prefixes, then every question at once
+        # each view's image tokens are encoded once, not once per question
+        single = sum(
+            vlm.yes_probability(VLMRequest.from_prompt("Is it?", [v])).usage.visual_tokens for v in views
+        )
+        assert ledger.spent.visual_tokens == single
+    else:
+        assert passes == 1
+
+
+def test_relevance_maps_cover_the_patch_grid(vlm: TransformersVLM) -> None:
+    from foveate.errors import UnsupportedRequestError
+
+    if vlm.family == "idefics3":
+        with pytest.raises(UnsupportedRequestError):
+            vlm.relevance_maps([PICTURE], ["Where is the red circle?"])
+        return
+    before = vlm.config._attn_implementation
+    calls = _forward_count(vlm)
+    maps = vlm.relevance_maps([PICTURE, SMALL], ["Where is the red circle?", "Is it blue?"])
+    assert calls[0] == 1  # both prompts of both views in one pass
+    assert vlm.config._attn_implementation == before  # eager attention only for that pass
+    for relevance, view in zip(maps, [PICTURE, SMALL], strict=True):
+        rows, cols = relevance.grid.shape
+        request = VLMRequest.from_prompt("x", [view])
+        enc = vlm._encode([vlm.render(request)], [request.images], "right")
+        assert rows * cols == enc.visual[0]
+        assert np.isfinite(relevance.grid).all() and (relevance.grid >= 0).all()

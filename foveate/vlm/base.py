@@ -17,8 +17,11 @@ import asyncio
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from PIL import Image
+
+from foveate.errors import UnsupportedRequestError
 from foveate.vlm.budget import TokenLedger
-from foveate.vlm.types import ScoreResult, VLMRequest, VLMResult, YesNoResult, yes_share
+from foveate.vlm.types import RelevanceMap, ScoreResult, VLMRequest, VLMResult, YesNoResult, yes_share
 
 __all__ = ["NO_WORDS", "VLM", "YES_WORDS", "BaseVLM", "ledger_for", "yes_share"]
 
@@ -76,6 +79,39 @@ class BaseVLM:
     ) -> list[YesNoResult]:
         """Several Yes/No probes; local backends run them as one batched forward pass."""
         return [self.yes_probability(r, ledger) for r in requests]
+
+    def probe_views(
+        self,
+        views: Sequence[Image.Image],
+        questions: Sequence[Sequence[str]],
+        ledger: TokenLedger | None = None,
+        *,
+        reuse_prefix: bool = True,
+    ) -> list[list[YesNoResult]]:
+        """Yes/No probes about several views at once: ``questions[i]`` are asked about ``views[i]``.
+
+        This default batches every probe; local backends also encode each view once and share its
+        prefix (image and template) across that view's questions. ``reuse_prefix`` is for ablations.
+        """
+        if len(views) != len(questions):
+            raise UnsupportedRequestError("probe_views needs one list of questions per view")
+        flat = [
+            VLMRequest.from_prompt(q, images=[v]) for v, qs in zip(views, questions, strict=True) for q in qs
+        ]
+        answers = self.yes_probabilities(flat, ledger)
+        out, k = [], 0
+        for qs in questions:
+            out.append(answers[k : k + len(qs)])
+            k += len(qs)
+        return out
+
+    def relevance_maps(
+        self, views: Sequence[Image.Image], questions: Sequence[str], ledger: TokenLedger | None = None
+    ) -> list[RelevanceMap]:
+        """Where in each view the model looks for the question (ViCrop's rel-att); needs model internals."""
+        raise UnsupportedRequestError(
+            f"{type(self).__name__} cannot read attention, so it has no relevance maps"
+        )
 
     async def agenerate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
         return await asyncio.to_thread(self.generate, request, ledger)

@@ -26,6 +26,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -34,7 +35,15 @@ from foveate.tools.images import resize_to
 from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_for
 from foveate.vlm.budget import TokenLedger
 from foveate.vlm.loading import hub_load_error, resolve_model_source
-from foveate.vlm.types import ImagePart, ScoreResult, TokenUsage, VLMRequest, VLMResult, YesNoResult
+from foveate.vlm.types import (
+    ImagePart,
+    RelevanceMap,
+    ScoreResult,
+    TokenUsage,
+    VLMRequest,
+    VLMResult,
+    YesNoResult,
+)
 from foveate.vlm.visual_tokens import VisualTokenSpec, spec_from_processor
 
 logger = logging.getLogger(__name__)
@@ -415,3 +424,219 @@ class TransformersVLM(BaseVLM):
                 for held, r in zip(holds, results, strict=True):
                     held.commit(r.usage)
         return results
+
+    # ------------------------------------------------------------------ shared-prefix probes
+    # Families whose forward pass can continue from a cached image-and-template prefix with plain
+    # input ids (no per-image rotary state, as Qwen2-VL's M-RoPE has). Others batch every probe whole.
+    PREFIX_REUSE_FAMILIES = frozenset({"llava", "idefics3"})
+
+    def probe_views(
+        self,
+        views: Sequence[Image.Image],
+        questions: Sequence[Sequence[str]],
+        ledger: TokenLedger | None = None,
+        *,
+        reuse_prefix: bool = True,
+    ) -> list[list[YesNoResult]]:
+        """Yes/No probes about several views; each view's image and template prefix is encoded once.
+
+        Two forward passes in all (per ``max_batch_size`` chunk): one over the views' shared prefixes
+        (vision tower included), one over every question's own tokens, attending to its view's cached
+        prefix. The probabilities equal those of ``yes_probabilities`` up to float rounding (tested).
+        """
+        if len(views) != len(questions):
+            raise UnsupportedRequestError("probe_views needs one list of questions per view")
+        if not reuse_prefix or self.family not in self.PREFIX_REUSE_FAMILIES or not self._yes_ids:
+            return super().probe_views(views, questions, ledger, reuse_prefix=False)
+        if not self._no_ids:
+            raise UnsupportedRequestError(f"the tokenizer of {self.model_id} has no single token for No")
+        base = ledger if ledger is not None else TokenLedger()
+        requests = [
+            [self.fit_images(VLMRequest.from_prompt(q, images=[v]), self._budget_cap_of(base)) for q in qs]
+            for v, qs in zip(views, questions, strict=True)
+        ]
+        results: list[list[YesNoResult]] = [[] for _ in views]
+        order = [i for i, qs in enumerate(questions) if qs]
+        size = self.max_batch_size
+        with self._lock:
+            for lo in range(0, len(order), size):
+                chunk = order[lo : lo + size]
+                for index, answers in zip(
+                    chunk, self._probe_chunk([requests[i] for i in chunk], base), strict=True
+                ):
+                    results[index] = answers
+        return results
+
+    def _budget_cap_of(self, ledger: TokenLedger) -> int | None:
+        return ledger.budget.max_visual_tokens_per_image
+
+    def _probe_chunk(self, groups: list[list[VLMRequest]], ledger: TokenLedger) -> list[list[YesNoResult]]:
+        texts = [self.render(r) for group in groups for r in group]
+        images = [r.images for group in groups for r in group]
+        enc = self._encode(texts, images, "right")
+        ids = enc.inputs["input_ids"]
+        owners = torch.tensor([g for g, group in enumerate(groups) for _ in group])
+        firsts = [int((owners == g).nonzero()[0]) for g in range(len(groups))]
+        # the longest prefix every row shares with its view's first row (image and template)
+        prefix = min(enc.lengths) - 1
+        for row in range(len(ids)):
+            differs = (ids[row, :prefix] != ids[firsts[int(owners[row])], :prefix]).nonzero()
+            if len(differs):
+                prefix = int(differs[0])
+        if prefix <= 0 or bool((ids[:, prefix:] == self.image_token_id).any()):
+            flat = [r for group in groups for r in group]
+            whole = self.yes_probabilities(flat, ledger)
+            return [whole[firsts[g] : firsts[g] + len(groups[g])] for g in range(len(groups))]
+        suffix_lengths = [n - prefix for n in enc.lengths]
+        visual = [enc.visual[i] for i in firsts]
+        total = sum(prefix for _ in firsts) + sum(suffix_lengths)
+        with ledger.hold(total, "probe_views") as held:
+            start = time.perf_counter()
+            first_idx = torch.tensor(firsts)
+            prefix_inputs = {
+                key: (
+                    value[first_idx]
+                    if isinstance(value, torch.Tensor) and value.shape[0] == len(ids)
+                    else value
+                )
+                for key, value in enc.inputs.items()
+            }
+            prefix_inputs["input_ids"] = ids[first_idx, :prefix]
+            prefix_inputs["attention_mask"] = torch.ones(len(firsts), prefix, dtype=torch.long)
+            with torch.inference_mode():
+                out = self.model(**self._to_device(prefix_inputs), use_cache=True, logits_to_keep=1)
+                cache = out.past_key_values
+                cache.batch_select_indices(owners.to(self.device))
+                suffix = ids[:, prefix:]
+                mask = torch.cat(
+                    [
+                        torch.ones(len(ids), prefix, dtype=torch.long),
+                        enc.inputs["attention_mask"][:, prefix:],
+                    ],
+                    dim=1,
+                )
+                last = torch.tensor([n - 1 for n in suffix_lengths])
+                positions = torch.unique(last)
+                logits = self.model(
+                    input_ids=suffix.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    past_key_values=cache,
+                    logits_to_keep=positions.to(self.device),
+                    use_cache=False,
+                ).logits.float()
+            logp = torch.log_softmax(logits, dim=-1).cpu()
+            column = torch.searchsorted(positions, last)
+            latency = (time.perf_counter() - start) / len(ids)
+            yes_idx, no_idx = torch.tensor(self._yes_ids), torch.tensor(self._no_ids)
+            answers: list[list[YesNoResult]] = [[] for _ in groups]
+            for row in range(len(ids)):
+                g = int(owners[row])
+                lead = row == firsts[g]
+                usage = TokenUsage(
+                    visual_tokens=visual[g] if lead else 0,
+                    text_tokens=suffix_lengths[row] + (prefix - visual[g] if lead else 0),
+                    forward_passes=(2 if g == 0 else 0) if lead else 0,
+                )
+                dist = logp[row, column[row]]
+                answers[g].append(
+                    YesNoResult.from_logprobs(
+                        float(torch.logsumexp(dist[yes_idx], dim=0)),
+                        float(torch.logsumexp(dist[no_idx], dim=0)),
+                        usage=usage,
+                        latency_s=latency,
+                        model_id=self.model_id,
+                    )
+                )
+            held.commit(TokenUsage.sum(a.usage for group in answers for a in group))
+        return answers
+
+    # ------------------------------------------------------------------ relevance maps
+    GENERIC_PROMPT = "Write a general description of the image."
+
+    def relevance_maps(
+        self,
+        views: Sequence[Image.Image],
+        questions: Sequence[str],
+        ledger: TokenLedger | None = None,
+        *,
+        layer: int | None = None,
+    ) -> list[RelevanceMap]:
+        """ViCrop's rel-att: the last token's attention over the image tokens for the question, divided by
+        the same attention under a generic description prompt, averaged over heads, at a middle layer.
+
+        Both prompts of every view go through one forward pass with eager attention (switched on only
+        for this call). LLaVA-style (square patch grid) and Qwen2-VL (merged patch grid) are supported.
+        """
+        if len(views) != len(questions):
+            raise UnsupportedRequestError("relevance_maps needs one question per view")
+        if self.family not in ("llava", "qwen2_vl", "qwen2_5_vl"):
+            raise UnsupportedRequestError(f"relevance maps are not implemented for {self.family} models")
+        base = ledger if ledger is not None else TokenLedger()
+        requests = [
+            self.fit_images(VLMRequest.from_prompt(text, images=[view]), self._budget_cap_of(base))
+            for view, q in zip(views, questions, strict=True)
+            for text in (q, self.GENERIC_PROMPT)
+        ]
+        text_config = getattr(self.config, "text_config", self.config)
+        depth = int(text_config.num_hidden_layers)
+        layer = depth // 2 if layer is None else layer
+        maps: list[RelevanceMap] = []
+        with self._lock:
+            enc = self._encode([self.render(r) for r in requests], [r.images for r in requests], "right")
+            with base.hold(sum(enc.lengths), "relevance_maps") as held:
+                previous = self.config._attn_implementation
+                self.model.set_attn_implementation("eager")
+                try:
+                    with torch.inference_mode():
+                        out = self.model(
+                            **self._to_device(enc.inputs), output_attentions=True, logits_to_keep=1
+                        )
+                finally:
+                    self.model.set_attn_implementation(previous)
+                attention = out.attentions[layer].float().mean(dim=1).cpu()  # (rows, query, key)
+                usage = enc.usage
+                held.commit(usage)
+        ids = enc.inputs["input_ids"]
+        for v, view in enumerate(requests[::2]):
+            rows = []
+            for row in (2 * v, 2 * v + 1):
+                image_positions = (ids[row] == self.image_token_id).nonzero().flatten()
+                rows.append(attention[row, enc.lengths[row] - 1, image_positions].numpy())
+            ratio = rows[0] / np.maximum(rows[1], 1e-12)
+            grid, region = self._grid_shape(enc.inputs, v, view.images[0], len(ratio))
+            maps.append(
+                RelevanceMap(
+                    grid=ratio.reshape(grid),
+                    region=region,
+                    usage=TokenUsage(
+                        visual_tokens=enc.visual[2 * v] + enc.visual[2 * v + 1],
+                        text_tokens=enc.lengths[2 * v]
+                        + enc.lengths[2 * v + 1]
+                        - enc.visual[2 * v]
+                        - enc.visual[2 * v + 1],
+                        forward_passes=1 if v == 0 else 0,
+                    ),
+                )
+            )
+        return maps
+
+    def _grid_shape(
+        self, inputs: dict[str, Any], view_index: int, image: Image.Image, count: int
+    ) -> tuple[tuple[int, int], tuple[float, float, float, float]]:
+        if self.family == "llava":
+            side = round(count**0.5)
+            if side * side != count:
+                raise UnsupportedRequestError(f"{count} image tokens do not form a square patch grid")
+            spec = self.token_spec
+            region = (0.0, 0.0, 1.0, 1.0)
+            if spec is not None and spec.crop_size is not None and spec.do_resize:
+                # a shortest-edge resize then a centre crop: the model saw the middle of the long side
+                shortest = spec.resize.shortest_edge or min(spec.crop_size)
+                scale = shortest / min(image.height, image.width)
+                fy = min(1.0, spec.crop_size[0] / max(1.0, image.height * scale))
+                fx = min(1.0, spec.crop_size[1] / max(1.0, image.width * scale))
+                region = ((1 - fx) / 2, (1 - fy) / 2, (1 + fx) / 2, (1 + fy) / 2)
+            return (side, side), region
+        merge = int(getattr(self.processor.image_processor, "merge_size", 2))
+        _, h, w = (int(x) for x in inputs["image_grid_thw"][2 * view_index])
+        return (h // merge, w // merge), (0.0, 0.0, 1.0, 1.0)

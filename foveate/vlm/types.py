@@ -271,3 +271,17 @@ class YesNoResult(_CallInfo):
 
     def __float__(self) -> float:
         return self.p_yes
+
+
+class RelevanceMap(BaseModel):
+    """How strongly the model attends to each part of a view for a question, over a grid of cells.
+
+    ``grid[r, c]`` is the cell in row ``r``, column ``c``; ``region`` is the part of the view the grid covers,
+    as fractions ``(x0, y0, x1, y1)`` of its width and height (a centre-cropping processor shows the model
+    only part of the image).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    grid: np.ndarray
+    region: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    usage: TokenUsage = Field(default_factory=TokenUsage)

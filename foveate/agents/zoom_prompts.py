@@ -1,0 +1,89 @@
+"""The prompts and per-family defaults of zoom search.
+
+ZoomEye's prompts and thresholds (read from om-ai-lab/ZoomEye) are the defaults for real models; the
+embedded tiny VLM was trained on its own wording (``foveate.fixtures.tasks``) and has its own preset.
+Every field can be overridden, so a new model family is a new ``ZoomPrompts`` value, not new code.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["FAMILY_PRESETS", "ZoomPrompts", "preset_for"]
+
+
+class ZoomPrompts(BaseModel):
+    """Prompt templates (``{o}``: a visual cue, ``{q}``: the question) and the search thresholds.
+
+    - ``existence``: is the cue clearly visible in this view? (child priority)
+    - ``latent``: could the cue be found by zooming into this view? (child priority)
+    - ``answering``: can the question be answered from this view? (stop rule, one cue)
+    - ``cue_answering``: stop rule of one cue's search when the question has several cues
+      (ZoomEye asks whether "What is the appearance of the {o}?" can be answered).
+    - ``cue_listing``: the generation that lists the question's visual cues, one per line or comma-separated.
+    - ``bias``: ``b`` of the depth weight ``w = b + (1 - b) * (depth / max_depth) ** 2``.
+    - ``answer_threshold`` / ``lower_threshold``: stop when the stop probe's confidence reaches the first;
+      below the second the search gives up. ``relaxations``: how much the threshold drops after
+      ``3 * max_depth`` pops, each step allowing ``relax_pops`` more pops.
+    - ``answer_with_full_image``: answer from the full image *and* the crop (ZoomEye); models trained on a
+      single image per prompt (the tiny VLM) answer from the crop alone.
+    - ``relevance``: whether ``fast`` ranks children by the model's attention. Off for the tiny VLM: its
+      last token attends almost uniformly over the image (it reads pooled features), so the map picks the
+      right child no more often than chance (26% of 60 tries, 4 children; see docs/benchmarks/zoom.md).
+    """
+
+    model_config = ConfigDict(frozen=True)
+    existence: str = "Is there a {o} in the zoomed-in view? Answer Yes or No."
+    latent: str = (
+        "According to your common sense knowledge and the content of the zoomed-in view, along with its "
+        "location in the image, is it possible to find a {o} by further zooming in the current view? "
+        "Answer Yes or No."
+    )
+    answering: str = (
+        "Question: {q}\nCould you answer the question based on the available visual information? "
+        "Answer Yes or No."
+    )
+    cue_answering: str = (
+        "Question: What is the appearance of the {o}?\nCould you answer the question based on the "
+        "available visual information? Answer Yes or No."
+    )
+    cue_listing: str = (
+        "List the objects in the image that must be looked at closely to answer the question, "
+        "comma-separated, nothing else.\nQuestion: {q}\nObjects:"
+    )
+    bias: float = Field(default=0.2, ge=0.0, le=1.0)
+    answer_threshold: float = Field(default=0.6, ge=-1.0, le=1.0)
+    lower_threshold: float = Field(default=0.0, ge=-1.0, le=1.0)
+    relaxations: tuple[float, ...] = (0.1, 0.1, 0.2)
+    relax_pops: int = Field(default=2, ge=0)
+    answer_with_full_image: bool = True
+    relevance: bool = True
+    crop_enlarge: float = Field(default=1.2, ge=1.0, le=4.0)
+
+
+FAMILY_PRESETS: dict[str, ZoomPrompts] = {
+    "llava": ZoomPrompts(),
+    "llava_next": ZoomPrompts(bias=0.6),
+    "llava_onevision": ZoomPrompts(bias=0.6),
+    "internvl": ZoomPrompts(bias=0.6, answer_threshold=0.2, lower_threshold=-0.2),
+    "qwen2_vl": ZoomPrompts(bias=0.6, answer_threshold=0.95),
+    "qwen2_5_vl": ZoomPrompts(bias=0.6, answer_threshold=0.95),
+    # The embedded tiny VLM (foveate.fixtures.tasks wording): one image per prompt, so crop-only answers.
+    "foveate-tiny": ZoomPrompts(
+        existence="Is there a {o} in the image? Answer Yes or No.",
+        latent="Could the {o} be found by zooming in? Answer Yes or No.",
+        answering="Question: {q} Could you answer the question from this view? Answer Yes or No.",
+        cue_answering="Is there a {o} in the image? Answer Yes or No.",
+        bias=0.2,
+        answer_threshold=0.6,
+        answer_with_full_image=False,
+        relevance=False,
+    ),
+}
+
+
+def preset_for(family: str, model_id: str = "") -> ZoomPrompts:
+    """The preset for a model: the tiny fixture VLM by its path, else by ``model_type``, else LLaVA's."""
+    if "fixtures/tiny_vlm" in model_id.replace("\\", "/"):
+        return FAMILY_PRESETS["foveate-tiny"]
+    return FAMILY_PRESETS.get(family, FAMILY_PRESETS["llava"])

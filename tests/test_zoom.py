@@ -1,0 +1,268 @@
+"""Zoom search: tree maths, the priority rule, the stop rule, budgets and the trace picture.
+
+The search logic is tested against a *seeing oracle*: a VLM stand-in that answers the probes from the
+pixels (targets are the only saturated things in a scene), with the size rule the tiny VLM was trained
+on. It plays the model's part so that what is asserted is the agent's behaviour in a known world; the
+real tiny VLM is exercised at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from foveate.agents.zoom import ZoomAgent, ZoomConfig, depth_weight, parse_cues, priority
+from foveate.agents.zoom_prompts import FAMILY_PRESETS
+from foveate.fixtures.scenes import generate_scene
+from foveate.fixtures.tasks import VISIBLE_PIXELS, question_cues
+from foveate.tools.tree import (
+    TreeNode,
+    best_window,
+    box_area,
+    children,
+    expand_box,
+    grid_cells,
+    map_mass,
+    tree_depth,
+)
+from foveate.vlm.base import BaseVLM
+from foveate.vlm.budget import TokenBudget, TokenLedger
+from foveate.vlm.types import ScoreResult, TokenUsage, VLMRequest, VLMResult, YesNoResult
+
+PROMPTS = FAMILY_PRESETS["foveate-tiny"]
+NATIVE = 128
+
+
+# ---------------------------------------------------------------------------------------------- tree
+@given(st.integers(1, 5000), st.integers(1, 5000))
+def test_children_tile_the_parent_exactly(width: int, height: int) -> None:
+    box = (3, 7, 3 + width, 7 + height)
+    kids = children(box)
+    if not kids:
+        assert min(width, height) < 4
+        return
+    assert len(kids) == 4
+    assert sum(box_area(k) for k in kids) == box_area(box)
+    for k in kids:
+        assert box[0] <= k[0] < k[2] <= box[2] and box[1] <= k[1] < k[3] <= box[3]
+    for i, a in enumerate(kids):
+        for b in kids[i + 1 :]:
+            overlap = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+            assert overlap == 0
+
+
+def test_strips_for_wide_and_tall_images_quadrants_otherwise() -> None:
+    assert children((0, 0, 2000, 1000)) == [
+        (0, 0, 500, 1000),
+        (500, 0, 1000, 1000),
+        (1000, 0, 1500, 1000),
+        (1500, 0, 2000, 1000),
+    ]
+    assert all(k[2] - k[0] == 1001 for k in children((0, 0, 1001, 2002)))  # tall: 4 horizontal strips
+    assert [k[3] - k[1] for k in children((0, 0, 1001, 2002))] == [500, 501, 500, 501]
+    assert children((0, 0, 1999, 1001)) == [
+        (0, 0, 999, 500),
+        (999, 0, 1999, 500),
+        (0, 500, 999, 1001),
+        (999, 500, 1999, 1001),
+    ]
+
+
+def test_leaf_rule_and_depth() -> None:
+    assert TreeNode((0, 0, 128, 100), 1).is_leaf(native_side=128, max_depth=5)
+    assert not TreeNode((0, 0, 129, 100), 1).is_leaf(native_side=128, max_depth=5)
+    assert TreeNode((0, 0, 4000, 4000), 5).is_leaf(native_side=128, max_depth=5)
+    assert tree_depth(2048, 2048, 128, 5) == 4  # 2048 -> 1024 -> 512 -> 256 -> 128
+    assert tree_depth(2048, 2048, 128, 3) == 3
+    assert tree_depth(100, 100, 128, 5) == 0
+
+
+@given(
+    st.tuples(st.integers(0, 900), st.integers(0, 900), st.integers(1, 300), st.integers(1, 300)),
+    st.floats(1.0, 3.0),
+    st.integers(0, 400),
+)
+def test_expand_box_stays_inside_and_grows(
+    box_spec: tuple[int, int, int, int], factor: float, side: int
+) -> None:
+    x, y, w, h = box_spec
+    box = (x, y, x + w, y + h)
+    out = expand_box(box, factor, 1000, 1200, min_side=side)
+    assert 0 <= out[0] < out[2] <= 1000 and 0 <= out[1] < out[3] <= 1200
+    assert out[2] - out[0] >= min(1000, w) and out[3] - out[1] >= min(1200, h)
+
+
+def test_map_mass_and_best_window_find_a_planted_peak() -> None:
+    view = (100, 100, 900, 900)
+    grid = np.ones((8, 8))
+    grid[5, 2] = 50.0  # the cell x 300..400, y 600..700
+    assert sum(map_mass(grid, view, cell) for cell in grid_cells(view, 2, 2)) == pytest.approx(1.0)
+    window = best_window(grid, view, (150, 150), stride=25)
+    assert window[0] <= 300 and window[2] >= 400 - 50 and window[1] <= 600 and window[3] >= 700 - 50
+    assert window[2] - window[0] == 150 and window[3] - window[1] == 150
+
+
+# ---------------------------------------------------------------------------------------------- rules
+def test_priority_formula_against_hand_computed_values() -> None:
+    assert depth_weight(0, 4, 0.2) == pytest.approx(0.2)
+    assert depth_weight(2, 4, 0.2) == pytest.approx(0.2 + 0.8 * 0.25)
+    assert depth_weight(4, 4, 0.6) == pytest.approx(1.0)
+    # w = 0.4 at depth 2 of 4: 0.4 * 0.5 + 0.6 * (-0.5) = -0.1
+    assert priority(0.5, -0.5, 2, 4, 0.2) == pytest.approx(-0.1)
+    # depth 1 of 3, b = 0.6: w = 0.6 + 0.4 / 9
+    w = 0.6 + 0.4 / 9
+    assert priority(0.9, 0.1, 1, 3, 0.6) == pytest.approx(w * 0.9 + (1 - w) * 0.1)
+
+
+def test_parse_cues() -> None:
+    assert parse_cues("the red car, a blue umbrella and the dog.") == ["red car", "blue umbrella", "dog"]
+    assert parse_cues("1. the cup\n2. the cup\n- Plate") == ["cup", "Plate"]
+
+
+# ---------------------------------------------------------------------------------------------- oracle
+class SeeingOracle(BaseVLM):
+    """Answers the tiny VLM's probes from the pixels: what a perfect 128 px model would say."""
+
+    model_id = "seeing-oracle"
+    max_batch_size = 16
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @staticmethod
+    def _targets(view: Image.Image) -> list[float]:
+        """The side (in view pixels) of the square as large as the saturated pixels, when there are any."""
+        a = np.asarray(view.convert("RGB"))
+        count = int(((a.max(axis=2) - a.min(axis=2)) > 100).sum())
+        return [float(np.sqrt(count))] if count else []
+
+    def _p_yes(self, request: VLMRequest) -> float:
+        view = request.images[0]
+        sides = self._targets(view)
+        scale = NATIVE / max(view.size)
+        text = request.messages[-1].text
+        if "zooming" in text:  # latent
+            return 0.95 if sides else 0.05
+        visible = bool(sides) and sides[0] * scale >= VISIBLE_PIXELS
+        return 0.95 if visible else 0.05
+
+    def yes_probabilities(
+        self, requests: Sequence[VLMRequest], ledger: TokenLedger | None = None
+    ) -> list[YesNoResult]:
+        self.calls += 1
+        out = []
+        for i, request in enumerate(requests):
+            usage = TokenUsage(visual_tokens=64, text_tokens=20, forward_passes=1 if i == 0 else 0)
+            if ledger is not None:
+                with ledger.hold(usage.total) as held:
+                    held.commit(usage)
+            p = self._p_yes(request)
+            out.append(
+                YesNoResult.from_logprobs(
+                    float(np.log(p)), float(np.log(1 - p)), usage=usage, latency_s=0.0, model_id=self.model_id
+                )
+            )
+        return out
+
+    def yes_probability(self, request: VLMRequest, ledger: TokenLedger | None = None) -> YesNoResult:
+        return self.yes_probabilities([request], ledger)[0]
+
+    def score(
+        self, request: VLMRequest, options: Sequence[str], ledger: TokenLedger | None = None
+    ) -> ScoreResult:
+        usage = TokenUsage(visual_tokens=64 * len(request.images), text_tokens=20, forward_passes=1)
+        if ledger is not None:
+            with ledger.hold(usage.total) as held:
+                held.commit(usage)
+        return ScoreResult(options=list(options), logprobs=[0.0] * len(options), usage=usage)
+
+    def generate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
+        return VLMResult(text="")
+
+
+def _agent(strategy: str, **kwargs: object) -> ZoomAgent:
+    config = ZoomConfig(strategy=strategy, prompts=PROMPTS, native_side=NATIVE, relevance=False, **kwargs)  # type: ignore[arg-type]
+    return ZoomAgent(SeeingOracle(), config)
+
+
+def _contains(box: tuple[int, int, int, int], point: tuple[float, float]) -> bool:
+    return box[0] <= point[0] < box[2] and box[1] <= point[1] < box[3]
+
+
+@pytest.mark.parametrize("strategy", ["zoomeye", "fast"])
+def test_search_stops_at_the_answering_threshold_on_a_crop_that_shows_the_target(strategy: str) -> None:
+    image, item = generate_scene(5, 0)
+    result = _agent(strategy).run(image, item.question, item.options, cues=question_cues(item.question))
+    assert not result.budget_exhausted
+    threshold = PROMPTS.answer_threshold
+    stops = [v for v in result.visits if v.confidence is not None and v.confidence >= threshold]
+    assert stops, "the search never reached a node the model can answer from"
+    final = stops[-1]
+    assert result.crops == [final.box]
+    # it stopped there: nothing was visited after the first node over the threshold
+    assert result.visits[-1].order == final.order or strategy == "fast"
+    assert all(_contains(final.box, t.center) for t in item.targets)
+    assert result.answer_box is not None and all(_contains(result.answer_box, t.center) for t in item.targets)
+
+
+def test_fast_uses_fewer_probes_than_zoomeye_on_the_same_scene() -> None:
+    image, item = generate_scene(5, 1)
+    cues = question_cues(item.question)
+    slow = _agent("zoomeye").run(image, item.question, item.options, cues=cues)
+    fast = _agent("fast").run(image, item.question, item.options, cues=cues)
+    assert fast.crops and slow.crops
+    assert fast.probes < slow.probes
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    probes=st.one_of(st.none(), st.integers(0, 40)),
+    passes=st.one_of(st.none(), st.integers(1, 12)),
+    tokens=st.one_of(st.none(), st.integers(200, 4000)),
+    strategy=st.sampled_from(["zoomeye", "fast"]),
+)
+def test_budget_is_never_exceeded(
+    probes: int | None, passes: int | None, tokens: int | None, strategy: str
+) -> None:
+    image, item = generate_scene(5, 2)
+    agent = _agent(
+        strategy,
+        max_probes=probes,
+        max_forward_passes=passes,
+        budget=TokenBudget(max_total_tokens=tokens) if tokens else None,
+    )
+    result = agent.run(image, item.question, item.options, cues=question_cues(item.question))
+    if probes is not None:
+        assert result.probes <= probes
+    if passes is not None:
+        assert result.forward_passes <= passes
+    if tokens is not None:
+        assert result.usage.total <= tokens
+    assert result.answer in item.options  # it always answers, from the best node found so far
+
+
+def test_a_tight_budget_says_so_and_still_answers() -> None:
+    image, item = generate_scene(5, 3)
+    agent = _agent("zoomeye", max_probes=3)
+    result = agent.run(image, item.question, item.options, cues=question_cues(item.question))
+    assert result.budget_exhausted and result.probes <= 3
+    assert any("probe cap" in note for note in result.notes)
+    assert result.answer in item.options
+
+
+def test_trace_png_has_the_image_size(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from foveate.tools.draw import save_trace
+
+    image, item = generate_scene(5, 0)
+    result = _agent("fast").run(image, item.question, item.options, cues=question_cues(item.question))
+    path = save_trace(image, result.visits, tmp_path / "trace.png", result.answer_box)
+    with Image.open(path) as drawn:
+        assert drawn.format == "PNG" and drawn.size == image.size
+        # something was drawn: the picture differs from the scene
+        drawn_pixels = np.asarray(drawn.convert("RGB"), dtype=int)
+        assert np.abs(drawn_pixels - np.asarray(image.convert("RGB"), dtype=int)).sum() > 0
