@@ -39,7 +39,7 @@ from foveate.agents.zoom_prompts import ZoomPrompts, preset_for
 from foveate.errors import BudgetExceeded, UnsupportedRequestError
 from foveate.tools.images import load_image
 from foveate.tools.tree import Box, TreeNode, best_window, box_union, expand_box, map_mass, tree_depth
-from foveate.vlm.base import VLM
+from foveate.vlm.base import VLM, group_by_view, probe_views_batched
 from foveate.vlm.budget import TokenBudget, TokenLedger
 from foveate.vlm.types import RelevanceMap, TokenUsage, VLMRequest, YesNoResult
 
@@ -269,7 +269,7 @@ class ZoomAgent:
                     for v, qs in zip(views, questions, strict=True)
                     for q in qs
                 ]
-                answers = _regroup(flat, questions)
+                answers = group_by_view(flat, questions)
         except BudgetExceeded as exc:
             raise _OutOfBudget(str(exc)) from exc
         for group in answers:
@@ -296,10 +296,7 @@ class ZoomAgent:
                 views, questions, ledger, reuse_prefix=self.config.reuse_prefix
             )
             return result
-        flat = [
-            VLMRequest.from_prompt(q, images=[v]) for v, qs in zip(views, questions, strict=True) for q in qs
-        ]
-        return _regroup(self.vlm.yes_probabilities(flat, ledger), questions)
+        return probe_views_batched(self.vlm, views, questions, ledger)
 
     def _search(
         self, image: Image.Image, cue: str, stop_prompt: str, strategy: Strategy, meter: _Meter
@@ -537,14 +534,6 @@ def parse_cues(text: str) -> list[str]:
         if cue and cue.lower() not in (c.lower() for c in cues) and len(cue) <= 60:
             cues.append(cue)
     return cues[:4]
-
-
-def _regroup(flat: Sequence[YesNoResult], questions: Sequence[Sequence[str]]) -> list[list[YesNoResult]]:
-    out, k = [], 0
-    for qs in questions:
-        out.append(list(flat[k : k + len(qs)]))
-        k += len(qs)
-    return out
 
 
 def _region_box(view: Box, region: tuple[float, float, float, float]) -> Box:

@@ -23,7 +23,16 @@ from foveate.errors import UnsupportedRequestError
 from foveate.vlm.budget import TokenLedger
 from foveate.vlm.types import RelevanceMap, ScoreResult, VLMRequest, VLMResult, YesNoResult, yes_share
 
-__all__ = ["NO_WORDS", "VLM", "YES_WORDS", "BaseVLM", "ledger_for", "yes_share"]
+__all__ = [
+    "NO_WORDS",
+    "VLM",
+    "YES_WORDS",
+    "BaseVLM",
+    "group_by_view",
+    "ledger_for",
+    "probe_views_batched",
+    "yes_share",
+]
 
 YES_WORDS = ("Yes", "yes", "YES")
 NO_WORDS = ("No", "no", "NO")
@@ -93,17 +102,7 @@ class BaseVLM:
         This default batches every probe; local backends also encode each view once and share its
         prefix (image and template) across that view's questions. ``reuse_prefix`` is for ablations.
         """
-        if len(views) != len(questions):
-            raise UnsupportedRequestError("probe_views needs one list of questions per view")
-        flat = [
-            VLMRequest.from_prompt(q, images=[v]) for v, qs in zip(views, questions, strict=True) for q in qs
-        ]
-        answers = self.yes_probabilities(flat, ledger)
-        out, k = [], 0
-        for qs in questions:
-            out.append(answers[k : k + len(qs)])
-            k += len(qs)
-        return out
+        return probe_views_batched(self, views, questions, ledger)
 
     def relevance_maps(
         self, views: Sequence[Image.Image], questions: Sequence[str], ledger: TokenLedger | None = None
@@ -128,6 +127,28 @@ class BaseVLM:
         self, requests: Sequence[VLMRequest], ledger: TokenLedger | None = None
     ) -> list[YesNoResult]:
         return await asyncio.to_thread(self.yes_probabilities, requests, ledger)
+
+
+def probe_views_batched(
+    vlm: VLM,
+    views: Sequence[Image.Image],
+    questions: Sequence[Sequence[str]],
+    ledger: TokenLedger | None = None,
+) -> list[list[YesNoResult]]:
+    """``questions[i]`` about ``views[i]`` through one ``yes_probabilities`` call, answers grouped by view."""
+    if len(views) != len(questions):
+        raise UnsupportedRequestError("probe_views needs one list of questions per view")
+    flat = [VLMRequest.from_prompt(q, images=[v]) for v, qs in zip(views, questions, strict=True) for q in qs]
+    return group_by_view(vlm.yes_probabilities(flat, ledger), questions)
+
+
+def group_by_view(flat: Sequence[YesNoResult], questions: Sequence[Sequence[str]]) -> list[list[YesNoResult]]:
+    """Split answers given in question order back into one list per view."""
+    out, k = [], 0
+    for qs in questions:
+        out.append(list(flat[k : k + len(qs)]))
+        k += len(qs)
+    return out
 
 
 def ledger_for(request: VLMRequest, ledger: TokenLedger | None) -> TokenLedger:

@@ -396,7 +396,6 @@ class TransformersVLM(BaseVLM):
                     stack.enter_context(own.hold(n, "yes_probability"))
                     for own, n in zip(ledgers, lengths, strict=True)
                 ]
-            yes_idx, no_idx = torch.tensor(self._yes_ids), torch.tensor(self._no_ids)
             for enc in encs:
                 start = time.perf_counter()
                 last = torch.tensor([n - 1 for n in enc.lengths])
@@ -405,25 +404,28 @@ class TransformersVLM(BaseVLM):
                 column = torch.searchsorted(positions, last)
                 latency = (time.perf_counter() - start) / len(enc.lengths)
                 for row in range(len(enc.lengths)):
-                    dist = logp[row, column[row]]
-                    lp_yes = float(torch.logsumexp(dist[yes_idx], dim=0))
-                    lp_no = float(torch.logsumexp(dist[no_idx], dim=0))
                     usage = TokenUsage(
                         visual_tokens=enc.visual[row],
                         text_tokens=enc.lengths[row] - enc.visual[row],
                         forward_passes=1 if row == 0 else 0,
                     )
-                    results.append(
-                        YesNoResult.from_logprobs(
-                            lp_yes, lp_no, usage=usage, latency_s=latency, model_id=self.model_id
-                        )
-                    )
+                    results.append(self._yes_no(logp[row, column[row]], usage, latency))
             if ledger is not None:
                 holds[0].commit(TokenUsage.sum(r.usage for r in results))
             else:
                 for held, r in zip(holds, results, strict=True):
                     held.commit(r.usage)
         return results
+
+    def _yes_no(self, logp: torch.Tensor, usage: TokenUsage, latency: float) -> YesNoResult:
+        """P(Yes) from one next-token log-distribution: every single-token spelling of Yes and of No."""
+        return YesNoResult.from_logprobs(
+            float(torch.logsumexp(logp[self._yes_ids], dim=0)),
+            float(torch.logsumexp(logp[self._no_ids], dim=0)),
+            usage=usage,
+            latency_s=latency,
+            model_id=self.model_id,
+        )
 
     # ------------------------------------------------------------------ shared-prefix probes
     # Families whose forward pass can continue from a cached image-and-template prefix with plain
@@ -452,7 +454,7 @@ class TransformersVLM(BaseVLM):
             raise UnsupportedRequestError(f"the tokenizer of {self.model_id} has no single token for No")
         base = ledger if ledger is not None else TokenLedger()
         requests = [
-            [self.fit_images(VLMRequest.from_prompt(q, images=[v]), self._budget_cap_of(base)) for q in qs]
+            [self._fitted(VLMRequest.from_prompt(q, images=[v]), base) for q in qs]
             for v, qs in zip(views, questions, strict=True)
         ]
         results: list[list[YesNoResult]] = [[] for _ in views]
@@ -467,8 +469,8 @@ class TransformersVLM(BaseVLM):
                     results[index] = answers
         return results
 
-    def _budget_cap_of(self, ledger: TokenLedger) -> int | None:
-        return ledger.budget.max_visual_tokens_per_image
+    def _fitted(self, request: VLMRequest, ledger: TokenLedger) -> VLMRequest:
+        return self.fit_images(request, self._budget_cap(request, ledger))
 
     def _probe_chunk(self, groups: list[list[VLMRequest]], ledger: TokenLedger) -> list[list[YesNoResult]]:
         texts = [self.render(r) for group in groups for r in group]
@@ -527,7 +529,6 @@ class TransformersVLM(BaseVLM):
             logp = torch.log_softmax(logits, dim=-1).cpu()
             column = torch.searchsorted(positions, last)
             latency = (time.perf_counter() - start) / len(ids)
-            yes_idx, no_idx = torch.tensor(self._yes_ids), torch.tensor(self._no_ids)
             answers: list[list[YesNoResult]] = [[] for _ in groups]
             for row in range(len(ids)):
                 g = int(owners[row])
@@ -537,16 +538,7 @@ class TransformersVLM(BaseVLM):
                     text_tokens=suffix_lengths[row] + (prefix - visual[g] if lead else 0),
                     forward_passes=(2 if g == 0 else 0) if lead else 0,
                 )
-                dist = logp[row, column[row]]
-                answers[g].append(
-                    YesNoResult.from_logprobs(
-                        float(torch.logsumexp(dist[yes_idx], dim=0)),
-                        float(torch.logsumexp(dist[no_idx], dim=0)),
-                        usage=usage,
-                        latency_s=latency,
-                        model_id=self.model_id,
-                    )
-                )
+                answers[g].append(self._yes_no(logp[row, column[row]], usage, latency))
             held.commit(TokenUsage.sum(a.usage for group in answers for a in group))
         return answers
 
@@ -573,7 +565,7 @@ class TransformersVLM(BaseVLM):
             raise UnsupportedRequestError(f"relevance maps are not implemented for {self.family} models")
         base = ledger if ledger is not None else TokenLedger()
         requests = [
-            self.fit_images(VLMRequest.from_prompt(text, images=[view]), self._budget_cap_of(base))
+            self._fitted(VLMRequest.from_prompt(text, images=[view]), base)
             for view, q in zip(views, questions, strict=True)
             for text in (q, self.GENERIC_PROMPT)
         ]
