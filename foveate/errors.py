@@ -77,3 +77,7 @@ class MemoryDatabaseError(InsightMemoryError, OSError):
 
 class EmbedderMismatchError(InsightMemoryError, ValueError):
     """Stored insights were embedded by another model (or dimension) than the one in use now."""
+
+
+class GraphSpecError(FoveateError, ValueError):
+    """A workflow definition is wrong; the message starts with ``FILE:LINE:`` of the offending YAML."""

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from foveate.cli.calibrate_cmd import calibrate as calibrate_command
+from foveate.cli.graph_cmd import graph_app
 from foveate.cli.memory_cmd import memory_app
 from foveate.errors import FoveateError
 
@@ -129,6 +130,7 @@ def demo(
 
 
 app.add_typer(memory_app, name="memory")
+app.add_typer(graph_app, name="graph")
 app.command("calibrate")(calibrate_command)
 
 bench_app = typer.Typer(help="Synthetic benchmarks and measurements.", no_args_is_help=True)
