@@ -170,10 +170,15 @@ class ZoomAgent:
         *,
         cues: Sequence[str] | None = None,
         strategy: Strategy | None = None,
+        context: str | None = None,
+        answer: bool = True,
     ) -> ZoomResult:
         """Search (unless ``direct``) and answer. ``options``: score them; else generate free text.
 
         ``cues``: the objects to look for; ``None`` asks the model to list them (one generation).
+        ``context``: text for the answering call only (a system message), e.g. recalled insights; the
+        search's probes never see it, so that their confidences stay comparable across runs.
+        ``answer=False``: search only (a workflow's reasoning node answers); ``answer`` comes back empty.
         """
         cfg = self.config
         strategy = strategy or cfg.strategy
@@ -216,10 +221,14 @@ class ZoomAgent:
                 found.append(best)
         crops = [f.box for f in found if f.box != full]
         answer_box = self._answer_box(crops, img) if crops else None
-        answer, probabilities = self._answer(img, question, options, answer_box, ledger)
+        reply, probabilities = (
+            self.answer_from(img, question, options, answer_box, ledger, context=context)
+            if answer
+            else ("", [])
+        )
         return ZoomResult(
             question=question,
-            answer=answer,
+            answer=reply,
             options=list(options or []),
             probabilities=probabilities,
             strategy=strategy,
@@ -228,7 +237,7 @@ class ZoomAgent:
             answer_box=answer_box,
             visits=meter.visits,
             probes=meter.probes,
-            forward_passes=meter.passes + 1,
+            forward_passes=meter.passes + int(answer),
             usage=ledger.spent,
             wall_s=time.perf_counter() - start,
             budget_exhausted=exhausted,
@@ -491,18 +500,22 @@ class ZoomAgent:
             union, self.prompts.crop_enlarge, image.width, image.height, min_side=self.native_side
         )
 
-    def _answer(
+    def answer_from(
         self,
         image: Image.Image,
         question: str,
         options: Sequence[str] | None,
         box: Box | None,
-        ledger: TokenLedger,
+        ledger: TokenLedger | None = None,
+        *,
+        context: str | None = None,
     ) -> tuple[str, list[float]]:
+        """The answering call alone: from the whole image (``box`` None) or the crop (plus the whole image
+        when the preset says so). Returns the answer and, with ``options``, their probabilities."""
         views = [image] if box is None else [image.crop(box)]
         if box is not None and self.prompts.answer_with_full_image:
             views = [image, *views]
-        request = VLMRequest.from_prompt(question, images=views)
+        request = VLMRequest.from_prompt(question, images=views, system=context or None)
         if options:
             scored = self.vlm.score(request, list(options), ledger)
             return scored.best, scored.probabilities

@@ -461,7 +461,7 @@ class InsightMemory:
                     raise InsightMemoryError(f"memory {self.store.name} has no run {run_id}")
                 now = utcnow()
                 for text, kind_, vector in zip(texts, kinds, vectors, strict=True):
-                    match = self._near_duplicate(session, vector, new_rows)
+                    match = self._near_duplicate(session, vector, kind_, new_rows)
                     if match is not None:
                         row, similarity = match
                         row.times_seen += 1
@@ -500,24 +500,38 @@ class InsightMemory:
         return results
 
     def _near_duplicate(
-        self, session: Session, vector: np.ndarray, pending: list[tuple[InsightRow, np.ndarray]]
+        self,
+        session: Session,
+        vector: np.ndarray,
+        kind: InsightKind,
+        pending: list[tuple[InsightRow, np.ndarray]],
     ) -> tuple[InsightRow, float] | None:
+        """The stored insight this one should merge into: same kind, cosine at least the threshold.
+
+        Same kind only: a failure and a success lesson about one kind of question read alike to an
+        embedding model ("... was right" / "... was wrong") but must not merge.
+        """
         if self.merge_threshold is None:
             return None
         best: tuple[InsightRow, float] | None = None
         for row, other in pending:  # added earlier in this same batch, not in the index yet
+            if row.kind != kind:
+                continue
             similarity = float(np.dot(vector, other))
             if similarity >= self.merge_threshold and (best is None or similarity > best[1]):
                 best = (row, similarity)
-        scores, ids = self.index.search(vector[None, :], 1)
-        if (
-            ids[0, 0] >= 0
-            and scores[0, 0] >= self.merge_threshold
-            and (best is None or scores[0, 0] > best[1])
-        ):
-            stored = session.get(InsightRow, int(ids[0, 0]))
-            if stored is not None and not stored.deleted:
-                best = (stored, float(scores[0, 0]))
+        scores, ids = self.index.search(
+            vector[None, :], 8
+        )  # the nearest few: the closest may be another kind
+        for score, insight_id in zip(scores[0], ids[0], strict=True):
+            if insight_id < 0 or score < self.merge_threshold:
+                break
+            if best is not None and score <= best[1]:
+                break
+            stored = session.get(InsightRow, int(insight_id))
+            if stored is not None and not stored.deleted and stored.kind == kind:
+                best = (stored, float(score))
+                break
         return best
 
     def search(
