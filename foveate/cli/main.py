@@ -15,6 +15,7 @@ from rich.table import Table
 from foveate.cli.calibrate_cmd import calibrate as calibrate_command
 from foveate.cli.graph_cmd import graph_app
 from foveate.cli.memory_cmd import memory_app
+from foveate.cli.run_cmd import run as run_command
 from foveate.errors import FoveateError
 
 app = typer.Typer(
@@ -132,6 +133,7 @@ def demo(
 app.add_typer(memory_app, name="memory")
 app.add_typer(graph_app, name="graph")
 app.command("calibrate")(calibrate_command)
+app.command("run")(run_command)
 
 bench_app = typer.Typer(help="Synthetic benchmarks and measurements.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")

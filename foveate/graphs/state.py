@@ -1,0 +1,139 @@
+"""The one state every workflow reads and writes, and the pydantic models of a run's input and output.
+
+The state is a ``TypedDict`` of plain JSON values (strings, numbers, lists, dicts): LangGraph checkpoints
+it after every node, and a run resumed in another process must read back exactly what was written, with
+no pickled objects. Images are therefore a file path plus a SHA-256; ``prepare_input`` writes an image
+given in memory to a content-addressed cache first. Token spending is summed across nodes by a reducer,
+so the per-question budget holds over the whole graph.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from foveate.vlm.budget import TokenBudget
+from foveate.vlm.types import TokenUsage
+
+__all__ = ["QAState", "RunInput", "RunOutput", "add_usage", "usage_of"]
+
+
+def add_usage(left: dict[str, int] | None, right: dict[str, int] | None) -> dict[str, int]:
+    """Reducer: token usage adds up over nodes (and over loops back to a node)."""
+    total = dict(left or {})
+    for key, value in (right or {}).items():
+        total[key] = total.get(key, 0) + int(value)
+    return total
+
+
+def usage_of(state: QAState | dict[str, Any]) -> TokenUsage:
+    return TokenUsage(**(state.get("spent") or {}))
+
+
+class QAState(TypedDict, total=False):
+    """Everything a question's run knows so far. Keys are filled in as nodes run."""
+
+    # input
+    question: str
+    options: list[str]
+    image_path: str
+    image_sha256: str
+    budget: dict[str, Any]  # TokenBudget as JSON
+    expected: str | None  # the right answer, when known (benchmarks, feedback); never shown to a model
+    # perception
+    cues: list[str]
+    perception: Annotated[list[str], operator.add]  # notes: what was seen, by which node
+    root_confidence: float | None  # "can the question be answered from the whole image?" in [-1, 1]
+    # zoom
+    strategy: str
+    crops: list[list[int]]
+    answer_box: list[int] | None
+    probes: Annotated[int, operator.add]
+    zoom_notes: Annotated[list[str], operator.add]
+    budget_exhausted: bool
+    # recall
+    insights: list[dict[str, Any]]  # {"id", "text", "kind", "score"}
+    # reasoning
+    answer: str | None
+    option_scores: list[float]
+    attempts: int  # answers produced so far (the judge's loop counter)
+    verdict: str  # the judge's: "sufficient", "retry" or "give_up"
+    # abstention
+    prediction_set: list[str]
+    abstained: bool
+    abstain_reason: str
+    human: dict[str, Any] | None  # what a person said when asked (answer / feedback)
+    # memory
+    run_id: int | None
+    insight_ids: list[int]
+    # accounting and the conversation
+    spent: Annotated[dict[str, int], add_usage]
+    messages: Annotated[list[dict[str, str]], operator.add]  # {"node", "text"}: a readable log
+
+
+class RunInput(BaseModel):
+    """A question for a workflow (the Python API and the CLI build one; ``Workflow.start_state`` turns it
+    into the initial state)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    question: str = Field(min_length=1)
+    image: Any  # a path, PIL image, bytes or array: whatever ``load_image`` takes
+    options: list[str] = Field(default_factory=list)
+    budget: TokenBudget = Field(default_factory=TokenBudget)
+    expected: str | None = None
+
+
+class RunOutput(BaseModel):
+    """What a run ends with, read off the final state."""
+
+    model_config = ConfigDict(frozen=True)
+    run_id: str  # the LangGraph thread id (resume with it)
+    status: Literal["done", "waiting", "incomplete"] = "done"  # waiting: paused for a person
+    pending: dict[str, Any] | None = None  # what the paused run asks the person
+    question: str
+    answer: str | None
+    options: list[str] = Field(default_factory=list)
+    option_scores: list[float] = Field(default_factory=list)
+    abstained: bool = False
+    abstain_reason: str = ""
+    prediction_set: list[str] = Field(default_factory=list)
+    crops: list[list[int]] = Field(default_factory=list)
+    insights: list[dict[str, Any]] = Field(default_factory=list)
+    perception: list[str] = Field(default_factory=list)
+    probes: int = 0
+    attempts: int = 0
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    memory_run_id: int | None = None
+    messages: list[dict[str, str]] = Field(default_factory=list)
+
+    @classmethod
+    def from_state(
+        cls,
+        run_id: str,
+        state: dict[str, Any],
+        *,
+        status: Literal["done", "waiting", "incomplete"] = "done",
+        pending: Any = None,
+    ) -> RunOutput:
+        return cls(
+            run_id=run_id,
+            status=status,
+            pending=pending if isinstance(pending, dict) or pending is None else {"value": pending},
+            question=state.get("question", ""),
+            answer=None if state.get("abstained") else state.get("answer"),
+            options=state.get("options") or [],
+            option_scores=state.get("option_scores") or [],
+            abstained=bool(state.get("abstained", False)),
+            abstain_reason=state.get("abstain_reason", ""),
+            prediction_set=state.get("prediction_set") or [],
+            crops=state.get("crops") or [],
+            insights=state.get("insights") or [],
+            perception=state.get("perception") or [],
+            probes=int(state.get("probes") or 0),
+            attempts=int(state.get("attempts") or 0),
+            usage=usage_of(state),
+            memory_run_id=state.get("run_id"),
+            messages=state.get("messages") or [],
+        )

@@ -1,0 +1,257 @@
+"""Run a workflow: compile it once, then answer questions, stream progress, resume and batch.
+
+``Workflow`` is the one object the Python API, the CLI and the REPL drive::
+
+    runtime = Runtime(vlm=TransformersVLM(TINY_VLM_PATH))
+    with open_checkpointer("runs.db") as saver:
+        flow = Workflow("full", runtime, checkpointer=saver)
+        out = flow.run(RunInput(image="scene.png", question="What is the color of the star?",
+                                options=["red", "green", "blue", "yellow"]))
+        if out.status == "waiting":            # abstained and asked a person (abstain: ask_human)
+            out = flow.resume(out.run_id, {"answer": "red"})
+
+A run's id is its LangGraph thread id: with a durable checkpointer (SQLite file, PostgreSQL URL) a run
+killed mid-way continues from its last completed node with ``resume(run_id)``, in any process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+from pydantic import BaseModel, ConfigDict
+
+from foveate.errors import FoveateError, GraphSpecError
+from foveate.graphs.compiler import compile_workflow, run_config
+from foveate.graphs.nodes import Runtime, builtin_registry
+from foveate.graphs.registry import Registry
+from foveate.graphs.spec import WorkflowSpec, load_workflow
+from foveate.graphs.state import QAState, RunInput, RunOutput
+from foveate.tools.images import load_image
+
+__all__ = [
+    "BUILTIN_WORKFLOWS",
+    "NodeEvent",
+    "Workflow",
+    "builtin_workflow_path",
+    "open_checkpointer",
+    "resolve_workflow",
+]
+
+WORKFLOWS_DIR = Path(__file__).parent / "workflows"
+BUILTIN_WORKFLOWS = ("direct", "zoom", "full")
+
+
+class RunError(FoveateError):
+    """A run cannot be started or resumed (unknown run id, nothing to resume)."""
+
+
+class NodeEvent(BaseModel):
+    """One node finished (or the run paused): what ``Workflow.stream`` yields, for progress display."""
+
+    model_config = ConfigDict(frozen=True)
+    run_id: str
+    node: str
+    update: dict[str, Any]
+    messages: list[str]
+
+
+def builtin_workflow_path(name: str) -> Path:
+    return WORKFLOWS_DIR / f"{name}.yaml"
+
+
+def resolve_workflow(workflow: WorkflowSpec | str | Path, registry: Registry) -> WorkflowSpec:
+    """A spec from a built-in name (``direct``, ``zoom``, ``full``), a YAML file, or a spec."""
+    if isinstance(workflow, WorkflowSpec):
+        return workflow
+    if isinstance(workflow, str) and workflow in BUILTIN_WORKFLOWS:
+        workflow = builtin_workflow_path(workflow)
+    path = Path(workflow)
+    if not path.is_file():
+        raise GraphSpecError(
+            f"no workflow {str(workflow)!r}: not a built-in ({', '.join(BUILTIN_WORKFLOWS)}) nor a YAML file"
+        )
+    spec, _ = load_workflow(path, registry)
+    return spec
+
+
+@contextmanager
+def open_checkpointer(target: str | Path | None) -> Iterator[BaseCheckpointSaver[Any]]:
+    """Where runs are checkpointed: ``None`` in memory, a PostgreSQL URL, or a SQLite file (created)."""
+    if target is None or str(target) == ":memory:":
+        yield InMemorySaver()
+        return
+    text = str(target)
+    if text.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        from langgraph.checkpoint.postgres import PostgresSaver
+
+        url = text.replace("postgresql+psycopg://", "postgresql://", 1)
+        try:
+            with PostgresSaver.from_conn_string(url) as saver:
+                saver.setup()
+                yield saver
+        except Exception as exc:  # psycopg's OperationalError and friends
+            if isinstance(exc, FoveateError):
+                raise
+            raise RunError(f"cannot use PostgreSQL checkpoints at {url.split('@')[-1]}: {exc}") from exc
+        return
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path = Path(text).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as exc:
+        raise RunError(f"cannot use {path} for checkpoints: {exc}") from exc
+    try:
+        sqlite_saver = SqliteSaver(conn)
+        sqlite_saver.setup()
+        yield sqlite_saver
+    finally:
+        conn.close()
+
+
+def image_cache_dir() -> Path:
+    return Path(os.environ.get("FOVEATE_CACHE", Path.home() / ".cache" / "foveate")) / "images"
+
+
+class Workflow:
+    """A compiled workflow bound to a runtime (models, memory, calibration) and a checkpointer."""
+
+    def __init__(
+        self,
+        workflow: WorkflowSpec | str | Path,
+        runtime: Runtime,
+        *,
+        registry: Registry | None = None,
+        checkpointer: BaseCheckpointSaver[Any] | None = None,
+        image_cache: Path | None = None,
+        durability: Literal["sync", "async", "exit"] = "sync",
+    ) -> None:
+        """``durability="sync"``: each node's checkpoint is on disk before the next node starts, so a
+        killed run loses at most the node it was in (LangGraph's default, "async", may lose more)."""
+        self.durability = durability
+        self.registry = registry or builtin_registry()
+        self.spec = resolve_workflow(workflow, self.registry)
+        self.runtime = runtime
+        self.checkpointer = checkpointer if checkpointer is not None else InMemorySaver()
+        self.image_cache = image_cache or image_cache_dir()
+        self.graph = compile_workflow(
+            self.spec, self.registry, runtime, QAState, checkpointer=self.checkpointer
+        )
+
+    # ------------------------------------------------------------------ inputs and configs
+    def start_state(self, run: RunInput) -> QAState:
+        """The initial state: the image is decoded now (a bad image fails before any node runs) and
+        referred to by a file path, written to a content-addressed cache when it came from memory."""
+        image = load_image(run.image)
+        if isinstance(run.image, (str, Path)) and Path(run.image).is_file():
+            path = Path(run.image).resolve()
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            data = buffer.getvalue()
+            sha = hashlib.sha256(data).hexdigest()
+            self.image_cache.mkdir(parents=True, exist_ok=True)
+            path = self.image_cache / f"{sha}.png"
+            if not path.exists():
+                tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+                tmp.write_bytes(data)
+                tmp.replace(path)
+        self.runtime.remember_image(str(path), image)
+        return {
+            "question": run.question,
+            "options": list(run.options),
+            "image_path": str(path),
+            "image_sha256": sha,
+            "budget": run.budget.model_dump(),
+            "expected": run.expected,
+            "attempts": 0,
+        }
+
+    def config(self, run_id: str, **extra: Any) -> RunnableConfig:
+        return run_config(self.spec, configurable={"thread_id": run_id}, **extra)
+
+    # ------------------------------------------------------------------ running
+    def run(self, run: RunInput, *, run_id: str | None = None) -> RunOutput:
+        """Answer one question to the end (or to a pause for a person: ``status == "waiting"``)."""
+        run_id = run_id or new_run_id()
+        self.graph.invoke(dict(self.start_state(run)), self.config(run_id), durability=self.durability)
+        return self.output(run_id)
+
+    def stream(self, run: RunInput | None, *, run_id: str | None = None) -> Iterator[NodeEvent]:
+        """Run (or, with ``run=None``, resume ``run_id``) and yield an event as each node finishes."""
+        if run is None and run_id is None:
+            raise RunError("stream needs a question or the id of a run to resume")
+        run_id = run_id or new_run_id()
+        payload = self.start_state(run) if run is not None else None
+        for chunk in self.graph.stream(
+            payload,
+            self.config(run_id),
+            stream_mode="updates",
+            durability=self.durability,
+        ):
+            for node, update in chunk.items():
+                update = update if isinstance(update, dict) else {"value": update}
+                said = [m["text"] for m in update.get("messages", []) if isinstance(m, dict)]
+                yield NodeEvent(run_id=run_id, node=node, update=update, messages=said)
+
+    def resume(self, run_id: str, human: dict[str, Any] | str | None = None) -> RunOutput:
+        """Continue a run: after a crash, from its last completed node; after a pause for a person,
+        with their reply (``{"answer": ...}`` to answer, ``{"feedback": ...}``, or ``None`` to let it
+        abstain)."""
+        snapshot = self.graph.get_state(self.config(run_id))
+        if not snapshot.values:
+            raise RunError(f"no run {run_id!r} in this checkpointer")
+        if snapshot.interrupts:
+            # never an empty dict: LangGraph reads {} as a map of interrupt ids and resumes nothing
+            reply: dict[str, Any] = {"answer": human} if isinstance(human, str) else dict(human or {})
+            reply.setdefault("answer", None)
+            self.graph.invoke(Command(resume=reply), self.config(run_id), durability=self.durability)
+        elif snapshot.next:
+            self.graph.invoke(None, self.config(run_id), durability=self.durability)
+        return self.output(run_id)
+
+    def output(self, run_id: str) -> RunOutput:
+        snapshot = self.graph.get_state(self.config(run_id))
+        if not snapshot.values:
+            raise RunError(f"no run {run_id!r} in this checkpointer")
+        status: Literal["done", "waiting", "incomplete"] = (
+            "waiting" if snapshot.interrupts else ("incomplete" if snapshot.next else "done")
+        )
+        pending = snapshot.interrupts[0].value if snapshot.interrupts else None
+        return RunOutput.from_state(run_id, dict(snapshot.values), status=status, pending=pending)
+
+    def batch(self, runs: Sequence[RunInput], *, max_concurrency: int = 8) -> list[RunOutput]:
+        """Many questions at once (threads); the backend may batch their model calls."""
+        ids = [new_run_id() for _ in runs]
+        states = [self.start_state(r) for r in runs]
+        configs = [self.config(i, max_concurrency=max_concurrency) for i in ids]
+        self.graph.batch([dict(x) for x in states], configs, durability=self.durability)
+        return [self.output(i) for i in ids]
+
+    async def abatch(self, runs: Sequence[RunInput], *, max_concurrency: int = 8) -> list[RunOutput]:
+        """``batch`` for asyncio callers (needs a checkpointer with async methods: memory or PostgreSQL)."""
+        ids = [new_run_id() for _ in runs]
+        states = [self.start_state(r) for r in runs]
+        configs = [self.config(i, max_concurrency=max_concurrency) for i in ids]
+        await self.graph.abatch([dict(x) for x in states], configs, durability=self.durability)
+        return await asyncio.to_thread(lambda: [self.output(i) for i in ids])
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]

@@ -1,0 +1,248 @@
+"""Workflows end to end on the tiny VLM: built-ins, budgets, streaming, batching, a person in the loop,
+and a run killed mid-graph (SIGKILL, in a subprocess) that resumes to the same answer."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from foveate.conformal import SelectiveCalibration
+from foveate.errors import GraphSpecError, ImageLoadError
+from foveate.fixtures import TINY_VLM_PATH
+from foveate.fixtures.scenes import generate_scene
+from foveate.graphs.nodes import Runtime, builtin_registry
+from foveate.graphs.state import RunInput
+from foveate.graphs.workflow import BUILTIN_WORKFLOWS, Workflow, open_checkpointer
+from foveate.memory import InsightMemory, SentenceTransformerEmbedder
+from foveate.vlm.budget import TokenBudget
+from foveate.vlm.transformers_vlm import TransformersVLM
+
+ANSWER_ALL = SelectiveCalibration(method="crc", alpha=0.2, n=100, threshold=-math.inf, answered=100, wrong=10)
+ANSWER_NONE = SelectiveCalibration(method="crc", alpha=0.2, n=100, threshold=math.inf, answered=0, wrong=0)
+
+
+@pytest.fixture(scope="module")
+def vlm() -> TransformersVLM:
+    return TransformersVLM(TINY_VLM_PATH, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def minilm() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder()
+
+
+def scene_input(index: int = 0, **kw: object) -> RunInput:
+    # seed 7, scene 0 is an attribute question (one cue: a short search)
+    image, item = generate_scene(7, index)
+    return RunInput(image=image, question=item.question, options=item.options, expected=item.answer, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", BUILTIN_WORKFLOWS)
+def test_every_builtin_workflow_runs_end_to_end(
+    name: str, vlm: TransformersVLM, minilm: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    with InsightMemory.open(tmp_path / "memory.db", embedder=minilm) as memory:
+        flow = Workflow(name, Runtime(vlm=vlm, memory=memory, calibration=ANSWER_ALL), image_cache=tmp_path)
+        run = scene_input(0)
+        events = list(flow.stream(run))
+        out = flow.output(events[0].run_id)
+        nodes = [e.node for e in events]
+        assert out.status == "done" and not out.abstained
+        assert out.answer in run.options and len(out.option_scores) == len(run.options)
+        assert math.isclose(sum(out.option_scores), 1.0, rel_tol=1e-4)
+        assert out.usage.visual_tokens > 0 and out.usage.forward_passes >= 1
+        assert nodes[-1] == ("remember" if name == "full" else "abstain")
+        if name == "direct":
+            assert nodes == ["reason", "abstain"] and out.crops == [] and out.probes == 0
+        else:
+            assert "zoom" in nodes and out.probes > 0 and out.crops  # searched and settled somewhere
+        if name == "full":
+            assert nodes[:2] == ["perceive", "recall"] and out.perception
+            assert out.memory_run_id is not None
+            stored = memory.get_run(out.memory_run_id)
+            assert stored is not None and stored.correct == (out.answer == run.expected)
+            assert len(memory) >= 1  # the run's lessons were stored
+
+
+def test_the_question_budget_holds_across_nodes(vlm: TransformersVLM, tmp_path: Path) -> None:
+    flow = Workflow("zoom", Runtime(vlm=vlm), image_cache=tmp_path)
+    unlimited = flow.run(scene_input(0))
+    capped = flow.run(scene_input(0, budget=TokenBudget(max_total_tokens=700)))
+    assert unlimited.usage.total > 700
+    assert capped.usage.total <= 700 and capped.answer is not None  # the answer's tokens were reserved
+    assert capped.probes < unlimited.probes
+
+
+def test_batched_runs_give_the_same_answers_as_one_at_a_time(vlm: TransformersVLM, tmp_path: Path) -> None:
+    flow = Workflow("zoom", Runtime(vlm=vlm), image_cache=tmp_path)
+    runs = [scene_input(i) for i in range(3)]
+    one_by_one = [flow.run(r) for r in runs]
+    together = flow.batch(runs, max_concurrency=3)
+    concurrent = asyncio.run(flow.abatch(runs, max_concurrency=3))
+    for a, b, c in zip(one_by_one, together, concurrent, strict=True):
+        assert a.answer == b.answer == c.answer
+        assert a.option_scores == pytest.approx(b.option_scores, abs=1e-5)
+        assert a.option_scores == pytest.approx(c.option_scores, abs=1e-5)
+    assert len({o.run_id for o in together + concurrent}) == 6
+
+
+def test_an_abstention_asks_a_person_and_resumes_with_their_answer(
+    vlm: TransformersVLM, minilm: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    text = (
+        Path(builtin_workflow("full"))
+        .read_text()
+        .replace(
+            "  abstain:\n    uses: abstain\n",
+            "  abstain:\n    uses: abstain\n    params: {ask_human: true}\n",
+        )
+    )
+    assert "ask_human" in text
+    flow_file = tmp_path / "ask.yaml"
+    flow_file.write_text(text)
+    with (
+        InsightMemory.open(tmp_path / "memory.db", embedder=minilm) as memory,
+        open_checkpointer(tmp_path / "runs.db") as saver,
+    ):
+        flow = Workflow(
+            flow_file, Runtime(vlm=vlm, memory=memory, calibration=ANSWER_NONE), checkpointer=saver
+        )
+        run = scene_input(0)
+        paused = flow.run(run)
+        assert paused.status == "waiting" and paused.pending is not None
+        assert paused.pending["question"] == run.question and paused.pending["candidate"] in run.options
+        assert paused.memory_run_id is None  # nothing remembered while waiting
+        done = flow.resume(paused.run_id, {"answer": run.expected})
+        assert done.status == "done" and not done.abstained and done.answer == run.expected
+        assert done.memory_run_id is not None
+        # a second paused run, left to abstain
+        again = flow.run(scene_input(1))
+        left = flow.resume(again.run_id, None)
+        assert left.status == "done" and left.abstained and left.answer is None
+
+
+def builtin_workflow(name: str) -> Path:
+    from foveate.graphs.workflow import builtin_workflow_path
+
+    return builtin_workflow_path(name)
+
+
+def test_bad_yaml_is_refused_before_anything_runs(vlm: TransformersVLM, tmp_path: Path) -> None:
+    built: list[str] = []
+    registry = builtin_registry().copy()
+
+    @registry.node("spy")
+    def spy(params: object, runtime: object):  # type: ignore[no-untyped-def]
+        built.append("spy")
+        return lambda state: {}
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\nstart: a\nnodes:\n  a:\n    uses: spy\n  b:\n    uses: zoom\n    params:\n"
+        "      max_depth: deep\nedges:\n  - {from: a, to: b}\n  - {from: b, to: END}\n"
+    )
+    with pytest.raises(GraphSpecError, match=r"bad\.yaml:9:"):
+        Workflow(bad, Runtime(vlm=vlm), registry=registry)
+    assert built == []  # no node was even built
+    with pytest.raises(GraphSpecError, match="not a built-in"):
+        Workflow("no-such-flow", Runtime(vlm=vlm))
+
+
+def test_a_bad_image_fails_before_any_node(vlm: TransformersVLM, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with open_checkpointer(tmp_path / "runs.db") as saver:
+        flow = Workflow("zoom", Runtime(vlm=vlm), checkpointer=saver)
+        with pytest.raises(ImageLoadError, match="broken.png"):
+            flow.run(
+                RunInput(image=broken, question="What is the color of the star?", options=["red", "blue"])
+            )
+        assert list(saver.list(None)) == []  # no checkpoint was written
+
+
+CRASHING_RUN = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from foveate.fixtures import TINY_VLM_PATH
+    from foveate.fixtures.scenes import generate_scene
+    from foveate.graphs.nodes import Runtime, builtin_registry
+    from foveate.graphs.state import RunInput
+    from foveate.graphs.workflow import Workflow, open_checkpointer
+    from foveate.vlm.transformers_vlm import TransformersVLM
+
+    flow_file, checkpoints, marker = sys.argv[1:4]
+    registry = builtin_registry().copy()
+
+    @registry.node("crash_once")
+    def crash_once(params, runtime):
+        def node(state):
+            if not Path(marker).exists():
+                Path(marker).write_text("killed")
+                os.kill(os.getpid(), signal.SIGKILL)  # dies mid-graph, after zoom's checkpoint
+            return {}
+        return node
+
+    image, item = generate_scene(7, 0)
+    with open_checkpointer(checkpoints) as saver:
+        flow = Workflow(flow_file, Runtime(vlm=TransformersVLM(TINY_VLM_PATH, device="cpu")),
+                        registry=registry, checkpointer=saver)
+        for event in flow.stream(RunInput(image=image, question=item.question, options=item.options),
+                                 run_id="crashy"):
+            print(event.node, flush=True)
+    """
+)
+
+CRASH_FLOW = """\
+name: crashy
+start: zoom
+nodes:
+  zoom: {uses: zoom}
+  crash: {uses: crash_once}
+  reason: {uses: reason}
+  abstain: {uses: abstain}
+edges:
+  - {from: zoom, to: crash}
+  - {from: crash, to: reason}
+  - {from: reason, to: abstain}
+  - {from: abstain, to: END}
+"""
+
+
+def test_a_run_killed_mid_graph_resumes_to_the_same_answer(vlm: TransformersVLM, tmp_path: Path) -> None:
+    script, flow_file = tmp_path / "crash.py", tmp_path / "crashy.yaml"
+    script.write_text(CRASHING_RUN)
+    flow_file.write_text(CRASH_FLOW)
+    checkpoints, marker = tmp_path / "runs.db", tmp_path / "marker"
+    env = dict(os.environ, FOVEATE_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run(
+        [sys.executable, str(script), str(flow_file), str(checkpoints), str(marker)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["zoom"] and marker.exists()  # zoom finished, then the process died
+
+    registry = builtin_registry().copy()
+    registry.node("crash_once")(lambda params, runtime: lambda state: {})
+    with open_checkpointer(checkpoints) as saver:
+        flow = Workflow(flow_file, Runtime(vlm=vlm), registry=registry, checkpointer=saver)
+        assert flow.output("crashy").status == "incomplete"
+        resumed_nodes = [e.node for e in flow.stream(None, run_id="crashy")]
+        resumed = flow.output("crashy")
+    assert resumed_nodes == ["crash", "reason", "abstain"]  # zoom's work was not redone
+    # the same question answered in one go, without the crash, gives the same answer
+    straight = Workflow("zoom", Runtime(vlm=vlm), image_cache=tmp_path).run(scene_input(0))
+    assert resumed.status == "done" and resumed.answer == straight.answer
+    assert resumed.option_scores == pytest.approx(straight.option_scores, abs=1e-5)
+    assert resumed.crops == straight.crops
