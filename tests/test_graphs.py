@@ -22,6 +22,7 @@ from foveate.graphs.nodes import Runtime, builtin_registry
 from foveate.graphs.state import RunInput
 from foveate.graphs.workflow import BUILTIN_WORKFLOWS, Workflow, open_checkpointer
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
+from foveate.vlm.batching import CoalescingVLM
 from foveate.vlm.budget import TokenBudget
 from foveate.vlm.transformers_vlm import TransformersVLM
 
@@ -85,7 +86,10 @@ def test_batched_runs_give_the_same_answers_as_one_at_a_time(vlm: TransformersVL
     flow = Workflow("zoom", Runtime(vlm=vlm), image_cache=tmp_path)
     runs = [scene_input(i) for i in range(3)]
     one_by_one = [flow.run(r) for r in runs]
-    together = flow.batch(runs, max_concurrency=3)
+    with CoalescingVLM(vlm) as coalescing:  # the three searches share forward passes
+        together = Workflow("zoom", Runtime(vlm=coalescing), image_cache=tmp_path).batch(
+            runs, max_concurrency=3
+        )
     concurrent = asyncio.run(flow.abatch(runs, max_concurrency=3))
     for a, b, c in zip(one_by_one, together, concurrent, strict=True):
         assert a.answer == b.answer == c.answer
@@ -246,3 +250,35 @@ def test_a_run_killed_mid_graph_resumes_to_the_same_answer(vlm: TransformersVLM,
     assert resumed.status == "done" and resumed.answer == straight.answer
     assert resumed.option_scores == pytest.approx(straight.option_scores, abs=1e-5)
     assert resumed.crops == straight.crops
+
+
+PG_URL = os.environ.get("FOVEATE_TEST_DATABASE_URL")
+
+ASKING_FLOW = """\
+name: asking
+start: reason
+nodes:
+  reason: {uses: reason}
+  abstain: {uses: abstain, params: {ask_human: true}}
+edges:
+  - {from: reason, to: abstain}
+  - {from: abstain, to: END}
+"""
+
+
+@pytest.mark.skipif(not PG_URL, reason="no PostgreSQL")
+def test_a_paused_run_checkpointed_in_postgresql_resumes_in_a_new_connection(
+    vlm: TransformersVLM, tmp_path: Path
+) -> None:
+    assert PG_URL is not None
+    flow_file = tmp_path / "asking.yaml"
+    flow_file.write_text(ASKING_FLOW)
+    run = scene_input(0)
+    with open_checkpointer(PG_URL) as saver:
+        paused = Workflow(flow_file, Runtime(vlm=vlm, calibration=ANSWER_NONE), checkpointer=saver).run(run)
+    assert paused.status == "waiting"
+    with open_checkpointer(PG_URL) as saver:  # a new connection, as another process would have
+        flow = Workflow(flow_file, Runtime(vlm=vlm, calibration=ANSWER_NONE), checkpointer=saver)
+        assert flow.output(paused.run_id).status == "waiting"
+        done = flow.resume(paused.run_id, "blue")
+    assert done.status == "done" and done.answer == "blue" and not done.abstained

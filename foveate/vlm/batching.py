@@ -1,0 +1,147 @@
+"""Coalesce Yes/No probes from concurrent questions into shared batched forward passes.
+
+When a workflow answers many questions at once (``Workflow.batch`` / ``abatch``), each question's zoom
+search sends small batches of probes from its own thread. Run one after another, every small batch pays
+a whole forward pass; ``CoalescingVLM`` puts them in a queue that one worker thread drains, sending
+everything that arrived together as one ``probe_views`` call and handing each caller its own results.
+This is the continuous batching a serving engine (vLLM) does, for a local ``transformers`` model.
+
+Token budgets stay exact: a call whose ledger has a cap is not coalesced (the backend must hold its
+tokens before spending them); uncapped calls are charged what their own probes really cost.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from foveate.vlm.base import probe_views_batched
+from foveate.vlm.budget import TokenLedger
+from foveate.vlm.types import TokenUsage, YesNoResult
+
+__all__ = ["CoalescingVLM"]
+
+
+@dataclass
+class _Job:
+    views: Sequence[Image.Image]
+    questions: Sequence[Sequence[str]]
+    reuse_prefix: bool
+    ledger: TokenLedger | None
+    future: Future[list[list[YesNoResult]]] = field(default_factory=Future)
+
+    @property
+    def probes(self) -> int:
+        return sum(len(q) for q in self.questions)
+
+
+class CoalescingVLM:
+    """Wraps a VLM; ``probe_views`` calls from concurrent threads share forward passes.
+
+    ``max_probes``: most probes per merged call (the backend splits further by its own batch size);
+    ``max_wait_s``: how long the worker waits for more callers after the first arrives. Everything
+    else (``generate``, ``score``, attributes) goes straight to the wrapped model.
+    """
+
+    def __init__(self, vlm: Any, *, max_probes: int = 256, max_wait_s: float = 0.004) -> None:
+        self.vlm = vlm
+        self.max_probes = max_probes
+        self.max_wait_s = max_wait_s
+        self.merged_calls = 0  # how many backend calls served more than one caller
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._drain, name="foveate-coalescer", daemon=True)
+        self._worker.start()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.vlm, name)
+
+    def close(self) -> None:
+        """Stop the worker (pending calls finish first)."""
+        self._jobs.put(None)
+        self._worker.join(timeout=30)
+
+    def __enter__(self) -> CoalescingVLM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def probe_views(
+        self,
+        views: Sequence[Image.Image],
+        questions: Sequence[Sequence[str]],
+        ledger: TokenLedger | None = None,
+        *,
+        reuse_prefix: bool = True,
+    ) -> list[list[YesNoResult]]:
+        if ledger is not None and ledger.limit is not None:
+            return self._call(views, questions, ledger, reuse_prefix)
+        job = _Job(views, questions, reuse_prefix, ledger)
+        self._jobs.put(job)
+        return job.future.result()
+
+    # ------------------------------------------------------------------ worker
+    def _call(
+        self,
+        views: Sequence[Image.Image],
+        questions: Sequence[Sequence[str]],
+        ledger: TokenLedger | None,
+        reuse_prefix: bool,
+    ) -> list[list[YesNoResult]]:
+        method = getattr(self.vlm, "probe_views", None)
+        if method is None:
+            return probe_views_batched(self.vlm, views, questions, ledger)
+        result: list[list[YesNoResult]] = method(views, questions, ledger, reuse_prefix=reuse_prefix)
+        return result
+
+    def _drain(self) -> None:
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self.max_wait_s
+            stop = False
+            while sum(j.probes for j in batch) < self.max_probes:
+                try:
+                    job = self._jobs.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            for reuse in (True, False):  # one merged call per prefix mode
+                group = [j for j in batch if j.reuse_prefix == reuse]
+                if group:
+                    self._serve(group, reuse)
+            if stop:
+                return
+
+    def _serve(self, group: list[_Job], reuse_prefix: bool) -> None:
+        views = [v for j in group for v in j.views]
+        questions = [q for j in group for q in j.questions]
+        try:
+            results = self._call(views, questions, None, reuse_prefix)
+        except BaseException as exc:  # hand the failure to every caller, keep the worker alive
+            for job in group:
+                job.future.set_exception(exc)
+            return
+        if len(group) > 1:
+            self.merged_calls += 1
+        start = 0
+        for job in group:
+            mine = results[start : start + len(job.views)]
+            start += len(job.views)
+            if job.ledger is not None:
+                used = TokenUsage.sum(r.usage for row in mine for r in row)
+                with job.ledger.hold(0, "coalesced probes") as reservation:
+                    reservation.commit(used)
+            job.future.set_result(mine)
