@@ -64,7 +64,7 @@ class Runtime:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _agents: dict[str, ZoomAgent] = field(default_factory=dict, repr=False)
 
-    def image(self, state: QAState) -> Image.Image:
+    def image(self, state: QAState | dict[str, Any]) -> Image.Image:
         """The question's image, decoded once per run (a 2000 px PNG takes ~50 ms to decode)."""
         path = state["image_path"]
         with self._lock:
@@ -430,23 +430,8 @@ def remember_node(params: _Params, runtime: Runtime) -> NodeFn:
             # the person answered: the model's own top choice was right iff it matches
             options, scores = state.get("options") or [], state["option_scores"]
             correct = options[scores.index(max(scores))] == human["answer"]
-        size = runtime.image(state).size
-        box = state.get("answer_box")
-        trajectory = Trajectory(
-            question=state["question"],
-            options=state.get("options") or [],
-            answer=answer,
-            correct=correct,
-            feedback=human.get("feedback"),
-            strategy=state.get("strategy", "direct"),
-            cues=state.get("cues") or [],
-            image_size=size,
-            answer_box=tuple(box) if box else None,  # type: ignore[arg-type]
-            confidence=max(state["option_scores"]) if state.get("option_scores") else None,
-            probes=int(state.get("probes") or 0),
-            budget_exhausted=bool(state.get("budget_exhausted")),
-            model_id=runtime.vlm.model_id,
-        )
+        trajectory = trajectory_from_state(state, runtime.image(state).size, runtime.vlm.model_id)
+        trajectory = trajectory.model_copy(update={"correct": correct, "feedback": human.get("feedback")})
         writer = runtime.reasoner or runtime.vlm
         stored = remember(
             runtime.memory,
@@ -464,6 +449,27 @@ def remember_node(params: _Params, runtime: Runtime) -> NodeFn:
         }
 
     return remember_
+
+
+def trajectory_from_state(
+    state: QAState | dict[str, Any], image_size: tuple[int, int], model_id: str
+) -> Trajectory:
+    """What the run did, for insight extraction (correctness left unknown: the caller knows it)."""
+    box = state.get("answer_box")
+    scores = state.get("option_scores") or []
+    return Trajectory(
+        question=state["question"],
+        options=state.get("options") or [],
+        answer=state.get("answer"),
+        strategy=state.get("strategy", "direct"),
+        cues=state.get("cues") or [],
+        image_size=image_size,
+        answer_box=tuple(box) if box else None,  # type: ignore[arg-type]
+        confidence=max(scores) if scores else None,
+        probes=int(state.get("probes") or 0),
+        budget_exhausted=bool(state.get("budget_exhausted")),
+        model_id=model_id,
+    )
 
 
 # ------------------------------------------------------------------------------------- conditions

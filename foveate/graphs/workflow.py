@@ -221,6 +221,13 @@ class Workflow:
             self.graph.invoke(None, self.config(run_id), durability=self.durability)
         return self.output(run_id)
 
+    def state(self, run_id: str) -> dict[str, Any]:
+        """The run's whole current state (what ``output`` summarises)."""
+        snapshot = self.graph.get_state(self.config(run_id))
+        if not snapshot.values:
+            raise RunError(f"no run {run_id!r} in this checkpointer")
+        return dict(snapshot.values)
+
     def output(self, run_id: str) -> RunOutput:
         snapshot = self.graph.get_state(self.config(run_id))
         if not snapshot.values:

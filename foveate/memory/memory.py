@@ -679,6 +679,18 @@ class InsightMemory:
         with self.store.writing() as (session, _revision):
             session.execute(update(InsightRow).where(InsightRow.id.in_(ids)).values(**values))
 
+    def mark_helpful(self, insight_ids: Iterable[int]) -> None:
+        """Count that these insights helped a run whose use was already counted (feedback came later)."""
+        ids = [int(i) for i in insight_ids]
+        if not ids:
+            return
+        with self.store.writing() as (session, _revision):
+            session.execute(
+                update(InsightRow)
+                .where(InsightRow.id.in_(ids))
+                .values(times_helpful=InsightRow.times_helpful + 1)
+            )
+
     def __len__(self) -> int:
         """Live insights in the database."""
         with self.store.reading() as session:

@@ -1,0 +1,310 @@
+"""``Agent``: the small public surface. One object holds the model, the workflow, memory and the gate.
+
+    import foveate
+    agent = foveate.Agent.from_defaults()            # embedded tiny VLM, memory in ~/.foveate, workflow full
+    answer = agent.ask("What is the color of the star?", image="scene.png",
+                       options=["red", "green", "blue", "yellow"])
+    answer.text, answer.confidence, answer.abstained, answer.reason, answer.tokens
+    agent.feedback(answer.run_id, correct=False, answer="blue")   # feeds memory and the drift monitor
+
+With your own model: ``Agent(vlm=TransformersVLM("Qwen/Qwen2.5-VL-7B-Instruct"), workflow="zoom",
+budget=TokenBudget(max_total_tokens=40_000), memory="postgresql://...")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Literal
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from pydantic import BaseModel, ConfigDict, Field
+
+from foveate.agents.insights import extract_insights
+from foveate.conformal import ConformalCalibration, CoverageMonitor, SelectiveCalibration
+from foveate.errors import FoveateError
+from foveate.graphs.nodes import Runtime, can_write, trajectory_from_state
+from foveate.graphs.spec import WorkflowSpec
+from foveate.graphs.state import RunInput, RunOutput
+from foveate.graphs.workflow import NodeEvent, Workflow, open_checkpointer
+from foveate.memory import InsightMemory
+from foveate.vlm.base import VLM
+from foveate.vlm.budget import TokenBudget
+from foveate.vlm.types import TokenUsage
+
+__all__ = ["Agent", "Answer", "default_memory_path", "default_model_path"]
+
+log = logging.getLogger(__name__)
+
+
+def default_memory_path() -> Path:
+    """``$FOVEATE_MEMORY_DB``, else ``~/.foveate/memory.db`` (the same default as ``foveate memory``)."""
+    return Path(os.environ.get("FOVEATE_MEMORY_DB") or Path.home() / ".foveate" / "memory.db")
+
+
+def default_model_path() -> Path:
+    """The embedded tiny VLM; without its weights, a tiny random-weight LLaVA built from a config."""
+    from foveate.fixtures import TINY_VLM_PATH, tiny_vlm_available
+    from foveate.fixtures.tiny_models import build_tiny_llava
+
+    if tiny_vlm_available():
+        return TINY_VLM_PATH
+    folder = (
+        Path(os.environ.get("FOVEATE_CACHE", Path(tempfile.gettempdir()) / "foveate")) / "tiny-random-llava"
+    )
+    if not (folder / "config.json").exists():
+        build_tiny_llava(folder, seed=0)
+    return folder
+
+
+class Answer(BaseModel):
+    """What ``Agent.ask`` returns: the answer, how sure, why it abstained, what it looked at and cost."""
+
+    model_config = ConfigDict(frozen=True)
+    run_id: str
+    question: str
+    text: str | None  # the answer given (None when it abstained or is waiting for a person)
+    option: str | None  # the option the model chose, even when the gate withheld it
+    confidence: float | None  # that option's probability
+    options: list[str] = Field(default_factory=list)
+    option_scores: list[float] = Field(default_factory=list)
+    prediction_set: list[str] = Field(default_factory=list)
+    abstained: bool = False
+    reason: str = ""
+    status: Literal["done", "waiting", "incomplete"] = "done"
+    pending: dict[str, Any] | None = None
+    crops: list[list[int]] = Field(default_factory=list)
+    insights: list[dict[str, Any]] = Field(default_factory=list)
+    trace: list[str] = Field(default_factory=list)  # "node: message", in order
+    tokens: TokenUsage = Field(default_factory=TokenUsage)
+    probes: int = 0
+    latency_s: float = 0.0
+    workflow: str = ""
+    model_id: str = ""
+
+    @classmethod
+    def from_output(cls, out: RunOutput, *, latency_s: float, workflow: str, model_id: str) -> Answer:
+        chosen = (
+            out.options[out.option_scores.index(max(out.option_scores))] if out.option_scores else out.answer
+        )
+        return cls(
+            run_id=out.run_id,
+            question=out.question,
+            text=out.answer if out.status == "done" else None,
+            option=chosen,
+            confidence=max(out.option_scores) if out.option_scores else None,
+            options=out.options,
+            option_scores=out.option_scores,
+            prediction_set=out.prediction_set,
+            abstained=out.abstained,
+            reason=out.abstain_reason,
+            status=out.status,
+            pending=out.pending,
+            crops=out.crops,
+            insights=out.insights,
+            trace=[f"{m.get('node', '')}: {m.get('text', '')}" for m in out.messages],
+            tokens=out.usage,
+            probes=out.probes,
+            latency_s=latency_s,
+            workflow=workflow,
+            model_id=model_id,
+        )
+
+
+class Agent:
+    """A VLM, a workflow, an insight memory and an abstention gate, behind ``ask``.
+
+    ``memory``: an ``InsightMemory``, a SQLite path or SQLAlchemy URL, or None (no recall, no remember).
+    ``checkpoints``: where runs are checkpointed (SQLite path or PostgreSQL URL; None: in memory), so
+    that ``resume`` works across processes. ``calibration``: the abstention gate (see
+    ``foveate calibrate``); None answers without a guarantee. ``coalesce``: share forward passes between
+    concurrent questions (``aask`` / ``ask_many``).
+    """
+
+    def __init__(
+        self,
+        vlm: VLM,
+        *,
+        workflow: str | Path | WorkflowSpec = "full",
+        budget: TokenBudget | None = None,
+        memory: InsightMemory | str | Path | None = None,
+        calibration: ConformalCalibration | SelectiveCalibration | None = None,
+        checkpoints: str | Path | BaseCheckpointSaver[Any] | None = None,
+        reasoner: VLM | None = None,
+        coalesce: bool = False,
+    ) -> None:
+        self._stack = ExitStack()
+        self.vlm = vlm
+        self.budget = budget or TokenBudget()
+        if coalesce:
+            from foveate.vlm.batching import CoalescingVLM
+
+            vlm = self._stack.enter_context(CoalescingVLM(vlm))
+        if memory is None or isinstance(memory, InsightMemory):
+            self.memory = memory
+        else:
+            self.memory = InsightMemory.open(memory)
+            self._stack.callback(self.memory.close)
+        self.calibration = calibration
+        self.monitor = CoverageMonitor(calibration.alpha) if calibration is not None else None
+        saver = (
+            checkpoints
+            if isinstance(checkpoints, BaseCheckpointSaver)
+            else self._stack.enter_context(open_checkpointer(checkpoints))
+        )
+        self.runtime = Runtime(vlm=vlm, reasoner=reasoner, memory=self.memory, calibration=calibration)
+        self.workflow = Workflow(workflow, self.runtime, checkpointer=saver)
+        self._answers: dict[str, Answer] = {}
+
+    @classmethod
+    def from_defaults(cls, **overrides: Any) -> Agent:
+        """The embedded tiny VLM, an insight memory at ``default_memory_path()``, workflow ``full``."""
+        from foveate.vlm.transformers_vlm import TransformersVLM
+
+        vlm = overrides.pop("vlm", None) or TransformersVLM(default_model_path(), device="cpu")
+        overrides.setdefault("memory", default_memory_path())
+        return cls(vlm, **overrides)
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def model_id(self) -> str:
+        return self.vlm.model_id
+
+    # ------------------------------------------------------------------ asking
+    def _input(
+        self, question: str, image: Any, options: Sequence[str] | None, budget: TokenBudget | None
+    ) -> RunInput:
+        if image is None:
+            raise FoveateError("a question needs an image: ask(question, image=PATH_OR_PIL_IMAGE)")
+        return RunInput(
+            question=question, image=image, options=list(options or []), budget=budget or self.budget
+        )
+
+    def _answer(self, out: RunOutput, started: float) -> Answer:
+        answer = Answer.from_output(
+            out,
+            latency_s=time.perf_counter() - started,
+            workflow=self.workflow.spec.name,
+            model_id=self.model_id,
+        )
+        self._answers[answer.run_id] = answer
+        return answer
+
+    def ask(
+        self,
+        question: str,
+        image: Any = None,
+        options: Sequence[str] | None = None,
+        *,
+        budget: TokenBudget | None = None,
+        run_id: str | None = None,
+    ) -> Answer:
+        """Answer one question (``options``: scored multiple choice; else free text)."""
+        started = time.perf_counter()
+        out = self.workflow.run(self._input(question, image, options, budget), run_id=run_id)
+        return self._answer(out, started)
+
+    def stream(
+        self, question: str, image: Any = None, options: Sequence[str] | None = None, **kw: Any
+    ) -> Iterator[NodeEvent]:
+        """Run and yield each node's event as it finishes (progress display); then ``answer(run_id)``."""
+        yield from self.workflow.stream(self._input(question, image, options, kw.get("budget")))
+
+    def answer(self, run_id: str) -> Answer:
+        """The answer of a run (streamed, resumed, or from another process with the same checkpoints)."""
+        return self._answer(self.workflow.output(run_id), time.perf_counter())
+
+    async def aask(
+        self, question: str, image: Any = None, options: Sequence[str] | None = None, **kw: Any
+    ) -> Answer:
+        """``ask`` for asyncio callers; many ``aask`` at once run concurrently (use ``coalesce=True``)."""
+        return await asyncio.to_thread(self.ask, question, image, options, **kw)
+
+    def ask_many(
+        self, questions: Sequence[tuple[str, Any, Sequence[str] | None]], *, max_concurrency: int = 8
+    ) -> list[Answer]:
+        """Several ``(question, image, options)`` at once."""
+        started = time.perf_counter()
+        runs = [self._input(q, img, opts, None) for q, img, opts in questions]
+        return [
+            self._answer(out, started) for out in self.workflow.batch(runs, max_concurrency=max_concurrency)
+        ]
+
+    def resume(self, run_id: str, human: dict[str, Any] | str | None = None) -> Answer:
+        """Continue a run: after a crash, or with a person's reply when it paused to ask one."""
+        started = time.perf_counter()
+        return self._answer(self.workflow.resume(run_id, human), started)
+
+    # ------------------------------------------------------------------ feedback
+    def feedback(
+        self, run_id: str, *, correct: bool | None = None, answer: str | None = None, note: str | None = None
+    ) -> None:
+        """Say how a run went: ``correct``, or the right ``answer`` (then correctness follows).
+
+        The run is recorded (or updated) in the insight memory, its lessons are written now that the
+        outcome is known, recalled insights are counted as helpful or not, and the coverage monitor
+        learns whether the abstention gate's guarantee still holds.
+        """
+        state = self.workflow.state(run_id)
+        options, scores = state.get("options") or [], state.get("option_scores") or []
+        chosen = options[scores.index(max(scores))] if scores else state.get("answer")
+        if correct is None and answer is not None:
+            correct = chosen == answer
+        if correct is None and note is None:
+            raise FoveateError("feedback needs correct=True/False, the right answer, or a note")
+        if self.monitor is not None and correct is not None and scores:
+            self._update_monitor(state, answer if answer is not None else (chosen if correct else None))
+        if self.memory is None:
+            return
+        image = self.runtime.image(state)
+        trajectory = trajectory_from_state(state, image.size, self.model_id).model_copy(
+            update={"correct": correct, "feedback": note}
+        )
+        memory_run = state.get("run_id")
+        if memory_run is None:
+            memory_run = self.memory.record_run(
+                trajectory.question,
+                trajectory.answer,
+                image_sha256=state.get("image_sha256"),
+                correct=correct,
+                feedback=note,
+                trace_summary=trajectory.summary(),
+                model_id=self.model_id,
+            ).id
+        else:
+            self.memory.set_feedback(memory_run, correct=correct, feedback=note)
+        writer = self.runtime.reasoner or self.vlm
+        drafts = extract_insights(trajectory, writer if can_write(writer) else None)
+        if drafts:
+            self.memory.add_many([d.text for d in drafts], [d.kind for d in drafts], run_id=memory_run)
+        used = [int(i["id"]) for i in state.get("insights") or []]
+        if used and state.get("run_id") is None:  # not remembered by the workflow: count the use now
+            self.memory.mark_used(used, helpful=bool(correct))
+        elif used and correct:  # the workflow counted the use; helpfulness is what is new
+            self.memory.mark_helpful(used)
+
+    def _update_monitor(self, state: dict[str, Any], truth: str | None) -> None:
+        assert self.monitor is not None
+        if truth is None:
+            return  # wrong, but the right option is unknown: coverage cannot be judged
+        options = state.get("options") or []
+        if isinstance(self.calibration, SelectiveCalibration):
+            answered = not state.get("abstained")
+            chosen = state.get("answer")
+            self.monitor.update(not (answered and chosen != truth))
+        elif truth in options:
+            self.monitor.update(truth in (state.get("prediction_set") or []))

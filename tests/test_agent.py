@@ -1,0 +1,90 @@
+"""The public Agent API on the embedded tiny VLM: ask, stream, aask, feedback into memory and drift monitor."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+import pytest
+
+import foveate
+from foveate.agent import Agent, Answer
+from foveate.conformal import SelectiveCalibration
+from foveate.errors import FoveateError
+from foveate.fixtures import TINY_VLM_PATH
+from foveate.fixtures.scenes import generate_scene
+from foveate.memory import InsightMemory, SentenceTransformerEmbedder
+from foveate.vlm.transformers_vlm import TransformersVLM
+
+GATE = SelectiveCalibration(method="crc", alpha=0.2, n=100, threshold=0.5, answered=60, wrong=10)
+
+
+@pytest.fixture(scope="module")
+def vlm() -> TransformersVLM:
+    return TransformersVLM(TINY_VLM_PATH, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def minilm() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder()
+
+
+def test_from_defaults_answers_a_scene_question_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vlm: TransformersVLM
+) -> None:
+    monkeypatch.setenv("FOVEATE_MEMORY_DB", str(tmp_path / "memory.db"))
+    monkeypatch.setenv("FOVEATE_CACHE", str(tmp_path / "cache"))
+    image, item = generate_scene(7, 0)
+    with foveate.Agent.from_defaults(vlm=vlm) as agent:
+        answer = agent.ask(item.question, image=image, options=item.options)
+        assert isinstance(answer, Answer) and answer.workflow == "full" and answer.status == "done"
+        assert answer.option in item.options and answer.text == answer.option  # no gate: answered
+        assert answer.confidence == max(answer.option_scores)
+        assert answer.tokens.visual_tokens > 0 and answer.latency_s > 0 and answer.probes > 0
+        assert [t.split(":")[0] for t in answer.trace][:2] == ["perceive", "recall"]
+        assert agent.memory is not None and sum(1 for _ in agent.memory.runs()) == 1
+    assert (tmp_path / "memory.db").exists()
+
+
+def test_feedback_writes_lessons_and_feeds_the_drift_monitor(
+    tmp_path: Path, vlm: TransformersVLM, minilm: SentenceTransformerEmbedder
+) -> None:
+    image, item = generate_scene(7, 0)
+    with InsightMemory.open(tmp_path / "m.db", embedder=minilm) as memory:
+        agent = Agent(vlm, workflow="zoom", memory=memory, calibration=GATE)
+        answer = agent.ask(item.question, image=image, options=item.options)
+        assert len(memory) == 0 and not list(memory.runs())  # zoom does not remember by itself
+        wrong = next(o for o in item.options if o != answer.option)
+        agent.feedback(answer.run_id, answer=wrong)  # the person says the right answer was another
+        (run,) = memory.runs()
+        assert run.correct is False and run.answer == answer.option
+        assert len(memory) >= 1 and all(i.run_id == run.id for i in memory.insights())
+        assert agent.monitor is not None and agent.monitor.status().seen == (0 if answer.abstained else 1)
+        with pytest.raises(FoveateError, match="feedback needs"):
+            agent.feedback(answer.run_id)
+        agent.close()
+
+
+def test_aask_runs_questions_concurrently_with_shared_passes(tmp_path: Path, vlm: TransformersVLM) -> None:
+    scenes = [generate_scene(7, i) for i in range(3)]
+    with Agent(vlm, workflow="zoom") as alone:
+        expected = [alone.ask(it.question, image=img, options=it.options) for img, it in scenes]
+    with Agent(vlm, workflow="zoom", coalesce=True) as agent:
+
+        async def ask_all() -> list[Answer]:
+            return await asyncio.gather(*(agent.aask(it.question, img, it.options) for img, it in scenes))
+
+        got = asyncio.run(ask_all())
+        many = agent.ask_many([(it.question, img, it.options) for img, it in scenes], max_concurrency=3)
+    for a, b, c in zip(expected, got, many, strict=True):
+        assert a.option == b.option == c.option
+        assert all(
+            math.isclose(x, y, abs_tol=1e-4) for x, y in zip(a.option_scores, b.option_scores, strict=True)
+        )
+    assert len({a.run_id for a in got + many}) == 6
+
+
+def test_a_question_without_an_image_is_refused(vlm: TransformersVLM) -> None:
+    with Agent(vlm, workflow="direct") as agent, pytest.raises(FoveateError, match="needs an image"):
+        agent.ask("What is the color of the star?")
