@@ -1,4 +1,4 @@
-"""The public Agent API on the embedded tiny VLM: ask, stream, aask, feedback into memory and drift monitor."""
+"""The public Agent API on the tiny VLM: ask, stream, aask, feedback into memory and drift monitor."""
 
 from __future__ import annotations
 
