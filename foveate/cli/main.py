@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -49,30 +47,23 @@ def _fail(exc: BaseException) -> typer.Exit:
 
 
 def _load_vlm(model: str | None, endpoint: str | None):  # type: ignore[no-untyped-def]
+    """The model from the flags, else from FOVEATE_MODEL / FOVEATE_ENDPOINT / the config file, else the
+    embedded tiny VLM."""
     if model and endpoint:
         raise typer.BadParameter("give --model or --endpoint, not both")
+    if model is None and endpoint is None:
+        from foveate.settings import load_settings
+
+        settings = load_settings()
+        model, endpoint = settings.model, settings.endpoint
     if endpoint:
         from foveate.vlm.openai_vlm import OpenAIVLM
 
         return OpenAIVLM(endpoint, model=model)
+    from foveate.agent import default_model_path
     from foveate.vlm.transformers_vlm import TransformersVLM
 
-    return TransformersVLM(model or str(_default_model()))
-
-
-def _default_model() -> Path:
-    """The embedded default model (the shipped tiny VLM); without it, a tiny random-weight LLaVA."""
-    from foveate.fixtures import TINY_VLM_PATH, tiny_vlm_available
-    from foveate.fixtures.tiny_models import build_tiny_llava
-
-    if tiny_vlm_available():
-        return TINY_VLM_PATH
-    folder = (
-        Path(os.environ.get("FOVEATE_CACHE", Path(tempfile.gettempdir()) / "foveate")) / "tiny-random-llava"
-    )
-    if not (folder / "config.json").exists():
-        build_tiny_llava(folder, seed=0)
-    return folder
+    return TransformersVLM(model or str(default_model_path()))
 
 
 @app.command()
@@ -167,7 +158,9 @@ def bench_fixture(
 
     command = f"foveate bench fixture --n {n} --seed {seed}" + (f" --model {model}" if model else "")
     try:
-        write_fixture_report(Path(model) if model else _default_model(), out, n, seed, command)
+        from foveate.agent import default_model_path
+
+        write_fixture_report(Path(model) if model else default_model_path(), out, n, seed, command)
     except FoveateError as exc:
         raise _fail(exc) from None
     console.print(out.read_text())

@@ -8,7 +8,6 @@ to you on the terminal; otherwise the run id is printed for a later ``--resume R
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,13 +19,6 @@ from foveate.errors import FoveateError
 
 console = Console()
 err_console = Console(stderr=True)
-
-CHECKPOINTS_ENV = "FOVEATE_CHECKPOINTS"
-
-
-def default_checkpoints() -> str:
-    """``$FOVEATE_CHECKPOINTS``, else ``~/.foveate/runs.db``."""
-    return os.environ.get(CHECKPOINTS_ENV) or str(Path.home() / ".foveate" / "runs.db")
 
 
 def _fail(exc: BaseException | str) -> typer.Exit:
@@ -52,6 +44,24 @@ def load_calibration(path: Path) -> Any:
     raise FoveateError(f"{path} is not a calibration (ConformalCalibration or SelectiveCalibration JSON)")
 
 
+def stored_calibration(database: str, model_id: str, alpha: float, method: str) -> Any:
+    """The newest calibration ``foveate calibrate`` stored for this model, alpha and method."""
+    from foveate.cli.calibrate_cmd import PROMPT_TEMPLATE
+    from foveate.conformal.records import CalibrationStore, template_hash
+
+    store = CalibrationStore(database)
+    try:
+        record = store.latest(model_id, template_hash(PROMPT_TEMPLATE), alpha, method)
+    finally:
+        store.close()
+    if record is None:
+        raise FoveateError(
+            f"no {method} calibration at alpha {alpha} for {model_id} in {database}; "
+            f"run `foveate calibrate --bench DIR --alpha {alpha}` first"
+        )
+    return record.result()
+
+
 def run(
     image: Annotated[Path | None, typer.Argument(help="Image file (not needed with --resume).")] = None,
     question: Annotated[str | None, typer.Argument(help="The question.")] = None,
@@ -59,8 +69,11 @@ def run(
         str | None, typer.Option("--options", help="Comma-separated answer options (scored, not generated).")
     ] = None,
     workflow: Annotated[
-        str, typer.Option("--workflow", "-w", help="Built-in workflow (direct, zoom, full) or a YAML file.")
-    ] = "full",
+        str | None,
+        typer.Option(
+            "--workflow", "-w", help="Built-in workflow (direct, zoom, full) or a YAML file [default: full]."
+        ),
+    ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Local model folder.")] = None,
     endpoint: Annotated[str | None, typer.Option("--endpoint", help="OpenAI-compatible server URL.")] = None,
     checkpoints: Annotated[
@@ -71,35 +84,71 @@ def run(
         str | None, typer.Option("--answer", help="With --resume: your answer to a paused run.")
     ] = None,
     memory: Annotated[
-        Path | None, typer.Option("--memory", help="Insight memory database (recall and remember).")
+        str | None,
+        typer.Option("--memory", "--db", help="Insight memory database [default: ~/.foveate/memory.db]."),
     ] = None,
+    no_memory: Annotated[bool, typer.Option("--no-memory", help="Neither recall nor remember.")] = False,
     calibration: Annotated[
         Path | None, typer.Option("--calibration", help="Calibration JSON for the abstention gate.")
     ] = None,
-    max_total_tokens: Annotated[int | None, typer.Option("--max-total-tokens", min=1)] = None,
-    max_visual_tokens: Annotated[int | None, typer.Option("--max-visual-tokens", min=1)] = None,
+    alpha: Annotated[
+        float | None,
+        typer.Option(
+            "--alpha", min=0.0, max=1.0, help="Use the stored calibration at this alpha (foveate calibrate)."
+        ),
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option("--method", help="With --alpha: lac, aps, crc or ltt [default: crc].")
+    ] = None,
+    max_total_tokens: Annotated[
+        int | None,
+        typer.Option("--budget", "--max-total-tokens", min=1, help="Cap on all tokens for the question."),
+    ] = None,
+    max_visual_tokens: Annotated[
+        int | None, typer.Option("--max-visual-tokens", min=1, help="Cap on visual tokens per image.")
+    ] = None,
     ask: Annotated[
         bool, typer.Option("--ask/--no-ask", help="Ask me when the run pauses for a person.")
     ] = False,
 ) -> None:
-    """Answer a question about an image with a workflow (perceive, zoom, recall, reason, abstain...)."""
+    """Answer a question about an image with a workflow (perceive, zoom, recall, reason, abstain...).
+
+    Defaults come from FOVEATE_* environment variables and ~/.foveate/config.toml (see foveate.settings).
+    """
     from foveate.cli.main import _load_vlm
     from foveate.graphs.nodes import Runtime
     from foveate.graphs.state import RunInput
     from foveate.graphs.workflow import Workflow, open_checkpointer
     from foveate.memory import InsightMemory
+    from foveate.settings import load_settings
     from foveate.vlm.budget import TokenBudget
 
     if resume is None and (image is None or question is None):
         raise _fail("give IMAGE and QUESTION, or --resume RUN_ID")
     try:
-        vlm = _load_vlm(model, endpoint)
-        gate = load_calibration(calibration) if calibration is not None else None
-        mem = InsightMemory.open(memory) if memory is not None else None
+        settings = load_settings(
+            model=model,
+            endpoint=endpoint,
+            workflow=workflow,
+            max_total_tokens=max_total_tokens,
+            max_visual_tokens=max_visual_tokens,
+            memory_db=memory,
+            checkpoints=checkpoints,
+            alpha=alpha,
+            method=method,
+        )
+        vlm = _load_vlm(settings.model, settings.endpoint)
+        if calibration is not None:
+            gate = load_calibration(calibration)
+        elif settings.alpha is not None:
+            gate = stored_calibration(settings.calibration_db, vlm.model_id, settings.alpha, settings.method)
+        else:
+            gate = None
+        mem = None if no_memory else InsightMemory.open(settings.memory_db)
         try:
-            with open_checkpointer(checkpoints or default_checkpoints()) as saver:
+            with open_checkpointer(settings.checkpoints) as saver:
                 runtime = Runtime(vlm=vlm, memory=mem, calibration=gate)
-                flow = Workflow(workflow, runtime, checkpointer=saver)
+                flow = Workflow(settings.workflow, runtime, checkpointer=saver)
                 if resume is not None:
                     before = flow.output(resume)
                     if before.status == "waiting":

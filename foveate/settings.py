@@ -1,0 +1,88 @@
+"""User settings for the command line: flags over environment over config file over defaults.
+
+Every setting can come from (highest first): a command-line flag, an environment variable
+``FOVEATE_<NAME>`` (e.g. ``FOVEATE_MODEL``, ``FOVEATE_MEMORY_DB``), the TOML config file
+(``$FOVEATE_CONFIG``, else ``~/.foveate/config.toml``), or the default below. The config file uses the
+same names in lower case::
+
+    model = "/models/Qwen2.5-VL-7B-Instruct"
+    workflow = "full"
+    max_total_tokens = 40000
+    memory_db = "postgresql+psycopg://me@db/foveate"
+
+Settings are read when a command starts (``load_settings``), never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from foveate.errors import FoveateError
+
+__all__ = ["FoveateSettings", "SettingsError", "config_path", "load_settings"]
+
+
+class SettingsError(FoveateError, ValueError):
+    """A setting in the environment or the config file is invalid."""
+
+
+def config_path() -> Path:
+    """``$FOVEATE_CONFIG``, else ``~/.foveate/config.toml`` (it need not exist)."""
+    return Path(os.environ.get("FOVEATE_CONFIG") or Path.home() / ".foveate" / "config.toml").expanduser()
+
+
+def _home(*parts: str) -> str:
+    return str(Path.home().joinpath(".foveate", *parts))
+
+
+class FoveateSettings(BaseSettings):
+    """Defaults for the ``foveate`` commands; flags override them."""
+
+    model_config = SettingsConfigDict(env_prefix="FOVEATE_", extra="forbid", validate_default=True)
+
+    model: str | None = None  # local model folder or hub id (None: the embedded tiny VLM)
+    endpoint: str | None = None  # OpenAI-compatible server URL (vLLM), instead of a local model
+    workflow: str = "full"  # built-in name or YAML file for `foveate run` / `foveate chat`
+    max_total_tokens: int | None = Field(default=None, ge=1)
+    max_visual_tokens: int | None = Field(default=None, ge=1)
+    memory_db: str = Field(default_factory=lambda: _home("memory.db"))
+    calibration_db: str = Field(default_factory=lambda: _home("calibrations.db"))
+    checkpoints: str = Field(default_factory=lambda: _home("runs.db"))
+    alpha: float | None = Field(default=None, gt=0.0, lt=1.0)  # look up a stored calibration at this alpha
+    method: str = "crc"  # with alpha: which stored calibration (lac, aps, crc, ltt)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_path()))
+
+
+def load_settings(**flags: Any) -> FoveateSettings:
+    """Settings with ``flags`` (those not None) on top; a bad value names its source."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return FoveateSettings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SettingsError(
+            f"invalid settings ({problems}); check the flags, FOVEATE_* environment variables and "
+            f"{config_path()}"
+        ) from None
+    except (OSError, ValueError) as exc:  # an unreadable or malformed TOML file
+        raise SettingsError(f"cannot read config file {config_path()}: {exc}") from None
