@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from foveate.cli.calibrate_cmd import calibrate as calibrate_command
+from foveate.cli.chat import chat as chat_command
 from foveate.cli.graph_cmd import graph_app
 from foveate.cli.memory_cmd import memory_app
 from foveate.cli.run_cmd import run as run_command
@@ -77,7 +79,9 @@ def ask(
     endpoint: EndpointOpt = None,
     max_visual_tokens: VisualCapOpt = None,
     max_total_tokens: TotalCapOpt = None,
-    max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
+    max_new_tokens: Annotated[
+        int, typer.Option(min=1, help="Most tokens to generate (free-text answers).")
+    ] = 64,
 ) -> None:
     """Ask one question about one image with a VLM (no agents: a single call)."""
     from foveate.vlm import TokenBudget, TokenLedger, VLMRequest
@@ -125,6 +129,7 @@ app.add_typer(memory_app, name="memory")
 app.add_typer(graph_app, name="graph")
 app.command("calibrate")(calibrate_command)
 app.command("run")(run_command)
+app.command("chat")(chat_command)
 
 bench_app = typer.Typer(help="Synthetic benchmarks and measurements.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -148,8 +153,10 @@ def bench_make(
 
 @bench_app.command("fixture")
 def bench_fixture(
-    out: Annotated[Path, typer.Option("--out")] = Path("docs/benchmarks/fixture.md"),
-    n: Annotated[int, typer.Option("--n", min=1)] = 300,
+    out: Annotated[Path, typer.Option("--out", help="Markdown report to write.")] = Path(
+        "docs/benchmarks/fixture.md"
+    ),
+    n: Annotated[int, typer.Option("--n", min=1, help="Held-out scenes to measure on.")] = 300,
     seed: Annotated[int, typer.Option("--seed", help="Held-out scene seed (training uses 1000/2000).")] = 7,
     model: ModelOpt = None,
 ) -> None:
@@ -175,8 +182,34 @@ def _main(
     )
 
 
+def _click_error(name: str) -> type[Exception]:
+    # typer ships its own copy of click; its exception classes are reachable from the public BadParameter
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
 def main() -> None:
-    app()
+    """The console script: usage errors (a wrong option, a missing argument) become one line on stderr."""
+    import sys
+
+    usage_error, click_exception = _click_error("UsageError"), _click_error("ClickException")
+    try:
+        code = app(standalone_mode=False, prog_name="foveate")
+    except usage_error as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed: nothing went wrong
+            sys.exit(0)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        message = exc.format_message()  # type: ignore[attr-defined]
+        err_console.print(f"[bold red]error:[/] {escape(message)}{hint}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        err_console.print("[bold red]aborted[/]")
+        sys.exit(130)
+    except click_exception as exc:
+        message = exc.format_message()  # type: ignore[attr-defined]
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        sys.exit(int(getattr(exc, "exit_code", 1)))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

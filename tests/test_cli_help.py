@@ -1,0 +1,79 @@
+"""Every command documents itself, and wrong usage is one line on stderr with a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from foveate.cli.main import app
+
+runner = CliRunner()
+FOVEATE = [sys.executable, "-c", "from foveate.cli.main import main; main()"]
+
+
+def walk(command: object, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], object]]:
+    found = [(path, command)]
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        found += walk(sub, (*path, name))
+    return found
+
+
+COMMANDS = walk(typer.main.get_command(app))
+
+
+def test_there_are_commands_to_check() -> None:
+    names = {" ".join(p) for p, _ in COMMANDS}
+    assert {"ask", "run", "demo", "calibrate", "memory ls", "graph show", "bench make"} <= names
+
+
+@pytest.mark.parametrize("path", [p for p, _ in COMMANDS], ids=lambda p: " ".join(p) or "foveate")
+def test_every_command_and_option_has_help(path: tuple[str, ...]) -> None:
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    command = dict(COMMANDS)[path]
+    assert (getattr(command, "help", None) or "").strip(), f"{' '.join(path)} has no description"
+    for param in getattr(command, "params", []):
+        if param.name == "help":
+            continue
+        assert (getattr(param, "help", None) or "").strip(), f"{' '.join(path)}: {param.name} has no help"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["run", "--bogus"], "No such option: --bogus"),
+        (["ask"], "Missing argument"),
+        (["nosuch"], "No such command"),
+        (["memory", "ls", "--limit", "many"], "'--limit'"),
+        (
+            ["run", "missing.png", "What is it?", "--no-memory", "--workflow", "direct"],
+            "image file not found",
+        ),
+    ],
+)
+def test_wrong_usage_is_one_line_without_a_traceback(args: list[str], says: str, tmp_path: Path) -> None:
+    env = dict(os.environ, HOME=str(tmp_path), FOVEATE_CACHE=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
+    proc = subprocess.run(
+        [*FOVEATE, *args], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120
+    )
+    errors = [line for line in proc.stderr.splitlines() if line.strip() and "Loading weights" not in line]
+    assert proc.returncode != 0
+    assert len(errors) == 1 and errors[0].startswith("error:") and says in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_a_bad_setting_in_the_config_file_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("max_total_tokens = -5\n")
+    env = dict(os.environ, HOME=str(tmp_path), FOVEATE_CONFIG=str(config), HF_HUB_OFFLINE="1")
+    proc = subprocess.run(
+        [*FOVEATE, "run", "x.png", "q?"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120
+    )
+    assert proc.returncode == 2 and "max_total_tokens" in proc.stderr and str(config) in proc.stderr
+    assert "Traceback" not in proc.stderr
