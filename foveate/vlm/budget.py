@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,11 +28,24 @@ class TokenBudget(BaseModel):
       that the model turns it into at most this many visual tokens.
     - ``max_total_tokens``: visual + text prompt + generated tokens over all calls of one
       question. Generation holds ``max_new_tokens`` up front and gives back what it did not use.
+    - ``prune``: training-free visual-token pruning inside a local model (``foveate.vlm.pruning``).
+      ``"cls"`` (FasterVLM) keeps, before the language model, the image patches the vision tower's
+      [CLS] token attends to most; ``"fastv"`` (FastV) runs the first ``layer`` decoder layers on every
+      token, then keeps the visual tokens the last prompt token attended to most in layer ``layer``.
+      Resizing caps what the vision tower sees; pruning caps what the language model pays for, which is
+      where a prompt that is mostly visual tokens spends its time.
+    - ``keep``: the fraction of visual tokens kept, in (0, 1]; ``ceil(keep * N)`` of N (at least one).
+      ``keep=1.0`` with a method set runs the pruning code path without dropping anything.
+    - ``layer``: FastV's K, the number of decoder layers that see every visual token (>= 1; it must be
+      smaller than the model's depth).
     """
 
     model_config = ConfigDict(frozen=True)
     max_visual_tokens_per_image: int | None = Field(default=None, ge=1)
     max_total_tokens: int | None = Field(default=None, ge=1)
+    prune: Literal["cls", "fastv"] | None = None
+    keep: float = Field(default=1.0, gt=0.0, le=1.0)
+    layer: int = Field(default=2, ge=1)
 
 
 class TokenLedger:

@@ -12,7 +12,9 @@ per-model prompt code. All three operations read real logits:
 
 Budgets: images are resized to the per-image visual-token cap *before* the processor runs,
 and the exact token count of the processed prompt is held on the ledger before the model
-is called, so ``BudgetExceeded`` never costs a forward pass.
+is called, so ``BudgetExceeded`` never costs a forward pass. A budget with ``prune`` set runs
+the language model on fewer visual tokens (``foveate.vlm.pruning``); the ledger then holds and
+charges the visual tokens the language model really computes.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ from foveate.tools.images import resize_to
 from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_for
 from foveate.vlm.budget import TokenLedger
 from foveate.vlm.loading import hub_load_error, resolve_model_source
+from foveate.vlm.pruning import PruneSpec, VisualTokenPruner
 from foveate.vlm.types import (
+    GenerationOptions,
     ImagePart,
     RelevanceMap,
     ScoreResult,
@@ -56,11 +60,28 @@ class _Encoded:
     inputs: dict[str, Any]
     lengths: list[int]  # valid (non-pad) tokens per row
     visual: list[int]  # image-placeholder tokens per row
+    computed: list[int] | None = None  # visual tokens the LM computes per row when pruning, else None
+
+    @property
+    def charged_visual(self) -> list[int]:
+        return self.visual if self.computed is None else self.computed
+
+    @property
+    def charged_lengths(self) -> list[int]:
+        """Tokens charged per row: text tokens plus the visual tokens really computed."""
+        return [n - v + c for n, v, c in zip(self.lengths, self.visual, self.charged_visual, strict=True)]
+
+    def row_usage(self, row: int, forward_passes: int) -> TokenUsage:
+        return TokenUsage(
+            visual_tokens=self.charged_visual[row],
+            text_tokens=self.lengths[row] - self.visual[row],
+            forward_passes=forward_passes,
+        )
 
     @property
     def usage(self) -> TokenUsage:
         return TokenUsage(
-            visual_tokens=sum(self.visual),
+            visual_tokens=sum(self.charged_visual),
             text_tokens=sum(self.lengths) - sum(self.visual),
             forward_passes=1,
         )
@@ -120,6 +141,7 @@ class TransformersVLM(BaseVLM):
         except ValueError as exc:
             logger.warning("visual-token counts cannot be predicted for %s: %s", source, exc)
             self.token_spec = None
+        self.pruner = VisualTokenPruner(self.model, self.image_token_id, self.model_id)
         self._yes_ids = self._single_token_ids(YES_WORDS)
         self._no_ids = self._single_token_ids(NO_WORDS)
         self._lock = threading.RLock()
@@ -154,6 +176,23 @@ class TransformersVLM(BaseVLM):
         if request.budget is not None and request.budget.max_visual_tokens_per_image is not None:
             return request.budget.max_visual_tokens_per_image
         return ledger.budget.max_visual_tokens_per_image
+
+    def _prune_spec(self, request: VLMRequest, ledger: TokenLedger) -> PruneSpec | None:
+        """The request's pruning settings (its own budget's when it sets ``prune``, else the ledger's),
+        checked against this model before any work."""
+        budget = request.budget if request.budget is not None and request.budget.prune else ledger.budget
+        spec = PruneSpec.from_budget(budget)
+        if spec is not None:
+            self.pruner.check(spec)
+        return spec
+
+    def _plan(self, enc: _Encoded, images: Sequence[int], spec: PruneSpec | None) -> _Encoded:
+        """Record on ``enc`` the visual tokens the LM will compute under ``spec`` (held before the call)."""
+        if spec is not None:
+            enc.computed = [
+                spec.computed_visual(v, n, self.pruner.depth) for v, n in zip(enc.visual, images, strict=True)
+            ]
+        return enc
 
     def fit_images(self, request: VLMRequest, cap: int | None) -> VLMRequest:
         """Shrink each image (aspect ratio kept) so it yields at most ``cap`` visual tokens."""
@@ -211,36 +250,47 @@ class TransformersVLM(BaseVLM):
         return moved
 
     @torch.inference_mode()
-    def _logits(self, inputs: dict[str, Any], keep: int | torch.Tensor) -> torch.Tensor:
-        out = self.model(**self._to_device(inputs), logits_to_keep=keep, use_cache=False)
+    def _logits(self, enc: _Encoded, keep: int | torch.Tensor, spec: PruneSpec | None = None) -> torch.Tensor:
+        if spec is not None:
+            logits, state = self.pruner.logits(self._to_device(enc.inputs), spec, keep)
+            enc.computed = state.computed_visual
+            return logits
+        out = self.model(**self._to_device(enc.inputs), logits_to_keep=keep, use_cache=False)
         return out.logits.float()
 
     # ------------------------------------------------------------------ operations
     # Each operation holds ``self._lock`` from encoding to the last forward pass: the processor's
     # tokenizer keeps padding state, and one model should not run two forward passes at once.
     def generate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
+        """Free text, by transformers' ``generate``; with pruning, by ``VisualTokenPruner.generate`` (its
+        own cached loop: greedy, or temperature / top-p sampling; the model's other generation-config
+        processors, e.g. a repetition penalty, are not applied there)."""
         ledger = ledger_for(request, ledger)
         request = self.fit_images(request, self._budget_cap(request, ledger))
+        spec = self._prune_spec(request, ledger)
         opts = request.options
         with self._lock:
             enc = self._encode([self.render(request)], [request.images], padding_side="left")
-            with ledger.hold(enc.lengths[0] + opts.max_new_tokens, "generate") as held:
+            self._plan(enc, [len(request.images)], spec)
+            with ledger.hold(enc.charged_lengths[0] + opts.max_new_tokens, "generate") as held:
                 start = time.perf_counter()
-                gen_kwargs: dict[str, Any] = {
-                    "max_new_tokens": opts.max_new_tokens,
-                    "do_sample": opts.temperature > 0,
-                    "pad_token_id": self.tokenizer.pad_token_id,
-                }
-                if opts.temperature > 0:
-                    gen_kwargs.update(temperature=opts.temperature, top_p=opts.top_p)
-                    if opts.seed is not None:
+                if spec is not None:
+                    if opts.temperature > 0 and opts.seed is not None:
                         torch.manual_seed(opts.seed)
+                    tokens, state = self.pruner.generate(
+                        self._to_device(enc.inputs),
+                        spec,
+                        max_new_tokens=opts.max_new_tokens,
+                        eos=self._eos_ids(),
+                        temperature=opts.temperature,
+                        top_p=opts.top_p,
+                    )
+                    enc.computed = state.computed_visual
+                    generated = torch.tensor([tokens])
                 else:
-                    gen_kwargs.update(temperature=None, top_p=None, top_k=None)
-                with torch.inference_mode():
-                    out = self.model.generate(**self._to_device(enc.inputs), **gen_kwargs)
+                    generated = self._generate_stock(enc, opts)
                 latency = time.perf_counter() - start
-                kept, finish = self._until_eos(out[0, enc.inputs["input_ids"].shape[1] :].tolist())
+                kept, finish = self._until_eos(generated[0].tolist())
                 usage = enc.usage + TokenUsage(generated_tokens=len(kept))
                 held.commit(usage)
         eos = self._eos_ids()
@@ -252,6 +302,23 @@ class TransformersVLM(BaseVLM):
         return VLMResult(
             text=text.strip(), finish_reason=finish, usage=usage, latency_s=latency, model_id=self.model_id
         )
+
+    def _generate_stock(self, enc: _Encoded, opts: GenerationOptions) -> torch.Tensor:
+        """transformers' ``generate``; returns only the new tokens."""
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": opts.max_new_tokens,
+            "do_sample": opts.temperature > 0,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if opts.temperature > 0:
+            gen_kwargs.update(temperature=opts.temperature, top_p=opts.top_p)
+            if opts.seed is not None:
+                torch.manual_seed(opts.seed)
+        else:
+            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            out = self.model.generate(**self._to_device(enc.inputs), **gen_kwargs)
+        return out[:, enc.inputs["input_ids"].shape[1] :].cpu()
 
     def _until_eos(self, tokens: list[int]) -> tuple[list[int], str]:
         eos = self._eos_ids()
@@ -292,6 +359,7 @@ class TransformersVLM(BaseVLM):
             raise UnsupportedRequestError("score needs at least one option")
         ledger = ledger_for(request, ledger)
         request = self.fit_images(request, self._budget_cap(request, ledger))
+        spec = self._prune_spec(request, ledger)
         prompt = self.render(request)
         variants = [self.spellings(o) for o in options]
         flat = [v for vs in variants for v in vs]
@@ -300,13 +368,14 @@ class TransformersVLM(BaseVLM):
             variant_ids = self._option_token_ids(prompt, flat)
             if all(len(ids) == 1 for ids in variant_ids):
                 enc = self._encode([prompt], [request.images], padding_side="right")
-                with ledger.hold(enc.lengths[0], "score") as held:
-                    logp = torch.log_softmax(self._logits(enc.inputs, keep=1)[0, -1], dim=-1)
+                self._plan(enc, [len(request.images)], spec)
+                with ledger.hold(enc.charged_lengths[0], "score") as held:
+                    logp = torch.log_softmax(self._logits(enc, keep=1, spec=spec)[0, -1], dim=-1)
                     held.commit(enc.usage)
                 flat_scores = [float(logp[ids[0]]) for ids in variant_ids]
                 usage = enc.usage
             else:
-                flat_scores, usage = self._score_batched(prompt, request.images, flat, ledger)
+                flat_scores, usage = self._score_batched(prompt, request.images, flat, ledger, spec)
         scores, k = [], 0
         for vs in variants:
             scores.append(max(flat_scores[k : k + len(vs)]))
@@ -338,7 +407,12 @@ class TransformersVLM(BaseVLM):
         return result
 
     def _score_batched(
-        self, prompt: str, images: list[Image.Image], options: Sequence[str], ledger: TokenLedger
+        self,
+        prompt: str,
+        images: list[Image.Image],
+        options: Sequence[str],
+        ledger: TokenLedger,
+        spec: PruneSpec | None = None,
     ) -> tuple[list[float], TokenUsage]:
         prompt_ids = self.processor(text=[prompt], images=[images] if images else None, return_tensors="pt")[
             "input_ids"
@@ -347,7 +421,14 @@ class TransformersVLM(BaseVLM):
         chunks = [
             list(options[lo : lo + self.max_batch_size]) for lo in range(0, len(options), self.max_batch_size)
         ]
-        encs = [self._encode([prompt + o for o in chunk], [images] * len(chunk), "right") for chunk in chunks]
+        encs = [
+            self._plan(
+                self._encode([prompt + o for o in chunk], [images] * len(chunk), "right"),
+                [len(images)] * len(chunk),
+                spec,
+            )
+            for chunk in chunks
+        ]
         usage = TokenUsage.sum(enc.usage for enc in encs)
         scores: list[float] = []
         with ledger.hold(usage.total, "score") as held:
@@ -356,11 +437,12 @@ class TransformersVLM(BaseVLM):
                 if not bool((ids[:, :prefix] == prompt_ids).all()):
                     raise UnsupportedRequestError("an option changed how the prompt itself is tokenised")
                 keep = torch.arange(prefix - 1, ids.shape[1] - 1)
-                logp = torch.log_softmax(self._logits(enc.inputs, keep=keep), dim=-1)
+                logp = torch.log_softmax(self._logits(enc, keep=keep, spec=spec), dim=-1)
                 for row, length in enumerate(enc.lengths):
                     targets = ids[row, prefix:length]
                     picked = logp[row, : length - prefix].gather(-1, targets.unsqueeze(-1))
                     scores.append(float(picked.sum()))
+            usage = TokenUsage.sum(enc.usage for enc in encs)  # what the model really computed
             held.commit(usage)
         return scores, usage
 
@@ -370,7 +452,10 @@ class TransformersVLM(BaseVLM):
     def yes_probabilities(
         self, requests: Sequence[VLMRequest], ledger: TokenLedger | None = None
     ) -> list[YesNoResult]:
-        """All probes in as few forward passes as ``max_batch_size`` allows, all held before the first."""
+        """All probes in as few forward passes as ``max_batch_size`` allows, all held before the first.
+
+        Probes whose budgets ask for different pruning run as separate batches, in the callers' order.
+        """
         if not self._yes_ids or not self._no_ids:
             raise UnsupportedRequestError(
                 f"the tokenizer of {self.model_id} has no single token for Yes or No; "
@@ -380,14 +465,22 @@ class TransformersVLM(BaseVLM):
         fitted = [
             self.fit_images(r, self._budget_cap(r, lg)) for r, lg in zip(requests, ledgers, strict=True)
         ]
+        specs = [self._prune_spec(r, lg) for r, lg in zip(fitted, ledgers, strict=True)]
+        if len(set(specs)) > 1:
+            return self._by_spec(requests, specs, ledger)
+        spec = specs[0] if specs else None
         size = self.max_batch_size
         results: list[YesNoResult] = []
         with self._lock, ExitStack() as stack:
             encs = [
-                self._encode([self.render(r) for r in chunk], [r.images for r in chunk], "right")
+                self._plan(
+                    self._encode([self.render(r) for r in chunk], [r.images for r in chunk], "right"),
+                    [len(r.images) for r in chunk],
+                    spec,
+                )
                 for chunk in (fitted[lo : lo + size] for lo in range(0, len(fitted), size))
             ]
-            lengths = [n for enc in encs for n in enc.lengths]
+            lengths = [n for enc in encs for n in enc.charged_lengths]
             # A shared ledger holds the whole batch; without one each probe has its own budget.
             if ledger is not None:
                 holds = [stack.enter_context(ledger.hold(sum(lengths), "yes_probability"))]
@@ -400,15 +493,11 @@ class TransformersVLM(BaseVLM):
                 start = time.perf_counter()
                 last = torch.tensor([n - 1 for n in enc.lengths])
                 positions = torch.unique(last)
-                logp = torch.log_softmax(self._logits(enc.inputs, keep=positions), dim=-1)
+                logp = torch.log_softmax(self._logits(enc, keep=positions, spec=spec), dim=-1)
                 column = torch.searchsorted(positions, last)
                 latency = (time.perf_counter() - start) / len(enc.lengths)
                 for row in range(len(enc.lengths)):
-                    usage = TokenUsage(
-                        visual_tokens=enc.visual[row],
-                        text_tokens=enc.lengths[row] - enc.visual[row],
-                        forward_passes=1 if row == 0 else 0,
-                    )
+                    usage = enc.row_usage(row, forward_passes=1 if row == 0 else 0)
                     results.append(self._yes_no(logp[row, column[row]], usage, latency))
             if ledger is not None:
                 holds[0].commit(TokenUsage.sum(r.usage for r in results))
@@ -416,6 +505,17 @@ class TransformersVLM(BaseVLM):
                 for held, r in zip(holds, results, strict=True):
                     held.commit(r.usage)
         return results
+
+    def _by_spec(
+        self, requests: Sequence[VLMRequest], specs: list[PruneSpec | None], ledger: TokenLedger | None
+    ) -> list[YesNoResult]:
+        """``yes_probabilities`` run once per distinct pruning setting, answers back in request order."""
+        results: dict[int, YesNoResult] = {}
+        for spec in dict.fromkeys(specs):
+            picked = [i for i, s in enumerate(specs) if s == spec]
+            answers = self.yes_probabilities([requests[i] for i in picked], ledger)
+            results.update(zip(picked, answers, strict=True))
+        return [results[i] for i in range(len(requests))]
 
     def _yes_no(self, logp: torch.Tensor, usage: TokenUsage, latency: float) -> YesNoResult:
         """P(Yes) from one next-token log-distribution: every single-token spelling of Yes and of No."""
@@ -445,10 +545,15 @@ class TransformersVLM(BaseVLM):
         Two forward passes in all (per ``max_batch_size`` chunk): one over the views' shared prefixes
         (vision tower included), one over every question's own tokens, attending to its view's cached
         prefix. The probabilities equal those of ``yes_probabilities`` up to float rounding (tested).
+
+        With visual-token pruning on (the ledger's budget sets ``prune``) there is no prefix reuse: every
+        probe is batched whole through ``yes_probabilities``, which prunes each row, because a pruned
+        prefix's cache is not what the unpruned suffix pass expects.
         """
         if len(views) != len(questions):
             raise UnsupportedRequestError("probe_views needs one list of questions per view")
-        if not reuse_prefix or self.family not in self.PREFIX_REUSE_FAMILIES or not self._yes_ids:
+        pruning = ledger is not None and ledger.budget.prune is not None
+        if pruning or not reuse_prefix or self.family not in self.PREFIX_REUSE_FAMILIES or not self._yes_ids:
             return super().probe_views(views, questions, ledger, reuse_prefix=False)
         if not self._no_ids:
             raise UnsupportedRequestError(f"the tokenizer of {self.model_id} has no single token for No")
