@@ -522,25 +522,41 @@ def _lines_from_stream(stream: TextIO) -> Iterator[str]:
 
 def chat(
     image: Annotated[
-        list[Path] | None, typer.Option("--image", help="Image to ask about (repeat for several).")
+        list[Path] | None,
+        typer.Option("--image", metavar="PATH", help="Image to ask about (repeat for several)."),
     ] = None,
     workflow: Annotated[
-        str, typer.Option("--workflow", "-w", help="Built-in workflow (direct, zoom, full) or a YAML file.")
-    ] = "full",
+        str | None,
+        typer.Option(
+            "--workflow",
+            "-w",
+            metavar="NAME|FILE",
+            help="Built-in workflow (direct, zoom, full) or a YAML file [default: full].",
+        ),
+    ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Local model folder (default: the embedded tiny VLM).")
+        str | None,
+        typer.Option("--model", metavar="DIR", help="Local model folder (default: the embedded tiny VLM)."),
     ] = None,
     memory: Annotated[
         Path | None,
         typer.Option(
-            "--memory", help="Insight memory database (default: $FOVEATE_MEMORY_DB or ~/.foveate/memory.db)."
+            "--memory",
+            metavar="DB",
+            help="Insight memory database (default: $FOVEATE_MEMORY_DB or ~/.foveate/memory.db).",
         ),
     ] = None,
     calibration: Annotated[
-        Path | None, typer.Option("--calibration", help="Calibration JSON for the abstention gate.")
+        Path | None,
+        typer.Option("--calibration", metavar="FILE", help="Calibration JSON for the abstention gate."),
     ] = None,
 ) -> None:
-    """Chat about images: ask questions, see why (/why, /show), correct the agent (/feedback); /help."""
+    """Chat about images: ask questions, see why (/why, /show), correct the agent (/feedback); /help.
+
+    Defaults come from FOVEATE_* environment variables and ~/.foveate/config.toml (see foveate.settings).
+    """
+    from foveate.settings import load_settings
+
     console = Console(highlight=False, soft_wrap=True)
 
     def factory(flow: str | Path) -> Agent:
@@ -551,25 +567,27 @@ def chat(
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
-        overrides: dict[str, Any] = {"workflow": flow}
-        if memory is not None:
-            overrides["memory"] = memory
+        overrides: dict[str, Any] = {"workflow": flow, "memory": settings.memory_db}
         if calibration is not None:
             overrides["calibration"] = load_calibration(calibration)
-        if model is not None:
-            from foveate.vlm.transformers_vlm import TransformersVLM
+        if settings.model or settings.endpoint:  # else from_defaults' embedded tiny VLM
+            from foveate.cli.main import _load_vlm
 
-            overrides["vlm"] = TransformersVLM(model)
+            overrides["vlm"] = _load_vlm(settings.model, settings.endpoint)
         return Agent.from_defaults(**overrides)
 
     try:
-        repl = ChatREPL(console, factory, workflow=workflow)
+        settings = load_settings(
+            model=model, workflow=workflow, memory_db=str(memory) if memory is not None else None
+        )
+        repl = ChatREPL(console, factory, workflow=settings.workflow)
+        repl.max_total_tokens = settings.max_total_tokens
         for path in image or []:
             repl.handle(f"/image {shlex.quote(str(path))}")
         console.print("loading model...")
         agent = repl.load()
     except FoveateError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
     console.print(
         f"ready: {escape(agent.model_id)}, workflow {escape(agent.workflow.spec.name)}. "
