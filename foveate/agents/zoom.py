@@ -35,6 +35,13 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from foveate.agents.planner import (
+    TEXT_TOKENS_PER_PROBE,
+    plan_search,
+    probe_visual_cost,
+    prune_support,
+    worst_case_probes,
+)
 from foveate.agents.zoom_prompts import ZoomPrompts, preset_for
 from foveate.errors import BudgetExceeded, UnsupportedRequestError
 from foveate.tools.images import load_image
@@ -78,6 +85,8 @@ class ZoomConfig(BaseModel):
     reuse_prefix: bool = True
     relevance: bool | None = None  # rank children by attention; None: the model preset decides
     top_children: int = Field(default=2, ge=1, le=4)
+    # with budget.max_total_tokens: choose pruning / view resolution so the worst-case search fits
+    plan_budget: bool = True
     window_scale: float = Field(default=2.0, ge=1.0, le=8.0)  # attention_crop window, in native sides
 
 
@@ -129,6 +138,7 @@ class _Meter:
     probes: int = 0
     passes: int = 0
     reserve: int = 0  # tokens kept for the final answer
+    per_probe: int = 0  # upper estimate of one probe's tokens (raised to the most a probe really cost)
     visits: list[Visit] = field(default_factory=list)
 
     def check(self, probes: int, passes: int) -> None:
@@ -137,12 +147,14 @@ class _Meter:
         if self.max_passes is not None and self.passes + passes > self.max_passes - 1:  # 1 kept to answer
             raise _OutOfBudget(f"forward-pass cap {self.max_passes} reached")
         remaining = self.ledger.remaining
-        if remaining is not None and remaining - self.reserve <= 0:
-            raise _OutOfBudget(f"token budget {self.ledger.limit} reached")
+        if remaining is not None and remaining - self.reserve < max(1, probes * self.per_probe):
+            raise _OutOfBudget(f"token budget {self.ledger.limit} reached (the rest is kept for the answer)")
 
     def record(self, results: Sequence[YesNoResult], probes: int) -> None:
         self.probes += probes
         self.passes += sum(r.usage.forward_passes for r in results)
+        for r in results:
+            self.per_probe = max(self.per_probe, r.usage.visual_tokens + r.usage.text_tokens)
 
 
 @dataclass
@@ -184,14 +196,17 @@ class ZoomAgent:
         strategy = strategy or cfg.strategy
         img = load_image(image)  # type: ignore[arg-type]
         start = time.perf_counter()
-        ledger = TokenLedger(cfg.budget)
-        meter = _Meter(cfg.max_probes, cfg.max_forward_passes, ledger)
-        full: Box = (0, 0, img.width, img.height)
         notes: list[str] = []
+        reserve = self._answer_reserve(img)
+        search_budget = self._plan(img, strategy, reserve, notes)
+        ledger = TokenLedger(search_budget)
+        meter = _Meter(cfg.max_probes, cfg.max_forward_passes, ledger)
+        meter.reserve = reserve
+        meter.per_probe = self._probe_estimate(search_budget)
+        full: Box = (0, 0, img.width, img.height)
         exhausted = False
         found: list[_Found] = []
         cue_list = list(cues) if cues is not None else []
-        meter.reserve = self._answer_reserve(img)
         try:
             if strategy != "direct" and cues is None:
                 cue_list = self.list_cues(img, question, ledger, meter)
@@ -243,6 +258,47 @@ class ZoomAgent:
             budget_exhausted=exhausted,
             notes=notes,
         )
+
+    def _view_tokens(self) -> int:
+        spec = getattr(self.vlm, "token_spec", None)
+        return int(spec.tokens_for(self.native_side, self.native_side)) if spec is not None else 576
+
+    def _fewest_view_tokens(self) -> int:
+        spec = getattr(self.vlm, "token_spec", None)
+        return int(spec.tokens_for(32, 32)) if spec is not None else 1
+
+    def _probe_estimate(self, budget: TokenBudget | None) -> int:
+        """Tokens one probe is expected to cost under ``budget`` (pruning and visual cap included)."""
+        tokens = self._view_tokens()
+        if budget is not None and budget.max_visual_tokens_per_image is not None:
+            tokens = min(tokens, budget.max_visual_tokens_per_image)
+        depth = int(getattr(getattr(self.vlm, "pruner", None), "depth", 32))
+        if budget is None:
+            return tokens + TEXT_TOKENS_PER_PROBE
+        visual = probe_visual_cost(tokens, budget.prune, budget.keep, depth, budget.layer)
+        return math.ceil(visual) + TEXT_TOKENS_PER_PROBE
+
+    def _plan(
+        self, image: Image.Image, strategy: Strategy, reserve: int, notes: list[str]
+    ) -> TokenBudget | None:
+        """The budget the search runs under: the caller's, or a planned one that fits (see ``planner``)."""
+        cfg = self.config
+        if not cfg.plan_budget or cfg.budget is None or cfg.budget.max_total_tokens is None:
+            return cfg.budget
+        depth = tree_depth(image.width, image.height, self.native_side, cfg.max_depth)
+        pruner = getattr(self.vlm, "pruner", None)
+        plan = plan_search(
+            cfg.budget,
+            probes=worst_case_probes(strategy, depth, cfg.max_probes),
+            view_tokens=self._view_tokens(),
+            answer_tokens=reserve,
+            prune=prune_support(self.vlm),
+            depth=int(getattr(pruner, "depth", 32)),
+            min_view_tokens=self._fewest_view_tokens(),
+        )
+        if plan.budget is not cfg.budget:
+            notes.append(plan.note)
+        return plan.budget
 
     def list_cues(
         self, image: Image.Image, question: str, ledger: TokenLedger, meter: _Meter | None = None

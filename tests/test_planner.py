@@ -1,0 +1,75 @@
+"""The budget planner: arithmetic checks, then a zoom search on the tiny VLM that stays inside its cap."""
+
+from __future__ import annotations
+
+import pytest
+
+from foveate.agents.planner import plan_search, probe_visual_cost, prune_support, worst_case_probes
+from foveate.agents.zoom import ZoomAgent, ZoomConfig
+from foveate.fixtures import TINY_VLM_PATH
+from foveate.fixtures.scenes import generate_scene
+from foveate.fixtures.tasks import question_cues
+from foveate.vlm.budget import TokenBudget
+from foveate.vlm.transformers_vlm import TransformersVLM
+
+
+def test_worst_case_probes_follows_the_pop_limit() -> None:
+    assert worst_case_probes("zoomeye", 3, None) == 9 * 9  # 9 pops, 1 + 4 * 2 probes each
+    assert worst_case_probes("fast", 3, None) == 9 * 6 + 1
+    assert worst_case_probes("zoomeye", 3, 40) == 40
+    assert worst_case_probes("direct", 5, None) == 0
+
+
+def test_probe_cost_of_each_method() -> None:
+    assert probe_visual_cost(576, None, 0.25, 32, 2) == 576
+    assert probe_visual_cost(576, "cls", 0.25, 32, 2) == 144
+    assert probe_visual_cost(576, "fastv", 0.25, 32, 2) == pytest.approx((2 * 576 + 30 * 144) / 32)
+
+
+def test_the_plan_prunes_least_that_fits() -> None:
+    budget = TokenBudget(max_total_tokens=40_000)
+    # 100 probes of 576 visual + 48 text tokens = 62,400 > 40,000: keep 0.5 with FastV is enough
+    plan = plan_search(budget, probes=100, view_tokens=576, answer_tokens=1000, prune="fastv")
+    assert plan.fits and plan.budget.prune == "fastv" and plan.budget.keep == 0.5
+    assert plan.estimated_tokens <= 40_000 and "fastv pruning at keep 0.5" in plan.note
+    roomy = plan_search(
+        TokenBudget(max_total_tokens=10**6), probes=100, view_tokens=576, answer_tokens=1000, prune="fastv"
+    )
+    assert roomy.budget.prune is None and roomy.fits
+    # no pruning available: lower resolution instead, where the processor's count can shrink
+    scaled = plan_search(
+        budget, probes=100, view_tokens=576, answer_tokens=1000, prune=None, min_view_tokens=4
+    )
+    assert scaled.budget.prune is None and scaled.budget.max_visual_tokens_per_image == 288 and scaled.fits
+    # a fixed-count processor (LLaVA) cannot save by resolution: the plan says it may run out
+    stuck = plan_search(
+        budget, probes=100, view_tokens=576, answer_tokens=1000, prune=None, min_view_tokens=576
+    )
+    assert (
+        not stuck.fits
+        and stuck.budget.max_visual_tokens_per_image is None
+        and "may still run out" in stuck.note
+    )
+    assert (
+        plan_search(TokenBudget(), probes=100, view_tokens=576, answer_tokens=0, prune="fastv").budget
+        == TokenBudget()
+    )
+
+
+@pytest.fixture(scope="module")
+def vlm() -> TransformersVLM:
+    return TransformersVLM(TINY_VLM_PATH, device="cpu")
+
+
+def test_the_tiny_vlm_supports_fastv_and_a_planned_search_stays_within_its_cap(vlm: TransformersVLM) -> None:
+    assert prune_support(vlm) in ("fastv", "cls")
+    image, item = generate_scene(7, 0)
+    cap = 2500
+    agent = ZoomAgent(vlm, ZoomConfig(strategy="zoomeye", budget=TokenBudget(max_total_tokens=cap)))
+    result = agent.run(image, item.question, item.options, cues=question_cues(item.question))
+    assert result.usage.total <= cap and result.answer in item.options
+    assert any(n.startswith("budget plan:") for n in result.notes)
+    unplanned = ZoomAgent(
+        vlm, ZoomConfig(strategy="zoomeye", budget=TokenBudget(max_total_tokens=cap), plan_budget=False)
+    ).run(image, item.question, item.options, cues=question_cues(item.question))
+    assert unplanned.usage.total <= cap and not any(n.startswith("budget plan:") for n in unplanned.notes)
