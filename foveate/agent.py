@@ -30,6 +30,7 @@ from foveate.agents.insights import extract_insights
 from foveate.conformal import ConformalCalibration, CoverageMonitor, SelectiveCalibration
 from foveate.errors import FoveateError
 from foveate.graphs.nodes import Runtime, can_write, trajectory_from_state
+from foveate.graphs.registry import Registry
 from foveate.graphs.spec import WorkflowSpec
 from foveate.graphs.state import RunInput, RunOutput
 from foveate.graphs.workflow import NodeEvent, Workflow, open_checkpointer
@@ -124,7 +125,8 @@ class Agent:
     ``checkpoints``: where runs are checkpointed (SQLite path or PostgreSQL URL; None: in memory), so
     that ``resume`` works across processes. ``calibration``: the abstention gate (see
     ``foveate calibrate``); None answers without a guarantee. ``coalesce``: share forward passes between
-    concurrent questions (``aask`` / ``ask_many``).
+    concurrent questions (``aask`` / ``ask_many``). ``registry``: node types and conditions for a workflow
+    that uses your own (``builtin_registry().copy()`` plus yours).
     """
 
     def __init__(
@@ -138,6 +140,7 @@ class Agent:
         checkpoints: str | Path | BaseCheckpointSaver[Any] | None = None,
         reasoner: VLM | None = None,
         coalesce: bool = False,
+        registry: Registry | None = None,
     ) -> None:
         self._stack = ExitStack()
         self.vlm = vlm
@@ -159,7 +162,7 @@ class Agent:
             else self._stack.enter_context(open_checkpointer(checkpoints))
         )
         self.runtime = Runtime(vlm=vlm, reasoner=reasoner, memory=self.memory, calibration=calibration)
-        self.workflow = Workflow(workflow, self.runtime, checkpointer=saver)
+        self.workflow = Workflow(workflow, self.runtime, checkpointer=saver, registry=registry)
         self._answers: dict[str, Answer] = {}
 
     @classmethod

@@ -282,3 +282,32 @@ def test_a_paused_run_checkpointed_in_postgresql_resumes_in_a_new_connection(
         assert flow.output(paused.run_id).status == "waiting"
         done = flow.resume(paused.run_id, "blue")
     assert done.status == "done" and done.answer == "blue" and not done.abstained
+
+
+def test_a_node_that_returns_a_key_the_state_lacks_is_stopped(vlm: TransformersVLM, tmp_path: Path) -> None:
+    registry = builtin_registry().copy()
+    registry.node("typo")(lambda params, runtime: lambda state: {"anwser": "red"})
+    flow_file = tmp_path / "typo.yaml"
+    flow_file.write_text("name: typo\nstart: t\nnodes:\n  t: {uses: typo}\nedges:\n  - {from: t, to: END}\n")
+    flow = Workflow(flow_file, Runtime(vlm=vlm), registry=registry, image_cache=tmp_path)
+    with pytest.raises(GraphSpecError, match=r"node 't' \(typo\) returned 'anwser'"):
+        flow.run(scene_input(0))
+
+
+def test_the_judge_retries_after_a_capped_search_and_stops_when_tokens_run_out(
+    vlm: TransformersVLM, tmp_path: Path
+) -> None:
+    text = builtin_workflow("full").read_text()
+    text = text.replace("      escalate: [zoomeye]\n", "      escalate: [zoomeye]\n      max_probes: 6\n")
+    text = text.replace(
+        "      threshold: 0.5\n", "      threshold: 0.999\n"
+    )  # never sufficient: always look again
+    flow_file = tmp_path / "capped.yaml"
+    flow_file.write_text(text)
+    flow = Workflow(flow_file, Runtime(vlm=vlm), image_cache=tmp_path)
+    out = flow.run(scene_input(0))
+    assert out.attempts == 2  # the probe cap ended the first search, not the question
+    assert [m["node"] for m in out.messages].count("zoom") == 2
+    poor = flow.run(scene_input(0, budget=TokenBudget(max_total_tokens=400)))
+    assert poor.attempts == 1 and poor.usage.total <= 400  # under 256 tokens left: no second look
+    assert 400 - poor.usage.total < 256

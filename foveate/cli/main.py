@@ -29,7 +29,11 @@ console = Console()
 err_console = Console(stderr=True)
 
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", help="Local model folder or hub id (a hub id needs a network).")
+    str | None,
+    typer.Option(
+        "--model",
+        help="Local model folder or hub id (a hub id needs a network); with --endpoint, the served name.",
+    ),
 ]
 EndpointOpt = Annotated[
     str | None,
@@ -50,9 +54,7 @@ def _fail(exc: BaseException) -> typer.Exit:
 
 def _load_vlm(model: str | None, endpoint: str | None):  # type: ignore[no-untyped-def]
     """The model from the flags, else from FOVEATE_MODEL / FOVEATE_ENDPOINT / the config file, else the
-    embedded tiny VLM."""
-    if model and endpoint:
-        raise typer.BadParameter("give --model or --endpoint, not both")
+    embedded tiny VLM. With an endpoint, ``model`` is the served model's name (None: the server's first)."""
     if model is None and endpoint is None:
         from foveate.settings import load_settings
 

@@ -12,6 +12,7 @@ a runner that passes its own config to ``invoke``/``stream``. Going over raises 
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel
 
 from foveate.errors import GraphSpecError
-from foveate.graphs.registry import ConditionFn, ConditionType, Registry
+from foveate.graphs.registry import ConditionFn, ConditionType, NodeFn, Registry
 from foveate.graphs.spec import END_NAME, WorkflowSpec, validate_workflow
 
 
@@ -34,10 +35,12 @@ def build_graph(spec: WorkflowSpec, registry: Registry, runtime: Any, state_sche
     """An uncompiled ``StateGraph``: one node per spec node, built by its factory from validated params."""
     validate_workflow(spec, registry)
     graph: StateGraph[Any] = StateGraph(state_schema)
+    keys = _state_keys(state_schema)
     for node_id, node in spec.nodes.items():
         node_type = registry.get_node(node.uses)
         params = node_type.params.model_validate(node.params)
-        graph.add_node(node_id, node_type.factory(params, runtime))  # type: ignore[call-overload]
+        fn = node_type.factory(params, runtime)
+        graph.add_node(node_id, _checked(fn, node_id, node.uses, keys) if keys else fn)  # type: ignore[call-overload]
     graph.add_edge(START, spec.start)
     for edge in spec.edges:
         if edge.target is not None:
@@ -49,6 +52,36 @@ def build_graph(spec: WorkflowSpec, registry: Registry, runtime: Any, state_sche
         path_map = {label: _target(target) for label, target in edge.routes.items()}
         graph.add_conditional_edges(edge.source, router, path_map)  # type: ignore[arg-type]
     return graph
+
+
+def _state_keys(state_schema: type) -> frozenset[str]:
+    """The keys a node may set (a TypedDict's or pydantic model's fields); empty when unknown."""
+    fields = getattr(state_schema, "model_fields", None)
+    if isinstance(fields, dict):
+        return frozenset(fields)
+    try:
+        return frozenset(typing.get_type_hints(state_schema))
+    except (NameError, TypeError):
+        return frozenset()
+
+
+def _checked(fn: NodeFn, node_id: str, uses: str, keys: frozenset[str]) -> NodeFn:
+    """``fn``, refusing an update with keys the state does not have: LangGraph would drop them silently
+    and the node's work would vanish from the state and the checkpoints."""
+
+    def node(state: Any) -> Any:
+        update = fn(state)
+        if isinstance(update, dict) and not keys.issuperset(update):
+            unknown = sorted(set(update) - keys)
+            raise GraphSpecError(
+                f"node {node_id!r} ({uses}) returned {', '.join(map(repr, unknown))}, which the workflow "
+                f"state does not have; its keys: {', '.join(sorted(keys))}"
+            )
+        return update
+
+    node.__name__ = getattr(fn, "__name__", node_id)
+    node.__doc__ = fn.__doc__
+    return node
 
 
 def compile_workflow(

@@ -170,6 +170,7 @@ class ReasonParams(_Params):
 class JudgeParams(_Params):
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)  # top option probability that suffices
     max_retries: int = Field(default=1, ge=0, le=10)
+    min_tokens: int = Field(default=256, ge=1)  # look again only if the question's budget has this many left
 
 
 class AbstainParams(_Params):
@@ -256,6 +257,7 @@ def zoom_node(params: ZoomParams, runtime: Runtime) -> NodeFn:
             "crops": crops,
             "answer_box": list(result.answer_box) if result.answer_box is not None else None,
             "probes": result.probes,
+            "visits": [v.model_dump(mode="json", exclude_none=True) for v in result.visits],
             "budget_exhausted": result.budget_exhausted,
             "zoom_notes": result.notes,
             "perception": [f"zoom ({strategy}): {len(result.visits)} views probed; settled on {where}"],
@@ -346,6 +348,14 @@ def _context(state: QAState, params: ReasonParams, use_insights: bool) -> str:
     return "\n\n".join(parts)
 
 
+def _tokens_left(state: QAState, wanted: int) -> bool:
+    try:
+        remaining = ledger_for(state).remaining
+    except BudgetExceeded:
+        return False
+    return remaining is None or remaining >= wanted
+
+
 def judge_node(params: JudgeParams, runtime: Runtime) -> NodeFn:
     """Is the evidence sufficient? Sufficient when the answer's probability reaches the threshold;
     otherwise look again (``retry``) while retries are left, then ``give_up`` (abstention decides)."""
@@ -356,7 +366,9 @@ def judge_node(params: JudgeParams, runtime: Runtime) -> NodeFn:
         attempts = int(state.get("attempts") or 0)
         if top >= params.threshold:
             verdict = "sufficient"
-        elif attempts <= params.max_retries and not state.get("budget_exhausted"):
+        elif attempts <= params.max_retries and _tokens_left(state, params.min_tokens):
+            # a search that hit its own probe cap may still be retried (the next strategy may differ);
+            # only the question's token budget being spent ends the loop
             verdict = "retry"
         else:
             verdict = "give_up"

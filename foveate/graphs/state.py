@@ -51,6 +51,7 @@ class QAState(TypedDict, total=False):
     crops: list[list[int]]
     answer_box: list[int] | None
     probes: Annotated[int, operator.add]
+    visits: list[dict[str, Any]]  # the last search's probed views: box, depth, confidence, scores
     zoom_notes: Annotated[list[str], operator.add]
     budget_exhausted: bool
     # recall
