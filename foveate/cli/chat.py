@@ -89,7 +89,7 @@ def parse_budget(arg: str) -> int | None:
 
 @dataclass
 class _CropVisit:
-    """A crop in the shape ``save_trace`` draws (the workflow state keeps boxes, not the search's visits)."""
+    """A view in the shape ``save_trace`` draws, from the state's ``visits`` (or its crops)."""
 
     order: int
     box: tuple[int, int, int, int]
@@ -419,7 +419,15 @@ class ChatREPL:
 
         last = self._need_last()
         state = self.load().workflow.state(last.run_id)
-        crops = [_CropVisit(i, tuple(c)) for i, c in enumerate(state.get("crops") or [], 1)]  # type: ignore[arg-type]
+        visits = state.get("visits") or []
+        crops = (
+            [
+                _CropVisit(int(v["order"]), tuple(v["box"]), v.get("confidence"), v.get("priority"))  # type: ignore[arg-type]
+                for v in visits
+            ]
+            if visits  # the search's probed views, with confidences
+            else [_CropVisit(i, tuple(c)) for i, c in enumerate(state.get("crops") or [], 1)]  # type: ignore[arg-type]
+        )
         box = state.get("answer_box")
         folder = (
             self.trace_dir or Path(os.environ.get("FOVEATE_CACHE") or Path.home() / ".foveate") / "traces"
@@ -427,7 +435,8 @@ class ChatREPL:
         with load_image(state["image_path"]) as image:
             path = save_trace(image, crops, folder / f"{last.run_id}.png", tuple(box) if box else None)
         what = (
-            f"{len(crops)} crop(s)" + (", the answer crop in blue" if box else "")
+            (f"{len(crops)} probed view(s)" if visits else f"{len(crops)} crop(s)")
+            + (", the answer crop in blue" if box else "")
             if crops or box
             else "no crops"
         )
