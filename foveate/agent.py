@@ -164,6 +164,7 @@ class Agent:
         self.runtime = Runtime(vlm=vlm, reasoner=reasoner, memory=self.memory, calibration=calibration)
         self.workflow = Workflow(workflow, self.runtime, checkpointer=saver, registry=registry)
         self._answers: dict[str, Answer] = {}
+        self._started: dict[str, float] = {}  # stream() start times, for answer()'s latency
 
     @classmethod
     def from_defaults(cls, **overrides: Any) -> Agent:
@@ -225,11 +226,15 @@ class Agent:
         self, question: str, image: Any = None, options: Sequence[str] | None = None, **kw: Any
     ) -> Iterator[NodeEvent]:
         """Run and yield each node's event as it finishes (progress display); then ``answer(run_id)``."""
-        yield from self.workflow.stream(self._input(question, image, options, kw.get("budget")))
+        started = time.perf_counter()
+        for event in self.workflow.stream(self._input(question, image, options, kw.get("budget"))):
+            self._started.setdefault(event.run_id, started)
+            yield event
 
     def answer(self, run_id: str) -> Answer:
-        """The answer of a run (streamed, resumed, or from another process with the same checkpoints)."""
-        return self._answer(self.workflow.output(run_id), time.perf_counter())
+        """The answer of a run (streamed, resumed, or from another process with the same checkpoints);
+        its latency counts from the start of a ``stream`` in this process, else it is 0."""
+        return self._answer(self.workflow.output(run_id), self._started.pop(run_id, time.perf_counter()))
 
     async def aask(
         self, question: str, image: Any = None, options: Sequence[str] | None = None, **kw: Any

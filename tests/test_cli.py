@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -49,3 +50,17 @@ def test_ask_scores_options(tmp_path: Path, tiny_model_dirs: dict[str, Path]) ->
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "answer:" in result.output and "visual" in result.output
+
+
+def test_demo_answers_end_to_end_with_the_full_workflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "the embedded tiny VLM" in out and "generated answer on the crop" in out
+    for node in ("perceive", "recall", "zoom", "reason", "judge", "abstain", "remember"):
+        assert f" {node} " in out
+    assert "workflow answer:" in out and "lesson stored after feedback" in out

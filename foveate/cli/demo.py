@@ -16,9 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from foveate.fixtures.bench import native_crop
-from foveate.fixtures.scenes import generate_scene
+from foveate.fixtures.scenes import SceneItem, generate_scene
 from foveate.fixtures.tasks import EXISTENCE, object_name
 from foveate.vlm import TokenBudget, TokenLedger, VLMRequest
+from foveate.vlm.base import VLM
 
 
 def run_demo(
@@ -82,3 +83,70 @@ def run_demo(
         f"{spent.generated_tokens} generated = {spent.total} of {budget.max_total_tokens}, "
         f"in {spent.forward_passes} forward passes"
     )
+    run_workflow_part(console, vlm, scene_path, item, folder)
+
+
+def run_workflow_part(console: Console, vlm: VLM, scene_path: Path, item: SceneItem, folder: Path) -> None:
+    """The same question through the ``full`` workflow: it has to find the target by itself."""
+    from foveate.agent import Agent
+    from foveate.tools.draw import save_trace
+    from foveate.tools.images import load_image
+    from foveate.tools.tree import Box
+
+    console.print(
+        "\n[bold]The `full` workflow[/] (perceive, recall, zoom, reason, judge, abstain, remember):"
+    )
+    with Agent(
+        vlm, workflow="full", memory=folder / "memory.db", budget=TokenBudget(max_total_tokens=40_000)
+    ) as agent:
+        run_id = None
+        for event in agent.stream(item.question, scene_path, item.options):
+            run_id = event.run_id
+            for text in event.messages:
+                console.print(f"  [cyan]{event.node}[/] {text}", highlight=False)
+        assert run_id is not None
+        answer = agent.answer(run_id)
+        state = agent.workflow.state(run_id)
+        agent.feedback(run_id, answer=item.answer)  # the ground truth: now the run can teach something
+        assert agent.memory is not None
+        lessons = [i.text for i in agent.memory.insights()]
+    truth = item.answer
+    mark = "[green]right[/]" if answer.option == truth else "[red]wrong[/]"
+    console.print(
+        f"workflow answer: [bold]{answer.text}[/] ({mark}; p = {answer.confidence or 0:.2f}); "
+        f"ground truth: [bold]{truth}[/]"
+    )
+    box = state.get("answer_box")
+    if box:
+        x0, y0, x1, y1 = box
+        inside = [
+            t for t in item.targets if x0 <= t.box[0] and y0 <= t.box[1] and t.box[2] <= x1 and t.box[3] <= y1
+        ]
+        console.print(
+            f"it answered from the crop {box} ({(x1 - x0) * (y1 - y0) / (1.0 * _area(scene_path)):.1%} of "
+            f"the image), which {'holds' if inside else 'misses'} the target"
+        )
+        crop_box: Box = (x0, y0, x1, y1)
+        with load_image(scene_path) as image:
+            trace = save_trace(image, _visits(state), folder / "trace.png", crop_box)
+        console.print(f"search trace picture: {trace}")
+    u = answer.tokens
+    console.print(
+        f"workflow tokens: {u.visual_tokens} visual + {u.text_tokens} text + {u.generated_tokens} generated "
+        f"= {u.total}; {answer.probes} probes; {answer.latency_s:.1f} s; run id {answer.run_id}"
+    )
+    for text in lessons:
+        console.print(f"lesson stored after feedback: {text}", highlight=False)
+
+
+def _area(path: Path) -> int:
+    from foveate.tools.images import load_image
+
+    with load_image(path) as image:
+        return image.width * image.height
+
+
+def _visits(state: dict) -> list:  # type: ignore[type-arg]
+    from foveate.agents.zoom import Visit
+
+    return [Visit.model_validate(v) for v in state.get("visits") or []]
