@@ -64,3 +64,23 @@ def test_demo_answers_end_to_end_with_the_full_workflow(
     for node in ("perceive", "recall", "zoom", "reason", "judge", "abstain", "remember"):
         assert f" {node} " in out
     assert "workflow answer:" in out and "lesson stored after feedback" in out
+
+
+def test_run_takes_a_workflow_file_first_and_refuses_half_an_invocation(tmp_path: Path) -> None:
+    from foveate.fixtures.scenes import generate_scene
+
+    image, item = generate_scene(7, 0)
+    picture = tmp_path / "scene.png"
+    image.save(picture)
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "name: mine\nstart: zoom\nnodes:\n  zoom: {uses: zoom, params: {max_probes: 20}}\n"
+        "  reason: {uses: reason}\nedges:\n  - {from: zoom, to: reason}\n  - {from: reason, to: END}\n"
+    )
+    common = ["--options", ",".join(item.options), "--no-memory", "--checkpoints", str(tmp_path / "runs.db")]
+    result = runner.invoke(app, ["run", str(flow), str(picture), item.question, *common, "--budget", "5000"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "zoom" in out and "answer:" in out and "abstain" not in out  # our two-node workflow ran
+    half = runner.invoke(app, ["run", str(picture)])
+    assert half.exit_code == 2 and "IMAGE QUESTION" in half.output

@@ -43,7 +43,8 @@ VisualCapOpt = Annotated[
     int | None, typer.Option("--max-visual-tokens", min=1, help="Cap on visual tokens per image.")
 ]
 TotalCapOpt = Annotated[
-    int | None, typer.Option("--max-total-tokens", min=1, help="Cap on all tokens spent on the question.")
+    int | None,
+    typer.Option("--budget", "--max-total-tokens", min=1, help="Cap on all tokens spent on the question."),
 ]
 
 

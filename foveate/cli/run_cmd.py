@@ -63,8 +63,14 @@ def stored_calibration(database: str, model_id: str, alpha: float, method: str) 
 
 
 def run(
-    image: Annotated[Path | None, typer.Argument(help="Image file (not needed with --resume).")] = None,
-    question: Annotated[str | None, typer.Argument(help="The question.")] = None,
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="[WORKFLOW.yaml] IMAGE QUESTION: an optional workflow file, the image, the question "
+            "(nothing with --resume).",
+            show_default=False,
+        ),
+    ] = None,
     options: Annotated[
         str | None, typer.Option("--options", help="Comma-separated answer options (scored, not generated).")
     ] = None,
@@ -123,8 +129,16 @@ def run(
     from foveate.settings import load_settings
     from foveate.vlm.budget import TokenBudget
 
-    if resume is None and (image is None or question is None):
-        raise _fail("give IMAGE and QUESTION, or --resume RUN_ID")
+    words = list(args or [])
+    if len(words) == 3 and words[0].lower().endswith((".yaml", ".yml")):
+        if workflow is not None:
+            raise _fail(f"give the workflow once: {words[0]} or --workflow {workflow}")
+        workflow = words.pop(0)
+    if resume is None and len(words) != 2:
+        raise _fail("give [WORKFLOW.yaml] IMAGE QUESTION, or --resume RUN_ID")
+    if resume is not None and words:
+        raise _fail("--resume continues a run; give no IMAGE or QUESTION with it")
+    image, question = (Path(words[0]), words[1]) if words else (None, None)
     try:
         settings = load_settings(
             model=model,
