@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lint typecheck pytest bench bench-fixture train-fixture clean
+.PHONY: setup demo test test-serving lint typecheck pytest bench bench-fixture train-fixture clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,13 @@ pytest: setup
 	$(PY) -m pytest -q
 
 test: lint typecheck pytest
+
+# foveate against real serving engines on CPU: vLLM (CPU build) serving the tiny VLM, the llama.cpp
+# server serving Gemma 3 270M, PostgreSQL checkpoints. Its own venv, cached in
+# ~/.cache/foveate/serving-venv (about 15 min cold, of which 7.5 compiling llama.cpp; the wheel is
+# cached too). See docs/serving.md.
+test-serving: setup
+	FOVEATE_PYTHON=$(PY) bash serving/run.sh
 
 bench: bench-fixture
 

@@ -3,7 +3,9 @@
 Images travel as base64 ``data:`` URLs. ``score`` and ``yes_probability`` ask for one
 token with ``logprobs`` / ``top_logprobs`` and read the distribution the server returns,
 so they need a server that returns log-probabilities (vLLM does; start it with
-``--max-logprobs`` at least ``top_logprobs``). Timeouts and bounded retries with
+``--max-logprobs`` at least ``top_logprobs``). An option that is not among the returned top tokens
+cannot be scored and is refused; ``score_top_logprobs`` asks for more tokens for ``score`` alone
+(e.g. a small model's whole vocabulary), so that Yes/No probes stay cheap. Timeouts and bounded retries with
 exponential backoff come from the official ``openai`` client; every failure is turned into
 a ``BackendError`` that names the URL.
 
@@ -39,7 +41,8 @@ class OpenAIVLM(BaseVLM):
 
     ``model`` defaults to the first model the server lists. ``token_spec`` (from
     ``foveate.vlm.visual_tokens``) lets per-image visual-token caps and visual-token
-    accounting work for the served model's family.
+    accounting work for the served model's family. ``top_logprobs``: how many first tokens
+    Yes/No probes read; ``score_top_logprobs`` (default: the same): how many ``score`` reads.
     """
 
     def __init__(
@@ -52,9 +55,11 @@ class OpenAIVLM(BaseVLM):
         max_retries: int = 2,
         top_logprobs: int = 20,
         token_spec: VisualTokenSpec | None = None,
+        score_top_logprobs: int | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.top_logprobs = top_logprobs
+        self.score_top_logprobs = score_top_logprobs or top_logprobs
         self.token_spec = token_spec
         self._client = openai.OpenAI(
             base_url=self.base_url, api_key=api_key, timeout=timeout, max_retries=max_retries
@@ -121,11 +126,12 @@ class OpenAIVLM(BaseVLM):
             out.append({"role": message.role, "content": parts})
         return out
 
-    def _body(self, request: VLMRequest, *, logprobs: bool) -> dict[str, Any]:
+    def _body(self, request: VLMRequest, *, logprobs: bool, top: int | None = None) -> dict[str, Any]:
         opts = request.options
         body: dict[str, Any] = {"model": self.model_id, "messages": self.messages(request)}
         if logprobs:
-            body.update(max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=self.top_logprobs)
+            top = top or self.top_logprobs
+            body.update(max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=top)
         else:
             body.update(max_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p)
             if opts.stop:
@@ -214,12 +220,13 @@ class OpenAIVLM(BaseVLM):
         return scores
 
     def _prepare(
-        self, request: VLMRequest, ledger: TokenLedger, *, logprobs: bool
+        self, request: VLMRequest, ledger: TokenLedger, *, logprobs: bool, top: int | None = None
     ) -> tuple[dict[str, Any], int, int]:
         """The HTTP body, the tokens to hold, and the predicted visual tokens."""
         request, visual = self._fit(request, ledger)
         new_tokens = 1 if logprobs else request.options.max_new_tokens
-        return self._body(request, logprobs=logprobs), self._estimate(request, visual, new_tokens), visual
+        body = self._body(request, logprobs=logprobs, top=top)
+        return body, self._estimate(request, visual, new_tokens), visual
 
     def _generated(
         self, response: Any, visual: int, estimate: int, held: Reservation, latency: float
@@ -263,9 +270,9 @@ class OpenAIVLM(BaseVLM):
             return self._generated(response, visual, hold, held, time.perf_counter() - start)
 
     def _logprob_call(
-        self, request: VLMRequest, ledger: TokenLedger
+        self, request: VLMRequest, ledger: TokenLedger, top: int | None = None
     ) -> tuple[dict[str, float], TokenUsage, float]:
-        body, hold, visual = self._prepare(request, ledger, logprobs=True)
+        body, hold, visual = self._prepare(request, ledger, logprobs=True, top=top)
         with ledger.hold(hold, "logprob probe") as held, self._errors():
             start = time.perf_counter()
             response = self._client.chat.completions.create(**body)
@@ -281,7 +288,9 @@ class OpenAIVLM(BaseVLM):
     ) -> ScoreResult:
         if not options:
             raise UnsupportedRequestError("score needs at least one option")
-        table, usage, latency = self._logprob_call(request, ledger_for(request, ledger))
+        table, usage, latency = self._logprob_call(
+            request, ledger_for(request, ledger), self.score_top_logprobs
+        )
         return self._scored(table, options, usage, latency)
 
     # ------------------------------------------------------------------ async operations
@@ -295,9 +304,9 @@ class OpenAIVLM(BaseVLM):
             return self._generated(response, visual, hold, held, time.perf_counter() - start)
 
     async def _alogprob_call(
-        self, request: VLMRequest, ledger: TokenLedger
+        self, request: VLMRequest, ledger: TokenLedger, top: int | None = None
     ) -> tuple[dict[str, float], TokenUsage, float]:
-        body, hold, visual = await asyncio.to_thread(self._prepare, request, ledger, logprobs=True)
+        body, hold, visual = await asyncio.to_thread(self._prepare, request, ledger, logprobs=True, top=top)
         with ledger.hold(hold, "logprob probe") as held, self._errors():
             start = time.perf_counter()
             response = await self._aclient.chat.completions.create(**body)
@@ -318,5 +327,7 @@ class OpenAIVLM(BaseVLM):
     ) -> ScoreResult:
         if not options:
             raise UnsupportedRequestError("score needs at least one option")
-        table, usage, latency = await self._alogprob_call(request, ledger_for(request, ledger))
+        table, usage, latency = await self._alogprob_call(
+            request, ledger_for(request, ledger), self.score_top_logprobs
+        )
         return self._scored(table, options, usage, latency)
