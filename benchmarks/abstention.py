@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from benchmarks import write_page
 from foveate.agents.zoom import ZoomAgent, ZoomConfig
 from foveate.conformal import (
     ScoreConfig,
@@ -237,9 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         *sections,
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_page(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import write_page
 from foveate.conformal import SelectiveCalibration, crc_threshold
 from foveate.fixtures import TINY_VLM_PATH
 from foveate.fixtures.scenes import generate_scene
@@ -200,9 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         "  are slower than one at a time on 2 cores (the GIL and torch's own threads compete).",
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_page(args.out, lines)
 
 
 if __name__ == "__main__":

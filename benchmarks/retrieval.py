@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import write_page
 from foveate.agents.insights import Trajectory, insights_prompt, recall, remember
 from foveate.agents.zoom import ZoomAgent, ZoomConfig
 from foveate.fixtures import TINY_VLM_PATH
@@ -148,9 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         "- The memory side (storing, merging, recall excluding the run, usage counts) is exercised in full.",
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_page(args.out, lines)
 
 
 if __name__ == "__main__":

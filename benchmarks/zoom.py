@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import write_page
 from foveate.agents.zoom import ZoomAgent, ZoomConfig, ZoomResult
 from foveate.fixtures import TINY_VLM_PATH
 from foveate.fixtures.scenes import generate_scene
@@ -160,9 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         "the question wording.",
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_page(args.out, lines)
 
 
 def _met(flag: bool) -> str:
