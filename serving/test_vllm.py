@@ -15,6 +15,7 @@ a closer call may flip on rounding alone and is reported rather than failed.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import numpy as np
@@ -23,37 +24,13 @@ from PIL import Image
 
 from foveate import Agent
 from foveate.fixtures import TINY_VLM_PATH
-from foveate.fixtures.scenes import SceneItem, crop_around, generate_scene, union_box
+from foveate.fixtures.scenes import SceneItem, crop_around, union_box
 from foveate.vlm import OpenAIVLM, TokenBudget, TokenLedger, TransformersVLM, VLMRequest
-from serving.conftest import Server
+from serving.conftest import Server, scene
 
 TOLERANCE = 0.06
-VOCAB_SIZE = 1024  # the tiny VLM's; the server runs with --max-logprobs 1024
-SCENE_SEED = 11
 N_PARITY_SCENES = 6
 N_WORKFLOW_SCENES = 4
-
-
-@pytest.fixture(scope="session")
-def local() -> TransformersVLM:
-    return TransformersVLM(TINY_VLM_PATH, device="cpu")
-
-
-@pytest.fixture(scope="session")
-def remote(vllm_server: Server, local: TransformersVLM) -> OpenAIVLM:
-    # the local processor's geometry, so that caps, budgets and the zoom search's view sizes agree
-    return OpenAIVLM(
-        vllm_server.url,
-        timeout=120,
-        max_retries=1,
-        token_spec=local.token_spec,
-        top_logprobs=20,
-        score_top_logprobs=VOCAB_SIZE,
-    )
-
-
-def scene(index: int) -> tuple[Image.Image, SceneItem]:
-    return generate_scene(SCENE_SEED, index, size_range=(640, 960), target_size_range=(16, 48))
 
 
 def views(index: int) -> list[tuple[str, Image.Image, SceneItem]]:
@@ -143,3 +120,25 @@ def test_zoom_workflow_end_to_end_matches_local(remote: OpenAIVLM, local: Transf
         assert a.tokens.visual_tokens > 0
         assert a.option == b.option
         assert a.confidence == pytest.approx(b.confidence, abs=TOLERANCE)
+
+
+PG_URL = os.environ.get("FOVEATE_TEST_DATABASE_URL")
+
+
+@pytest.mark.skipif(
+    not PG_URL, reason="no PostgreSQL (serving/run.sh starts one when the server binaries exist)"
+)
+def test_zoom_workflow_against_vllm_checkpointed_in_postgresql(remote: OpenAIVLM) -> None:
+    """The served model and PostgreSQL checkpoints together: the run's state is read back from the
+    database through a new connection, as another process (or replica) would."""
+    assert PG_URL is not None
+    image, item = scene(2)
+    with Agent(vlm=remote, workflow="zoom", checkpoints=PG_URL) as agent:
+        answer = agent.ask(item.question, image=image, options=item.options)
+    with Agent(vlm=remote, workflow="zoom", checkpoints=PG_URL) as other:
+        again = other.answer(answer.run_id)
+        state = other.workflow.state(answer.run_id)
+    assert answer.status == "done" and answer.option in item.options
+    assert again.option == answer.option and again.crops == answer.crops
+    assert again.option_scores == pytest.approx(answer.option_scores)
+    assert state["question"] == item.question and state["visits"]

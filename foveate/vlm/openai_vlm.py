@@ -17,23 +17,36 @@ when a ``VisualTokenSpec`` is given, a conservative 1 token per 3 characters of 
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 import openai
+from PIL import Image
 
 from foveate.errors import BackendError, LogprobsUnavailableError, UnsupportedRequestError
-from foveate.tools.images import resize_to, to_data_uri
+from foveate.tools.images import resize_to
 from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_for
 from foveate.vlm.budget import Reservation, TokenLedger
 from foveate.vlm.types import ImagePart, ScoreResult, TokenUsage, VLMRequest, VLMResult, YesNoResult
 from foveate.vlm.visual_tokens import VisualTokenSpec
 
 logger = logging.getLogger(__name__)
+
+
+def png_data_uri(img: Image.Image) -> str:
+    """A lossless PNG ``data:`` URI at zlib level 1: the server decodes the same pixels, and encoding is
+    about 4x faster than PNG's default level (measured: 37 vs 139 ms for an 875x799 scene, 8% larger),
+    which is most of the client's CPU time per request when many questions run at once."""
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 class OpenAIVLM(BaseVLM):
@@ -43,6 +56,8 @@ class OpenAIVLM(BaseVLM):
     ``foveate.vlm.visual_tokens``) lets per-image visual-token caps and visual-token
     accounting work for the served model's family. ``top_logprobs``: how many first tokens
     Yes/No probes read; ``score_top_logprobs`` (default: the same): how many ``score`` reads.
+    ``max_parallel_probes``: how many requests of one ``yes_probabilities`` call are in flight at
+    once (the server batches them, as a local backend batches its probes in one forward pass).
     """
 
     def __init__(
@@ -56,8 +71,10 @@ class OpenAIVLM(BaseVLM):
         top_logprobs: int = 20,
         token_spec: VisualTokenSpec | None = None,
         score_top_logprobs: int | None = None,
+        max_parallel_probes: int = 16,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.max_parallel_probes = max_parallel_probes
         self.top_logprobs = top_logprobs
         self.score_top_logprobs = score_top_logprobs or top_logprobs
         self.token_spec = token_spec
@@ -114,13 +131,20 @@ class OpenAIVLM(BaseVLM):
 
     @staticmethod
     def messages(request: VLMRequest) -> list[dict[str, Any]]:
-        """The request in OpenAI chat format, images as base64 PNG data URLs."""
-        out = []
+        """The request in OpenAI chat format, images as base64 PNG data URLs.
+
+        A message without images goes as a plain string: llama.cpp's built-in chat formats (e.g.
+        ``gemma`` in llama-cpp-python) drop list-of-parts content and would send an empty turn.
+        """
+        out: list[dict[str, Any]] = []
         for message in request.messages:
+            if not any(isinstance(part, ImagePart) for part in message.content):
+                out.append({"role": message.role, "content": message.text})
+                continue
             parts: list[dict[str, Any]] = []
             for part in message.content:
                 if isinstance(part, ImagePart):
-                    parts.append({"type": "image_url", "image_url": {"url": to_data_uri(part.image)}})
+                    parts.append({"type": "image_url", "image_url": {"url": png_data_uri(part.image)}})
                 else:
                     parts.append({"type": "text", "text": part.text})
             out.append({"role": message.role, "content": parts})
@@ -282,6 +306,17 @@ class OpenAIVLM(BaseVLM):
     def yes_probability(self, request: VLMRequest, ledger: TokenLedger | None = None) -> YesNoResult:
         table, usage, latency = self._logprob_call(request, ledger_for(request, ledger))
         return self._yes_no(table, usage, latency)
+
+    def yes_probabilities(
+        self, requests: Sequence[VLMRequest], ledger: TokenLedger | None = None
+    ) -> list[YesNoResult]:
+        """Several probes sent together (answers in request order), so that the server batches them;
+        one after another, each would wait for the previous round trip."""
+        if len(requests) <= 1 or self.max_parallel_probes <= 1:
+            return [self.yes_probability(r, ledger) for r in requests]
+        # a pool per call: a shared one would cap the probes in flight across concurrent questions
+        with ThreadPoolExecutor(min(len(requests), self.max_parallel_probes)) as pool:
+            return list(pool.map(lambda r: self.yes_probability(r, ledger), requests))
 
     def score(
         self, request: VLMRequest, options: Sequence[str], ledger: TokenLedger | None = None
