@@ -165,6 +165,7 @@ class Agent:
         self.workflow = Workflow(workflow, self.runtime, checkpointer=saver, registry=registry)
         self._answers: dict[str, Answer] = {}
         self._started: dict[str, float] = {}  # stream() start times, for answer()'s latency
+        self._judged: set[str] = set()  # runs whose outcome feedback already gave (monitor counted once)
 
     @classmethod
     def from_defaults(cls, **overrides: Any) -> Agent:
@@ -274,15 +275,23 @@ class Agent:
             correct = chosen == answer
         if correct is None and note is None:
             raise FoveateError("feedback needs correct=True/False, the right answer, or a note")
-        if self.monitor is not None and correct is not None and scores:
+        memory_run = state.get("run_id")
+        before = (
+            self.memory.get_run(memory_run) if self.memory is not None and memory_run is not None else None
+        )
+        # the outcome was known already (ground truth in the run, earlier feedback): only the record changes
+        known = (before is not None and before.correct is not None) or run_id in self._judged
+        if self.monitor is not None and correct is not None and scores and not known:
             self._update_monitor(state, answer if answer is not None else (chosen if correct else None))
+        if correct is not None:
+            self._judged.add(run_id)
         if self.memory is None:
             return
         image = self.runtime.image(state)
         trajectory = trajectory_from_state(state, image.size, self.model_id).model_copy(
             update={"correct": correct, "feedback": note}
         )
-        memory_run = state.get("run_id")
+        used = [int(i["id"]) for i in state.get("insights") or []]
         if memory_run is None:
             memory_run = self.memory.record_run(
                 trajectory.question,
@@ -293,17 +302,20 @@ class Agent:
                 trace_summary=trajectory.summary(),
                 model_id=self.model_id,
             ).id
+            # keep the link in the run's own state, so later feedback (any process) updates this record
+            self.workflow.graph.update_state(self.workflow.config(run_id), {"run_id": memory_run})
+            if used:  # the workflow did not remember, so their use was never counted
+                self.memory.mark_used(used, helpful=bool(correct))
         else:
             self.memory.set_feedback(memory_run, correct=correct, feedback=note)
+            if used and correct and not known:  # the workflow counted the use; helpfulness is new
+                self.memory.mark_helpful(used)
+        if correct is None or known:
+            return
         writer = self.runtime.reasoner or self.vlm
         drafts = extract_insights(trajectory, writer if can_write(writer) else None)
         if drafts:
             self.memory.add_many([d.text for d in drafts], [d.kind for d in drafts], run_id=memory_run)
-        used = [int(i["id"]) for i in state.get("insights") or []]
-        if used and state.get("run_id") is None:  # not remembered by the workflow: count the use now
-            self.memory.mark_used(used, helpful=bool(correct))
-        elif used and correct:  # the workflow counted the use; helpfulness is what is new
-            self.memory.mark_helpful(used)
 
     def _update_monitor(self, state: dict[str, Any], truth: str | None) -> None:
         assert self.monitor is not None

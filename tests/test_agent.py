@@ -61,6 +61,11 @@ def test_feedback_writes_lessons_and_feeds_the_drift_monitor(
         assert run.correct is False and run.answer == answer.option
         assert len(memory) >= 1 and all(i.run_id == run.id for i in memory.insights())
         assert agent.monitor is not None and agent.monitor.status().seen == (0 if answer.abstained else 1)
+        seen, lessons = agent.monitor.status().seen, len(memory)
+        agent.feedback(answer.run_id, answer=wrong, note="said twice")  # the same outcome again
+        assert agent.monitor.status().seen == seen and len(memory) == lessons
+        (again,) = memory.runs()  # one record, updated
+        assert again.id == run.id and again.feedback == "said twice"
         with pytest.raises(FoveateError, match="feedback needs"):
             agent.feedback(answer.run_id)
         agent.close()

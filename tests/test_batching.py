@@ -73,3 +73,25 @@ def test_a_failing_merged_call_reaches_every_caller_and_the_worker_survives(vlm:
             coalescing.probe_views(views(1), [QUESTIONS, QUESTIONS])  # two question lists for one view
         rows = coalescing.probe_views(views(1), [QUESTIONS])
         assert len(rows) == 1 and len(rows[0]) == 2
+
+
+def test_a_pruned_call_is_not_merged_and_keeps_its_pruning(vlm: TransformersVLM) -> None:
+    pruned = TokenBudget(prune="fastv", keep=0.25, layer=1)
+    (alone,) = vlm.probe_views(views(1), [QUESTIONS], TokenLedger(pruned))
+    with CoalescingVLM(vlm) as coalescing:
+        ledger = TokenLedger(pruned)
+        (row,) = coalescing.probe_views(views(1), [QUESTIONS], ledger)
+        assert coalescing.merged_calls == 0
+    assert [r.p_yes for r in row] == pytest.approx([r.p_yes for r in alone], abs=1e-6)
+    assert ledger.spent.visual_tokens == sum(r.usage.visual_tokens for r in alone)
+
+
+def test_calls_after_close_go_straight_through(vlm: TransformersVLM) -> None:
+    coalescing = CoalescingVLM(vlm)
+    coalescing.close()
+    done: list[int] = []
+    worker = threading.Thread(target=lambda: done.append(len(coalescing.probe_views(views(1), [QUESTIONS]))))
+    worker.start()
+    worker.join(timeout=60)
+    assert done == [1]
+    coalescing.close()  # twice is fine

@@ -127,6 +127,10 @@ def test_an_abstention_asks_a_person_and_resumes_with_their_answer(
         done = flow.resume(paused.run_id, {"answer": run.expected})
         assert done.status == "done" and not done.abstained and done.answer == run.expected
         assert done.memory_run_id is not None
+        stored = memory.get_run(done.memory_run_id)
+        assert stored is not None and stored.answer == paused.pending["candidate"]  # the model's, not ours
+        assert f"a person answered {run.expected!r}" in (stored.feedback or "")
+        assert stored.correct == (paused.pending["candidate"] == run.expected)
         # a second paused run, left to abstain
         again = flow.run(scene_input(1))
         left = flow.resume(again.run_id, None)
@@ -311,3 +315,49 @@ def test_the_judge_retries_after_a_capped_search_and_stops_when_tokens_run_out(
     poor = flow.run(scene_input(0, budget=TokenBudget(max_total_tokens=400)))
     assert poor.attempts == 1 and poor.usage.total <= 400  # under 256 tokens left: no second look
     assert 400 - poor.usage.total < 256
+
+
+def test_a_run_id_is_never_reused_and_tiny_budgets_end_cleanly(vlm: TransformersVLM, tmp_path: Path) -> None:
+    from foveate.graphs.workflow import RunError
+
+    flow = Workflow("full", Runtime(vlm=vlm), image_cache=tmp_path)
+    first = flow.run(scene_input(0), run_id="same")
+    with pytest.raises(RunError, match="already exists"):
+        flow.run(scene_input(1), run_id="same")
+    assert flow.output("same").usage == first.usage  # the first run's record is untouched
+    starved = flow.run(scene_input(0, budget=TokenBudget(max_total_tokens=50)))
+    assert starved.status == "done" and starved.answer is None and starved.abstained
+    assert starved.usage.total <= 50
+
+
+def test_a_search_with_no_tokens_left_keeps_the_earlier_crop(vlm: TransformersVLM) -> None:
+    from foveate.graphs.nodes import ZoomParams, zoom_node
+
+    image, item = generate_scene(7, 0)
+    runtime = Runtime(vlm=vlm)
+    path = "/nonexistent/scene.png"
+    runtime.remember_image(path, image)
+    state = {
+        "question": item.question,
+        "options": item.options,
+        "image_path": path,
+        "budget": TokenBudget(max_total_tokens=400).model_dump(),
+        "spent": {"visual_tokens": 300},
+        "answer_box": [0, 0, 500, 500],
+        "attempts": 1,
+    }
+    update = zoom_node(ZoomParams(), runtime)(state)  # type: ignore[arg-type]
+    assert update["budget_exhausted"] is True and "answer_box" not in update and "crops" not in update
+
+
+def test_an_image_given_as_a_data_uri_runs(vlm: TransformersVLM, tmp_path: Path) -> None:
+    import base64
+    import io
+
+    image, item = generate_scene(7, 0)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    flow = Workflow("direct", Runtime(vlm=vlm), image_cache=tmp_path)
+    out = flow.run(RunInput(image=uri, question=item.question, options=item.options))
+    assert out.status == "done" and out.answer in item.options

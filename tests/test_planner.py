@@ -61,6 +61,12 @@ def vlm() -> TransformersVLM:
     return TransformersVLM(TINY_VLM_PATH, device="cpu")
 
 
+def test_a_visual_cap_that_already_fits_needs_no_pruning() -> None:
+    capped = TokenBudget(max_total_tokens=20_000, max_visual_tokens_per_image=64)
+    plan = plan_search(capped, probes=108, view_tokens=64, answer_tokens=600, prune="fastv")
+    assert plan.budget.prune is None and plan.fits
+
+
 def test_the_tiny_vlm_supports_fastv_and_a_planned_search_stays_within_its_cap(vlm: TransformersVLM) -> None:
     assert prune_support(vlm) in ("fastv", "cls")
     image, item = generate_scene(7, 0)

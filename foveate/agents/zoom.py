@@ -290,7 +290,9 @@ class ZoomAgent:
         plan = plan_search(
             cfg.budget,
             probes=worst_case_probes(strategy, depth, cfg.max_probes),
-            view_tokens=self._view_tokens(),
+            view_tokens=min(
+                self._view_tokens(), cfg.budget.max_visual_tokens_per_image or self._view_tokens()
+            ),
             answer_tokens=reserve,
             prune=prune_support(self.vlm),
             depth=int(getattr(pruner, "depth", 32)),
@@ -576,6 +578,10 @@ class ZoomAgent:
             scored = self.vlm.score(request, list(options), ledger)
             return scored.best, scored.probabilities
         return self.vlm.generate(request, ledger).text, []
+
+    def retry_cost(self, image: Image.Image) -> int:
+        """Tokens a second look needs at least: one round of child probes plus the answer's reserve."""
+        return self._answer_reserve(image) + 5 * self._probe_estimate(None)
 
     def _answer_reserve(self, image: Image.Image) -> int:
         """Tokens kept back for the final answer: its images at the model's cost plus a text allowance."""

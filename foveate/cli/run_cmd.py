@@ -165,8 +165,10 @@ def run(
                 flow = Workflow(settings.workflow, runtime, checkpointer=saver)
                 if resume is not None:
                     before = flow.output(resume)
-                    if before.status == "waiting":
+                    if before.status == "waiting" and (answer or not ask):
                         out = flow.resume(resume, {"answer": answer} if answer else None)
+                    elif before.status == "waiting":
+                        out = before  # --ask: the loop below puts the question to the person
                     else:
                         for event in flow.stream(None, run_id=resume):
                             _show(event.node, event.messages)
@@ -175,7 +177,8 @@ def run(
                     assert image is not None and question is not None
                     choices = [o.strip() for o in (options or "").split(",") if o.strip()]
                     budget = TokenBudget(
-                        max_total_tokens=max_total_tokens, max_visual_tokens_per_image=max_visual_tokens
+                        max_total_tokens=settings.max_total_tokens,
+                        max_visual_tokens_per_image=settings.max_visual_tokens,
                     )
                     run_input = RunInput(image=image, question=question, options=choices, budget=budget)
                     run_id = None

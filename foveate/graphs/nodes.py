@@ -86,6 +86,8 @@ class Runtime:
                 self._images.popitem(last=False)
 
     def zoom_agent(self, config: ZoomConfig) -> ZoomAgent:
+        if config.budget is not None:  # a per-question budget: cheap to build, not worth keeping
+            return ZoomAgent(self.vlm, config)
         key = config.model_dump_json()
         with self._lock:
             if key not in self._agents:
@@ -192,32 +194,36 @@ def perceive_node(params: PerceiveParams, runtime: Runtime) -> NodeFn:
 
     def perceive(state: QAState) -> dict[str, Any]:
         image, question = runtime.image(state), state["question"]
-        ledger = ledger_for(state)
         notes: list[str] = []
-        if runtime.cue_source is not None:
-            cues = runtime.cue_source(question)
-        elif writer:
-            agent = runtime.zoom_agent(ZoomConfig())
-            cues = agent.list_cues(image, question, ledger)
-        else:
-            cues = wording_cues(question)
-        update: dict[str, Any] = {"cues": cues}
-        if params.probe_root:
-            result = runtime.vlm.yes_probability(
-                VLMRequest.from_prompt(prompts.answering.format(q=question), images=[image]), ledger
-            )
-            update["root_confidence"] = result.confidence
-            notes.append(
-                f"whole image: answerable at this resolution with confidence {result.confidence:+.2f}"
-            )
-        if describe:
-            request = VLMRequest.from_prompt(
-                f"Describe the image briefly, then the regions this question is about: {question}",
-                images=[image],
-                max_new_tokens=params.max_new_tokens,
-            )
-            notes.append("description: " + runtime.vlm.generate(request, ledger).text.strip())
+        cues = runtime.cue_source(question) if runtime.cue_source is not None else wording_cues(question)
+        try:
+            ledger = ledger_for(state)
+        except BudgetExceeded as exc:
+            return {"cues": cues, "budget_exhausted": True, "messages": _say("perceive", str(exc))}
+        update: dict[str, Any] = {}
+        try:
+            if runtime.cue_source is None and writer:
+                cues = runtime.zoom_agent(ZoomConfig()).list_cues(image, question, ledger)
+            if params.probe_root:
+                result = runtime.vlm.yes_probability(
+                    VLMRequest.from_prompt(prompts.answering.format(q=question), images=[image]), ledger
+                )
+                update["root_confidence"] = result.confidence
+                notes.append(
+                    f"whole image: answerable at this resolution with confidence {result.confidence:+.2f}"
+                )
+            if describe:
+                request = VLMRequest.from_prompt(
+                    f"Describe the image briefly, then the regions this question is about: {question}",
+                    images=[image],
+                    max_new_tokens=params.max_new_tokens,
+                )
+                notes.append("description: " + runtime.vlm.generate(request, ledger).text.strip())
+        except BudgetExceeded as exc:  # what was seen so far stays; the rest of the graph decides
+            notes.append(f"perception stopped: {exc}")
+            update["budget_exhausted"] = True
         update |= {
+            "cues": cues,
             "perception": notes,
             "spent": _spent(ledger),
             "messages": _say("perceive", f"looking for: {', '.join(cues) or 'the question as a whole'}"),
@@ -250,6 +256,14 @@ def zoom_node(params: ZoomParams, runtime: Runtime) -> NodeFn:
         result = runtime.zoom_agent(config).run(
             image, state["question"], state.get("options") or None, cues=cues, answer=False
         )
+        if result.probes == 0 and result.budget_exhausted and state.get("answer_box"):
+            # no room for a single probe: keep what the earlier search found rather than forget it
+            return {
+                "budget_exhausted": True,
+                "zoom_notes": result.notes,
+                "spent": result.usage.model_dump(),
+                "messages": _say("zoom", "no tokens left for another search; keeping the earlier crop"),
+            }
         crops = [list(c) for c in result.crops]
         where = "the whole image" if result.answer_box is None else f"crop {list(result.answer_box)}"
         return {
@@ -319,12 +333,12 @@ def reason_node(params: ReasonParams, runtime: Runtime) -> NodeFn:
                     context=context or None,
                 )
         except BudgetExceeded as exc:
+            kept = state.get("answer") is not None  # an earlier attempt's answer stands
             return {
-                "answer": None,
-                "option_scores": [],
+                **({} if kept else {"answer": None, "option_scores": []}),
                 "attempts": attempts,
                 "budget_exhausted": True,
-                "messages": _say("reason", f"no answer: {exc}"),
+                "messages": _say("reason", f"{'kept the earlier answer' if kept else 'no answer'}: {exc}"),
             }
         top = max(scores) if scores else None
         said = f"answer {answer!r}" + (f" (p = {top:.2f})" if top is not None else "")
@@ -360,13 +374,19 @@ def judge_node(params: JudgeParams, runtime: Runtime) -> NodeFn:
     """Is the evidence sufficient? Sufficient when the answer's probability reaches the threshold;
     otherwise look again (``retry``) while retries are left, then ``give_up`` (abstention decides)."""
 
+    def retry_cost(state: QAState) -> int:
+        """Tokens another look needs at least: the answer's reserve and a round of child probes."""
+        return runtime.zoom_agent(ZoomConfig()).retry_cost(runtime.image(state))
+
     def judge(state: QAState) -> dict[str, Any]:
         scores = state.get("option_scores") or []
         top = max(scores) if scores else (1.0 if state.get("answer") else 0.0)
         attempts = int(state.get("attempts") or 0)
         if top >= params.threshold:
             verdict = "sufficient"
-        elif attempts <= params.max_retries and _tokens_left(state, params.min_tokens):
+        elif attempts <= params.max_retries and _tokens_left(
+            state, max(params.min_tokens, retry_cost(state))
+        ):
             # a search that hit its own probe cap may still be retried (the next strategy may differ);
             # only the question's token budget being spent ends the loop
             verdict = "retry"
@@ -443,13 +463,17 @@ def remember_node(params: _Params, runtime: Runtime) -> NodeFn:
             options, scores = state.get("options") or [], state["option_scores"]
             correct = options[scores.index(max(scores))] == human["answer"]
         trajectory = trajectory_from_state(state, runtime.image(state).size, runtime.vlm.model_id)
-        trajectory = trajectory.model_copy(update={"correct": correct, "feedback": human.get("feedback")})
+        said = [human["feedback"]] if human.get("feedback") else []
+        if human.get("answer"):
+            said.append(f"a person answered {human['answer']!r}")
+        trajectory = trajectory.model_copy(update={"correct": correct, "feedback": "; ".join(said) or None})
         writer = runtime.reasoner or runtime.vlm
         stored = remember(
             runtime.memory,
             trajectory,
             image_sha256=state.get("image_sha256"),
             vlm=writer if can_write(writer) else None,
+            drafts=None if correct is not None else [],  # lessons need an outcome; feedback adds them later
         )
         used = [int(i["id"]) for i in state.get("insights") or []]
         if used:
@@ -469,10 +493,15 @@ def trajectory_from_state(
     """What the run did, for insight extraction (correctness left unknown: the caller knows it)."""
     box = state.get("answer_box")
     scores = state.get("option_scores") or []
+    options = state.get("options") or []
+    # the model's own choice (a person's answer, if any, may have replaced ``answer`` in the state)
+    chosen = (
+        options[scores.index(max(scores))] if scores and len(scores) == len(options) else state.get("answer")
+    )
     return Trajectory(
         question=state["question"],
-        options=state.get("options") or [],
-        answer=state.get("answer"),
+        options=options,
+        answer=chosen,
         strategy=state.get("strategy", "direct"),
         cues=state.get("cues") or [],
         image_size=image_size,

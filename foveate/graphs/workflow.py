@@ -97,14 +97,16 @@ def open_checkpointer(target: str | Path | None) -> Iterator[BaseCheckpointSaver
         from langgraph.checkpoint.postgres import PostgresSaver
 
         url = text.replace("postgresql+psycopg://", "postgresql://", 1)
+        opened = PostgresSaver.from_conn_string(url)
         try:
-            with PostgresSaver.from_conn_string(url) as saver:
-                saver.setup()
-                yield saver
-        except Exception as exc:  # psycopg's OperationalError and friends
-            if isinstance(exc, FoveateError):
-                raise
+            saver = opened.__enter__()
+            saver.setup()
+        except Exception as exc:  # psycopg's OperationalError and friends: only opening is wrapped
             raise RunError(f"cannot use PostgreSQL checkpoints at {url.split('@')[-1]}: {exc}") from exc
+        try:
+            yield saver
+        finally:
+            opened.__exit__(None, None, None)
         return
     from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -158,8 +160,9 @@ class Workflow:
         referred to by a file path, written to a content-addressed cache when it came from memory."""
         image = load_image(run.image)
         sha = image_fingerprint(image)  # of the pixels, as the insight memory fingerprints images
-        if isinstance(run.image, (str, Path)) and Path(run.image).is_file():
-            path = Path(run.image).resolve()
+        given = _as_file(run.image)
+        if given is not None:
+            path = given
         else:
             self.image_cache.mkdir(parents=True, exist_ok=True)
             path = self.image_cache / f"{sha}.png"
@@ -178,13 +181,21 @@ class Workflow:
             "attempts": 0,
         }
 
+    def _fresh(self, run_id: str | None) -> str:
+        """A run id for a new run: an existing run's state would add up with the new one's."""
+        if run_id is None:
+            return new_run_id()
+        if self.graph.get_state(self.config(run_id)).values:
+            raise RunError(f"run {run_id!r} already exists; resume it, or start a new run with another id")
+        return run_id
+
     def config(self, run_id: str, **extra: Any) -> RunnableConfig:
         return run_config(self.spec, configurable={"thread_id": run_id}, **extra)
 
     # ------------------------------------------------------------------ running
     def run(self, run: RunInput, *, run_id: str | None = None) -> RunOutput:
         """Answer one question to the end (or to a pause for a person: ``status == "waiting"``)."""
-        run_id = run_id or new_run_id()
+        run_id = self._fresh(run_id)
         self.graph.invoke(dict(self.start_state(run)), self.config(run_id), durability=self.durability)
         return self.output(run_id)
 
@@ -192,7 +203,7 @@ class Workflow:
         """Run (or, with ``run=None``, resume ``run_id``) and yield an event as each node finishes."""
         if run is None and run_id is None:
             raise RunError("stream needs a question or the id of a run to resume")
-        run_id = run_id or new_run_id()
+        run_id = self._fresh(run_id) if run is not None else (run_id or new_run_id())
         payload = self.start_state(run) if run is not None else None
         for chunk in self.graph.stream(
             payload,
@@ -247,12 +258,25 @@ class Workflow:
         return [self.output(i) for i in ids]
 
     async def abatch(self, runs: Sequence[RunInput], *, max_concurrency: int = 8) -> list[RunOutput]:
-        """``batch`` for asyncio callers (needs a checkpointer with async methods: memory or PostgreSQL)."""
+        """``batch`` for asyncio callers. Needs a checkpointer with async methods: the in-memory one
+        (the default); the SQLite and PostgreSQL savers from ``open_checkpointer`` are synchronous, so use
+        ``batch`` with them."""
         ids = [new_run_id() for _ in runs]
         states = [self.start_state(r) for r in runs]
         configs = [self.config(i, max_concurrency=max_concurrency) for i in ids]
         await self.graph.abatch([dict(x) for x in states], configs, durability=self.durability)
         return await asyncio.to_thread(lambda: [self.output(i) for i in ids])
+
+
+def _as_file(image: Any) -> Path | None:
+    """The image's file, when it was given as a path to one (not a data URI, bytes or pixels)."""
+    if not isinstance(image, (str, Path)) or str(image).startswith("data:"):
+        return None
+    try:
+        path = Path(image).expanduser()
+        return path.resolve() if path.is_file() else None
+    except OSError:  # a name too long to be a path
+        return None
 
 
 def new_run_id() -> str:

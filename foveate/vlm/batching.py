@@ -6,8 +6,9 @@ a whole forward pass; ``CoalescingVLM`` puts them in a queue that one worker thr
 everything that arrived together as one ``probe_views`` call and handing each caller its own results.
 This is the continuous batching a serving engine (vLLM) does, for a local ``transformers`` model.
 
-Token budgets stay exact: a call whose ledger has a cap is not coalesced (the backend must hold its
-tokens before spending them); uncapped calls are charged what their own probes really cost.
+Token budgets stay exact: a call whose ledger carries any setting (a cap, pruning, a visual-token limit)
+is not coalesced, since the backend reads those from the ledger; plain calls are charged what their own
+probes really cost.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from PIL import Image
 
 from foveate.vlm.base import probe_views_batched
-from foveate.vlm.budget import TokenLedger
+from foveate.vlm.budget import TokenBudget, TokenLedger
 from foveate.vlm.types import TokenUsage, YesNoResult
 
 __all__ = ["CoalescingVLM"]
@@ -56,6 +57,8 @@ class CoalescingVLM:
         self.max_wait_s = max_wait_s
         self.merged_calls = 0  # how many backend calls served more than one caller
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._closed = False
         self._worker = threading.Thread(target=self._drain, name="foveate-coalescer", daemon=True)
         self._worker.start()
 
@@ -63,8 +66,12 @@ class CoalescingVLM:
         return getattr(self.vlm, name)
 
     def close(self) -> None:
-        """Stop the worker (pending calls finish first)."""
-        self._jobs.put(None)
+        """Stop the worker (calls already queued are served first; later calls go straight through)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._jobs.put(None)
         self._worker.join(timeout=30)
 
     def __enter__(self) -> CoalescingVLM:
@@ -81,10 +88,16 @@ class CoalescingVLM:
         *,
         reuse_prefix: bool = True,
     ) -> list[list[YesNoResult]]:
-        if ledger is not None and ledger.limit is not None:
+        if ledger is not None and ledger.budget != TokenBudget():
+            # a cap, pruning or a visual limit is read from the ledger by the backend: call it directly
             return self._call(views, questions, ledger, reuse_prefix)
         job = _Job(views, questions, reuse_prefix, ledger)
-        self._jobs.put(job)
+        with self._lock:  # jobs are queued before close()'s sentinel, or not at all
+            closed = self._closed
+            if not closed:
+                self._jobs.put(job)
+        if closed:
+            return self._call(views, questions, ledger, reuse_prefix)
         return job.future.result()
 
     # ------------------------------------------------------------------ worker
