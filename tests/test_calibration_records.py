@@ -122,3 +122,23 @@ def test_calibrate_cli_rejects_a_bad_method_before_writing(tmp_path: Path) -> No
     )
     assert result.exit_code == 2 and "unknown --method" in result.output
     assert not db.exists()
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("FOVEATE_TEST_DATABASE_URL"), reason="no PostgreSQL")
+def test_records_round_trip_on_postgresql() -> None:
+    import os
+    import uuid
+
+    url = os.environ["FOVEATE_TEST_DATABASE_URL"]
+    model = f"pg-{uuid.uuid4().hex[:8]}"  # the server is shared by tests: keep to our own records
+    probs, labels = _probs(40, seed=3)
+    conformal = calibrate(probs, labels, 0.1, "lac")
+    selective = crc_threshold(probs.max(axis=1), probs.argmax(axis=1) == labels, 0.2)
+    with CalibrationStore(url) as store:
+        a = store.save(CalibrationRecord.from_result(conformal, model_id=model, template=TEMPLATE))
+        b = store.save(CalibrationRecord.from_result(selective, model_id=model, template=TEMPLATE))
+    with CalibrationStore(url) as store:  # a new engine: what the server really holds
+        assert [r.id for r in store.list(model_id=model)] == [a.id, b.id]
+        found = store.latest(model, template_hash(TEMPLATE), 0.2, "crc")
+        assert found is not None and found.result() == selective
+        assert store.latest(model, template_hash(TEMPLATE), 0.1, "lac").result() == conformal  # type: ignore[union-attr]
