@@ -111,3 +111,15 @@ def test_dead_server_is_named_quickly() -> None:
     with pytest.raises(BackendError, match="cannot reach"):
         dead.generate(VLMRequest.from_prompt("hi", [PICTURE]))
     assert time.monotonic() - start < 30
+
+
+def test_a_served_models_family_comes_from_its_token_spec() -> None:
+    from foveate.agents.zoom import ZoomAgent
+    from foveate.agents.zoom_prompts import FAMILY_PRESETS
+    from foveate.vlm.openai_vlm import OpenAIVLM
+    from foveate.vlm.visual_tokens import VisualTokenSpec
+
+    served = OpenAIVLM("http://127.0.0.1:9/v1", model="qwen", token_spec=VisualTokenSpec("qwen2_vl"))
+    assert served.family == "qwen2_vl" and ZoomAgent(served).prompts == FAMILY_PRESETS["qwen2_vl"]
+    unknown = OpenAIVLM("http://127.0.0.1:9/v1", model="something")
+    assert unknown.family == "" and ZoomAgent(unknown).prompts == FAMILY_PRESETS["llava"]

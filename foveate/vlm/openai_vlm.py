@@ -86,6 +86,11 @@ class OpenAIVLM(BaseVLM):
         )
         self.model_id = model or self._first_model()
 
+    @property
+    def family(self) -> str:
+        """The served model's family, known from ``token_spec`` (zoom picks its prompts by it)."""
+        return str(self.token_spec.family) if self.token_spec is not None else ""
+
     # ------------------------------------------------------------------ plumbing
     @contextmanager
     def _errors(self) -> Iterator[None]:
