@@ -12,22 +12,11 @@ import foveate
 from foveate.agent import Agent, Answer
 from foveate.conformal import SelectiveCalibration
 from foveate.errors import FoveateError
-from foveate.fixtures import TINY_VLM_PATH
 from foveate.fixtures.scenes import generate_scene
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
 from foveate.vlm.transformers_vlm import TransformersVLM
 
 GATE = SelectiveCalibration(method="crc", alpha=0.2, n=100, threshold=0.5, answered=60, wrong=10)
-
-
-@pytest.fixture(scope="module")
-def vlm() -> TransformersVLM:
-    return TransformersVLM(TINY_VLM_PATH, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def minilm() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder()
 
 
 def test_from_defaults_answers_a_scene_question_end_to_end(

@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from foveate.errors import BudgetExceeded
-from foveate.fixtures import TINY_VLM_PATH
 from foveate.fixtures.scenes import generate_scene
 from foveate.vlm.batching import CoalescingVLM
 from foveate.vlm.budget import TokenBudget, TokenLedger
@@ -19,11 +18,6 @@ QUESTIONS = [
     "Is there a red star in the image? Answer Yes or No.",
     "Is there a blue circle in the image? Answer Yes or No.",
 ]
-
-
-@pytest.fixture(scope="module")
-def vlm() -> TransformersVLM:
-    return TransformersVLM(TINY_VLM_PATH, device="cpu")
 
 
 def views(n: int) -> list[Image.Image]:

@@ -28,7 +28,6 @@ from foveate.agent import Agent
 from foveate.cli.chat import COMMANDS, ChatREPL, SlashCompleter, history_path, parse_budget, parse_question
 from foveate.conformal import SelectiveCalibration
 from foveate.errors import FoveateError
-from foveate.fixtures import TINY_VLM_PATH
 from foveate.fixtures.scenes import generate_scene
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
 from foveate.vlm.transformers_vlm import TransformersVLM
@@ -142,16 +141,6 @@ def test_completer_and_history_path(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 # ------------------------------------------------------------------ on the real tiny VLM
-@pytest.fixture(scope="module")
-def vlm() -> TransformersVLM:
-    return TransformersVLM(TINY_VLM_PATH, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def minilm() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder()
-
-
 @pytest.fixture
 def memory(tmp_path: Path, minilm: SentenceTransformerEmbedder) -> Iterator[InsightMemory]:
     with InsightMemory.open(tmp_path / "memory.db", embedder=minilm) as mem:

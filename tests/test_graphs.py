@@ -16,7 +16,6 @@ import pytest
 
 from foveate.conformal import SelectiveCalibration
 from foveate.errors import GraphSpecError, ImageLoadError
-from foveate.fixtures import TINY_VLM_PATH
 from foveate.fixtures.scenes import generate_scene
 from foveate.graphs.nodes import Runtime, builtin_registry
 from foveate.graphs.state import RunInput
@@ -28,16 +27,6 @@ from foveate.vlm.transformers_vlm import TransformersVLM
 
 ANSWER_ALL = SelectiveCalibration(method="crc", alpha=0.2, n=100, threshold=-math.inf, answered=100, wrong=10)
 ANSWER_NONE = SelectiveCalibration(method="crc", alpha=0.2, n=100, threshold=math.inf, answered=0, wrong=0)
-
-
-@pytest.fixture(scope="module")
-def vlm() -> TransformersVLM:
-    return TransformersVLM(TINY_VLM_PATH, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def minilm() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder()
 
 
 def scene_input(index: int = 0, **kw: object) -> RunInput:

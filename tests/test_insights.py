@@ -29,16 +29,6 @@ COLOR_Q = "What is the color of the star?"
 SIDE_Q = "Is the red circle to the left or to the right of the blue square?"
 
 
-@pytest.fixture(scope="module")
-def minilm() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder()
-
-
-@pytest.fixture(scope="module")
-def tiny_vlm() -> TransformersVLM:
-    return TransformersVLM(TINY_VLM_PATH, device="cpu")
-
-
 def trajectory(
     question: str, correct: bool | None, box: tuple[int, int, int, int] | None, **kw: object
 ) -> Trajectory:
@@ -144,18 +134,16 @@ def test_recall_finds_lessons_for_similar_questions_and_leaves_out_the_run(
         assert insights_prompt([]) == ""
 
 
-def test_a_zoom_run_on_the_tiny_vlm_becomes_insights_that_reach_the_answer(
-    tmp_path: Path, minilm: SentenceTransformerEmbedder, tiny_vlm: TransformersVLM
+def test_a_zoom_run_on_the_vlm_becomes_insights_that_reach_the_answer(
+    tmp_path: Path, minilm: SentenceTransformerEmbedder, vlm: TransformersVLM
 ) -> None:
-    agent = ZoomAgent(tiny_vlm, ZoomConfig(strategy="zoomeye", max_probes=40))
+    agent = ZoomAgent(vlm, ZoomConfig(strategy="zoomeye", max_probes=40))
     image, item = generate_scene(7, 0)
     result = agent.run(image, item.question, item.options, cues=question_cues(item.question))
-    t = Trajectory.from_zoom(
-        result, image.size, correct=result.answer == item.answer, model_id=tiny_vlm.model_id
-    )
+    t = Trajectory.from_zoom(result, image.size, correct=result.answer == item.answer, model_id=vlm.model_id)
     assert t.answer_box == result.answer_box and t.probes == result.probes
     with InsightMemory.open(tmp_path / "m.db", embedder=minilm) as memory:
-        stored = remember(memory, t, image=image, vlm=tiny_vlm)
+        stored = remember(memory, t, image=image, vlm=vlm)
         assert stored.drafts and len(memory) == len(stored.added)
         context = insights_prompt(recall(memory, item.question, k=3))
         assert context

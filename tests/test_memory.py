@@ -65,11 +65,6 @@ def open_memory(database: str, tmp_path: Path, **kwargs: Any) -> InsightMemory:
     return InsightMemory.open(database, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def minilm() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder()
-
-
 def test_minilm_is_offline_normalised_384d_and_semantic(minilm: SentenceTransformerEmbedder) -> None:
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     vectors = minilm.embed(

@@ -6,7 +6,6 @@ import pytest
 
 from foveate.agents.planner import plan_search, probe_visual_cost, prune_support, worst_case_probes
 from foveate.agents.zoom import ZoomAgent, ZoomConfig
-from foveate.fixtures import TINY_VLM_PATH
 from foveate.fixtures.scenes import generate_scene
 from foveate.fixtures.tasks import question_cues
 from foveate.vlm.budget import TokenBudget
@@ -54,11 +53,6 @@ def test_the_plan_prunes_least_that_fits() -> None:
         plan_search(TokenBudget(), probes=100, view_tokens=576, answer_tokens=0, prune="fastv").budget
         == TokenBudget()
     )
-
-
-@pytest.fixture(scope="module")
-def vlm() -> TransformersVLM:
-    return TransformersVLM(TINY_VLM_PATH, device="cpu")
 
 
 def test_a_visual_cap_that_already_fits_needs_no_pruning() -> None:
