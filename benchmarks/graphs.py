@@ -43,7 +43,7 @@ class Tally:
     attempts: list[int] = field(default_factory=list)
 
     def add(self, out: RunOutput, expected: str, wall: float) -> None:
-        self.correct.append(candidate(out) == expected)
+        self.correct.append(out.model_choice == expected)
         self.answered.append(not out.abstained)
         self.probes.append(out.probes)
         self.tokens.append(out.usage.total)
@@ -58,13 +58,6 @@ class Tally:
             f"{np.mean(self.attempts):.2f} | "
             f"{np.mean(self.probes):.1f} | {np.mean(self.tokens):.0f} | {np.mean(self.wall):.2f} |"
         )
-
-
-def candidate(out: RunOutput) -> str | None:
-    """The answer the workflow would give without the gate (its top option)."""
-    if out.option_scores:
-        return out.options[int(np.argmax(out.option_scores))]
-    return out.answer
 
 
 def scenes(seed: int, n: int) -> list[tuple[RunInput, str]]:
@@ -91,7 +84,7 @@ def calibrate(flow: Workflow, items: list[tuple[RunInput, str]], alpha: float) -
     for run, expected in items:
         out = flow.run(run)
         confidence.append(max(out.option_scores) if out.option_scores else 0.0)
-        correct.append(candidate(out) == expected)
+        correct.append(out.model_choice == expected)
     return crc_threshold(np.array(confidence), np.array(correct), alpha)
 
 
@@ -112,8 +105,8 @@ def throughput(vlm: TransformersVLM, items: list[tuple[RunInput, str]], workflow
         together = merged.batch(runs, max_concurrency=len(runs))
         t_merged = time.perf_counter() - start
         calls = coalescing.merged_calls
-    same = sum(candidate(a) == candidate(b) for a, b in zip(one, together, strict=True))
-    same_t = sum(candidate(a) == candidate(b) for a, b in zip(one, threads, strict=True))
+    same = sum(a.model_choice == b.model_choice for a, b in zip(one, together, strict=True))
+    same_t = sum(a.model_choice == b.model_choice for a, b in zip(one, threads, strict=True))
     n = len(runs)
     lines += [
         f"| mode ({workflow}, {n} questions) | wall s | questions / s | same answers as one at a time |",

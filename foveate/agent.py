@@ -29,10 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from foveate.agents.insights import extract_insights
 from foveate.conformal import ConformalCalibration, CoverageMonitor, SelectiveCalibration
 from foveate.errors import FoveateError
-from foveate.graphs.nodes import Runtime, can_write, trajectory_from_state
+from foveate.graphs.nodes import Runtime, trajectory_from_state
 from foveate.graphs.registry import Registry
 from foveate.graphs.spec import WorkflowSpec
-from foveate.graphs.state import RunInput, RunOutput
+from foveate.graphs.state import RunInput, RunOutput, model_choice
 from foveate.graphs.workflow import NodeEvent, Workflow, open_checkpointer
 from foveate.memory import InsightMemory
 from foveate.vlm.base import VLM
@@ -91,14 +91,11 @@ class Answer(BaseModel):
 
     @classmethod
     def from_output(cls, out: RunOutput, *, latency_s: float, workflow: str, model_id: str) -> Answer:
-        chosen = (
-            out.options[out.option_scores.index(max(out.option_scores))] if out.option_scores else out.answer
-        )
         return cls(
             run_id=out.run_id,
             question=out.question,
             text=out.answer if out.status == "done" else None,
-            option=chosen,
+            option=out.model_choice,
             confidence=max(out.option_scores) if out.option_scores else None,
             options=out.options,
             option_scores=out.option_scores,
@@ -163,7 +160,6 @@ class Agent:
         )
         self.runtime = Runtime(vlm=vlm, reasoner=reasoner, memory=self.memory, calibration=calibration)
         self.workflow = Workflow(workflow, self.runtime, checkpointer=saver, registry=registry)
-        self._answers: dict[str, Answer] = {}
         self._started: dict[str, float] = {}  # stream() start times, for answer()'s latency
         self._judged: set[str] = set()  # runs whose outcome feedback already gave (monitor counted once)
 
@@ -200,14 +196,12 @@ class Agent:
         )
 
     def _answer(self, out: RunOutput, started: float) -> Answer:
-        answer = Answer.from_output(
+        return Answer.from_output(
             out,
             latency_s=time.perf_counter() - started,
             workflow=self.workflow.spec.name,
             model_id=self.model_id,
         )
-        self._answers[answer.run_id] = answer
-        return answer
 
     def ask(
         self,
@@ -269,8 +263,8 @@ class Agent:
         learns whether the abstention gate's guarantee still holds.
         """
         state = self.workflow.state(run_id)
-        options, scores = state.get("options") or [], state.get("option_scores") or []
-        chosen = options[scores.index(max(scores))] if scores else state.get("answer")
+        scores = state.get("option_scores") or []
+        chosen = model_choice(state)
         if correct is None and answer is not None:
             correct = chosen == answer
         if correct is None and note is None:
@@ -313,7 +307,7 @@ class Agent:
         if correct is None or known:
             return
         writer = self.runtime.reasoner or self.vlm
-        drafts = extract_insights(trajectory, writer if can_write(writer) else None)
+        drafts = extract_insights(trajectory, writer)  # rules when the model cannot write
         if drafts:
             self.memory.add_many([d.text for d in drafts], [d.kind for d in drafts], run_id=memory_run)
 

@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from foveate.agents.zoom import ZoomResult
+from foveate.fixtures import is_tiny_vlm
 from foveate.memory import InsightHit, InsightKind, InsightMemory
 from foveate.tools.tree import Box
 from foveate.vlm.base import VLM
@@ -43,6 +44,7 @@ __all__ = [
     "RuleInsightExtractor",
     "Trajectory",
     "VLMInsightExtractor",
+    "can_write",
     "extract_insights",
     "insights_prompt",
     "lessons_prompt",
@@ -54,8 +56,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_INSIGHTS = 3
-# model families that cannot write free text worth storing (the tiny fixture VLM only answers its tasks)
-NON_WRITERS = ("fixtures/tiny_vlm",)
 
 
 class Trajectory(BaseModel):
@@ -282,9 +282,14 @@ def parse_insights(text: str) -> list[InsightDraft]:
     return drafts
 
 
+def can_write(vlm: VLM) -> bool:
+    """Whether a model writes useful free text (lessons, cues, descriptions); the tiny VLM does not."""
+    return not is_tiny_vlm(vlm.model_id)
+
+
 def extract_insights(trajectory: Trajectory, vlm: VLM | None = None) -> list[InsightDraft]:
     """One to three lessons: written by ``vlm`` when it can write, else by rules."""
-    if vlm is not None and not any(tag in vlm.model_id.replace("\\", "/") for tag in NON_WRITERS):
+    if vlm is not None and can_write(vlm):
         return VLMInsightExtractor(vlm).extract(trajectory)
     return RuleInsightExtractor().extract(trajectory)
 

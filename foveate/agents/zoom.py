@@ -259,9 +259,16 @@ class ZoomAgent:
             notes=notes,
         )
 
-    def _view_tokens(self) -> int:
+    def _view_tokens(self, budget: TokenBudget | None) -> int:
+        """Visual tokens of one probe view at the model's input size, under ``budget``'s per-image cap."""
         spec = getattr(self.vlm, "token_spec", None)
-        return int(spec.tokens_for(self.native_side, self.native_side)) if spec is not None else 576
+        tokens = int(spec.tokens_for(self.native_side, self.native_side)) if spec is not None else 576
+        cap = budget.max_visual_tokens_per_image if budget is not None else None
+        return tokens if cap is None else min(tokens, cap)
+
+    def _lm_depth(self) -> int:
+        """The language model's layers (FastV's saving depends on them); 32 when the backend cannot say."""
+        return int(getattr(getattr(self.vlm, "pruner", None), "depth", 32))
 
     def _fewest_view_tokens(self) -> int:
         spec = getattr(self.vlm, "token_spec", None)
@@ -269,13 +276,10 @@ class ZoomAgent:
 
     def _probe_estimate(self, budget: TokenBudget | None) -> int:
         """Tokens one probe is expected to cost under ``budget`` (pruning and visual cap included)."""
-        tokens = self._view_tokens()
-        if budget is not None and budget.max_visual_tokens_per_image is not None:
-            tokens = min(tokens, budget.max_visual_tokens_per_image)
-        depth = int(getattr(getattr(self.vlm, "pruner", None), "depth", 32))
+        tokens = self._view_tokens(budget)
         if budget is None:
             return tokens + TEXT_TOKENS_PER_PROBE
-        visual = probe_visual_cost(tokens, budget.prune, budget.keep, depth, budget.layer)
+        visual = probe_visual_cost(tokens, budget.prune, budget.keep, self._lm_depth(), budget.layer)
         return math.ceil(visual) + TEXT_TOKENS_PER_PROBE
 
     def _plan(
@@ -286,16 +290,13 @@ class ZoomAgent:
         if not cfg.plan_budget or cfg.budget is None or cfg.budget.max_total_tokens is None:
             return cfg.budget
         depth = tree_depth(image.width, image.height, self.native_side, cfg.max_depth)
-        pruner = getattr(self.vlm, "pruner", None)
         plan = plan_search(
             cfg.budget,
             probes=worst_case_probes(strategy, depth, cfg.max_probes),
-            view_tokens=min(
-                self._view_tokens(), cfg.budget.max_visual_tokens_per_image or self._view_tokens()
-            ),
+            view_tokens=self._view_tokens(cfg.budget),
             answer_tokens=reserve,
             prune=prune_support(self.vlm),
-            depth=int(getattr(pruner, "depth", 32)),
+            depth=self._lm_depth(),
             min_view_tokens=self._fewest_view_tokens(),
         )
         if plan.budget is not cfg.budget:

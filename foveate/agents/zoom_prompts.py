@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from foveate.fixtures import is_tiny_vlm
+
 __all__ = ["FAMILY_PRESETS", "ZoomPrompts", "preset_for"]
 
 
@@ -84,6 +86,6 @@ FAMILY_PRESETS: dict[str, ZoomPrompts] = {
 
 def preset_for(family: str, model_id: str = "") -> ZoomPrompts:
     """The preset for a model: the tiny fixture VLM by its path, else by ``model_type``, else LLaVA's."""
-    if "fixtures/tiny_vlm" in model_id.replace("\\", "/"):
+    if is_tiny_vlm(model_id):
         return FAMILY_PRESETS["foveate-tiny"]
     return FAMILY_PRESETS.get(family, FAMILY_PRESETS["llava"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
@@ -83,14 +84,17 @@ def run_demo(
         f"{spent.generated_tokens} generated = {spent.total} of {budget.max_total_tokens}, "
         f"in {spent.forward_passes} forward passes"
     )
-    run_workflow_part(console, vlm, scene_path, item, folder)
+    run_workflow_part(console, vlm, image, scene_path, item, folder)
 
 
-def run_workflow_part(console: Console, vlm: VLM, scene_path: Path, item: SceneItem, folder: Path) -> None:
-    """The same question through the ``full`` workflow: it has to find the target by itself."""
+def run_workflow_part(
+    console: Console, vlm: VLM, image: Image.Image, scene_path: Path, item: SceneItem, folder: Path
+) -> None:
+    """The same question through the ``full`` workflow (given the scene's file, as a user would):
+    it has to find the target by itself. ``image`` is that scene, already in memory, for the trace."""
     from foveate.agent import Agent
+    from foveate.agents.zoom import Visit
     from foveate.tools.draw import save_trace
-    from foveate.tools.images import load_image
     from foveate.tools.tree import Box
 
     console.print(
@@ -123,12 +127,12 @@ def run_workflow_part(console: Console, vlm: VLM, scene_path: Path, item: SceneI
             t for t in item.targets if x0 <= t.box[0] and y0 <= t.box[1] and t.box[2] <= x1 and t.box[3] <= y1
         ]
         console.print(
-            f"it answered from the crop {box} ({(x1 - x0) * (y1 - y0) / (1.0 * _area(scene_path)):.1%} of "
+            f"it answered from the crop {box} ({(x1 - x0) * (y1 - y0) / (image.width * image.height):.1%} of "
             f"the image), which {'holds' if inside else 'misses'} the target"
         )
         crop_box: Box = (x0, y0, x1, y1)
-        with load_image(scene_path) as image:
-            trace = save_trace(image, _visits(state), folder / "trace.png", crop_box)
+        visits = [Visit.model_validate(v) for v in state.get("visits") or []]
+        trace = save_trace(image, visits, folder / "trace.png", crop_box)
         console.print(f"search trace picture: {trace}")
     u = answer.tokens
     console.print(
@@ -137,16 +141,3 @@ def run_workflow_part(console: Console, vlm: VLM, scene_path: Path, item: SceneI
     )
     for text in lessons:
         console.print(f"lesson stored after feedback: {text}", highlight=False)
-
-
-def _area(path: Path) -> int:
-    from foveate.tools.images import load_image
-
-    with load_image(path) as image:
-        return image.width * image.height
-
-
-def _visits(state: dict) -> list:  # type: ignore[type-arg]
-    from foveate.agents.zoom import Visit
-
-    return [Visit.model_validate(v) for v in state.get("visits") or []]

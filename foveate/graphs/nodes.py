@@ -25,13 +25,13 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from foveate.agents.abstention import abstain_or_answer
-from foveate.agents.insights import NON_WRITERS, Trajectory, lessons_prompt, recall, remember
+from foveate.agents.insights import Trajectory, can_write, lessons_prompt, recall, remember
 from foveate.agents.zoom import Strategy, ZoomAgent, ZoomConfig
 from foveate.agents.zoom_prompts import preset_for
 from foveate.conformal import ConformalCalibration, SelectiveCalibration
 from foveate.errors import BudgetExceeded, GraphSpecError
 from foveate.graphs.registry import NodeFn, Registry
-from foveate.graphs.state import QAState
+from foveate.graphs.state import QAState, model_choice
 from foveate.memory import InsightMemory
 from foveate.tools.images import load_image
 from foveate.vlm.base import VLM
@@ -72,10 +72,7 @@ class Runtime:
                 self._images.move_to_end(path)
                 return self._images[path]
         image = load_image(path)
-        with self._lock:
-            self._images[path] = image
-            while len(self._images) > self.image_cache_size:
-                self._images.popitem(last=False)
+        self.remember_image(path, image)
         return image
 
     def remember_image(self, path: str, image: Image.Image) -> None:
@@ -93,11 +90,6 @@ class Runtime:
             if key not in self._agents:
                 self._agents[key] = ZoomAgent(self.vlm, config)
             return self._agents[key]
-
-
-def can_write(vlm: VLM) -> bool:
-    """Whether a model writes useful free text (lists cues, describes, writes insights)."""
-    return not any(tag in vlm.model_id.replace("\\", "/") for tag in NON_WRITERS)
 
 
 def wording_cues(question: str) -> list[str]:
@@ -460,8 +452,7 @@ def remember_node(params: _Params, runtime: Runtime) -> NodeFn:
             correct = answer == state["expected"]
         elif human.get("answer") and state.get("option_scores"):
             # the person answered: the model's own top choice was right iff it matches
-            options, scores = state.get("options") or [], state["option_scores"]
-            correct = options[scores.index(max(scores))] == human["answer"]
+            correct = model_choice(state) == human["answer"]
         trajectory = trajectory_from_state(state, runtime.image(state).size, runtime.vlm.model_id)
         said = [human["feedback"]] if human.get("feedback") else []
         if human.get("answer"):
@@ -472,7 +463,7 @@ def remember_node(params: _Params, runtime: Runtime) -> NodeFn:
             runtime.memory,
             trajectory,
             image_sha256=state.get("image_sha256"),
-            vlm=writer if can_write(writer) else None,
+            vlm=writer,  # extract_insights lets it write only if it can
             drafts=None if correct is not None else [],  # lessons need an outcome; feedback adds them later
         )
         used = [int(i["id"]) for i in state.get("insights") or []]
@@ -493,15 +484,10 @@ def trajectory_from_state(
     """What the run did, for insight extraction (correctness left unknown: the caller knows it)."""
     box = state.get("answer_box")
     scores = state.get("option_scores") or []
-    options = state.get("options") or []
-    # the model's own choice (a person's answer, if any, may have replaced ``answer`` in the state)
-    chosen = (
-        options[scores.index(max(scores))] if scores and len(scores) == len(options) else state.get("answer")
-    )
     return Trajectory(
         question=state["question"],
-        options=options,
-        answer=chosen,
+        options=state.get("options") or [],
+        answer=model_choice(state),
         strategy=state.get("strategy", "direct"),
         cues=state.get("cues") or [],
         image_size=image_size,

@@ -10,6 +10,7 @@ so the per-question budget holds over the whole graph.
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from foveate.vlm.budget import TokenBudget
 from foveate.vlm.types import TokenUsage
 
-__all__ = ["QAState", "RunInput", "RunOutput", "add_usage", "usage_of"]
+__all__ = ["QAState", "RunInput", "RunOutput", "add_usage", "model_choice", "top_choice", "usage_of"]
 
 
 def add_usage(left: dict[str, int] | None, right: dict[str, int] | None) -> dict[str, int]:
@@ -26,6 +27,18 @@ def add_usage(left: dict[str, int] | None, right: dict[str, int] | None) -> dict
     for key, value in (right or {}).items():
         total[key] = total.get(key, 0) + int(value)
     return total
+
+
+def top_choice(options: Sequence[str], scores: Sequence[float], fallback: str | None) -> str | None:
+    """The top-scored option; ``fallback`` (a free-text answer) when there are no option scores."""
+    if scores and len(scores) == len(options):
+        return options[list(scores).index(max(scores))]
+    return fallback
+
+
+def model_choice(state: QAState | dict[str, Any]) -> str | None:
+    """What the model chose, even where a person's answer has since replaced ``answer`` in the state."""
+    return top_choice(state.get("options") or [], state.get("option_scores") or [], state.get("answer"))
 
 
 def usage_of(state: QAState | dict[str, Any]) -> TokenUsage:
@@ -108,6 +121,11 @@ class RunOutput(BaseModel):
     usage: TokenUsage = Field(default_factory=TokenUsage)
     memory_run_id: int | None = None
     messages: list[dict[str, str]] = Field(default_factory=list)
+
+    @property
+    def model_choice(self) -> str | None:
+        """The model's top option, also when the gate withheld it (``answer`` is then None)."""
+        return top_choice(self.options, self.option_scores, self.answer)
 
     @classmethod
     def from_state(

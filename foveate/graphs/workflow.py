@@ -28,7 +28,7 @@ from typing import Any, Literal
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.types import Command
+from langgraph.types import Command, StateSnapshot
 from pydantic import BaseModel, ConfigDict
 
 from foveate.errors import FoveateError, GraphSpecError
@@ -220,9 +220,7 @@ class Workflow:
         """Continue a run: after a crash, from its last completed node; after a pause for a person,
         with their reply (``{"answer": ...}`` to answer, ``{"feedback": ...}``, or ``None`` to let it
         abstain)."""
-        snapshot = self.graph.get_state(self.config(run_id))
-        if not snapshot.values:
-            raise RunError(f"no run {run_id!r} in this checkpointer")
+        snapshot = self._snapshot(run_id)
         if snapshot.interrupts:
             # never an empty dict: LangGraph reads {} as a map of interrupt ids and resumes nothing
             reply: dict[str, Any] = {"answer": human} if isinstance(human, str) else dict(human or {})
@@ -232,17 +230,18 @@ class Workflow:
             self.graph.invoke(None, self.config(run_id), durability=self.durability)
         return self.output(run_id)
 
+    def _snapshot(self, run_id: str) -> StateSnapshot:
+        snapshot = self.graph.get_state(self.config(run_id))
+        if not snapshot.values:
+            raise RunError(f"no run {run_id!r} in this checkpointer")
+        return snapshot
+
     def state(self, run_id: str) -> dict[str, Any]:
         """The run's whole current state (what ``output`` summarises)."""
-        snapshot = self.graph.get_state(self.config(run_id))
-        if not snapshot.values:
-            raise RunError(f"no run {run_id!r} in this checkpointer")
-        return dict(snapshot.values)
+        return dict(self._snapshot(run_id).values)
 
     def output(self, run_id: str) -> RunOutput:
-        snapshot = self.graph.get_state(self.config(run_id))
-        if not snapshot.values:
-            raise RunError(f"no run {run_id!r} in this checkpointer")
+        snapshot = self._snapshot(run_id)
         status: Literal["done", "waiting", "incomplete"] = (
             "waiting" if snapshot.interrupts else ("incomplete" if snapshot.next else "done")
         )
