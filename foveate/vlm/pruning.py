@@ -1,6 +1,6 @@
-"""Training-free visual-token pruning inside a local LLaVA model: FasterVLM ("cls") and FastV ("fastv").
+"""Training-free visual-token pruning inside a local VLM: FasterVLM ("cls") and FastV ("fastv").
 
-Why: a LLaVA prompt is mostly image placeholders (576 of ~650 tokens for LLaVA-1.5), and zoom search
+Why: a VLM prompt is mostly image placeholders (576 of ~650 tokens for LLaVA-1.5), and zoom search
 multiplies the calls, so the language model's prefill is where the time goes. Both methods drop visual
 tokens the model is unlikely to need, without any training:
 
@@ -12,7 +12,9 @@ tokens the model is unlikely to need, without any training:
 - ``fastv`` (FastV): the first ``layer`` decoder layers run on every token; the attention the last prompt
   token pays each visual token in the last of those layers (head-averaged, recomputed from that layer's
   query and key projections, so no eager attention is needed) ranks them, and the deeper layers run on the
-  kept ones only. Kept tokens keep their original rotary positions.
+  kept ones only. Kept tokens keep their original rotary positions: for Qwen2-VL and Qwen2.5-VL the 3-D
+  M-RoPE (temporal, height, width) positions ``get_rope_index`` gives the full prompt, so generated tokens
+  continue from the unpruned prompt's last position (``rope_deltas``' rule), as if nothing was dropped.
 
 Why a hand-written decoder loop rather than ``model(...)``: FastV changes the sequence between layers, and
 ``generate`` then needs a cache whose deeper layers are shorter than the first ones, which transformers'
@@ -23,10 +25,14 @@ Results are returned in the *original* column layout (the processor's, with ever
 callers index logits exactly as they do without pruning; columns of dropped tokens hold zero hidden
 states and must not be read (no caller reads logits at image placeholders).
 
-Supported: ``model_type == "llava"`` with a Llama language model; ``cls`` also needs a CLIP-style vision
-tower with a [CLS] token (``vision_feature_select_strategy == "default"``, an integer feature layer).
-Anything else raises ``UnsupportedRequestError`` naming the model. Qwen2-VL (M-RoPE positions) and
-Idefics3 are not implemented.
+Supported: ``fastv`` for LLaVA with a Llama language model and for Qwen2-VL and Qwen2.5-VL
+(``model_type`` ``"qwen2_vl"`` / ``"qwen2_5_vl"``, images only, full-attention layers only); ``cls`` for
+LLaVA only, with a CLIP-style vision tower with a [CLS] token (``vision_feature_select_strategy ==
+"default"``, an integer feature layer): the Qwen vision towers have no [CLS] token. Qwen2.5-VL takes the
+Qwen2-VL path unchanged: its language model is the same Qwen2 decoder with M-RoPE, its window-attention
+vision tower is reached through the same ``get_image_features``, and its ``get_rope_index`` differs from
+Qwen2-VL's only for videos (``second_per_grid_ts`` spaces their temporal positions), which pruning
+refuses. Anything else raises ``UnsupportedRequestError`` naming the model. Idefics3 is not implemented.
 """
 
 from __future__ import annotations
@@ -44,9 +50,19 @@ if TYPE_CHECKING:
 
 PruneMethod = Literal["cls", "fastv"]
 
-# Decoder families whose layers take (hidden, attention_mask, position_ids, past_key_values, use_cache,
-# position_embeddings) and whose attention is Llama's (q/k projections, rotate-half RoPE, grouped kv).
-_LLAMA_LIKE = frozenset({"llama"})
+# (model_type, text model_type) pairs each method is implemented for. Every listed language model's
+# layers take (hidden, attention_mask, position_ids, past_key_values, use_cache, position_embeddings)
+# and its attention is Llama's (q/k projections, rotate-half RoPE, grouped kv heads, ``scaling``).
+_SUPPORTED: dict[str, frozenset[tuple[str, str]]] = {
+    "cls": frozenset({("llava", "llama")}),
+    "fastv": frozenset(
+        {("llava", "llama"), ("qwen2_vl", "qwen2_vl_text"), ("qwen2_5_vl", "qwen2_5_vl_text")}
+    ),
+}
+# Families whose language model takes M-RoPE positions, (3, B, L): temporal, height, width. Their models
+# share Qwen2-VL's interface: ``get_image_features(pixel_values, image_grid_thw)``, and ``get_rope_index``
+# taking ``mm_token_type_ids`` and ``image_grid_thw``.
+_MROPE = frozenset({"qwen2_vl", "qwen2_5_vl"})
 
 
 def kept_count(n: int, keep: float) -> int:
@@ -94,7 +110,7 @@ class Prefill:
     hidden: torch.Tensor  # (B, W, D) after the final norm
     columns: torch.Tensor  # (B, W) original column of each slot
     valid: torch.Tensor  # (B, W) bool, False for padding
-    positions: torch.Tensor  # (B, W) rotary positions
+    positions: torch.Tensor  # (B, W) rotary positions, or (B, W, 3) M-RoPE (temporal, height, width)
     cache: Any  # DynamicCache or None
     computed_visual: list[int]  # per row, as PruneSpec.computed_visual
     kept_visual: list[int]  # per row, visual tokens in the deepest layers
@@ -115,14 +131,29 @@ def _pack(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return order, valid
 
 
+def _rope_positions(positions: torch.Tensor) -> torch.Tensor:
+    """Positions as the rotary embedding takes them: (B, W), or (3, B, W) for M-RoPE."""
+    return positions.permute(2, 0, 1) if positions.dim() == 3 else positions
+
+
+def _layer_positions(positions: torch.Tensor) -> torch.Tensor | None:
+    """What the decoder layers (and the mask builder) get as ``position_ids``.
+
+    Qwen2-VL's own forward passes None for 3-D positions (its layers read them only to find packed
+    sequences for flash attention, which an explicit attention mask makes moot), so we do the same.
+    """
+    return None if positions.dim() == 3 else positions
+
+
 class VisualTokenPruner:
-    """Runs a LLaVA model's prefill (and greedy or sampled decoding) with visual tokens pruned."""
+    """Runs a VLM's prefill (and greedy or sampled decoding) with visual tokens pruned."""
 
     def __init__(self, model: Any, image_token_id: int, model_id: str) -> None:
         self.model = model
         self.config = model.config
         self.image_token_id = image_token_id
         self.model_id = model_id
+        self.mrope = str(self.config.model_type) in _MROPE
 
     # ------------------------------------------------------------------ support checks
     @property
@@ -138,10 +169,23 @@ class VisualTokenPruner:
         """Raise ``UnsupportedRequestError`` (before any model work) if this model cannot do ``spec``."""
         family = str(self.config.model_type)
         text_type = str(getattr(getattr(self.config, "text_config", None), "model_type", "?"))
-        if family != "llava" or text_type not in _LLAMA_LIKE:
+        if spec.method == "cls" and family in _MROPE:
             raise UnsupportedRequestError(
-                f"{spec.method!r} visual-token pruning is implemented for LLaVA models with a Llama "
-                f"language model; {self.model_id} is a {family} model ({text_type} language model)"
+                f"cls visual-token pruning needs a vision tower with a [CLS] token (LLaVA's CLIP); "
+                f"{self.model_id} is a {family} model, whose vision tower has none: use prune='fastv'"
+            )
+        if (family, text_type) not in _SUPPORTED[spec.method]:
+            supported = "; ".join(
+                f"{f} with a {t} language model" for f, t in sorted(_SUPPORTED[spec.method])
+            )
+            raise UnsupportedRequestError(
+                f"{spec.method!r} visual-token pruning is implemented for {supported}; "
+                f"{self.model_id} is a {family} model ({text_type} language model)"
+            )
+        if getattr(self._lm, "has_sliding_layers", False):
+            raise UnsupportedRequestError(
+                f"visual-token pruning needs full-attention decoder layers; {self.model_id} uses "
+                "sliding-window attention"
             )
         if spec.method == "fastv" and not 1 <= spec.layer < self.depth:
             raise UnsupportedRequestError(
@@ -164,15 +208,21 @@ class VisualTokenPruner:
                 )
 
     # ------------------------------------------------------------------ vision side
-    def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Every image's projected features, (images, N, D), as LLaVA computes them."""
-        out = self.model.model.get_image_features(
-            pixel_values=pixel_values,
-            vision_feature_layer=self.config.vision_feature_layer,
-            vision_feature_select_strategy=self.config.vision_feature_select_strategy,
-            return_dict=True,
-        )
-        return torch.stack(list(out.pooler_output))
+    def _image_features(self, inputs: dict[str, Any]) -> torch.Tensor:
+        """Every image's projected features, concatenated in image order, (tokens, D), as the model's
+        own forward computes them (Qwen2-VL's images may each give a different number of tokens)."""
+        if self.mrope:
+            out = self.model.model.get_image_features(
+                inputs["pixel_values"], inputs["image_grid_thw"], return_dict=True
+            )
+        else:
+            out = self.model.model.get_image_features(
+                pixel_values=inputs["pixel_values"],
+                vision_feature_layer=self.config.vision_feature_layer,
+                vision_feature_select_strategy=self.config.vision_feature_select_strategy,
+                return_dict=True,
+            )
+        return torch.cat([f.reshape(-1, f.shape[-1]) for f in out.pooler_output])
 
     def cls_attention(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The [CLS] token's head-averaged attention over the patches in the feature layer, (images, N),
@@ -220,9 +270,25 @@ class VisualTokenPruner:
             inputs_embeds=hidden,
             attention_mask=valid.long(),
             past_key_values=None,
-            position_ids=positions,
+            position_ids=_layer_positions(positions),
         )
-        return mask, lm.rotary_emb(hidden, position_ids=positions)
+        return mask, lm.rotary_emb(hidden, position_ids=_rope_positions(positions))
+
+    def _mrope_positions(self, inputs: dict[str, Any], real: torch.Tensor) -> torch.Tensor:
+        """Qwen2-VL's (or Qwen2.5-VL's) 3-D positions of the whole prompt in the processor's layout,
+        (B, L, 3), from the model's own ``get_rope_index`` (padding ignored, as in its forward and
+        ``generate``). Images only: Qwen2.5-VL's ``second_per_grid_ts`` spaces video frames, not images."""
+        ids = inputs["input_ids"]
+        types = inputs.get("mm_token_type_ids")
+        if types is None:
+            types = (ids == self.image_token_id).long()
+        positions, _ = self.model.model.get_rope_index(
+            ids,
+            mm_token_type_ids=types,
+            image_grid_thw=inputs.get("image_grid_thw"),
+            attention_mask=real.long(),
+        )
+        return positions.permute(1, 2, 0)
 
     @staticmethod
     def last_token_attention(
@@ -231,7 +297,9 @@ class VisualTokenPruner:
         """Head-averaged attention of each row's last real token over its keys in ``layer``, (B, W).
 
         Recomputed from the layer's input exactly as the layer's attention computes it (RMSNorm, q/k
-        projections, rotary embedding, grouped key heads, scaling), for the last query only.
+        projections, rotary embedding, grouped key heads, scaling), for the last query only. Llama's
+        rotate-half serves Qwen2-VL and Qwen2.5-VL too: their rotary embeddings already fold M-RoPE's
+        three axes into ``rope``'s cos and sin.
         """
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
 
@@ -261,6 +329,8 @@ class VisualTokenPruner:
         embeds = lm.embed_tokens(ids)
         keep_columns = real.clone()
         pixel_values = inputs.get("pixel_values")
+        if inputs.get("pixel_values_videos") is not None:
+            raise UnsupportedRequestError(f"visual-token pruning takes images, not videos ({self.model_id})")
         if pixel_values is not None and bool(image.any()):
             where = image.nonzero()  # row-major, the order the processor lays images out in
             if spec.method == "cls":
@@ -274,13 +344,21 @@ class VisualTokenPruner:
                 slots = where[kept.reshape(-1)]
                 embeds[slots[:, 0], slots[:, 1]] = features.reshape(-1, features.shape[-1]).to(embeds.dtype)
             else:
-                features = self._image_features(pixel_values)
-                embeds[image] = features.reshape(-1, features.shape[-1]).to(embeds.dtype)
+                features = self._image_features(inputs)
+                if len(features) != len(where):
+                    raise UnsupportedRequestError(
+                        f"{len(where)} image placeholders but {len(features)} image features "
+                        f"in {self.model_id}"
+                    )
+                embeds[image] = features.to(embeds.dtype)
 
         columns, valid = _pack(keep_columns)
         hidden = _take(embeds, columns)
         visual = _take(image, columns) & valid
-        positions = torch.arange(columns.shape[1], device=ids.device)[None, :].expand_as(columns)
+        if self.mrope:
+            positions = _take(self._mrope_positions(inputs, real), columns)
+        else:  # contiguous: cls's trimmed prompt reads as if the image had produced fewer tokens
+            positions = torch.arange(columns.shape[1], device=ids.device)[None, :].expand_as(columns)
         visual_before = [int(v) for v in visual.sum(dim=1)]
 
         from transformers import DynamicCache
@@ -300,7 +378,7 @@ class VisualTokenPruner:
             hidden = layer(
                 hidden,
                 attention_mask=causal,
-                position_ids=positions,
+                position_ids=_layer_positions(positions),
                 past_key_values=cache,
                 use_cache=use_cache,
                 position_embeddings=rope,
@@ -373,7 +451,9 @@ class VisualTokenPruner:
         """Decode one prompt (batch of one) after a pruned prefill; greedy when ``temperature`` is 0.
 
         Each layer's cache holds what that layer saw (FastV's deeper layers hold fewer tokens); new
-        tokens continue from the last prompt token's position.
+        tokens take the positions after the prompt's largest one, on every M-RoPE axis alike: what
+        transformers' ``generate`` gives them (for Qwen2(.5)-VL, text position plus ``rope_deltas``), from
+        the unpruned prompt's positions, which the kept tokens carry.
         """
         if inputs["input_ids"].shape[0] != 1:
             raise UnsupportedRequestError("pruned generation decodes one prompt at a time")
@@ -381,7 +461,8 @@ class VisualTokenPruner:
         state = self.prefill(inputs, spec, use_cache=True)
         last = int(state.valid[0].sum()) - 1
         hidden = state.hidden[:, last]
-        position = int(state.positions[0, last]) + 1
+        position = int(state.positions[0, : last + 1].max()) + 1
+        axes = state.positions.shape[2:]  # () or (3,) for M-RoPE
         tokens: list[int] = []
         for step in range(max_new_tokens):
             token = _choose(self.model.lm_head(hidden).float()[0], temperature, top_p)
@@ -389,13 +470,13 @@ class VisualTokenPruner:
             if token in eos or step == max_new_tokens - 1:
                 break
             x = lm.embed_tokens(torch.tensor([[token]], device=hidden.device))
-            pos = torch.tensor([[position]], device=hidden.device)
-            rope = lm.rotary_emb(x, position_ids=pos)
+            pos = torch.full((1, 1, *axes), position, device=hidden.device)
+            rope = lm.rotary_emb(x, position_ids=_rope_positions(pos))
             for layer in lm.layers:
                 x = layer(
                     x,
                     attention_mask=None,
-                    position_ids=pos,
+                    position_ids=_layer_positions(pos),
                     past_key_values=state.cache,
                     use_cache=True,
                     position_embeddings=rope,
