@@ -23,6 +23,7 @@ import torch
 
 from benchmarks import write_page
 from foveate.agents.zoom import ZoomAgent, ZoomConfig, ZoomResult
+from foveate.agents.zoom_prompts import FAMILY_PRESETS
 from foveate.fixtures import TINY_VLM_PATH
 from foveate.fixtures.scenes import generate_scene
 from foveate.fixtures.tasks import question_cues
@@ -39,9 +40,16 @@ ABLATIONS: dict[str, ZoomConfig] = {
     "fast, no early stop": ZoomConfig(strategy="fast", early_stop=False),
     "fast, no batching": ZoomConfig(strategy="fast", batch_probes=False),
     "fast, no prefix reuse": ZoomConfig(strategy="fast", reuse_prefix=False),
-    # the tiny VLM's preset ranks children without the map (its attention is not localised); this row
-    # forces the map on, the opposite ablation
+    # the tiny VLM's preset ranks children without a map (its attention is not localised); these rows
+    # force one on: ViCrop's rel-att, and plain attention below the root's children
     "fast + relevance map": ZoomConfig(strategy="fast", relevance=True),
+    "fast + attention map": ZoomConfig(
+        strategy="fast",
+        relevance=True,
+        prompts=FAMILY_PRESETS["foveate-tiny"].model_copy(
+            update={"relevance_normalize": False, "relevance_from_depth": 1}
+        ),
+    ),
 }
 
 
@@ -155,10 +163,10 @@ def main(argv: list[str] | None = None) -> None:
         "",
         *table(ablation_rows, categories),
         "",
-        "A probe is one prompt about one view (a relevance map is two: the question and the generic",
-        "prompt). Forward passes count batched passes (a shared-prefix batch is two: prefixes, then",
-        "questions) and the final answer. Visual tokens are those the model encoded. Cues come from",
-        "the question wording.",
+        "A probe is one prompt about one view (a relevance map is one, the question, or two with",
+        "rel-att's generic prompt). Forward passes count batched passes (a shared-prefix batch is two:",
+        "prefixes, then questions) and the final answer. Visual tokens are those the model encoded.",
+        "Cues come from the question wording.",
         "",
     ]
     write_page(args.out, lines)

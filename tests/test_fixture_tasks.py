@@ -14,12 +14,13 @@ from foveate.fixtures.tasks import (
     answerable,
     examples_for_scene,
     findable,
+    focus_mask,
     patch_color_map,
     sample_views,
     tree_children,
     visible,
 )
-from foveate.fixtures.train import TrainConfig, train
+from foveate.fixtures.train import TrainConfig, focus_loss, train
 from foveate.vlm import TransformersVLM, VLMRequest
 
 
@@ -62,6 +63,48 @@ def test_views_and_labels_are_consistent() -> None:
     grid = patch_color_map(item, view, 128, 8)
     assert target.size >= VISIBLE_PIXELS and (grid == COLOR_IDS[target.color]).any()
     assert not patch_color_map(item, (0, 0, image.width, image.height), 128, 8).any()
+
+
+def test_paired_probes_ask_about_the_target_and_an_absent_object() -> None:
+    image, item = generate_scene(5, 1)
+    single = examples_for_scene(image, item, np.random.default_rng(0), 128)
+    paired = examples_for_scene(image, item, np.random.default_rng(0), 128, paired=True)
+    assert len(paired) > len(single)
+    names = {t.shape for t in item.targets} | {f"{t.color} {t.shape}" for t in item.targets}
+    crops = [e for e in paired[-40:] if e.kind == "existence"]
+    asked_target = [e for e in crops if any(f"a {n} in" in e.question for n in names)]
+    assert asked_target and len(crops) > len(asked_target)  # both kinds of question on the crops
+    assert all(e.answer == "No" for e in crops if e not in asked_target)
+
+
+def test_focus_mask_covers_the_object_and_its_centre_patch() -> None:
+    image, item = generate_scene(5, 1)
+    target = item.targets[0]
+    view = (target.box[0] - 30, target.box[1] - 30, target.box[0] + 98, target.box[1] + 98)
+    mask = focus_mask([target], view, 8)
+    assert mask is not None and mask.shape == (8, 8)
+    cx, cy = int((target.center[0] - view[0]) / 16), int((target.center[1] - view[1]) / 16)
+    assert mask[cy, cx] and mask.sum() <= (target.size // 16 + 2) ** 2
+    whole = (0, 0, image.width, image.height)
+    tiny = focus_mask([target], whole, 8)
+    assert tiny is not None and 1 <= tiny.sum() <= 4  # a few pixels wide there: its centre patch (and edge)
+    assert focus_mask([], view, 8) is None
+
+
+def test_focus_loss_is_minus_log_of_the_attention_mass_on_the_focus_patches() -> None:
+    import torch
+
+    image_id = 7
+    ids = torch.tensor([[1, 7, 7, 7, 7, 2, 3, 4, 0]])  # 4 image tokens, prompt ends at index 5 (length 8)
+    attention = torch.zeros(1, 2, 9, 9)
+    attention[0, 0, 5, 1:5] = torch.tensor([0.1, 0.2, 0.3, 0.2])  # head 0: 0.8 on the image
+    attention[0, 1, 5, 1:5] = torch.tensor([0.4, 0.1, 0.1, 0.0])  # head 1: 0.6 on the image
+    focus = torch.tensor([[False, True, True, False]])
+    loss = focus_loss(attention, ids, torch.tensor([8]), focus, image_id)
+    # head-averaged weights over the image: [0.25, 0.15, 0.2, 0.1]; on the focus patches 0.35 of 0.7
+    assert loss is not None and abs(float(loss) + np.log(0.35 / 0.7 + 1e-6)) < 1e-5
+    nothing = torch.zeros(1, 4, dtype=torch.bool)
+    assert focus_loss(attention, ids, torch.tensor([8]), nothing, image_id) is None
 
 
 def test_short_training_lowers_the_loss_and_saves_a_loadable_model(tmp_path: Path) -> None:
@@ -107,3 +150,13 @@ def test_color_positions_give_each_visible_target_its_horizontal_place() -> None
     assert np.isnan(xs).sum() == len(COLORS) - len(shown)
     whole = (0, 0, image.width, image.height)
     assert np.isnan(color_positions(item, whole, 128)).all()  # nothing is clearly visible in a whole scene
+
+
+def test_training_with_attention_supervision_runs_and_saves_a_plain_model(tmp_path: Path) -> None:
+    cfg = TrainConfig(scenes=3, eval_scenes=1, epochs=2, batch_size=16, focus_weight=0.5, paired_probes=True)
+    result = train(cfg, tmp_path / "model", progress=False)
+    assert all(np.isfinite(result["losses"])) and result["steps"] >= 4
+    vlm = TransformersVLM(tmp_path / "model")
+    assert vlm.config._attn_implementation != "eager"  # eager was switched on for training only
+    image, item = generate_scene(9, 0)
+    assert vlm.score(VLMRequest.from_prompt(item.question, [image]), item.options).options == item.options

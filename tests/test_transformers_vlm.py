@@ -298,3 +298,17 @@ def test_relevance_maps_cover_the_patch_grid(vlm: TransformersVLM) -> None:
         enc = vlm._encode([vlm.render(request)], [request.images], "right")
         assert rows * cols == enc.visual[0]
         assert np.isfinite(relevance.grid).all() and (relevance.grid >= 0).all()
+
+
+def test_unnormalised_relevance_maps_are_the_question_attention_alone(vlm: TransformersVLM) -> None:
+    if vlm.family == "idefics3":
+        return
+    rel = vlm.relevance_maps([PICTURE], ["Where is the red circle?"])[0]
+    raw = vlm.relevance_maps([PICTURE], ["Where is the red circle?"], normalize=False)[0]
+    assert raw.grid.shape == rel.grid.shape
+    # attention weights over the image tokens: non-negative, at most 1 in all (the rest went to text)
+    assert (raw.grid >= 0).all() and 0 < raw.grid.sum() <= 1 + 1e-5
+    # one prompt instead of two: half the visual tokens
+    assert raw.usage.visual_tokens * 2 == rel.usage.visual_tokens
+    generic = vlm.relevance_maps([PICTURE], [vlm.GENERIC_PROMPT], normalize=False)[0]
+    np.testing.assert_allclose(rel.grid, raw.grid / np.maximum(generic.grid, 1e-12), rtol=1e-4)

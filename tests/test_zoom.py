@@ -32,7 +32,7 @@ from foveate.tools.tree import (
 )
 from foveate.vlm.base import BaseVLM
 from foveate.vlm.budget import TokenBudget, TokenLedger
-from foveate.vlm.types import ScoreResult, TokenUsage, VLMRequest, VLMResult, YesNoResult
+from foveate.vlm.types import RelevanceMap, ScoreResult, TokenUsage, VLMRequest, VLMResult, YesNoResult
 
 PROMPTS = FAMILY_PRESETS["foveate-tiny"]
 NATIVE = 128
@@ -185,6 +185,48 @@ class SeeingOracle(BaseVLM):
         return VLMResult(text="")
 
 
+class MapOracle(SeeingOracle):
+    """The seeing oracle with relevance maps: saturated pixels per cell of an 8 x 8 grid (``invert``: a map
+    that points everywhere but at the target, to exercise the fallback)."""
+
+    def __init__(self, invert: bool = False) -> None:
+        super().__init__()
+        self.invert = invert
+        self.maps = 0
+
+    def relevance_maps(
+        self,
+        views: Sequence[Image.Image],
+        questions: Sequence[str],
+        ledger: TokenLedger | None = None,
+        *,
+        normalize: bool = True,
+    ) -> list[RelevanceMap]:
+        out = []
+        for view in views:
+            self.maps += 1
+            a = np.asarray(view.convert("RGB")).astype(int)
+            saturated = (a.max(axis=2) - a.min(axis=2)) > 100
+            h, w = saturated.shape
+            grid = np.array(
+                [
+                    [
+                        saturated[r * h // 8 : (r + 1) * h // 8, c * w // 8 : (c + 1) * w // 8].sum()
+                        for c in range(8)
+                    ]
+                    for r in range(8)
+                ],
+                dtype=float,
+            )
+            grid = 1.0 / (1.0 + grid) if self.invert else grid + 1e-3
+            usage = TokenUsage(visual_tokens=64, text_tokens=20, forward_passes=1)
+            if ledger is not None:
+                with ledger.hold(usage.total) as held:
+                    held.commit(usage)
+            out.append(RelevanceMap(grid=grid, usage=usage))
+        return out
+
+
 def _agent(strategy: str, **kwargs: object) -> ZoomAgent:
     config = ZoomConfig(strategy=strategy, prompts=PROMPTS, native_side=NATIVE, relevance=False, **kwargs)  # type: ignore[arg-type]
     return ZoomAgent(SeeingOracle(), config)
@@ -217,6 +259,55 @@ def test_fast_uses_fewer_probes_than_zoomeye_on_the_same_scene() -> None:
     fast = _agent("fast").run(image, item.question, item.options, cues=cues)
     assert fast.crops and slow.crops
     assert fast.probes < slow.probes
+
+
+def _map_agent(vlm: MapOracle, **kwargs: object) -> ZoomAgent:
+    config = ZoomConfig(strategy="fast", prompts=PROMPTS, native_side=NATIVE, relevance=True, **kwargs)  # type: ignore[arg-type]
+    return ZoomAgent(vlm, config)
+
+
+def test_a_relevance_map_replaces_probing_every_child() -> None:
+    image, item = generate_scene(5, 0)
+    cues = question_cues(item.question)
+    ranked_by_probes = _agent("fast").run(image, item.question, item.options, cues=cues)
+    oracle = MapOracle()
+    by_map = _map_agent(oracle, top_children=1).run(image, item.question, item.options, cues=cues)
+    assert oracle.maps > 0
+    assert by_map.crops and all(_contains(by_map.crops[-1], t.center) for t in item.targets)
+    assert by_map.probes < ranked_by_probes.probes
+    # below relevance_from_depth the children are ranked by the map: some were never probed at all
+    probed = {v.box for v in by_map.visits if v.latent is not None or v.confidence is not None}
+    assert len(probed) < len({v.box for v in ranked_by_probes.visits})
+
+
+def test_a_map_pointing_the_wrong_way_falls_back_to_latent_probes() -> None:
+    image, item = generate_scene(5, 0)
+    cues = question_cues(item.question)
+    result = _map_agent(MapOracle(invert=True), top_children=1).run(
+        image, item.question, item.options, cues=cues
+    )
+    assert result.crops and all(_contains(result.crops[-1], t.center) for t in item.targets)
+    without = _map_agent(MapOracle(invert=True), top_children=1, map_fallback=None).run(
+        image, item.question, item.options, cues=cues
+    )
+    assert result.probes < without.probes or not (
+        without.crops and all(_contains(without.crops[-1], t.center) for t in item.targets)
+    )
+
+
+def test_max_pops_caps_a_fast_search() -> None:
+    image, item = generate_scene(5, 0)
+    cues = question_cues(item.question)
+    oracle = MapOracle(invert=True)
+    result = _map_agent(oracle, top_children=1, map_fallback=None, max_pops=2).run(
+        image, item.question, item.options, cues=cues
+    )
+    uncapped = _map_agent(MapOracle(invert=True), top_children=1, map_fallback=None).run(
+        image, item.question, item.options, cues=cues
+    )
+    assert oracle.maps <= 2 * len(cues)  # one map per pop that expands a node
+    assert result.probes < uncapped.probes
+    assert result.answer in item.options
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

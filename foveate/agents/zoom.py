@@ -12,8 +12,10 @@ can answer. Four strategies, all under one budget:
   ``3 * max_depth`` pops.
 - ``fast``: the same tree, cheaper. Stop at the root when it already answers; probe a node's children all
   at once (batched, each child's image and template prefix encoded once and shared by its probes); rank
-  the children by one relevance map (ViCrop's rel-att) and probe only the best ``top_children``; a child
-  is checked with the stop probe when it is probed, so popping it costs nothing.
+  the children by one relevance map (ViCrop's rel-att, or plain attention per preset) and probe only the
+  best ``top_children`` (falling back to latent probes on the rest when none of those holds the cue); a
+  child is checked with the stop probe when it is probed, so popping it costs nothing; ``max_pops``
+  optionally ends a search that has lost its way sooner than ZoomEye's relaxation rule.
 - ``attention_crop``: ViCrop: one relevance map of the whole image, the best window over it, answer.
 
 Budgets: at most ``max_probes`` prompt-and-view probes, ``max_forward_passes`` batched forward passes, and
@@ -85,6 +87,13 @@ class ZoomConfig(BaseModel):
     reuse_prefix: bool = True
     relevance: bool | None = None  # rank children by attention; None: the model preset decides
     top_children: int = Field(default=2, ge=1, le=4)
+    # when the best map-chosen child's latent confidence is below this, the other children get latent
+    # probes too (the map pointed the wrong way); None: never
+    map_fallback: float | None = Field(default=0.0, ge=-1.0, le=1.0)
+    # fast only: pops per cue before it answers from the best node so far; None: ZoomEye's rule
+    # (3 * depth, then threshold relaxations). A search that has not found the cue by then is usually lost
+    # in the wrong subtree, and the extra probes rarely buy the answer back (docs/benchmarks/zoom.md).
+    max_pops: int | None = Field(default=None, ge=1)
     # with budget.max_total_tokens: choose pruning / view resolution so the worst-case search fits
     plan_budget: bool = True
     window_scale: float = Field(default=2.0, ge=1.0, le=8.0)  # attention_crop window, in native sides
@@ -402,6 +411,8 @@ class ZoomAgent:
         relaxed = 0
         threshold = p.answer_threshold
         while queue:
+            if fast and cfg.max_pops is not None and pops >= cfg.max_pops:
+                break
             if pops >= 3 * max_depth + relaxed * p.relax_pops:
                 if relaxed >= len(p.relaxations):
                     break
@@ -471,7 +482,7 @@ class ZoomAgent:
         masses = [0.0] * len(kids)
         ranked = list(range(len(kids)))
         wanted = self.prompts.relevance if cfg.relevance is None else cfg.relevance
-        use_map = wanted and len(kids) > cfg.top_children
+        use_map = wanted and len(kids) > cfg.top_children and node.depth >= p.relevance_from_depth
         if use_map:
             rel = self._relevance(self._view(image, node.box), p.latent.format(o=cue), meter)
             if rel is None:
@@ -494,7 +505,18 @@ class ZoomAgent:
                 prio = priority(stop, lat, kids[i].depth, max_depth, p.bias)
                 visit(kids[i], stop, latent=lat, priority=prio, relevance=masses[i])
                 pending.append((prio, kids[i], stop))
-            for i in ranked[len(chosen) :]:
+            rest = ranked[len(chosen) :]
+            best_latent = max(lat for _, lat in scores)
+            if rest and cfg.map_fallback is not None and best_latent < cfg.map_fallback:
+                # the map's choice does not hold the cue: rank the rest by latent probes after all
+                others = self._probe(
+                    image, [kids[i].box for i in rest], [[p.latent.format(o=cue)]] * len(rest), meter
+                )
+                for i, (other,) in zip(rest, others, strict=True):
+                    visit(kids[i], None, latent=other, priority=other, relevance=masses[i])
+                    pending.append((other, kids[i], None))
+                return pending
+            for i in rest:
                 # not probed: explored only after every probed node, in relevance order
                 pending.append((-2.0 + masses[i], kids[i], None))
             return pending
@@ -513,18 +535,21 @@ class ZoomAgent:
         return pending
 
     def _relevance(self, view: Image.Image, question: str, meter: _Meter) -> RelevanceMap | None:
-        """One relevance map (2 probes, 1 forward pass), or None when the backend cannot read attention."""
+        """One relevance map (2 probes, or 1 without normalising; 1 forward pass), or None when the backend
+        cannot read attention."""
         maps = getattr(self.vlm, "relevance_maps", None)
         if maps is None:
             return None
-        meter.check(2, 1)
+        normalize = self.prompts.relevance_normalize
+        probes = 2 if normalize else 1
+        meter.check(probes, 1)
         try:
-            rel: RelevanceMap = maps([view], [question], meter.ledger)[0]
+            rel: RelevanceMap = maps([view], [question], meter.ledger, normalize=normalize)[0]
         except UnsupportedRequestError:
             return None
         except BudgetExceeded as exc:
             raise _OutOfBudget(str(exc)) from exc
-        meter.probes += 2
+        meter.probes += probes
         meter.passes += rel.usage.forward_passes or 1
         return rel
 

@@ -29,9 +29,11 @@ class ZoomPrompts(BaseModel):
       ``3 * max_depth`` pops, each step allowing ``relax_pops`` more pops.
     - ``answer_with_full_image``: answer from the full image *and* the crop (ZoomEye); models trained on a
       single image per prompt (the tiny VLM) answer from the crop alone.
-    - ``relevance``: whether ``fast`` ranks children by the model's attention. Off for the tiny VLM: its
-      last token attends almost uniformly over the image (it reads pooled features), so the map picks the
-      right child no more often than chance (26% of 60 tries, 4 children; see docs/benchmarks/zoom.md).
+    - ``relevance``: whether ``fast`` ranks children by the model's attention (a relevance map) instead of
+      a latent probe per child; ``relevance_from_depth``: only below this depth (a map of a whole 2000 px
+      scene cannot show a 20 px object to any model with a few hundred visual tokens; ZoomEye's probes
+      rank those first children); ``relevance_normalize``: ViCrop's rel-att (divide by the attention
+      under a generic prompt) or the question's attention alone.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -60,6 +62,8 @@ class ZoomPrompts(BaseModel):
     relax_pops: int = Field(default=2, ge=0)
     answer_with_full_image: bool = True
     relevance: bool = True
+    relevance_from_depth: int = Field(default=0, ge=0)
+    relevance_normalize: bool = True
     crop_enlarge: float = Field(default=1.2, ge=1.0, le=4.0)
 
 
@@ -79,6 +83,10 @@ FAMILY_PRESETS: dict[str, ZoomPrompts] = {
         bias=0.2,
         answer_threshold=0.6,
         answer_with_full_image=False,
+        # Its last token attends almost uniformly over the image (it reads pooled features), so a map
+        # picks the child holding the target about as often as chance (docs/benchmarks/zoom.md); children
+        # are ranked by latent probes instead. (An experimental retrain with attention supervision,
+        # ``foveate.fixtures.train.focus_loss``, localised plain attention but not rel-att.)
         relevance=False,
     ),
 }

@@ -105,9 +105,15 @@ class BaseVLM:
         return probe_views_batched(self, views, questions, ledger)
 
     def relevance_maps(
-        self, views: Sequence[Image.Image], questions: Sequence[str], ledger: TokenLedger | None = None
+        self,
+        views: Sequence[Image.Image],
+        questions: Sequence[str],
+        ledger: TokenLedger | None = None,
+        *,
+        normalize: bool = True,
     ) -> list[RelevanceMap]:
-        """Where in each view the model looks for the question (ViCrop's rel-att); needs model internals."""
+        """Where in each view the model looks for the question (ViCrop's rel-att, or plain attention when
+        ``normalize`` is False); needs model internals."""
         raise UnsupportedRequestError(
             f"{type(self).__name__} cannot read attention, so it has no relevance maps"
         )

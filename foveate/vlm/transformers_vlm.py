@@ -657,22 +657,28 @@ class TransformersVLM(BaseVLM):
         ledger: TokenLedger | None = None,
         *,
         layer: int | None = None,
+        normalize: bool = True,
     ) -> list[RelevanceMap]:
         """ViCrop's rel-att: the last token's attention over the image tokens for the question, divided by
         the same attention under a generic description prompt, averaged over heads, at a middle layer.
 
-        Both prompts of every view go through one forward pass with eager attention (switched on only
-        for this call). LLaVA-style (square patch grid) and Qwen2-VL (merged patch grid) are supported.
+        ``normalize=False`` returns the question's attention alone (one prompt per view instead of two):
+        the division removes attention a model pays some patches whatever it is asked (sinks), but when
+        the model's generic attention already goes to the objects a question could name, as the embedded
+        tiny VLM's does, it divides the signal away (see docs/benchmarks/zoom.md).
+        All prompts go through one forward pass with eager attention (switched on only for this call).
+        LLaVA-style (square patch grid) and Qwen2-VL (merged patch grid) are supported.
         """
         if len(views) != len(questions):
             raise UnsupportedRequestError("relevance_maps needs one question per view")
         if self.family not in ("llava", "qwen2_vl", "qwen2_5_vl"):
             raise UnsupportedRequestError(f"relevance maps are not implemented for {self.family} models")
         base = ledger if ledger is not None else TokenLedger()
+        texts_per_view = 2 if normalize else 1
         requests = [
             self._fitted(VLMRequest.from_prompt(text, images=[view]), base)
             for view, q in zip(views, questions, strict=True)
-            for text in (q, self.GENERIC_PROMPT)
+            for text in ((q, self.GENERIC_PROMPT) if normalize else (q,))
         ]
         text_config = getattr(self.config, "text_config", self.config)
         depth = int(text_config.num_hidden_layers)
@@ -694,23 +700,21 @@ class TransformersVLM(BaseVLM):
                 usage = enc.usage
                 held.commit(usage)
         ids = enc.inputs["input_ids"]
-        for v, view in enumerate(requests[::2]):
-            rows = []
-            for row in (2 * v, 2 * v + 1):
+        for v in range(len(views)):
+            rows = range(texts_per_view * v, texts_per_view * (v + 1))
+            weights = []
+            for row in rows:
                 image_positions = (ids[row] == self.image_token_id).nonzero().flatten()
-                rows.append(attention[row, enc.lengths[row] - 1, image_positions].numpy())
-            ratio = rows[0] / np.maximum(rows[1], 1e-12)
-            grid, region = self._grid_shape(enc.inputs, v, view.images[0], len(ratio))
+                weights.append(attention[row, enc.lengths[row] - 1, image_positions].numpy())
+            ratio = weights[0] / np.maximum(weights[1], 1e-12) if normalize else weights[0]
+            grid, region = self._grid_shape(enc.inputs, rows[0], requests[rows[0]].images[0], len(ratio))
             maps.append(
                 RelevanceMap(
                     grid=ratio.reshape(grid),
                     region=region,
                     usage=TokenUsage(
-                        visual_tokens=enc.visual[2 * v] + enc.visual[2 * v + 1],
-                        text_tokens=enc.lengths[2 * v]
-                        + enc.lengths[2 * v + 1]
-                        - enc.visual[2 * v]
-                        - enc.visual[2 * v + 1],
+                        visual_tokens=sum(enc.visual[r] for r in rows),
+                        text_tokens=sum(enc.lengths[r] - enc.visual[r] for r in rows),
                         forward_passes=1 if v == 0 else 0,
                     ),
                 )
@@ -718,8 +722,9 @@ class TransformersVLM(BaseVLM):
         return maps
 
     def _grid_shape(
-        self, inputs: dict[str, Any], view_index: int, image: Image.Image, count: int
+        self, inputs: dict[str, Any], row: int, image: Image.Image, count: int
     ) -> tuple[tuple[int, int], tuple[float, float, float, float]]:
+        """The patch grid of the image in prompt ``row`` (one image per prompt) and the region it covers."""
         if self.family == "llava":
             side = round(count**0.5)
             if side * side != count:
@@ -735,5 +740,5 @@ class TransformersVLM(BaseVLM):
                 region = ((1 - fx) / 2, (1 - fy) / 2, (1 + fx) / 2, (1 + fy) / 2)
             return (side, side), region
         merge = int(getattr(self.processor.image_processor, "merge_size", 2))
-        _, h, w = (int(x) for x in inputs["image_grid_thw"][2 * view_index])
+        _, h, w = (int(x) for x in inputs["image_grid_thw"][row])
         return (h // merge, w // merge), (0.0, 0.0, 1.0, 1.0)
