@@ -219,10 +219,9 @@ def test_cls_pruned_forward_matches_llava_with_pruned_features(random_llava: Tra
     assert torch.allclose(logits[0, -1], reference[0, -1], atol=1e-5)
 
 
-def test_fastv_drops_the_least_attended_tokens(random_llava: TransformersVLM) -> None:
-    """The visual tokens FastV keeps are the top ones by transformers' own eager attention in layer K."""
-    vlm = random_llava
-    req = VLMRequest.from_prompt("Where is the dog?", [PICTURES[0]])
+def _assert_fastv_keeps_the_most_attended(vlm: TransformersVLM, req: VLMRequest) -> None:
+    """At K = 1 the kept visual tokens are the top ones by transformers' own eager attention in the first
+    layer (the last prompt token's, head-averaged), and every text token is kept."""
     enc = vlm._encode([vlm.render(req)], [req.images], "right")
     previous = vlm.config._attn_implementation
     vlm.model.set_attn_implementation("eager")
@@ -231,15 +230,21 @@ def test_fastv_drops_the_least_attended_tokens(random_llava: TransformersVLM) ->
             out = vlm.model(**enc.inputs, output_attentions=True, use_cache=False)
     finally:
         vlm.model.set_attn_implementation(previous)
-    layer = 1  # K = 1: the ranking comes from the attention of the first (only full) layer
-    attention = out.attentions[layer - 1].float().mean(dim=1)[0, -1]
+    attention = out.attentions[0].float().mean(dim=1)[0, -1]
     image_cols = (enc.inputs["input_ids"][0] == vlm.image_token_id).nonzero().flatten()
     k = kept_count(len(image_cols), 0.25)
     expected = set(image_cols[attention[image_cols].topk(k).indices].tolist())
-    state = vlm.pruner.prefill(enc.inputs, PruneSpec("fastv", 0.25, layer))
+    state = vlm.pruner.prefill(enc.inputs, PruneSpec("fastv", 0.25, 1))
     kept_cols = {int(c) for c in state.columns[0][state.valid[0]]}
     assert kept_cols & set(image_cols.tolist()) == expected
     assert len(kept_cols) == enc.lengths[0] - len(image_cols) + k
+
+
+def test_fastv_drops_the_least_attended_tokens(random_llava: TransformersVLM) -> None:
+    """The visual tokens FastV keeps are the top ones by transformers' own eager attention in layer K."""
+    _assert_fastv_keeps_the_most_attended(
+        random_llava, VLMRequest.from_prompt("Where is the dog?", [PICTURES[0]])
+    )
 
 
 def test_fastv_equals_masking_the_dropped_tokens(tiny_vlm: TransformersVLM) -> None:
@@ -421,23 +426,7 @@ def test_qwen2vl_kept_count_positions_and_ledger(random_qwen2vl: TransformersVLM
 
 def test_qwen2vl_fastv_drops_the_least_attended_tokens(random_qwen2vl: TransformersVLM) -> None:
     """The kept visual tokens are the top ones by transformers' own eager attention (M-RoPE applied)."""
-    vlm = random_qwen2vl
-    req = _qwen_requests(("Where is the dog?",))[0]
-    enc = vlm._encode([vlm.render(req)], [req.images], "right")
-    previous = vlm.config._attn_implementation
-    vlm.model.set_attn_implementation("eager")
-    try:
-        with torch.inference_mode():
-            out = vlm.model(**enc.inputs, output_attentions=True, use_cache=False)
-    finally:
-        vlm.model.set_attn_implementation(previous)
-    attention = out.attentions[0].float().mean(dim=1)[0, -1]
-    image_cols = (enc.inputs["input_ids"][0] == vlm.image_token_id).nonzero().flatten()
-    k = kept_count(len(image_cols), 0.25)
-    expected = set(image_cols[attention[image_cols].topk(k).indices].tolist())
-    state = vlm.pruner.prefill(enc.inputs, PruneSpec("fastv", 0.25, 1))
-    kept_cols = {int(c) for c in state.columns[0][state.valid[0]]}
-    assert kept_cols & set(image_cols.tolist()) == expected
+    _assert_fastv_keeps_the_most_attended(random_qwen2vl, _qwen_requests(("Where is the dog?",))[0])
 
 
 def test_qwen2vl_fastv_equals_masking_the_dropped_tokens(random_qwen2vl: TransformersVLM) -> None:
