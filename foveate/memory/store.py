@@ -9,6 +9,8 @@ other program's tables, is refused with an error naming it, and is never written
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -135,6 +137,28 @@ class MemoryStore:
 
     # -- schema ---------------------------------------------------------------------------------
 
+    def _enable_wal(self) -> None:
+        """Switch the file to WAL, retrying while another opener holds a lock.
+
+        The switch needs an exclusive lock, and SQLite answers "database is locked" at once, without
+        waiting on the busy timeout, when waiting could deadlock (another process opening the same new
+        file is in its migration transaction); so wait here, up to the same timeout.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        delay = 0.01
+        while True:
+            raw = self.engine.raw_connection()  # the driver runs it outside any transaction
+            try:
+                raw.driver_connection.execute("PRAGMA journal_mode = WAL")  # type: ignore[union-attr]
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                    raise
+            finally:
+                raw.close()
+            time.sleep(delay)
+            delay = min(0.5, delay * 2)
+
     def _migrate(self) -> None:
         """Bring the schema to the newest revision, under a lock so that concurrent openers queue."""
         from alembic import command
@@ -147,11 +171,7 @@ class MemoryStore:
         with self.engine.connect() as conn:  # look first, without writing anything
             self._check_ours(conn, known)
         if self.is_sqlite:
-            raw = self.engine.raw_connection()  # the driver runs it outside any transaction
-            try:
-                raw.driver_connection.execute("PRAGMA journal_mode = WAL")  # type: ignore[union-attr]
-            finally:
-                raw.close()
+            self._enable_wal()
         with self._writer.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
