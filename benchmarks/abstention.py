@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Produced by `{command}` with `{args.model.name}` on CPU ({platform.machine()}, "
         f"{args.threads} threads). {args.n} scenes with seed {args.seed} (the zoom page uses 7, training "
-        f"1000/2000). Scoring both modes took {collect_s:.0f} s ({collect_s / args.n:.2f} s per scene), "
+        f"1000, 1001 and 2000). Scoring both modes took {collect_s:.0f} s "
+        f"({collect_s / args.n:.2f} s per scene), "
         f"the statistics {time.perf_counter() - stats_start:.1f} s.",
         "",
         *(__doc__ or "").splitlines()[2:],

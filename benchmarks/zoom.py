@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Produced by `python -m benchmarks.zoom --n {args.n} --n-ablation {args.n_ablation} "
         f"--seed {args.seed}` with `{args.model.name}` on CPU ({platform.machine()}, "
         f"{args.threads} threads), "
-        f"{seconds:.0f} s in all. Scenes use seed {args.seed} (training used 1000/2000).",
+        f"{seconds:.0f} s in all. Scenes use seed {args.seed} (training used 1000, 1001 and 2000).",
         "",
         f"## All strategies, {args.n} scenes",
         "",

@@ -20,7 +20,8 @@ from foveate.fixtures.tasks import (
     tree_children,
     visible,
 )
-from foveate.fixtures.train import TrainConfig, focus_loss, train
+from foveate.fixtures.tiny_models import make_llava
+from foveate.fixtures.train import SHAPE, Batcher, TrainConfig, answer_loss, build_examples, focus_loss, train
 from foveate.vlm import TransformersVLM, VLMRequest
 
 
@@ -108,7 +109,7 @@ def test_focus_loss_is_minus_log_of_the_attention_mass_on_the_focus_patches() ->
 
 
 def test_short_training_lowers_the_loss_and_saves_a_loadable_model(tmp_path: Path) -> None:
-    cfg = TrainConfig(scenes=6, eval_scenes=2, epochs=3, batch_size=16)
+    cfg = TrainConfig(scenes=6, eval_scenes=2, epochs=3, batch_size=16, focus_epochs=0)
     result = train(cfg, tmp_path / "model", progress=False)
     losses = result["losses"]
     assert len(losses) >= 20
@@ -152,11 +153,70 @@ def test_color_positions_give_each_visible_target_its_horizontal_place() -> None
     assert np.isnan(color_positions(item, whole, 128)).all()  # nothing is clearly visible in a whole scene
 
 
-def test_training_with_attention_supervision_runs_and_saves_a_plain_model(tmp_path: Path) -> None:
-    cfg = TrainConfig(scenes=3, eval_scenes=1, epochs=2, batch_size=16, focus_weight=0.5, paired_probes=True)
+def test_training_with_a_focusing_phase_runs_and_saves_a_plain_model(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        scenes=3, eval_scenes=1, epochs=1, batch_size=16, focus_epochs=1, focus_scenes=2, focus_weight=0.5
+    )
     result = train(cfg, tmp_path / "model", progress=False)
-    assert all(np.isfinite(result["losses"])) and result["steps"] >= 4
+    first = len(build_examples(3, cfg.train_seed, cfg.seed, cfg.relation_repeats))
+    second = len(
+        build_examples(
+            2,
+            cfg.train_seed + 1,
+            cfg.seed + 2,
+            cfg.relation_repeats,
+            True,
+            (cfg.focus_context_min, cfg.focus_context_max),
+        )
+    )
+    assert result["steps"] == -(-first // 16) + -(-second // 16)  # one epoch of each phase
+    assert all(np.isfinite(result["losses"]))
     vlm = TransformersVLM(tmp_path / "model")
     assert vlm.config._attn_implementation != "eager"  # eager was switched on for training only
     image, item = generate_scene(9, 0)
     assert vlm.score(VLMRequest.from_prompt(item.question, [image]), item.options).options == item.options
+
+
+def test_answer_loss_equals_the_models_own_label_loss() -> None:
+    """The loss on the gathered answer rows is the one ``labels`` gives, on every position's logits."""
+    import torch
+
+    model, processor = make_llava(0, SHAPE)
+    image, item = generate_scene(3, 0)
+    examples = examples_for_scene(image, item, np.random.default_rng(0), 128)[:6]
+    inputs = Batcher(processor)(examples)
+    for key in ("patch_colors", "color_x", "focus"):
+        inputs.pop(key, None)
+    with torch.no_grad():
+        ours, _ = answer_loss(model, inputs, output_attentions=False)
+        theirs = model(**inputs).loss
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-5)
+
+
+def test_training_with_no_steps_saves_the_model_it_started_from(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    first = TrainConfig(scenes=2, eval_scenes=1, epochs=1, batch_size=16, focus_epochs=0)
+    train(first, tmp_path / "a", progress=False)
+    again = TrainConfig(scenes=2, eval_scenes=1, epochs=0, focus_epochs=0, init=str(tmp_path / "a"))
+    result = train(again, tmp_path / "b", progress=False)
+    assert result["steps"] == 0
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_tighter_context_gives_tighter_target_crops() -> None:
+    from foveate.fixtures.scenes import union_box
+
+    for index in range(6):
+        image, item = generate_scene(3, index)
+        x0, y0, x1, y1 = union_box(item)
+        longer = max(x1 - x0, y1 - y0)
+        rng = np.random.default_rng(index)
+        crops = list(sample_views(image, item, rng, 128, context=(1.1, 1.2)))[4:]
+        assert len(crops) == 4
+        for c in crops:
+            side = c[2] - c[0]
+            assert side <= max(128, int(np.ceil(1.2 * longer)))
+            assert c[0] <= x0 and c[1] <= y0 and x1 <= c[2] and y1 <= c[3]  # the targets stay inside
