@@ -83,10 +83,9 @@ FAMILY_PRESETS: dict[str, ZoomPrompts] = {
         bias=0.2,
         answer_threshold=0.6,
         answer_with_full_image=False,
-        # Its last token attends almost uniformly over the image (it reads pooled features), so a map
-        # picks the child holding the target about as often as chance (docs/benchmarks/zoom.md); children
-        # are ranked by latent probes instead. (An experimental retrain with attention supervision,
-        # ``foveate.fixtures.train.focus_loss``, localised plain attention but not rel-att.)
+        # Children are ranked by latent probes. Its plain attention localises below the root's children
+        # (taught by ``foveate.fixtures.train.focus_loss``) and rel-att hardly at all, and ranking by
+        # either map cost more probes than latent probing (docs/benchmarks/zoom.md, "+ map" rows).
         relevance=False,
     ),
 }
