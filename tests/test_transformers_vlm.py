@@ -280,6 +280,18 @@ def test_shared_prefix_probes_equal_independent_probes(vlm: TransformersVLM) -> 
         assert passes == 1
 
 
+def test_probes_with_one_question_per_view_take_one_pass(vlm: TransformersVLM) -> None:
+    """With nothing to share, a prefix pass would be a second forward pass for nothing."""
+    views = [PICTURE, SMALL, PICTURE[:200, :150]]
+    questions = [["Is there a red circle in the image? Answer Yes or No."], ["Is it blue?"], ["Is it big?"]]
+    calls = _forward_count(vlm)
+    got = vlm.probe_views(views, questions, TokenLedger())
+    assert calls[0] == 1
+    for view, (question,), (answer,) in zip(views, questions, got, strict=True):
+        alone = vlm.yes_probability(VLMRequest.from_prompt(question, [view]))
+        assert answer.p_yes == pytest.approx(alone.p_yes, abs=1e-4)
+
+
 def test_relevance_maps_cover_the_patch_grid(vlm: TransformersVLM) -> None:
     from foveate.errors import UnsupportedRequestError
 

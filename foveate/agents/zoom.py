@@ -332,8 +332,10 @@ class ZoomAgent:
         cfg = self.config
         n = sum(len(q) for q in questions)
         batch = int(getattr(self.vlm, "max_batch_size", 16))
-        # an upper bound, so a cap is never overrun: 2 passes per batch with a shared prefix
-        passes = math.ceil(n / batch) * (2 if cfg.reuse_prefix else 1) if cfg.batch_probes else n * 2
+        # an upper bound, so a cap is never overrun: 2 passes per batch with a shared prefix (only when a
+        # view has several questions to share it)
+        sharing = cfg.reuse_prefix and any(len(q) > 1 for q in questions)
+        passes = math.ceil(n / batch) * (2 if sharing else 1) if cfg.batch_probes else n * 2
         meter.check(n, passes)
         views = [self._view(image, b) for b in boxes]
         out: list[list[float]] = []

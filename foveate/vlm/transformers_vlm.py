@@ -548,12 +548,16 @@ class TransformersVLM(BaseVLM):
 
         With visual-token pruning on (the ledger's budget sets ``prune``) there is no prefix reuse: every
         probe is batched whole through ``yes_probabilities``, which prunes each row, because a pruned
-        prefix's cache is not what the unpruned suffix pass expects.
+        prefix's cache is not what the unpruned suffix pass expects. Nor when no view has two questions:
+        there is nothing to share, and the prefix pass would only add a second forward pass (on the tiny
+        VLM's one-probe-per-child zoom search that made the shared-prefix path slower than no reuse).
         """
         if len(views) != len(questions):
             raise UnsupportedRequestError("probe_views needs one list of questions per view")
         pruning = ledger is not None and ledger.budget.prune is not None
-        if pruning or not reuse_prefix or self.family not in self.PREFIX_REUSE_FAMILIES or not self._yes_ids:
+        shared = any(len(qs) > 1 for qs in questions)
+        usable = self.family in self.PREFIX_REUSE_FAMILIES and bool(self._yes_ids)
+        if pruning or not reuse_prefix or not shared or not usable:
             return super().probe_views(views, questions, ledger, reuse_prefix=False)
         if not self._no_ids:
             raise UnsupportedRequestError(f"the tokenizer of {self.model_id} has no single token for No")
