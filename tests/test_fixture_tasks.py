@@ -109,7 +109,7 @@ def test_focus_loss_is_minus_log_of_the_attention_mass_on_the_focus_patches() ->
 
 
 def test_short_training_lowers_the_loss_and_saves_a_loadable_model(tmp_path: Path) -> None:
-    cfg = TrainConfig(scenes=6, eval_scenes=2, epochs=3, batch_size=16, focus_epochs=0)
+    cfg = TrainConfig(scenes=6, eval_scenes=2, epochs=3, batch_size=16, focus_epochs=0, grounding_epochs=0)
     result = train(cfg, tmp_path / "model", progress=False)
     losses = result["losses"]
     assert len(losses) >= 20
@@ -155,7 +155,14 @@ def test_color_positions_give_each_visible_target_its_horizontal_place() -> None
 
 def test_training_with_a_focusing_phase_runs_and_saves_a_plain_model(tmp_path: Path) -> None:
     cfg = TrainConfig(
-        scenes=3, eval_scenes=1, epochs=1, batch_size=16, focus_epochs=1, focus_scenes=2, focus_weight=0.5
+        scenes=3,
+        eval_scenes=1,
+        epochs=1,
+        batch_size=16,
+        focus_epochs=1,
+        focus_scenes=2,
+        focus_weight=0.5,
+        grounding_epochs=0,
     )
     result = train(cfg, tmp_path / "model", progress=False)
     first = len(build_examples(3, cfg.train_seed, cfg.seed, cfg.relation_repeats))
@@ -175,6 +182,33 @@ def test_training_with_a_focusing_phase_runs_and_saves_a_plain_model(tmp_path: P
     assert vlm.config._attn_implementation != "eager"  # eager was switched on for training only
     image, item = generate_scene(9, 0)
     assert vlm.score(VLMRequest.from_prompt(item.question, [image]), item.options).options == item.options
+
+
+@pytest.mark.parametrize(("bar", "starts"), [(0.0, 1), (1.01, 3)])
+def test_grounding_restarts_from_the_next_seed_until_relation_reaches_its_bar(
+    tmp_path: Path, bar: float, starts: int
+) -> None:
+    """Grounding trains on side and relation questions only; a start below the bar is retried from the
+    next seed, at most ``grounding_tries`` times, then training goes on."""
+    cfg = TrainConfig(
+        scenes=4,
+        eval_scenes=2,
+        epochs=0,
+        focus_epochs=0,
+        batch_size=16,
+        grounding_epochs=1,
+        grounding_bar=bar,
+        grounding_tries=3,
+    )
+    where = [
+        ex
+        for ex in build_examples(4, cfg.train_seed, cfg.seed, cfg.relation_repeats)
+        if ex.kind in ("side", "relation")
+    ]
+    assert where
+    result = train(cfg, tmp_path / "model", progress=False)
+    assert result["steps"] == starts * -(-len(where) // 16)
+    assert set(result["accuracy"]) <= {"side", "relation"}
 
 
 def test_answer_loss_equals_the_models_own_label_loss() -> None:
@@ -197,9 +231,11 @@ def test_training_with_no_steps_saves_the_model_it_started_from(tmp_path: Path) 
     import torch
     from safetensors.torch import load_file
 
-    first = TrainConfig(scenes=2, eval_scenes=1, epochs=1, batch_size=16, focus_epochs=0)
+    first = TrainConfig(scenes=2, eval_scenes=1, epochs=1, batch_size=16, focus_epochs=0, grounding_epochs=0)
     train(first, tmp_path / "a", progress=False)
-    again = TrainConfig(scenes=2, eval_scenes=1, epochs=0, focus_epochs=0, init=str(tmp_path / "a"))
+    again = TrainConfig(
+        scenes=2, eval_scenes=1, epochs=0, focus_epochs=0, grounding_epochs=0, init=str(tmp_path / "a")
+    )
     result = train(again, tmp_path / "b", progress=False)
     assert result["steps"] == 0
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")

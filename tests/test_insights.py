@@ -145,8 +145,12 @@ def test_a_zoom_run_on_the_vlm_becomes_insights_that_reach_the_answer(
     with InsightMemory.open(tmp_path / "m.db", embedder=minilm) as memory:
         stored = remember(memory, t, image=image, vlm=vlm)
         assert stored.drafts and len(memory) == len(stored.added)
-        context = insights_prompt(recall(memory, item.question, k=3))
-        assert context
+        # every stored lesson comes back for the question that taught it (no score floor here: whether a
+        # lesson clears recall's default floor depends on how this model's run went; the floor has its own
+        # tests)
+        hits = recall(memory, item.question, k=3, min_score=None)
+        assert {hit.insight.id for hit in hits} == set(stored.added)
+        context = insights_prompt(hits)
     # the lessons go into the answering call (a system message) and change what the model reads
     plain = agent.answer_from(image, item.question, item.options, result.answer_box)
     told = agent.answer_from(image, item.question, item.options, result.answer_box, context=context)
