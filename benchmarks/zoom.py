@@ -42,7 +42,12 @@ ABLATIONS: dict[str, ZoomConfig] = {
     "fast, no prefix reuse": ZoomConfig(strategy="fast", reuse_prefix=False),
     # the tiny VLM's preset ranks children without a map (its attention is not localised); these rows
     # force one on: ViCrop's rel-att, and plain attention below the root's children
-    "fast + relevance map": ZoomConfig(strategy="fast", relevance=True),
+    "fast, no crop tightening": ZoomConfig(strategy="fast", tighten_crops=None),
+    "fast + relevance map": ZoomConfig(
+        strategy="fast",
+        relevance=True,
+        prompts=FAMILY_PRESETS["foveate-tiny"].model_copy(update={"relevance_normalize": True}),
+    ),
     "fast + attention map": ZoomConfig(
         strategy="fast",
         relevance=True,

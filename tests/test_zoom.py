@@ -295,6 +295,32 @@ def test_a_map_pointing_the_wrong_way_falls_back_to_latent_probes() -> None:
     )
 
 
+def _area(box: tuple[int, int, int, int]) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+@pytest.mark.parametrize("index", [1, 3, 5])
+def test_tightening_shrinks_the_answer_crop_and_keeps_both_objects(index: int) -> None:
+    image, item = generate_scene(5, index)
+    assert item.category == "relation"
+    cues = question_cues(item.question)
+    loose = _map_agent(MapOracle(), tighten_crops=None).run(image, item.question, item.options, cues=cues)
+    oracle = MapOracle()
+    tight = _map_agent(oracle, tighten_crops=0.5).run(image, item.question, item.options, cues=cues)
+    assert loose.answer_box is not None and tight.answer_box is not None
+    assert all(_contains(loose.answer_box, t.center) for t in item.targets)
+    assert all(_contains(tight.answer_box, t.center) for t in item.targets)
+    # the same search; then each crop wider than the model's input shrinks to a window inside it, one map each
+    assert len(tight.crops) == len(loose.crops) == 2
+    wide = [c for c in loose.crops if max(c[2] - c[0], c[3] - c[1]) > NATIVE]
+    assert wide, "this scene's searches should stop on crops wider than the input"
+    assert tight.probes == loose.probes + len(wide)
+    for before, after in zip(loose.crops, tight.crops, strict=True):
+        assert before[0] <= after[0] and before[1] <= after[1]
+        assert after[2] <= before[2] and after[3] <= before[3]
+    assert _area(tight.answer_box) < _area(loose.answer_box)
+
+
 def test_max_pops_caps_a_fast_search() -> None:
     image, item = generate_scene(5, 0)
     cues = question_cues(item.question)

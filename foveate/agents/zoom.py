@@ -15,7 +15,9 @@ can answer. Four strategies, all under one budget:
   the children by one relevance map (ViCrop's rel-att, or plain attention per preset) and probe only the
   best ``top_children`` (falling back to latent probes on the rest when none of those holds the cue); a
   child is checked with the stop probe when it is probed, so popping it costs nothing; ``max_pops``
-  optionally ends a search that has lost its way sooner than ZoomEye's relaxation rule.
+  optionally ends a search that has lost its way sooner than ZoomEye's relaxation rule. With several
+  cues, each cue's crop is tightened around the cue's attention before the union is taken
+  (``tighten_crops``), so the answer view keeps small objects large enough to read.
 - ``attention_crop``: ViCrop: one relevance map of the whole image, the best window over it, answer.
 
 Budgets: at most ``max_probes`` prompt-and-view probes, ``max_forward_passes`` batched forward passes, and
@@ -97,6 +99,10 @@ class ZoomConfig(BaseModel):
     # with budget.max_total_tokens: choose pruning / view resolution so the worst-case search fits
     plan_budget: bool = True
     window_scale: float = Field(default=2.0, ge=1.0, le=8.0)  # attention_crop window, in native sides
+    # fast only, questions with several cues: shrink each cue's crop to the window of this fraction of its
+    # side holding most of the cue's attention (one map each), so that the union the answer is given from
+    # still shows small objects; None: answer from the union of the search nodes, as ZoomEye does
+    tighten_crops: float | None = Field(default=0.5, gt=0.0, le=1.0)
 
 
 class Visit(BaseModel):
@@ -170,6 +176,7 @@ class _Meter:
 class _Found:
     box: Box
     confidence: float
+    cue: str = ""
 
 
 class ZoomAgent:
@@ -230,11 +237,15 @@ class ZoomAgent:
                     if strategy == "fast" and found:
                         reused = self._already_shown(img, found, cue, stop_prompt, meter)
                         if reused is not None:
+                            reused.cue = cue
                             found.append(reused)
                             continue
                     outcome = self._search(img, cue, stop_prompt, strategy, meter)
                     if outcome is not None:
+                        outcome.cue = cue
                         found.append(outcome)
+                if strategy == "fast" and cfg.tighten_crops is not None and len(found) > 1:
+                    found = [self._tighten(img, f, meter) for f in found]
             elif strategy == "attention_crop":
                 found.append(self._attention_crop(img, question, meter))
         except _OutOfBudget as stop:
@@ -566,6 +577,29 @@ class ZoomAgent:
         (conf,) = self._probe(image, [box], [[stop_prompt]], meter)[0]
         meter.visits.append(Visit(order=len(meter.visits), cue=cue, box=box, depth=-1, confidence=conf))
         return _Found(box, conf) if conf >= self.prompts.answer_threshold else None
+
+    def _tighten(self, image: Image.Image, found: _Found, meter: _Meter) -> _Found:
+        """One relevance map of a cue's crop; the window (``tighten_crops`` of its side, at least the model's
+        input) holding most of the cue's attention.
+
+        A cue's search stops at the first node where the cue is clearly visible, often a node several times
+        the model's input. With two cues the answer sees the union of two such nodes, shrunk to the input,
+        and the smaller object can fall below what the model resolves: with the tiny VLM, relation answers
+        from unions where the smaller target is under 4 input pixels were at chance (0.52, 61 of 125
+        questions whose union held both targets; 0.90 above). The window keeps the union close to the
+        objects (docs/benchmarks/zoom.md, "no crop tightening" row).
+        """
+        x0, y0, x1, y1 = found.box
+        side = max(x1 - x0, y1 - y0)
+        target = max(self.native_side, round(side * (self.config.tighten_crops or 1.0)))
+        if not found.cue or target >= side:
+            return found
+        rel = self._relevance(self._view(image, found.box), self.prompts.existence.format(o=found.cue), meter)
+        if rel is None:
+            return found
+        box = best_window(rel.grid, _region_box(found.box, rel.region), (target, target))
+        meter.visits.append(Visit(order=len(meter.visits), cue=found.cue, box=box, depth=-1, relevance=1.0))
+        return _Found(box, found.confidence, found.cue)
 
     def _attention_crop(self, image: Image.Image, question: str, meter: _Meter) -> _Found:
         rel = self._relevance(self._view(image, (0, 0, image.width, image.height)), question, meter)

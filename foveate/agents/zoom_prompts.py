@@ -85,8 +85,10 @@ FAMILY_PRESETS: dict[str, ZoomPrompts] = {
         answer_with_full_image=False,
         # Children are ranked by latent probes. Its plain attention localises below the root's children
         # (taught by ``foveate.fixtures.train.focus_loss``) and rel-att hardly at all, and ranking by
-        # either map cost more probes than latent probing (docs/benchmarks/zoom.md, "+ map" rows).
+        # either map cost more probes than latent probing (docs/benchmarks/zoom.md, "+ map" rows); its
+        # maps (attention_crop, crop tightening) are plain attention.
         relevance=False,
+        relevance_normalize=False,
     ),
 }
 
