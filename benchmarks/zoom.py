@@ -43,6 +43,16 @@ ABLATIONS: dict[str, ZoomConfig] = {
     # the tiny VLM's preset ranks children without a map (its attention is not localised); these rows
     # force one on: ViCrop's rel-att, and plain attention below the root's children
     "fast, no crop tightening": ZoomConfig(strategy="fast", tighten_crops=None),
+    "fast, no local search": ZoomConfig(strategy="fast", local_levels=None),
+    "fast, latent probes only": ZoomConfig(
+        strategy="fast",
+        prompts=FAMILY_PRESETS["foveate-tiny"].model_copy(
+            update={"existence_from_depth": None, "rank_cues_by_stop": False}
+        ),
+    ),
+    "fast, ZoomEye's pop rule": ZoomConfig(
+        strategy="fast", prompts=FAMILY_PRESETS["foveate-tiny"].model_copy(update={"max_pops": None})
+    ),
     "fast + relevance map": ZoomConfig(
         strategy="fast",
         relevance=True,

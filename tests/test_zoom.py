@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from foveate.agents.zoom import ZoomAgent, ZoomConfig, depth_weight, parse_cues, priority
-from foveate.agents.zoom_prompts import FAMILY_PRESETS
-from foveate.fixtures.scenes import generate_scene
+from foveate.agents.zoom import Visit, ZoomAgent, ZoomConfig, depth_weight, parse_cues, priority
+from foveate.agents.zoom_prompts import FAMILY_PRESETS, ZoomPrompts
+from foveate.fixtures.scenes import COLORS, SceneObject, generate_scene
 from foveate.fixtures.tasks import VISIBLE_PIXELS, question_cues
 from foveate.tools.tree import (
     TreeNode,
@@ -304,9 +304,13 @@ def test_tightening_shrinks_the_answer_crop_and_keeps_both_objects(index: int) -
     image, item = generate_scene(5, index)
     assert item.category == "relation"
     cues = question_cues(item.question)
-    loose = _map_agent(MapOracle(), tighten_crops=None).run(image, item.question, item.options, cues=cues)
+    loose = _map_agent(MapOracle(), tighten_crops=None, local_levels=None).run(
+        image, item.question, item.options, cues=cues
+    )
     oracle = MapOracle()
-    tight = _map_agent(oracle, tighten_crops=0.5).run(image, item.question, item.options, cues=cues)
+    tight = _map_agent(oracle, tighten_crops=0.5, local_levels=None).run(
+        image, item.question, item.options, cues=cues
+    )
     assert loose.answer_box is not None and tight.answer_box is not None
     assert all(_contains(loose.answer_box, t.center) for t in item.targets)
     assert all(_contains(tight.answer_box, t.center) for t in item.targets)
@@ -319,6 +323,102 @@ def test_tightening_shrinks_the_answer_crop_and_keeps_both_objects(index: int) -
         assert before[0] <= after[0] and before[1] <= after[1]
         assert after[2] <= before[2] and after[3] <= before[3]
     assert _area(tight.answer_box) < _area(loose.answer_box)
+
+
+class CueOracle(SeeingOracle):
+    """The seeing oracle, told apart by colour: a probe naming a colour sees only pixels of that colour."""
+
+    @staticmethod
+    def _cue_pixels(view: Image.Image, text: str) -> int:
+        a = np.asarray(view.convert("RGB")).astype(int)
+        saturated = (a.max(axis=2) - a.min(axis=2)) > 100
+        for name, rgb in COLORS.items():
+            if name in text:
+                return int((saturated & (np.abs(a - np.array(rgb)).max(axis=2) <= 40)).sum())
+        return int(saturated.sum())
+
+    def _p_yes(self, request: VLMRequest) -> float:
+        view, text = request.images[0], request.messages[-1].text
+        count = self._cue_pixels(view, text)
+        if "zooming" in text:
+            return 0.95 if count else 0.05
+        apparent = np.sqrt(count) * NATIVE / max(view.size)  # graded below visibility, as a real model is
+        return 0.95 if apparent >= VISIBLE_PIXELS else 0.05 + 0.5 * apparent / VISIBLE_PIXELS
+
+
+def _cue_agent(prompts: ZoomPrompts = PROMPTS, **kwargs: object) -> ZoomAgent:
+    config = ZoomConfig(strategy="fast", prompts=prompts, native_side=NATIVE, relevance=False, **kwargs)  # type: ignore[arg-type]
+    return ZoomAgent(CueOracle(), config)
+
+
+def _holds(box: tuple[int, int, int, int], target: SceneObject) -> bool:
+    return _contains(box, target.center)
+
+
+@pytest.mark.parametrize("index", [1, 3, 5, 7])
+def test_a_later_cue_is_searched_near_the_earlier_one_first(index: int) -> None:
+    image, item = generate_scene(5, index)
+    cues = question_cues(item.question)
+    latent_ranked = PROMPTS.model_copy(update={"rank_cues_by_stop": False, "max_pops": None})
+    near = _cue_agent(latent_ranked, local_levels=1).run(image, item.question, item.options, cues=cues)
+    from_root = _cue_agent(latent_ranked, local_levels=None).run(
+        image, item.question, item.options, cues=list(cues)
+    )
+    for result in (near, from_root):
+        assert len(result.crops) == 2
+        assert all(_holds(crop, target) for crop, target in zip(result.crops, item.targets, strict=True))
+    second = [v for v in near.visits if v.cue == cues[1]]
+    first_found = next(v for v in near.visits if v.cue == cues[0] and v.box == near.crops[0])
+    assert first_found.depth >= 2  # deep enough to have an anchor: the second search starts there
+    assert second[0].depth == first_found.depth - 1 and _contains(second[0].box, first_found.box[:2])
+    assert not [v for v in near.visits if v.cue == cues[1] and v.depth == -1]  # no already-shown probe
+    assert [v for v in from_root.visits if v.cue == cues[1] and v.depth == -1]
+
+
+def test_ranking_by_the_cue_stop_probe_gives_every_child_its_stop() -> None:
+    image, item = generate_scene(5, 1)
+    cues = question_cues(item.question)
+    by_stop = _cue_agent(PROMPTS.model_copy(update={"rank_cues_by_stop": True, "max_pops": None})).run(
+        image, item.question, item.options, cues=cues
+    )
+    by_latent = _cue_agent(PROMPTS.model_copy(update={"rank_cues_by_stop": False, "max_pops": None})).run(
+        image, item.question, item.options, cues=cues
+    )
+    children = [v for v in by_stop.visits if v.priority is not None]
+    assert children and all(v.confidence is not None and v.latent is None for v in children)
+    assert [v for v in by_latent.visits if v.latent is not None]
+    assert by_stop.probes < by_latent.probes
+    assert all(_holds(crop, target) for crop, target in zip(by_stop.crops, item.targets, strict=True))
+
+
+def test_existence_ranks_children_from_its_depth_on() -> None:
+    image, item = generate_scene(5, 0)
+    cues = question_cues(item.question)
+    prompts = PROMPTS.model_copy(update={"existence_from_depth": 2, "max_pops": None})
+    result = _cue_agent(prompts).run(image, item.question, item.options, cues=cues)
+    children = [v for v in result.visits if v.priority is not None]
+    assert {v.depth for v in children} >= {1, 2}
+    assert all((v.existence is not None) == (v.depth >= 2) for v in children)
+    assert all((v.latent is not None) == (v.depth < 2) for v in children)
+
+
+@pytest.mark.parametrize("where", ["preset", "config"])
+def test_a_pop_cap_from_the_preset_or_the_config_ends_a_lost_search(where: str) -> None:
+    image, item = generate_scene(5, 0)
+    absent = next(c for c in COLORS if c not in {t.color for t in item.targets})
+    lost = [f"{absent} square"]  # not in the scene: the search never stops on its own
+    prompts = PROMPTS.model_copy(update={"max_pops": 3 if where == "preset" else None})
+    agent = _cue_agent(prompts, **({"max_pops": 3} if where == "config" else {}))
+    capped = agent.run(image, item.question, item.options, cues=lost)
+    free = _cue_agent(PROMPTS.model_copy(update={"max_pops": None})).run(
+        image, item.question, item.options, cues=lost
+    )
+
+    def expansions(visits: list[Visit]) -> int:  # each pop probes its 4 children, which get priorities
+        return sum(v.priority is not None for v in visits) // 4
+
+    assert 1 <= expansions(capped.visits) <= 3 < expansions(free.visits)
+    assert capped.probes < free.probes
 
 
 def test_max_pops_caps_a_fast_search() -> None:

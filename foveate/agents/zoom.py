@@ -92,9 +92,10 @@ class ZoomConfig(BaseModel):
     # when the best map-chosen child's latent confidence is below this, the other children get latent
     # probes too (the map pointed the wrong way); None: never
     map_fallback: float | None = Field(default=0.0, ge=-1.0, le=1.0)
-    # fast only: pops per cue before it answers from the best node so far; None: ZoomEye's rule
-    # (3 * depth, then threshold relaxations). A search that has not found the cue by then is usually lost
-    # in the wrong subtree, and the extra probes rarely buy the answer back (docs/benchmarks/zoom.md).
+    # fast only: pops per cue before it answers from the best node so far; None: the preset's
+    # (``ZoomPrompts.max_pops``), else ZoomEye's rule (3 * depth, then threshold relaxations). A search that
+    # has not found the cue by then is usually lost in the wrong subtree, and the extra probes rarely buy
+    # the answer back (docs/benchmarks/zoom.md).
     max_pops: int | None = Field(default=None, ge=1)
     # with budget.max_total_tokens: choose pruning / view resolution so the worst-case search fits
     plan_budget: bool = True
@@ -103,6 +104,10 @@ class ZoomConfig(BaseModel):
     # side holding most of the cue's attention (one map each), so that the union the answer is given from
     # still shows small objects; None: answer from the union of the search nodes, as ZoomEye does
     tighten_crops: float | None = Field(default=0.5, gt=0.0, le=1.0)
+    # fast only: a later cue's search starts this many levels above the node where the previous cue was
+    # found (objects a question relates usually sit together), and from the root only if it finds nothing
+    # there; None: from the root, after one probe asking whether the previous crop already shows the cue
+    local_levels: int | None = Field(default=1, ge=1)
 
 
 class Visit(BaseModel):
@@ -177,6 +182,7 @@ class _Found:
     box: Box
     confidence: float
     cue: str = ""
+    depth: int = 0
 
 
 class ZoomAgent:
@@ -234,13 +240,19 @@ class ZoomAgent:
                         if single
                         else self.prompts.cue_answering.format(o=cue)
                     )
-                    if strategy == "fast" and found:
+                    if strategy == "fast" and found and cfg.local_levels is None:
                         reused = self._already_shown(img, found, cue, stop_prompt, meter)
                         if reused is not None:
                             reused.cue = cue
                             found.append(reused)
                             continue
-                    outcome = self._search(img, cue, stop_prompt, strategy, meter)
+                    by_stop = not single and self.prompts.rank_cues_by_stop
+                    outcome = None
+                    anchor = self._anchor(img, found[-1]) if strategy == "fast" and found else None
+                    if anchor is not None:
+                        outcome = self._search(img, cue, stop_prompt, strategy, meter, anchor, by_stop)
+                    if outcome is None:
+                        outcome = self._search(img, cue, stop_prompt, strategy, meter, None, by_stop)
                     if outcome is not None:
                         outcome.cue = cue
                         found.append(outcome)
@@ -388,12 +400,35 @@ class ZoomAgent:
             return result
         return probe_views_batched(self.vlm, views, questions, ledger)
 
+    def _anchor(self, image: Image.Image, found: _Found) -> TreeNode | None:
+        """The node ``local_levels`` above where the previous cue was found (None: too shallow, or off)."""
+        levels = self.config.local_levels
+        if levels is None or found.depth - levels < 1:
+            return None
+        cx, cy = (found.box[0] + found.box[2]) / 2, (found.box[1] + found.box[3]) / 2
+        node = TreeNode((0, 0, image.width, image.height), 0)
+        while node.depth < found.depth - levels:
+            kids = node.expand()
+            if not kids:
+                return None
+            node = next(k for k in kids if k.box[0] <= cx < k.box[2] and k.box[1] <= cy < k.box[3])
+        return node
+
     def _search(
-        self, image: Image.Image, cue: str, stop_prompt: str, strategy: Strategy, meter: _Meter
+        self,
+        image: Image.Image,
+        cue: str,
+        stop_prompt: str,
+        strategy: Strategy,
+        meter: _Meter,
+        start: TreeNode | None = None,
+        rank_by_stop: bool = False,
     ) -> _Found | None:
+        """One cue's best-first search from ``start`` (the root by default)."""
         cfg, p = self.config, self.prompts
         fast = strategy == "fast"
-        root = TreeNode((0, 0, image.width, image.height), 0)
+        root = start or TreeNode((0, 0, image.width, image.height), 0)
+        max_pops = cfg.max_pops if cfg.max_pops is not None else p.max_pops
         max_depth = max(1, tree_depth(image.width, image.height, self.native_side, cfg.max_depth))
         known: dict[Box, float] = {}  # stop-probe confidences already measured
         best: _Found | None = None
@@ -411,20 +446,20 @@ class ZoomAgent:
                 )
             )
             if confidence is not None and (best is None or confidence > best.confidence):
-                best = _Found(node.box, confidence)
+                best = _Found(node.box, confidence, depth=node.depth)
 
         if fast and cfg.early_stop:
             (conf,) = self._probe(image, [root.box], [[stop_prompt]], meter)[0]
             known[root.box] = conf
             visit(root, conf)
             if conf >= p.answer_threshold:
-                return _Found(root.box, conf)
+                return _Found(root.box, conf, depth=root.depth)
         queue: list[tuple[float, int, TreeNode]] = [(math.inf, 0, root)]
         pops, counter = 0, 1
         relaxed = 0
         threshold = p.answer_threshold
         while queue:
-            if fast and cfg.max_pops is not None and pops >= cfg.max_pops:
+            if fast and max_pops is not None and pops >= max_pops:
                 break
             if pops >= 3 * max_depth + relaxed * p.relax_pops:
                 if relaxed >= len(p.relaxations):
@@ -443,12 +478,14 @@ class ZoomAgent:
                 known[node.box] = conf
                 visit(node, conf)
             if conf >= threshold:
-                return _Found(node.box, conf)
+                return _Found(node.box, conf, depth=node.depth)
             if node.is_leaf(self.native_side, cfg.max_depth):
                 continue
             kids = node.expand()
             if fast:
-                pending = self._expand_fast(image, node, kids, stop_prompt, cue, max_depth, meter, visit)
+                pending = self._expand_fast(
+                    image, node, kids, stop_prompt, cue, max_depth, meter, visit, rank_by_stop
+                )
                 for prio, kid, stop in pending:
                     if stop is not None:
                         known[kid.box] = stop
@@ -457,7 +494,7 @@ class ZoomAgent:
                 hits = [(stop, kid) for _, kid, stop in pending if stop is not None and stop >= threshold]
                 if hits:
                     stop, kid = max(hits, key=lambda h: h[0])
-                    return _Found(kid.box, stop)
+                    return _Found(kid.box, stop, depth=kid.depth)
             else:
                 scores = self._probe(
                     image,
@@ -484,12 +521,14 @@ class ZoomAgent:
         max_depth: int,
         meter: _Meter,
         visit: Callable[..., None],
+        rank_by_stop: bool = False,
     ) -> list[tuple[float, TreeNode, float | None]]:
         """Children with priorities (and stop confidences where probed).
 
         With a relevance map, the best ``top_children`` by map mass get the stop and latent probes; without
-        one (``relevance`` off, or a backend that cannot read attention), every child gets one latent probe
-        and the best of them the stop probe: 5 probes where ZoomEye spends 9 per pop.
+        one (``relevance`` off, or a backend that cannot read attention), every child gets one probe (see
+        ``ZoomPrompts``: latent, existence, or the cue's stop probe) and the best of them the stop probe: at
+        most 5 probes where ZoomEye spends 9 per pop.
         """
         cfg, p = self.config, self.prompts
         masses = [0.0] * len(kids)
@@ -533,18 +572,32 @@ class ZoomAgent:
                 # not probed: explored only after every probed node, in relevance order
                 pending.append((-2.0 + masses[i], kids[i], None))
             return pending
-        # no map: one latent probe per child ranks them; only the best child gets the stop probe
-        latents = [
-            s[0]
-            for s in self._probe(image, [k.box for k in kids], [[p.latent.format(o=cue)]] * len(kids), meter)
-        ]
-        best = int(np.argmax(latents))
-        (stop,) = self._probe(image, [kids[best].box], [[stop_prompt]], meter)[0]
-        for i, (kid, lat) in enumerate(zip(kids, latents, strict=True)):
-            known_stop = stop if i == best else None
-            prio = priority(stop, lat, kid.depth, max_depth, p.bias) if i == best else lat
-            visit(kid, known_stop, latent=lat, priority=prio)
-            pending.append((prio, kid, known_stop))
+        # no map: one probe per child ranks them; only the best child gets the stop probe, unless the
+        # ranking probe is the stop probe itself
+        if rank_by_stop:
+            rank_prompt = stop_prompt
+        elif p.existence_from_depth is not None and node.depth + 1 >= p.existence_from_depth:
+            rank_prompt = p.existence.format(o=cue)
+        else:
+            rank_prompt = p.latent.format(o=cue)
+        ranks = [s[0] for s in self._probe(image, [k.box for k in kids], [[rank_prompt]] * len(kids), meter)]
+        best = int(np.argmax(ranks))
+        if rank_prompt == stop_prompt:  # the ranking probe is the stop probe: every child's stop is known
+            stops: list[float | None] = list(ranks)
+        else:
+            (stop,) = self._probe(image, [kids[best].box], [[stop_prompt]], meter)[0]
+            stops = [stop if i == best else None for i in range(len(kids))]
+        for i, (kid, rank) in enumerate(zip(kids, ranks, strict=True)):
+            stop_i = stops[i]
+            mixed = i == best and stop_i is not None and not rank_by_stop
+            prio = priority(stop_i or 0.0, rank, kid.depth, max_depth, p.bias) if mixed else rank
+            named: dict[str, float] = {}
+            if rank_prompt == p.latent.format(o=cue):
+                named["latent"] = rank
+            elif rank_prompt == p.existence.format(o=cue):
+                named["existence"] = rank
+            visit(kid, stop_i, priority=prio, **named)
+            pending.append((prio, kid, stop_i))
         return pending
 
     def _relevance(self, view: Image.Image, question: str, meter: _Meter) -> RelevanceMap | None:
