@@ -40,8 +40,6 @@ ABLATIONS: dict[str, ZoomConfig] = {
     "fast, no early stop": ZoomConfig(strategy="fast", early_stop=False),
     "fast, no batching": ZoomConfig(strategy="fast", batch_probes=False),
     "fast, no prefix reuse": ZoomConfig(strategy="fast", reuse_prefix=False),
-    # the tiny VLM's preset ranks children without a map (its attention is not localised); these rows
-    # force one on: ViCrop's rel-att, and plain attention below the root's children
     "fast, no crop tightening": ZoomConfig(strategy="fast", tighten_crops=None),
     "fast, no local search": ZoomConfig(strategy="fast", local_levels=None),
     "fast, latent probes only": ZoomConfig(
@@ -53,6 +51,8 @@ ABLATIONS: dict[str, ZoomConfig] = {
     "fast, ZoomEye's pop rule": ZoomConfig(
         strategy="fast", prompts=FAMILY_PRESETS["foveate-tiny"].model_copy(update={"max_pops": None})
     ),
+    # the tiny VLM's preset ranks children without a map (its attention is not localised); these rows
+    # force one on: ViCrop's rel-att, and plain attention below the root's children
     "fast + relevance map": ZoomConfig(
         strategy="fast",
         relevance=True,

@@ -18,7 +18,7 @@ from PIL import Image
 
 from foveate.agents.zoom import Visit, ZoomAgent, ZoomConfig, depth_weight, parse_cues, priority
 from foveate.agents.zoom_prompts import FAMILY_PRESETS, ZoomPrompts
-from foveate.fixtures.scenes import COLORS, SceneObject, generate_scene
+from foveate.fixtures.scenes import COLORS, generate_scene
 from foveate.fixtures.tasks import VISIBLE_PIXELS, question_cues
 from foveate.tools.tree import (
     TreeNode,
@@ -125,6 +125,11 @@ def test_parse_cues() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- oracle
+def _saturated(rgb: np.ndarray) -> np.ndarray:
+    """Pixels of target colour: every target has chroma >= 135, no clutter pixel above 50."""
+    return (rgb.max(axis=2) - rgb.min(axis=2)) > 100
+
+
 class SeeingOracle(BaseVLM):
     """Answers the tiny VLM's probes from the pixels: what a perfect 128 px model would say."""
 
@@ -138,7 +143,7 @@ class SeeingOracle(BaseVLM):
     def _targets(view: Image.Image) -> list[float]:
         """The side (in view pixels) of the square as large as the saturated pixels, when there are any."""
         a = np.asarray(view.convert("RGB"))
-        count = int(((a.max(axis=2) - a.min(axis=2)) > 100).sum())
+        count = int(_saturated(a).sum())
         return [float(np.sqrt(count))] if count else []
 
     def _p_yes(self, request: VLMRequest) -> float:
@@ -206,7 +211,7 @@ class MapOracle(SeeingOracle):
         for view in views:
             self.maps += 1
             a = np.asarray(view.convert("RGB")).astype(int)
-            saturated = (a.max(axis=2) - a.min(axis=2)) > 100
+            saturated = _saturated(a)
             h, w = saturated.shape
             grid = np.array(
                 [
@@ -331,7 +336,7 @@ class CueOracle(SeeingOracle):
     @staticmethod
     def _cue_pixels(view: Image.Image, text: str) -> int:
         a = np.asarray(view.convert("RGB")).astype(int)
-        saturated = (a.max(axis=2) - a.min(axis=2)) > 100
+        saturated = _saturated(a)
         for name, rgb in COLORS.items():
             if name in text:
                 return int((saturated & (np.abs(a - np.array(rgb)).max(axis=2) <= 40)).sum())
@@ -351,10 +356,6 @@ def _cue_agent(prompts: ZoomPrompts = PROMPTS, **kwargs: object) -> ZoomAgent:
     return ZoomAgent(CueOracle(), config)
 
 
-def _holds(box: tuple[int, int, int, int], target: SceneObject) -> bool:
-    return _contains(box, target.center)
-
-
 @pytest.mark.parametrize("index", [1, 3, 5, 7])
 def test_a_later_cue_is_searched_near_the_earlier_one_first(index: int) -> None:
     image, item = generate_scene(5, index)
@@ -366,7 +367,7 @@ def test_a_later_cue_is_searched_near_the_earlier_one_first(index: int) -> None:
     )
     for result in (near, from_root):
         assert len(result.crops) == 2
-        assert all(_holds(crop, target) for crop, target in zip(result.crops, item.targets, strict=True))
+        assert all(_contains(crop, t.center) for crop, t in zip(result.crops, item.targets, strict=True))
     second = [v for v in near.visits if v.cue == cues[1]]
     first_found = next(v for v in near.visits if v.cue == cues[0] and v.box == near.crops[0])
     assert first_found.depth >= 2  # deep enough to have an anchor: the second search starts there
@@ -388,7 +389,7 @@ def test_ranking_by_the_cue_stop_probe_gives_every_child_its_stop() -> None:
     assert children and all(v.confidence is not None and v.latent is None for v in children)
     assert [v for v in by_latent.visits if v.latent is not None]
     assert by_stop.probes < by_latent.probes
-    assert all(_holds(crop, target) for crop, target in zip(by_stop.crops, item.targets, strict=True))
+    assert all(_contains(crop, t.center) for crop, t in zip(by_stop.crops, item.targets, strict=True))
 
 
 def test_existence_ranks_children_from_its_depth_on() -> None:

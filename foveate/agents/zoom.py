@@ -257,7 +257,7 @@ class ZoomAgent:
                         outcome.cue = cue
                         found.append(outcome)
                 if strategy == "fast" and cfg.tighten_crops is not None and len(found) > 1:
-                    found = [self._tighten(img, f, meter) for f in found]
+                    found = [self._tighten(img, f, cfg.tighten_crops, meter) for f in found]
             elif strategy == "attention_crop":
                 found.append(self._attention_crop(img, question, meter))
         except _OutOfBudget as stop:
@@ -574,30 +574,27 @@ class ZoomAgent:
             return pending
         # no map: one probe per child ranks them; only the best child gets the stop probe, unless the
         # ranking probe is the stop probe itself
+        latent, existence = p.latent.format(o=cue), p.existence.format(o=cue)
         if rank_by_stop:
             rank_prompt = stop_prompt
         elif p.existence_from_depth is not None and node.depth + 1 >= p.existence_from_depth:
-            rank_prompt = p.existence.format(o=cue)
+            rank_prompt = existence
         else:
-            rank_prompt = p.latent.format(o=cue)
+            rank_prompt = latent
+        kind = {latent: "latent", existence: "existence"}.get(rank_prompt)  # the Visit field it fills
         ranks = [s[0] for s in self._probe(image, [k.box for k in kids], [[rank_prompt]] * len(kids), meter)]
         best = int(np.argmax(ranks))
+        stops: list[float | None] = [None] * len(kids)
         if rank_prompt == stop_prompt:  # the ranking probe is the stop probe: every child's stop is known
-            stops: list[float | None] = list(ranks)
+            stops = list(ranks)
         else:
-            (stop,) = self._probe(image, [kids[best].box], [[stop_prompt]], meter)[0]
-            stops = [stop if i == best else None for i in range(len(kids))]
-        for i, (kid, rank) in enumerate(zip(kids, ranks, strict=True)):
-            stop_i = stops[i]
-            mixed = i == best and stop_i is not None and not rank_by_stop
-            prio = priority(stop_i or 0.0, rank, kid.depth, max_depth, p.bias) if mixed else rank
-            named: dict[str, float] = {}
-            if rank_prompt == p.latent.format(o=cue):
-                named["latent"] = rank
-            elif rank_prompt == p.existence.format(o=cue):
-                named["existence"] = rank
-            visit(kid, stop_i, priority=prio, **named)
-            pending.append((prio, kid, stop_i))
+            (stops[best],) = self._probe(image, [kids[best].box], [[stop_prompt]], meter)[0]
+        for i, (kid, rank, known) in enumerate(zip(kids, ranks, stops, strict=True)):
+            # the best child's stop probe joins its rank, as ZoomEye's existence joins the latent probe
+            mixed = known is not None and i == best and not rank_by_stop
+            prio = priority(known or 0.0, rank, kid.depth, max_depth, p.bias) if mixed else rank
+            visit(kid, known, priority=prio, **({kind: rank} if kind else {}))
+            pending.append((prio, kid, known))
         return pending
 
     def _relevance(self, view: Image.Image, question: str, meter: _Meter) -> RelevanceMap | None:
@@ -631,7 +628,7 @@ class ZoomAgent:
         meter.visits.append(Visit(order=len(meter.visits), cue=cue, box=box, depth=-1, confidence=conf))
         return _Found(box, conf) if conf >= self.prompts.answer_threshold else None
 
-    def _tighten(self, image: Image.Image, found: _Found, meter: _Meter) -> _Found:
+    def _tighten(self, image: Image.Image, found: _Found, fraction: float, meter: _Meter) -> _Found:
         """One relevance map of a cue's crop; the window (``tighten_crops`` of its side, at least the model's
         input) holding most of the cue's attention.
 
@@ -644,27 +641,34 @@ class ZoomAgent:
         """
         x0, y0, x1, y1 = found.box
         side = max(x1 - x0, y1 - y0)
-        target = max(self.native_side, round(side * (self.config.tighten_crops or 1.0)))
+        target = max(self.native_side, round(side * fraction))
         if not found.cue or target >= side:
             return found
-        rel = self._relevance(self._view(image, found.box), self.prompts.existence.format(o=found.cue), meter)
-        if rel is None:
-            return found
-        box = best_window(rel.grid, _region_box(found.box, rel.region), (target, target))
-        meter.visits.append(Visit(order=len(meter.visits), cue=found.cue, box=box, depth=-1, relevance=1.0))
-        return _Found(box, found.confidence, found.cue)
+        prompt = self.prompts.existence.format(o=found.cue)
+        box = self._attended_window(image, found.box, prompt, target, found.cue, -1, meter)
+        return found if box is None else _Found(box, found.confidence, found.cue)
 
     def _attention_crop(self, image: Image.Image, question: str, meter: _Meter) -> _Found:
-        rel = self._relevance(self._view(image, (0, 0, image.width, image.height)), question, meter)
-        if rel is None:
+        full: Box = (0, 0, image.width, image.height)
+        side = round(self.native_side * self.config.window_scale)
+        box = self._attended_window(image, full, question, side, question, 1, meter)
+        if box is None:
             raise UnsupportedRequestError(
                 f"attention_crop needs relevance maps, which {self.vlm.model_id} lacks"
             )
-        full: Box = (0, 0, image.width, image.height)
-        side = round(self.native_side * self.config.window_scale)
-        box = best_window(rel.grid, _region_box(full, rel.region), (side, side))
-        meter.visits.append(Visit(order=len(meter.visits), cue=question, box=box, depth=1, relevance=1.0))
         return _Found(box, 0.0)
+
+    def _attended_window(
+        self, image: Image.Image, view: Box, prompt: str, side: int, cue: str, depth: int, meter: _Meter
+    ) -> Box | None:
+        """The ``side``-square window of ``view`` holding most of ``prompt``'s attention (one map),
+        recorded as a visit; None when the backend cannot read attention."""
+        rel = self._relevance(self._view(image, view), prompt, meter)
+        if rel is None:
+            return None
+        box = best_window(rel.grid, _region_box(view, rel.region), (side, side))
+        meter.visits.append(Visit(order=len(meter.visits), cue=cue, box=box, depth=depth, relevance=1.0))
+        return box
 
     # ------------------------------------------------------------------ answering
     def _answer_box(self, crops: list[Box], image: Image.Image) -> Box:
