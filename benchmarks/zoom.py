@@ -151,6 +151,12 @@ def main(argv: list[str] | None = None) -> None:
     gain = {k: np.mean(main_rows[k].hits["all"]) - np.mean(direct.hits["all"]) for k in ("zoomeye", "fast")}
     probe_ratio = np.mean(fast.probes) / max(1e-9, np.mean(zoomeye.probes))
     gap = np.mean(zoomeye.hits["all"]) - np.mean(fast.hits["all"])
+    ablation_lines = [
+        f"## Ablations of `fast`, first {args.n_ablation} scenes",
+        "",
+        *table(ablation_rows, categories),
+        "",
+    ]
     lines = [
         "# Zoom search on held-out synthetic scenes",
         "",
@@ -174,10 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| fast takes less wall time than zoomeye | {np.mean(fast.wall):.3f} s vs "
         f"{np.mean(zoomeye.wall):.3f} s | {_met(np.mean(fast.wall) < np.mean(zoomeye.wall))} |",
         "",
-        f"## Ablations of `fast`, first {args.n_ablation} scenes",
-        "",
-        *table(ablation_rows, categories),
-        "",
+        *(ablation_lines if args.n_ablation > 0 else []),
         "A probe is one prompt about one view (a relevance map is one, the question, or two with",
         "rel-att's generic prompt). Forward passes count batched passes (a shared-prefix batch is two:",
         "prefixes, then questions) and the final answer. Visual tokens are those the model encoded.",

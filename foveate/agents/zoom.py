@@ -634,10 +634,10 @@ class ZoomAgent:
 
         A cue's search stops at the first node where the cue is clearly visible, often a node several times
         the model's input. With two cues the answer sees the union of two such nodes, shrunk to the input,
-        and the smaller object can fall below what the model resolves: with the tiny VLM, relation answers
-        from unions where the smaller target is under 4 input pixels were at chance (0.52, 61 of 125
-        questions whose union held both targets; 0.90 above). The window keeps the union close to the
-        objects (docs/benchmarks/zoom.md, "no crop tightening" row).
+        and the smaller object can fall below what the model resolves: in a one-off check with the tiny VLM,
+        relation answers from unions where the smaller target is under 4 input pixels were at chance (0.52,
+        61 of 125 questions whose union held both targets; 0.90 above). The window keeps the union close to
+        the objects (docs/benchmarks/zoom.md, "no crop tightening" row).
         """
         x0, y0, x1, y1 = found.box
         side = max(x1 - x0, y1 - y0)

@@ -99,7 +99,8 @@ FAMILY_PRESETS: dict[str, ZoomPrompts] = {
         # maps (attention_crop, crop tightening) are plain attention. Its existence probe localises better
         # than its latent probe below 500 px views and for named objects (colour and shape): picking the
         # node holding a cue among 16 depth-2 nodes of seed-7 scenes, existence 0.83 vs latent 0.68 for
-        # relation cues. The pop cap was chosen on seed 7 and checked on seed 8 (docs/benchmarks/zoom.md).
+        # relation cues (a one-off check). The pop cap was chosen on seed 7 and checked on seed 8
+        # (docs/benchmarks/zoom.md, zoom_seed8.md).
         relevance=False,
         relevance_normalize=False,
         existence_from_depth=3,
