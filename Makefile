@@ -50,9 +50,9 @@ bench: bench-fixture
 bench-fixture: setup
 	$(VENV)/bin/foveate bench fixture --n 300 --seed 7 --out docs/benchmarks/fixture.md
 
-# Re-train the embedded tiny VLM on CPU (seeded; writes foveate/fixtures/tiny_vlm)
+# Re-train the embedded tiny VLM on CPU (seeded; writes foveate/tiny_vlm/weights)
 train-fixture: setup
-	$(PY) -m foveate.fixtures.train
+	$(PY) -m foveate.tiny_vlm.train
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

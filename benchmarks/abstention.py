@@ -24,7 +24,6 @@ import numpy.typing as npt
 import torch
 
 from benchmarks import write_page
-from foveate.agents.zoom import ZoomAgent, ZoomConfig
 from foveate.conformal import (
     ScoreConfig,
     auroc,
@@ -37,10 +36,10 @@ from foveate.conformal import (
     singleton_answers,
 )
 from foveate.errors import ConformalError
-from foveate.fixtures import TINY_VLM_PATH
-from foveate.fixtures.scenes import generate_scene
-from foveate.fixtures.tasks import question_cues
+from foveate.synthetic.scenes import generate_scene
+from foveate.tiny_vlm import TINY_VLM_PATH
 from foveate.vlm.transformers_vlm import TransformersVLM
+from foveate.zoom import ZoomAgent, ZoomConfig, wording_cues
 
 K = 4
 MODES = {"direct": ZoomConfig(strategy="direct"), "zoom": ZoomConfig(strategy="zoomeye")}
@@ -62,7 +61,7 @@ def collect(vlm: TransformersVLM, n: int, seed: int) -> dict[str, np.ndarray]:
         if i % 10 == 0:
             print(f"scene {i}/{n}", file=sys.stderr, flush=True)
         for mode, agent in agents.items():
-            result = agent.run(image, item.question, item.options, cues=question_cues(item.question))
+            result = agent.run(image, item.question, item.options, cues=wording_cues(item.question))
             p = np.asarray(result.probabilities, dtype=np.float64)
             probs[mode][i, : p.size] = p / p.sum()
         labels[i], options[i] = item.answer_index, len(item.options)

@@ -23,12 +23,12 @@ import torch
 
 from benchmarks import write_page
 from foveate.conformal import SelectiveCalibration, crc_threshold
-from foveate.fixtures import TINY_VLM_PATH
-from foveate.fixtures.scenes import generate_scene
-from foveate.graphs.nodes import Runtime
+from foveate.graphs.services import Services
 from foveate.graphs.state import RunInput, RunOutput
 from foveate.graphs.workflow import BUILTIN_WORKFLOWS, Workflow
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
+from foveate.synthetic.scenes import generate_scene
+from foveate.tiny_vlm import TINY_VLM_PATH
 from foveate.vlm.batching import CoalescingVLM
 from foveate.vlm.transformers_vlm import TransformersVLM
 
@@ -94,7 +94,7 @@ def throughput(
     """The table of one-at-a-time vs many-at-once runs, and a sentence saying what it measured."""
     runs = [r for r, _ in items]
     lines = []
-    plain = Workflow(workflow, Runtime(vlm=vlm))
+    plain = Workflow(workflow, Services(vlm=vlm))
     plain.run(runs[0])  # warm up
     start = time.perf_counter()
     one = [plain.run(r) for r in runs]
@@ -103,7 +103,7 @@ def throughput(
     threads = plain.batch(runs, max_concurrency=len(runs))
     t_threads = time.perf_counter() - start
     with CoalescingVLM(vlm) as coalescing:
-        merged = Workflow(workflow, Runtime(vlm=coalescing))
+        merged = Workflow(workflow, Services(vlm=coalescing))
         start = time.perf_counter()
         together = merged.batch(runs, max_concurrency=len(runs))
         t_merged = time.perf_counter() - start
@@ -152,10 +152,10 @@ def main(argv: list[str] | None = None) -> None:
         embedder = SentenceTransformerEmbedder()
         for name in BUILTIN_WORKFLOWS:
             with InsightMemory.open(Path(tmp) / f"cal-{name}.db", embedder=embedder) as memory:
-                gate = calibrate(Workflow(name, Runtime(vlm=vlm, memory=memory)), held_out, args.alpha)
+                gate = calibrate(Workflow(name, Services(vlm=vlm, memory=memory)), held_out, args.alpha)
             gates.append(f"| {name} | {gate.threshold:.3f} | {gate.answered}/{gate.n} | {gate.wrong} |")
             with InsightMemory.open(Path(tmp) / f"test-{name}.db", embedder=embedder) as memory:
-                flow = Workflow(name, Runtime(vlm=vlm, memory=memory, calibration=gate))
+                flow = Workflow(name, Services(vlm=vlm, memory=memory, calibration=gate))
                 rows.append(run_all(flow, test, name).row(name))
                 stored = len(memory)
             if name == "full":

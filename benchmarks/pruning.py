@@ -5,7 +5,7 @@ both methods, as ratios to no pruning:
 
 1. **tiny VLM** (the embedded, trained ``foveate/fixtures/tiny_vlm``: 64 visual tokens, ~20 text tokens):
    crop-level accuracy on held-out synthetic scenes (seed 7, the crop around the targets at the model's
-   native 128 px, as ``foveate.fixtures.bench.evaluate_fixture`` measures it) and prefill time;
+   native 128 px, as ``foveate.evaluation.fixture.evaluate_fixture`` measures it) and prefill time;
 2. **random LLaVA-576** (random weights, a LLaVA-1.5-shaped prompt: 336 px / patch 14 = 576 visual tokens
    and a short question, so the prompt is ~95% visual tokens; small widths so it runs on CPU): prefill
    time only, since random weights have no accuracy to keep;
@@ -32,10 +32,10 @@ from typing import Any
 import torch
 from PIL import Image
 
-from foveate.fixtures import TINY_VLM_PATH
-from foveate.fixtures.bench import native_crop
-from foveate.fixtures.scenes import generate_scene
-from foveate.fixtures.tiny_models import LlavaShape, make_llava, make_tiny
+from foveate.evaluation.fixture import native_crop
+from foveate.synthetic.scenes import generate_scene
+from foveate.testing.tiny_models import LlavaShape, make_llava, make_tiny
+from foveate.tiny_vlm import TINY_VLM_PATH
 from foveate.vlm import TokenBudget, TokenLedger, TransformersVLM, VLMRequest
 from foveate.vlm.pruning import PruneMethod, PruneSpec
 
@@ -119,9 +119,9 @@ def prefill_times(
 ) -> dict[Config, Timing]:
     """Median prefill time per configuration over ``prompts`` x ``repeats``, configurations interleaved."""
     encoded = [
-        vlm._encode([vlm.render(VLMRequest.from_prompt(q, [img]))], [[img]], "right") for q, img in prompts
+        vlm.encode([vlm.render(VLMRequest.from_prompt(q, [img]))], [[img]], "right") for q, img in prompts
     ]
-    inputs = [vlm._to_device(enc.inputs) for enc in encoded]
+    inputs = [vlm.to_device(enc.inputs) for enc in encoded]
     samples: dict[Config, list[float]] = {c: [] for c in _configs(methods)}
     visual: dict[Config, int] = {}
 
@@ -228,7 +228,7 @@ def qwen2vl_prefill(
             for image, item in scenes[: shape.prompts]
         ]
         times = prefill_times(vlm, prompts, repeats, layer=2, methods=("fastv",))
-        enc = vlm._encode(
+        enc = vlm.encode(
             [vlm.render(VLMRequest.from_prompt(prompts[0][0], [prompts[0][1]]))], [[prompts[0][1]]], "right"
         )
         params = sum(p.numel() for p in vlm.model.parameters())
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     scenes = [generate_scene(args.seed, i) for i in range(args.timing_prompts)]
     tiny_prompts = [(item.question, native_crop(image, item, 128)) for image, item in scenes]
     tiny_times = prefill_times(tiny, tiny_prompts, args.repeats, layer=2)
-    tiny_text = tiny._encode(
+    tiny_text = tiny.encode(
         [tiny.render(VLMRequest.from_prompt(tiny_prompts[0][0], [tiny_prompts[0][1]]))],
         [[tiny_prompts[0][1]]],
         "right",
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
             (f"Is there a {item.targets[0].color} shape? Answer Yes or No.", image) for image, item in scenes
         ]
         big_times = prefill_times(big, big_prompts, args.repeats, layer=2)
-        big_enc = big._encode(
+        big_enc = big.encode(
             [big.render(VLMRequest.from_prompt(big_prompts[0][0], [big_prompts[0][1]]))],
             [[big_prompts[0][1]]],
             "right",

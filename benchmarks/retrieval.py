@@ -23,13 +23,12 @@ import numpy as np
 import torch
 
 from benchmarks import write_page
-from foveate.agents.insights import Trajectory, insights_prompt, recall, remember
-from foveate.agents.zoom import ZoomAgent, ZoomConfig
-from foveate.fixtures import TINY_VLM_PATH
-from foveate.fixtures.scenes import generate_scene
-from foveate.fixtures.tasks import question_cues
+from foveate.insights import Trajectory, insights_prompt, recall, remember
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
+from foveate.synthetic.scenes import generate_scene
+from foveate.tiny_vlm import TINY_VLM_PATH
 from foveate.vlm.transformers_vlm import TransformersVLM
+from foveate.zoom import ZoomAgent, ZoomConfig, wording_cues
 
 ARMS = ("direct", "direct + insights", "zoomeye", "zoomeye + insights")
 
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
             image, item = generate_scene(args.seed, index)
             if index % 10 == 0:
                 print(f"scene {index}/{args.n}", file=sys.stderr, flush=True)
-            result = agent.run(image, item.question, item.options, cues=question_cues(item.question))
+            result = agent.run(image, item.question, item.options, cues=wording_cues(item.question))
             if index < feed:
                 correct = result.answer == item.answer
                 feed_hits.append(correct)

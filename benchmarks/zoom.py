@@ -4,7 +4,7 @@ Every strategy answers the same questions in one run, on one model, on this mach
 accuracy per question category and what each question cost (probes, batched forward passes, visual
 tokens, wall time). The ablation rows switch off one part of ``fast`` each.
 
-Cues come from the question wording (``foveate.fixtures.tasks.question_cues``): the tiny VLM was never
+Cues come from the question wording (``foveate.tiny_vlm.tasks.wording_cues``): the tiny VLM was never
 taught to list them, and the ground-truth boxes are never shown to the agent.
 """
 
@@ -22,13 +22,12 @@ import numpy as np
 import torch
 
 from benchmarks import write_page
-from foveate.agents.zoom import ZoomAgent, ZoomConfig, ZoomResult
-from foveate.agents.zoom_prompts import FAMILY_PRESETS
-from foveate.fixtures import TINY_VLM_PATH
-from foveate.fixtures.scenes import generate_scene
-from foveate.fixtures.tasks import question_cues
-from foveate.tools.draw import save_trace
+from foveate.imaging.draw import save_trace
+from foveate.synthetic.scenes import generate_scene
+from foveate.tiny_vlm import TINY_VLM_PATH
+from foveate.vlm.families.foveate_tiny import FAMILY as TINY_FAMILY
 from foveate.vlm.transformers_vlm import TransformersVLM
+from foveate.zoom import ZoomAgent, ZoomConfig, ZoomResult, wording_cues
 
 MAIN: dict[str, ZoomConfig] = {
     "direct": ZoomConfig(strategy="direct"),
@@ -44,26 +43,24 @@ ABLATIONS: dict[str, ZoomConfig] = {
     "fast, no local search": ZoomConfig(strategy="fast", local_levels=None),
     "fast, latent probes only": ZoomConfig(
         strategy="fast",
-        prompts=FAMILY_PRESETS["foveate-tiny"].model_copy(
+        prompts=TINY_FAMILY.zoom.model_copy(
             update={"existence_from_depth": None, "rank_cues_by_stop": False}
         ),
     ),
     "fast, ZoomEye's pop rule": ZoomConfig(
-        strategy="fast", prompts=FAMILY_PRESETS["foveate-tiny"].model_copy(update={"max_pops": None})
+        strategy="fast", prompts=TINY_FAMILY.zoom.model_copy(update={"max_pops": None})
     ),
     # the tiny VLM's preset ranks children without a map (its attention is not localised); these rows
     # force one on: ViCrop's rel-att, and plain attention below the root's children
     "fast + relevance map": ZoomConfig(
         strategy="fast",
         relevance=True,
-        prompts=FAMILY_PRESETS["foveate-tiny"].model_copy(update={"relevance_normalize": True}),
+        prompts=TINY_FAMILY.zoom.model_copy(update={"relevance_normalize": True}),
     ),
     "fast + attention map": ZoomConfig(
         strategy="fast",
         relevance=True,
-        prompts=FAMILY_PRESETS["foveate-tiny"].model_copy(
-            update={"relevance_normalize": False, "relevance_from_depth": 1}
-        ),
+        prompts=TINY_FAMILY.zoom.model_copy(update={"relevance_normalize": False, "relevance_from_depth": 1}),
     ),
 }
 
@@ -104,7 +101,7 @@ def run(
     agents = {name: ZoomAgent(vlm, config) for name, config in configs.items()}
     for index in range(n):
         image, item = generate_scene(seed, index)
-        cues = question_cues(item.question)
+        cues = wording_cues(item.question)
         if index % 10 == 0:
             print(f"scene {index}/{n}", file=sys.stderr, flush=True)
         for name, agent in agents.items():

@@ -29,11 +29,10 @@ from typing import TypedDict
 import numpy as np
 
 from foveate import Agent
-from foveate.agent import default_model_path
-from foveate.agents.abstention import abstain_or_answer
 from foveate.conformal import ConformalCalibration, SelectiveCalibration, calibrate, crc_threshold
-from foveate.fixtures.scenes import generate_scene
-from foveate.vlm import TransformersVLM
+from foveate.conformal.gate import abstain_or_answer
+from foveate.synthetic.scenes import generate_scene
+from foveate.vlm import load_vlm
 
 N_CALIBRATION, N_NEW = 40, 12
 
@@ -78,7 +77,7 @@ def main() -> None:
     calibration_rows, new_rows = rows[:N_CALIBRATION], rows[N_CALIBRATION:]
     print(f"labelled data: {len(rows)} questions in {out / 'labels.jsonl'}")
 
-    vlm = TransformersVLM(default_model_path(), device="cpu")
+    vlm = load_vlm()  # the embedded tiny VLM, on the CPU
 
     # 2. Answer the calibration questions: option probabilities and whether the top option was right.
     with Agent(vlm, workflow="direct", memory=None) as agent:

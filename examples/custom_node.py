@@ -9,7 +9,7 @@ Two node types and one condition are registered on a copy of the built-in regist
   from the zoomed crop, so that a crop that misled the model is caught before the conformal gate;
 - ``image_is``: routes ``large`` images to the zoom search and ``small`` ones straight to reasoning.
 
-A node type is ``factory(params, runtime) -> fn(state) -> update``: the factory runs once when the
+A node type is ``factory(params, services) -> fn(state) -> update``: the factory runs once when the
 workflow is compiled, with its params validated by the pydantic model given at registration; the
 function reads the run's state (``foveate.graphs.state.QAState``) and returns only the keys it sets.
 Runs offline on the embedded tiny VLM.
@@ -21,15 +21,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from foveate.agent import default_model_path
 from foveate.errors import GraphSpecError
-from foveate.fixtures.scenes import generate_scene
+from foveate.graphs import (
+    QAState,
+    RunInput,
+    Services,
+    Workflow,
+    builtin_registry,
+    load_workflow,
+    question_ledger,
+)
 from foveate.graphs.mermaid import to_mermaid
-from foveate.graphs.nodes import Runtime, builtin_registry, ledger_for
-from foveate.graphs.spec import load_workflow
-from foveate.graphs.state import QAState, RunInput
-from foveate.graphs.workflow import Workflow
-from foveate.vlm import TransformersVLM, VLMRequest
+from foveate.synthetic.scenes import generate_scene
+from foveate.vlm import VLMRequest, load_vlm
 
 # A copy: extending it does not change the built-in registry other code uses.
 registry = builtin_registry().copy()
@@ -41,11 +45,11 @@ class SizeParams(BaseModel):
 
 
 @registry.node("size_note", SizeParams)
-def size_note(params: SizeParams, runtime: Runtime) -> Any:
+def size_note(params: SizeParams, services: Services) -> Any:
     """Note the image's size: what the model sees of it depends on it."""
 
     def node(state: QAState) -> dict[str, Any]:
-        width, height = runtime.image(state).size  # decoded once per run, cached by the runtime
+        width, height = services.image(state).size  # decoded once per run, cached by the services
         kind = "large" if max(width, height) >= params.large_side else "small"
         note = f"the image is {width}x{height} px ({kind})"
         # `perception` and `messages` are lists that add up across nodes (LangGraph reducers).
@@ -60,16 +64,16 @@ class DoubleCheckParams(BaseModel):
 
 
 @registry.node("double_check", DoubleCheckParams)
-def double_check(params: DoubleCheckParams, runtime: Runtime) -> Any:
+def double_check(params: DoubleCheckParams, services: Services) -> Any:
     """Score the options on the whole image too and blend that with the crop's scores."""
 
     def node(state: QAState) -> dict[str, Any]:
         options, scores = state.get("options") or [], state.get("option_scores") or []
         if not options or len(scores) != len(options):
             return {"messages": [{"node": "double_check", "text": "nothing to check (free-text answer)"}]}
-        ledger = ledger_for(state)  # what is left of the question's token budget
-        request = VLMRequest.from_prompt(state["question"], images=[runtime.image(state)])
-        whole = runtime.vlm.score(request, options, ledger).probabilities
+        ledger = question_ledger(state)  # what is left of the question's token budget
+        request = VLMRequest.from_prompt(state["question"], images=[services.image(state)])
+        whole = services.vlm.score(request, options, ledger).probabilities
         blended = [(1 - params.weight) * c + params.weight * w for c, w in zip(scores, whole, strict=True)]
         answer = options[blended.index(max(blended))]
         agrees = options[whole.index(max(whole))] == state.get("answer")
@@ -143,8 +147,8 @@ def main() -> None:
     print(f"registered: nodes {list(registry.names().nodes)}, conditions {list(registry.names().conditions)}")
     print(to_mermaid(spec))
 
-    runtime = Runtime(vlm=TransformersVLM(default_model_path(), device="cpu"))
-    flow = Workflow(spec, runtime, registry=registry)  # in-memory checkpoints
+    services = Services(vlm=load_vlm())  # the embedded tiny VLM
+    flow = Workflow(spec, services, registry=registry)  # in-memory checkpoints
     for size_range in ((1536, 2048), (512, 640)):  # one large scene (zoomed), one small (not)
         image, item = generate_scene(seed=7, index=0, size_range=size_range)
         out = flow.run(RunInput(question=item.question, image=image, options=item.options))

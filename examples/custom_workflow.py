@@ -14,13 +14,12 @@ import tempfile
 from pathlib import Path
 
 from foveate import Agent
-from foveate.agent import default_model_path
 from foveate.errors import GraphSpecError
-from foveate.fixtures.scenes import generate_scene
 from foveate.graphs.mermaid import to_mermaid
 from foveate.graphs.nodes import builtin_registry
 from foveate.graphs.spec import load_workflow
-from foveate.vlm import TransformersVLM
+from foveate.synthetic.scenes import generate_scene
+from foveate.vlm import load_vlm
 
 HERE = Path(__file__).resolve().parent
 
@@ -50,7 +49,7 @@ def main() -> None:
             print(f"a broken copy is rejected: {exc}")
 
     # 3. Run it. `workflow=` takes a built-in name (direct, zoom, full), a YAML path or a WorkflowSpec.
-    vlm = TransformersVLM(default_model_path(), device="cpu")
+    vlm = load_vlm()  # the embedded tiny VLM, on the CPU
     with Agent(vlm, workflow=path, memory=None) as agent:
         for index in (0,):  # add more scenes here; in scene 0 the first search is unsure: the judge retries
             image, item = generate_scene(seed=7, index=index)

@@ -31,9 +31,9 @@ import httpx
 import numpy as np
 
 from foveate import Agent, TokenBudget
-from foveate.agent import default_model_path
 from foveate.errors import FoveateError, LogprobsUnavailableError
-from foveate.fixtures.scenes import crop_around, generate_scene, union_box
+from foveate.synthetic.scenes import crop_around, generate_scene, union_box
+from foveate.tiny_vlm import default_model_path
 from foveate.vlm import OpenAIVLM
 
 

@@ -8,15 +8,15 @@
     agent.feedback(answer.run_id, correct=False, answer="blue")   # feeds memory and the drift monitor
 
 With your own model: ``Agent(vlm=TransformersVLM("Qwen/Qwen2.5-VL-7B-Instruct"), workflow="zoom",
-budget=TokenBudget(max_total_tokens=40_000), memory="postgresql://...")``.
+budget=TokenBudget(max_total_tokens=40_000), memory="postgresql://...")``. ``Agent.from_defaults`` builds
+everything from ``foveate.settings`` (flags > ``FOVEATE_*`` > ``~/.foveate/config.toml``), as every
+``foveate`` command does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -26,42 +26,26 @@ from typing import Any, Literal
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel, ConfigDict, Field
 
-from foveate.agents.insights import extract_insights
 from foveate.conformal import ConformalCalibration, CoverageMonitor, SelectiveCalibration
+from foveate.conformal.procedure import find_calibration
 from foveate.errors import FoveateError
-from foveate.graphs.nodes import Runtime, trajectory_from_state
+from foveate.graphs.nodes import trajectory_from_state
 from foveate.graphs.registry import Registry
+from foveate.graphs.services import Services
 from foveate.graphs.spec import WorkflowSpec
 from foveate.graphs.state import RunInput, RunOutput, model_choice
 from foveate.graphs.workflow import NodeEvent, Workflow, open_checkpointer
+from foveate.insights import extract_insights
 from foveate.memory import InsightMemory
+from foveate.settings import FoveateSettings, load_settings
 from foveate.vlm.base import VLM
-from foveate.vlm.budget import TokenBudget
-from foveate.vlm.types import TokenUsage
+from foveate.vlm.budget import TokenBudget, TokenUsage
+from foveate.vlm.loading import load_vlm
+from foveate.zoom import StrategyRegistry, builtin_strategies
 
-__all__ = ["Agent", "Answer", "default_memory_path", "default_model_path"]
+__all__ = ["Agent", "Answer"]
 
 log = logging.getLogger(__name__)
-
-
-def default_memory_path() -> Path:
-    """``$FOVEATE_MEMORY_DB``, else ``~/.foveate/memory.db`` (the same default as ``foveate memory``)."""
-    return Path(os.environ.get("FOVEATE_MEMORY_DB") or Path.home() / ".foveate" / "memory.db")
-
-
-def default_model_path() -> Path:
-    """The embedded tiny VLM; without its weights, a tiny random-weight LLaVA built from a config."""
-    from foveate.fixtures import TINY_VLM_PATH, tiny_vlm_available
-    from foveate.fixtures.tiny_models import build_tiny_llava
-
-    if tiny_vlm_available():
-        return TINY_VLM_PATH
-    folder = (
-        Path(os.environ.get("FOVEATE_CACHE", Path(tempfile.gettempdir()) / "foveate")) / "tiny-random-llava"
-    )
-    if not (folder / "config.json").exists():
-        build_tiny_llava(folder, seed=0)
-    return folder
 
 
 class Answer(BaseModel):
@@ -123,7 +107,8 @@ class Agent:
     that ``resume`` works across processes. ``calibration``: the abstention gate (see
     ``foveate calibrate``); None answers without a guarantee. ``coalesce``: share forward passes between
     concurrent questions (``aask`` / ``ask_many``). ``registry``: node types and conditions for a workflow
-    that uses your own (``builtin_registry().copy()`` plus yours).
+    that uses your own (``builtin_registry().copy()`` plus yours); ``strategies``: zoom strategies for
+    its ``zoom`` nodes (``builtin_strategies()`` plus yours).
     """
 
     def __init__(
@@ -138,6 +123,7 @@ class Agent:
         reasoner: VLM | None = None,
         coalesce: bool = False,
         registry: Registry | None = None,
+        strategies: StrategyRegistry | None = None,
     ) -> None:
         self._stack = ExitStack()
         self.vlm = vlm
@@ -158,18 +144,43 @@ class Agent:
             if isinstance(checkpoints, BaseCheckpointSaver)
             else self._stack.enter_context(open_checkpointer(checkpoints))
         )
-        self.runtime = Runtime(vlm=vlm, reasoner=reasoner, memory=self.memory, calibration=calibration)
-        self.workflow = Workflow(workflow, self.runtime, checkpointer=saver, registry=registry)
+        self.services = Services(
+            vlm=vlm,
+            reasoner=reasoner,
+            memory=self.memory,
+            calibration=calibration,
+            strategies=strategies if strategies is not None else builtin_strategies(),
+        )
+        self.workflow = Workflow(workflow, self.services, checkpointer=saver, registry=registry)
         self._started: dict[str, float] = {}  # stream() start times, for answer()'s latency
         self._judged: set[str] = set()  # runs whose outcome feedback already gave (monitor counted once)
 
     @classmethod
-    def from_defaults(cls, **overrides: Any) -> Agent:
-        """The embedded tiny VLM, an insight memory at ``default_memory_path()``, workflow ``full``."""
-        from foveate.vlm.transformers_vlm import TransformersVLM
-
-        vlm = overrides.pop("vlm", None) or TransformersVLM(default_model_path(), device="cpu")
-        overrides.setdefault("memory", default_memory_path())
+    def from_defaults(cls, *, settings: FoveateSettings | None = None, **overrides: Any) -> Agent:
+        """An agent built from ``settings`` (default: ``load_settings()``: ``FOVEATE_*`` variables, then
+        ``~/.foveate/config.toml``, then the defaults): the model or server (the embedded tiny VLM when
+        neither is set), the workflow (``full``), the budgets, the insight memory (``~/.foveate/memory.db``),
+        the checkpoints (``~/.foveate/runs.db``) and, when ``alpha`` is set, the newest stored calibration of
+        that model (``calibration_db``). ``overrides`` are ``Agent``'s own keyword arguments (``vlm=``,
+        ``memory=``, ``checkpoints=None``, ...) and win over the settings."""
+        settings = settings or load_settings()
+        vlm = overrides.pop("vlm", None) or load_vlm(
+            settings.model, settings.endpoint, family=settings.family
+        )
+        overrides.setdefault("workflow", settings.workflow)
+        overrides.setdefault("memory", settings.memory_db)
+        overrides.setdefault("checkpoints", settings.checkpoints)
+        overrides.setdefault(
+            "budget",
+            TokenBudget(
+                max_total_tokens=settings.max_total_tokens,
+                max_visual_tokens_per_image=settings.max_visual_tokens,
+            ),
+        )
+        if "calibration" not in overrides and settings.alpha is not None:
+            overrides["calibration"] = find_calibration(
+                settings.calibration_db, vlm.model_id, settings.alpha, settings.method
+            )
         return cls(vlm, **overrides)
 
     def close(self) -> None:
@@ -223,6 +234,14 @@ class Agent:
         """Run and yield each node's event as it finishes (progress display); then ``answer(run_id)``."""
         started = time.perf_counter()
         for event in self.workflow.stream(self._input(question, image, options, kw.get("budget"))):
+            self._started.setdefault(event.run_id, started)
+            yield event
+
+    def resume_stream(self, run_id: str) -> Iterator[NodeEvent]:
+        """Continue a run that stopped part way (a crash, a kill), yielding each node as it finishes; then
+        ``answer(run_id)``."""
+        started = time.perf_counter()
+        for event in self.workflow.stream(None, run_id=run_id):
             self._started.setdefault(event.run_id, started)
             yield event
 
@@ -281,7 +300,7 @@ class Agent:
             self._judged.add(run_id)
         if self.memory is None:
             return
-        image = self.runtime.image(state)
+        image = self.services.image(state)
         trajectory = trajectory_from_state(state, image.size, self.model_id).model_copy(
             update={"correct": correct, "feedback": note}
         )
@@ -306,7 +325,7 @@ class Agent:
                 self.memory.mark_helpful(used)
         if correct is None or known:
             return
-        writer = self.runtime.reasoner or self.vlm
+        writer = self.services.reasoner or self.vlm
         drafts = extract_insights(trajectory, writer)  # rules when the model cannot write
         if drafts:
             self.memory.add_many([d.text for d in drafts], [d.kind for d in drafts], run_id=memory_run)

@@ -81,3 +81,27 @@ class EmbedderMismatchError(InsightMemoryError, ValueError):
 
 class GraphSpecError(FoveateError, ValueError):
     """A workflow definition is wrong; the message starts with ``FILE:LINE:`` of the offending YAML."""
+
+
+class ManifestError(FoveateError, ValueError):
+    """A benchmark manifest is missing or one of its lines is not a valid scene item."""
+
+
+class CalibrationStoreError(FoveateError, OSError):
+    """A calibration database could not be opened or written; the message names it."""
+
+
+class RunError(FoveateError):
+    """A run cannot be started or resumed (unknown run id, nothing to resume)."""
+
+
+class SettingsError(FoveateError, ValueError):
+    """A setting in the environment or the config file is invalid."""
+
+
+class ChatError(FoveateError):
+    """A line the REPL cannot act on (bad argument, nothing asked yet); shown as one line."""
+
+
+class IndexFileError(InsightMemoryError):
+    """An index file or its sidecar is missing, unreadable or inconsistent (internal: means rebuild)."""

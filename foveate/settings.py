@@ -1,4 +1,4 @@
-"""User settings for the command line: flags over environment over config file over defaults.
+"""Every default foveate uses, in one place: flags over environment over config file over defaults.
 
 Every setting can come from (highest first): a command-line flag, an environment variable
 ``FOVEATE_<NAME>`` (e.g. ``FOVEATE_MODEL``, ``FOVEATE_MEMORY_DB``), the TOML config file
@@ -10,7 +10,9 @@ same names in lower case::
     max_total_tokens = 40000
     memory_db = "postgresql+psycopg://me@db/foveate"
 
-Settings are read when a command starts (``load_settings``), never at import time.
+Settings are read when a command starts (``load_settings``), never at import time. Every ``foveate``
+command and ``Agent.from_defaults`` resolve their defaults here, so ``calibration_db`` in the config
+file is the database ``foveate calibrate`` writes and ``foveate run --alpha`` reads.
 """
 
 from __future__ import annotations
@@ -27,13 +29,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from foveate.errors import FoveateError
+from foveate.errors import SettingsError
 
 __all__ = ["FoveateSettings", "SettingsError", "config_path", "load_settings"]
-
-
-class SettingsError(FoveateError, ValueError):
-    """A setting in the environment or the config file is invalid."""
 
 
 def config_path() -> Path:
@@ -50,16 +48,28 @@ class FoveateSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FOVEATE_", extra="forbid", validate_default=True)
 
-    model: str | None = None  # local model folder or hub id (None: the embedded tiny VLM)
-    endpoint: str | None = None  # OpenAI-compatible server URL (vLLM), instead of a local model
-    workflow: str = "full"  # built-in name or YAML file for `foveate run` / `foveate chat`
+    model: str | None = None
+    """Local model folder or hub id (None: the embedded tiny VLM); with ``endpoint``, the served name."""
+    endpoint: str | None = None
+    """OpenAI-compatible server URL (vLLM), instead of a local model."""
+    family: str | None = None
+    """The model's family when its config cannot say (a served model: ``qwen2_vl``, ``llava``...)."""
+    workflow: str = "full"
+    """Built-in workflow name (direct, zoom, full) or a YAML file."""
     max_total_tokens: int | None = Field(default=None, ge=1)
+    """Cap on all tokens spent on one question."""
     max_visual_tokens: int | None = Field(default=None, ge=1)
+    """Cap on visual tokens per image."""
     memory_db: str = Field(default_factory=lambda: _home("memory.db"))
+    """The insight memory: a SQLite file or a SQLAlchemy URL."""
     calibration_db: str = Field(default_factory=lambda: _home("calibrations.db"))
+    """Calibration records: a SQLite file or a SQLAlchemy URL."""
     checkpoints: str = Field(default_factory=lambda: _home("runs.db"))
-    alpha: float | None = Field(default=None, gt=0.0, lt=1.0)  # look up a stored calibration at this alpha
-    method: str = "crc"  # with alpha: which stored calibration (lac, aps, crc, ltt)
+    """Run checkpoints: a SQLite file or a PostgreSQL URL."""
+    alpha: float | None = Field(default=None, gt=0.0, lt=1.0)
+    """Gate answers with the newest stored calibration at this alpha (None: no gate)."""
+    method: str = "crc"
+    """With ``alpha``: which stored calibration (lac, aps, crc, ltt)."""
 
     @classmethod
     def settings_customise_sources(

@@ -27,8 +27,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from foveate.fixtures import TINY_VLM_PATH
-from foveate.fixtures.scenes import SceneItem, generate_scene
+from foveate.synthetic.scenes import SceneItem, generate_scene
+from foveate.tiny_vlm import TINY_VLM_PATH
 from foveate.vlm import OpenAIVLM, TransformersVLM
 
 SERVING_PYTHON = Path(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from foveate.graphs.nodes import Runtime
+from foveate.graphs.services import Services
 from foveate.graphs.state import RunInput
 from foveate.graphs.workflow import Workflow
 from foveate.vlm import OpenAIVLM, TokenBudget, TokenLedger, TransformersVLM, VLMRequest
@@ -76,7 +76,7 @@ def test_reason_node_with_model_text_answers(
     image, item = scene(0)
     shape = item.targets[0].shape
     question = f"Is there a {shape} in the image? Answer Yes or No."
-    runtime = Runtime(vlm=local, reasoner=reasoner)
+    runtime = Services(vlm=local, reasoner=reasoner)
     flow = Workflow(flow_file, runtime, image_cache=tmp_path)
     budget = TokenBudget(max_total_tokens=4_000)
     out = flow.run(RunInput(question=question, image=image, options=options or [], budget=budget))

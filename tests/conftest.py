@@ -12,9 +12,9 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-from foveate.fixtures import TINY_VLM_PATH
-from foveate.fixtures.tiny_models import TINY_ARCHITECTURES, build_tiny
 from foveate.memory import SentenceTransformerEmbedder
+from foveate.testing.tiny_models import TINY_ARCHITECTURES, build_tiny
+from foveate.tiny_vlm import TINY_VLM_PATH
 from foveate.vlm.transformers_vlm import TransformersVLM
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from foveate.agents.abstention import abstain_or_answer
 from foveate.conformal import calibrate, crc_threshold
+from foveate.conformal.gate import abstain_or_answer
 from foveate.errors import ConformalError
 
 OPTIONS = ["red", "green", "blue", "yellow"]

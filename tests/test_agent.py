@@ -12,8 +12,8 @@ import foveate
 from foveate.agent import Agent, Answer
 from foveate.conformal import SelectiveCalibration
 from foveate.errors import FoveateError
-from foveate.fixtures.scenes import generate_scene
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
+from foveate.synthetic.scenes import generate_scene
 from foveate.vlm.transformers_vlm import TransformersVLM
 
 GATE = SelectiveCalibration(method="crc", alpha=0.2, n=100, threshold=0.5, answered=60, wrong=10)

@@ -9,8 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from foveate.errors import BudgetExceeded
-from foveate.vlm.budget import TokenBudget, TokenLedger
-from foveate.vlm.types import TokenUsage
+from foveate.vlm.budget import TokenBudget, TokenLedger, TokenUsage
 
 
 def test_hold_refuses_overspend_and_reports_numbers() -> None:

@@ -12,15 +12,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from foveate.cli.calibrate_cmd import PROMPT_TEMPLATE
 from foveate.cli.main import app
 from foveate.conformal import ConformalCalibration, SelectiveCalibration, calibrate, crc_threshold
-from foveate.conformal.records import (
-    CalibrationRecord,
-    CalibrationStore,
-    CalibrationStoreError,
-    template_hash,
-)
+from foveate.conformal.procedure import PROMPT_TEMPLATE
+from foveate.conformal.records import CalibrationRecord, CalibrationStore, template_hash
+from foveate.errors import CalibrationStoreError
 
 TEMPLATE = "Question: {question}\nAnswer:"
 

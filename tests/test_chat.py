@@ -25,11 +25,11 @@ from prompt_toolkit.document import Document
 from rich.console import Console
 
 from foveate.agent import Agent
-from foveate.cli.chat import COMMANDS, ChatREPL, SlashCompleter, history_path, parse_budget, parse_question
+from foveate.cli.repl import COMMANDS, ChatREPL, SlashCompleter, history_path, parse_budget, parse_question
 from foveate.conformal import SelectiveCalibration
 from foveate.errors import FoveateError
-from foveate.fixtures.scenes import generate_scene
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
+from foveate.synthetic.scenes import generate_scene
 from foveate.vlm.transformers_vlm import TransformersVLM
 
 VENV_BIN = Path(sys.executable).parent

@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from foveate.cli.main import app
-from foveate.fixtures.scenes import load_manifest
+from foveate.synthetic.scenes import load_manifest
 
 runner = CliRunner()
 
@@ -22,24 +22,24 @@ def test_bench_make_writes_a_valid_benchmark(tmp_path: Path) -> None:
     assert len(items) == 2 and all((tmp_path / it.image).is_file() for it in items)
 
 
-def test_ask_with_a_missing_image_is_one_line(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["ask", str(tmp_path / "nope.png"), "What is it?"])
+def test_call_with_a_missing_image_is_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["call", str(tmp_path / "nope.png"), "What is it?"])
     assert result.exit_code == 2
     assert "image file not found" in result.output and "Traceback" not in result.output
 
 
-def test_ask_with_an_unknown_model_folder(tmp_path: Path) -> None:
+def test_call_with_an_unknown_model_folder(tmp_path: Path) -> None:
     picture = tmp_path / "p.png"
     Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8)).save(picture)
-    result = runner.invoke(app, ["ask", str(picture), "What?", "--model", str(tmp_path / "no-model")])
+    result = runner.invoke(app, ["call", str(picture), "What?", "--model", str(tmp_path / "no-model")])
     assert result.exit_code == 2 and "no model folder at" in result.output
 
 
-def test_ask_scores_options(tmp_path: Path, tiny_model_dirs: dict[str, Path]) -> None:
+def test_call_scores_options(tmp_path: Path, tiny_model_dirs: dict[str, Path]) -> None:
     picture = tmp_path / "p.png"
     Image.fromarray(np.zeros((64, 80, 3), dtype=np.uint8)).save(picture)
     args = [
-        "ask",
+        "call",
         str(picture),
         "Is it dark?",
         "--options",
@@ -67,7 +67,7 @@ def test_demo_answers_end_to_end_with_the_full_workflow(
 
 
 def test_run_takes_a_workflow_file_first_and_refuses_half_an_invocation(tmp_path: Path) -> None:
-    from foveate.fixtures.scenes import generate_scene
+    from foveate.synthetic.scenes import generate_scene
 
     image, item = generate_scene(7, 0)
     picture = tmp_path / "scene.png"

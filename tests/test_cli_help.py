@@ -29,7 +29,8 @@ COMMANDS = walk(typer.main.get_command(app))
 
 def test_there_are_commands_to_check() -> None:
     names = {" ".join(p) for p, _ in COMMANDS}
-    assert {"ask", "run", "demo", "calibrate", "memory ls", "graph show", "bench make"} <= names
+    assert {"call", "run", "demo", "calibrate", "chat", "memory ls", "graph show", "bench make"} <= names
+    assert "ask" not in names  # `foveate call` is one model call; workflows answer through `run`
 
 
 @pytest.mark.parametrize("path", [p for p, _ in COMMANDS], ids=lambda p: " ".join(p) or "foveate")
@@ -48,7 +49,7 @@ def test_every_command_and_option_has_help(path: tuple[str, ...]) -> None:
     ("args", "says"),
     [
         (["run", "--bogus"], "No such option: --bogus"),
-        (["ask"], "Missing argument"),
+        (["call"], "Missing argument"),
         (["nosuch"], "No such command"),
         (["memory", "ls", "--limit", "many"], "'--limit'"),
         (

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from foveate.fixtures.scenes import generate_scene
-from foveate.fixtures.tasks import (
+from foveate.synthetic.scenes import generate_scene
+from foveate.testing.tiny_models import make_llava
+from foveate.tiny_vlm.tasks import (
     COLOR_IDS,
     VISIBLE_PIXELS,
     answerable,
@@ -20,8 +21,7 @@ from foveate.fixtures.tasks import (
     tree_children,
     visible,
 )
-from foveate.fixtures.tiny_models import make_llava
-from foveate.fixtures.train import SHAPE, Batcher, TrainConfig, answer_loss, build_examples, focus_loss, train
+from foveate.tiny_vlm.train import SHAPE, Batcher, TrainConfig, answer_loss, build_examples, focus_loss, train
 from foveate.vlm import TransformersVLM, VLMRequest
 
 
@@ -120,24 +120,24 @@ def test_short_training_lowers_the_loss_and_saves_a_loadable_model(tmp_path: Pat
     assert scored.options == item.options and all(np.isfinite(scored.logprobs))
 
 
-def test_question_cues_name_the_objects_of_every_benchmark_question() -> None:
-    from foveate.fixtures.scenes import generate_scene
-    from foveate.fixtures.tasks import object_name, question_cues
+def test_wording_cues_name_the_objects_of_every_benchmark_question() -> None:
+    from foveate.synthetic.scenes import generate_scene
+    from foveate.tiny_vlm.tasks import object_name
+    from foveate.zoom import wording_cues
 
     for index in range(12):
         _, item = generate_scene(3, index)
-        cues = question_cues(item.question)
+        cues = wording_cues(item.question)
         if item.category == "attribute":
             assert cues == [item.targets[0].shape]
         else:
             assert sorted(cues) == sorted(object_name(t) for t in item.targets)
-    with pytest.raises(ValueError, match="not a benchmark question"):
-        question_cues("How many cats are there?")
+    assert wording_cues("How many cats are there?") == []  # names no object: searched for as a whole
 
 
 def test_color_positions_give_each_visible_target_its_horizontal_place() -> None:
-    from foveate.fixtures.scenes import COLORS, crop_around, generate_scene, union_box
-    from foveate.fixtures.tasks import color_positions, visible
+    from foveate.synthetic.scenes import COLORS, crop_around, generate_scene, union_box
+    from foveate.tiny_vlm.tasks import color_positions, visible
 
     image, item = generate_scene(3, 1)
     _, view = crop_around(image, union_box(item), None, np.random.default_rng(0), context=1.5, min_side=128)
@@ -243,7 +243,7 @@ def test_training_with_no_steps_saves_the_model_it_started_from(tmp_path: Path) 
 
 
 def test_tighter_context_gives_tighter_target_crops() -> None:
-    from foveate.fixtures.scenes import union_box
+    from foveate.synthetic.scenes import union_box
 
     for index in range(6):
         image, item = generate_scene(3, index)

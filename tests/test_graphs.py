@@ -16,11 +16,12 @@ import pytest
 
 from foveate.conformal import SelectiveCalibration
 from foveate.errors import GraphSpecError, ImageLoadError
-from foveate.fixtures.scenes import generate_scene
-from foveate.graphs.nodes import Runtime, builtin_registry
+from foveate.graphs.nodes import builtin_registry
+from foveate.graphs.services import Services
 from foveate.graphs.state import RunInput
 from foveate.graphs.workflow import BUILTIN_WORKFLOWS, Workflow, open_checkpointer
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
+from foveate.synthetic.scenes import generate_scene
 from foveate.vlm.batching import CoalescingVLM
 from foveate.vlm.budget import TokenBudget
 from foveate.vlm.transformers_vlm import TransformersVLM
@@ -40,7 +41,7 @@ def test_every_builtin_workflow_runs_end_to_end(
     name: str, vlm: TransformersVLM, minilm: SentenceTransformerEmbedder, tmp_path: Path
 ) -> None:
     with InsightMemory.open(tmp_path / "memory.db", embedder=minilm) as memory:
-        flow = Workflow(name, Runtime(vlm=vlm, memory=memory, calibration=ANSWER_ALL), image_cache=tmp_path)
+        flow = Workflow(name, Services(vlm=vlm, memory=memory, calibration=ANSWER_ALL), image_cache=tmp_path)
         run = scene_input(0)
         events = list(flow.stream(run))
         out = flow.output(events[0].run_id)
@@ -63,7 +64,7 @@ def test_every_builtin_workflow_runs_end_to_end(
 
 
 def test_the_question_budget_holds_across_nodes(vlm: TransformersVLM, tmp_path: Path) -> None:
-    flow = Workflow("zoom", Runtime(vlm=vlm), image_cache=tmp_path)
+    flow = Workflow("zoom", Services(vlm=vlm), image_cache=tmp_path)
     unlimited = flow.run(scene_input(0))
     capped = flow.run(scene_input(0, budget=TokenBudget(max_total_tokens=700)))
     assert unlimited.usage.total > 700
@@ -72,11 +73,11 @@ def test_the_question_budget_holds_across_nodes(vlm: TransformersVLM, tmp_path: 
 
 
 def test_batched_runs_give_the_same_answers_as_one_at_a_time(vlm: TransformersVLM, tmp_path: Path) -> None:
-    flow = Workflow("zoom", Runtime(vlm=vlm), image_cache=tmp_path)
+    flow = Workflow("zoom", Services(vlm=vlm), image_cache=tmp_path)
     runs = [scene_input(i) for i in range(3)]
     one_by_one = [flow.run(r) for r in runs]
     with CoalescingVLM(vlm) as coalescing:  # the three searches share forward passes
-        together = Workflow("zoom", Runtime(vlm=coalescing), image_cache=tmp_path).batch(
+        together = Workflow("zoom", Services(vlm=coalescing), image_cache=tmp_path).batch(
             runs, max_concurrency=3
         )
     concurrent = asyncio.run(flow.abatch(runs, max_concurrency=3))
@@ -106,7 +107,7 @@ def test_an_abstention_asks_a_person_and_resumes_with_their_answer(
         open_checkpointer(tmp_path / "runs.db") as saver,
     ):
         flow = Workflow(
-            flow_file, Runtime(vlm=vlm, memory=memory, calibration=ANSWER_NONE), checkpointer=saver
+            flow_file, Services(vlm=vlm, memory=memory, calibration=ANSWER_NONE), checkpointer=saver
         )
         run = scene_input(0)
         paused = flow.run(run)
@@ -147,17 +148,17 @@ def test_bad_yaml_is_refused_before_anything_runs(vlm: TransformersVLM, tmp_path
         "      max_depth: deep\nedges:\n  - {from: a, to: b}\n  - {from: b, to: END}\n"
     )
     with pytest.raises(GraphSpecError, match=r"bad\.yaml:9:"):
-        Workflow(bad, Runtime(vlm=vlm), registry=registry)
+        Workflow(bad, Services(vlm=vlm), registry=registry)
     assert built == []  # no node was even built
     with pytest.raises(GraphSpecError, match="not a built-in"):
-        Workflow("no-such-flow", Runtime(vlm=vlm))
+        Workflow("no-such-flow", Services(vlm=vlm))
 
 
 def test_a_bad_image_fails_before_any_node(vlm: TransformersVLM, tmp_path: Path) -> None:
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     with open_checkpointer(tmp_path / "runs.db") as saver:
-        flow = Workflow("zoom", Runtime(vlm=vlm), checkpointer=saver)
+        flow = Workflow("zoom", Services(vlm=vlm), checkpointer=saver)
         with pytest.raises(ImageLoadError, match="broken.png"):
             flow.run(
                 RunInput(image=broken, question="What is the color of the star?", options=["red", "blue"])
@@ -169,9 +170,10 @@ CRASHING_RUN = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from foveate.fixtures import TINY_VLM_PATH
-    from foveate.fixtures.scenes import generate_scene
-    from foveate.graphs.nodes import Runtime, builtin_registry
+    from foveate.tiny_vlm import TINY_VLM_PATH
+    from foveate.synthetic.scenes import generate_scene
+    from foveate.graphs.services import Services
+from foveate.graphs.nodes import builtin_registry
     from foveate.graphs.state import RunInput
     from foveate.graphs.workflow import Workflow, open_checkpointer
     from foveate.vlm.transformers_vlm import TransformersVLM
@@ -190,7 +192,7 @@ CRASHING_RUN = textwrap.dedent(
 
     image, item = generate_scene(7, 0)
     with open_checkpointer(checkpoints) as saver:
-        flow = Workflow(flow_file, Runtime(vlm=TransformersVLM(TINY_VLM_PATH, device="cpu")),
+        flow = Workflow(flow_file, Services(vlm=TransformersVLM(TINY_VLM_PATH, device="cpu")),
                         registry=registry, checkpointer=saver)
         for event in flow.stream(RunInput(image=image, question=item.question, options=item.options),
                                  run_id="crashy"):
@@ -233,13 +235,13 @@ def test_a_run_killed_mid_graph_resumes_to_the_same_answer(vlm: TransformersVLM,
     registry = builtin_registry().copy()
     registry.node("crash_once")(lambda params, runtime: lambda state: {})
     with open_checkpointer(checkpoints) as saver:
-        flow = Workflow(flow_file, Runtime(vlm=vlm), registry=registry, checkpointer=saver)
+        flow = Workflow(flow_file, Services(vlm=vlm), registry=registry, checkpointer=saver)
         assert flow.output("crashy").status == "incomplete"
         resumed_nodes = [e.node for e in flow.stream(None, run_id="crashy")]
         resumed = flow.output("crashy")
     assert resumed_nodes == ["crash", "reason", "abstain"]  # zoom's work was not redone
     # the same question answered in one go, without the crash, gives the same answer
-    straight = Workflow("zoom", Runtime(vlm=vlm), image_cache=tmp_path).run(scene_input(0))
+    straight = Workflow("zoom", Services(vlm=vlm), image_cache=tmp_path).run(scene_input(0))
     assert resumed.status == "done" and resumed.answer == straight.answer
     assert resumed.option_scores == pytest.approx(straight.option_scores, abs=1e-5)
     assert resumed.crops == straight.crops
@@ -268,10 +270,10 @@ def test_a_paused_run_checkpointed_in_postgresql_resumes_in_a_new_connection(
     flow_file.write_text(ASKING_FLOW)
     run = scene_input(0)
     with open_checkpointer(PG_URL) as saver:
-        paused = Workflow(flow_file, Runtime(vlm=vlm, calibration=ANSWER_NONE), checkpointer=saver).run(run)
+        paused = Workflow(flow_file, Services(vlm=vlm, calibration=ANSWER_NONE), checkpointer=saver).run(run)
     assert paused.status == "waiting"
     with open_checkpointer(PG_URL) as saver:  # a new connection, as another process would have
-        flow = Workflow(flow_file, Runtime(vlm=vlm, calibration=ANSWER_NONE), checkpointer=saver)
+        flow = Workflow(flow_file, Services(vlm=vlm, calibration=ANSWER_NONE), checkpointer=saver)
         assert flow.output(paused.run_id).status == "waiting"
         done = flow.resume(paused.run_id, "blue")
     assert done.status == "done" and done.answer == "blue" and not done.abstained
@@ -282,7 +284,7 @@ def test_a_node_that_returns_a_key_the_state_lacks_is_stopped(vlm: TransformersV
     registry.node("typo")(lambda params, runtime: lambda state: {"anwser": "red"})
     flow_file = tmp_path / "typo.yaml"
     flow_file.write_text("name: typo\nstart: t\nnodes:\n  t: {uses: typo}\nedges:\n  - {from: t, to: END}\n")
-    flow = Workflow(flow_file, Runtime(vlm=vlm), registry=registry, image_cache=tmp_path)
+    flow = Workflow(flow_file, Services(vlm=vlm), registry=registry, image_cache=tmp_path)
     with pytest.raises(GraphSpecError, match=r"node 't' \(typo\) returned 'anwser'"):
         flow.run(scene_input(0))
 
@@ -297,7 +299,7 @@ def test_the_judge_retries_after_a_capped_search_and_stops_when_tokens_run_out(
     )  # never sufficient: always look again
     flow_file = tmp_path / "capped.yaml"
     flow_file.write_text(text)
-    flow = Workflow(flow_file, Runtime(vlm=vlm), image_cache=tmp_path)
+    flow = Workflow(flow_file, Services(vlm=vlm), image_cache=tmp_path)
     out = flow.run(scene_input(0))
     assert out.attempts == 2  # the probe cap ended the first search, not the question
     assert [m["node"] for m in out.messages].count("zoom") == 2
@@ -307,9 +309,9 @@ def test_the_judge_retries_after_a_capped_search_and_stops_when_tokens_run_out(
 
 
 def test_a_run_id_is_never_reused_and_tiny_budgets_end_cleanly(vlm: TransformersVLM, tmp_path: Path) -> None:
-    from foveate.graphs.workflow import RunError
+    from foveate.errors import RunError
 
-    flow = Workflow("full", Runtime(vlm=vlm), image_cache=tmp_path)
+    flow = Workflow("full", Services(vlm=vlm), image_cache=tmp_path)
     first = flow.run(scene_input(0), run_id="same")
     with pytest.raises(RunError, match="already exists"):
         flow.run(scene_input(1), run_id="same")
@@ -323,7 +325,7 @@ def test_a_search_with_no_tokens_left_keeps_the_earlier_crop(vlm: TransformersVL
     from foveate.graphs.nodes import ZoomParams, zoom_node
 
     image, item = generate_scene(7, 0)
-    runtime = Runtime(vlm=vlm)
+    runtime = Services(vlm=vlm)
     path = "/nonexistent/scene.png"
     runtime.remember_image(path, image)
     state = {
@@ -347,6 +349,6 @@ def test_an_image_given_as_a_data_uri_runs(vlm: TransformersVLM, tmp_path: Path)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-    flow = Workflow("direct", Runtime(vlm=vlm), image_cache=tmp_path)
+    flow = Workflow("direct", Services(vlm=vlm), image_cache=tmp_path)
     out = flow.run(RunInput(image=uri, question=item.question, options=item.options))
     assert out.status == "done" and out.answer in item.options

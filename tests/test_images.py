@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from foveate.errors import ImageLoadError, ImageTooLargeError
-from foveate.tools.images import load_image, to_data_uri
+from foveate.imaging.images import load_image, to_data_uri
 from foveate.vlm.types import Message, VLMRequest
 
 

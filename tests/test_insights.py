@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from foveate.agents.insights import (
+from foveate.insights import (
     InsightDraft,
     RuleInsightExtractor,
     Trajectory,
@@ -18,12 +18,11 @@ from foveate.agents.insights import (
     recall,
     remember,
 )
-from foveate.agents.zoom import ZoomAgent, ZoomConfig
-from foveate.fixtures import TINY_VLM_PATH
-from foveate.fixtures.scenes import generate_scene
-from foveate.fixtures.tasks import question_cues
 from foveate.memory import InsightKind, InsightMemory, SentenceTransformerEmbedder
+from foveate.synthetic.scenes import generate_scene
+from foveate.tiny_vlm import TINY_VLM_PATH
 from foveate.vlm.transformers_vlm import TransformersVLM
+from foveate.zoom import ZoomAgent, ZoomConfig, wording_cues
 
 COLOR_Q = "What is the color of the star?"
 SIDE_Q = "Is the red circle to the left or to the right of the blue square?"
@@ -32,7 +31,7 @@ SIDE_Q = "Is the red circle to the left or to the right of the blue square?"
 def trajectory(
     question: str, correct: bool | None, box: tuple[int, int, int, int] | None, **kw: object
 ) -> Trajectory:
-    cues = question_cues(question)
+    cues = wording_cues(question)
     return Trajectory(
         question=question,
         options=["red", "blue"],
@@ -139,7 +138,7 @@ def test_a_zoom_run_on_the_vlm_becomes_insights_that_reach_the_answer(
 ) -> None:
     agent = ZoomAgent(vlm, ZoomConfig(strategy="zoomeye", max_probes=40))
     image, item = generate_scene(7, 0)
-    result = agent.run(image, item.question, item.options, cues=question_cues(item.question))
+    result = agent.run(image, item.question, item.options, cues=wording_cues(item.question))
     t = Trajectory.from_zoom(result, image.size, correct=result.answer == item.answer, model_id=vlm.model_id)
     assert t.answer_box == result.answer_box and t.probes == result.probes
     with InsightMemory.open(tmp_path / "m.db", embedder=minilm) as memory:

@@ -113,13 +113,19 @@ def test_dead_server_is_named_quickly() -> None:
     assert time.monotonic() - start < 30
 
 
-def test_a_served_models_family_comes_from_its_token_spec() -> None:
-    from foveate.agents.zoom import ZoomAgent
-    from foveate.agents.zoom_prompts import FAMILY_PRESETS
+def test_a_served_models_profile_comes_from_its_family_or_token_rule() -> None:
+    from foveate.vlm.families import qwen2_vl
     from foveate.vlm.openai_vlm import OpenAIVLM
-    from foveate.vlm.visual_tokens import VisualTokenSpec
+    from foveate.vlm.prompts import ZoomPrompts
+    from foveate.zoom import ZoomAgent
 
-    served = OpenAIVLM("http://127.0.0.1:9/v1", model="qwen", token_spec=VisualTokenSpec("qwen2_vl"))
-    assert served.family == "qwen2_vl" and ZoomAgent(served).prompts == FAMILY_PRESETS["qwen2_vl"]
+    by_rule = OpenAIVLM("http://127.0.0.1:9/v1", model="qwen", token_rule=qwen2_vl.Qwen2VLTokens())
+    by_name = OpenAIVLM("http://127.0.0.1:9/v1", model="qwen", family="qwen2_vl")
+    for served in (by_rule, by_name):
+        assert served.profile.family == "qwen2_vl"
+        assert ZoomAgent(served).prompts == qwen2_vl.FAMILY.zoom != ZoomPrompts()
+        assert served.profile.token_rule == qwen2_vl.QWEN2_VL  # per-image caps can be met
+        assert not served.profile.relevance_maps and not served.profile.prune_methods  # no model internals
     unknown = OpenAIVLM("http://127.0.0.1:9/v1", model="something")
-    assert unknown.family == "" and ZoomAgent(unknown).prompts == FAMILY_PRESETS["llava"]
+    assert unknown.profile.family == "" and unknown.profile.token_rule is None
+    assert ZoomAgent(unknown).prompts == ZoomPrompts()  # ZoomEye's wording

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from foveate.agents.planner import plan_search, probe_visual_cost, prune_support, worst_case_probes
-from foveate.agents.zoom import ZoomAgent, ZoomConfig
-from foveate.fixtures.scenes import generate_scene
-from foveate.fixtures.tasks import question_cues
+from foveate.synthetic.scenes import generate_scene
 from foveate.vlm.budget import TokenBudget
 from foveate.vlm.transformers_vlm import TransformersVLM
+from foveate.zoom import ZoomAgent, ZoomConfig, builtin_strategies, wording_cues
+from foveate.zoom.planner import plan_search, probe_visual_cost
 
 
-def test_worst_case_probes_follows_the_pop_limit() -> None:
-    assert worst_case_probes("zoomeye", 3, None) == 9 * 9  # 9 pops, 1 + 4 * 2 probes each
-    assert worst_case_probes("fast", 3, None) == 9 * 6 + 1
-    assert worst_case_probes("zoomeye", 3, 40) == 40
-    assert worst_case_probes("direct", 5, None) == 0
+def test_each_strategy_owns_its_worst_case_probes() -> None:
+    strategies = builtin_strategies()
+    assert strategies.get("zoomeye").worst_case_probes(3) == 9 * 9  # 9 pops, 1 + 4 * 2 probes each
+    assert strategies.get("fast").worst_case_probes(3) == 9 * 6 + 1
+    assert strategies.get("direct").worst_case_probes(5) == 0
+    assert strategies.get("attention_crop").worst_case_probes(5) == 2
 
 
 def test_probe_cost_of_each_method() -> None:
@@ -62,14 +62,14 @@ def test_a_visual_cap_that_already_fits_needs_no_pruning() -> None:
 
 
 def test_the_tiny_vlm_supports_fastv_and_a_planned_search_stays_within_its_cap(vlm: TransformersVLM) -> None:
-    assert prune_support(vlm) in ("fastv", "cls")
+    assert vlm.profile.prune_methods[:1] == ("fastv",)  # FastV preferred, and the tiny VLM runs it
     image, item = generate_scene(7, 0)
     cap = 2500
     agent = ZoomAgent(vlm, ZoomConfig(strategy="zoomeye", budget=TokenBudget(max_total_tokens=cap)))
-    result = agent.run(image, item.question, item.options, cues=question_cues(item.question))
+    result = agent.run(image, item.question, item.options, cues=wording_cues(item.question))
     assert result.usage.total <= cap and result.answer in item.options
     assert any(n.startswith("budget plan:") for n in result.notes)
     unplanned = ZoomAgent(
         vlm, ZoomConfig(strategy="zoomeye", budget=TokenBudget(max_total_tokens=cap), plan_budget=False)
-    ).run(image, item.question, item.options, cues=question_cues(item.question))
+    ).run(image, item.question, item.options, cues=wording_cues(item.question))
     assert unplanned.usage.total <= cap and not any(n.startswith("budget plan:") for n in unplanned.notes)

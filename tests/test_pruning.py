@@ -21,9 +21,9 @@ from PIL import Image
 from pydantic import ValidationError
 
 from foveate.errors import BudgetExceeded, UnsupportedRequestError
-from foveate.fixtures import TINY_VLM_PATH, tiny_vlm_available
-from foveate.fixtures.scenes import generate_scene
-from foveate.fixtures.tiny_models import build_tiny_qwen25vl
+from foveate.synthetic.scenes import generate_scene
+from foveate.testing.tiny_models import build_tiny_qwen25vl
+from foveate.tiny_vlm import TINY_VLM_PATH, tiny_vlm_available
 from foveate.vlm import TokenBudget, TokenLedger, TransformersVLM, VLMRequest
 from foveate.vlm.pruning import PruneSpec, kept_count
 
@@ -60,7 +60,7 @@ def model_dirs(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPa
 def random_qwen2vl(model_dirs: dict[str, Path], request: pytest.FixtureRequest) -> TransformersVLM:
     """The random Qwen2-VL, then the random Qwen2.5-VL: every test using it runs on both."""
     vlm = TransformersVLM(model_dirs[request.param], device="cpu")
-    assert vlm.family == request.param
+    assert vlm.model_type == request.param
     return vlm
 
 
@@ -142,7 +142,7 @@ def test_keep_one_logits_match_on_random_llava(random_llava: TransformersVLM, me
     reqs = [
         VLMRequest.from_prompt(q, [p]) for q, p in zip(("What is it?", "Is it red?"), PICTURES, strict=False)
     ]
-    enc = random_llava._encode([random_llava.render(r) for r in reqs], [r.images for r in reqs], "right")
+    enc = random_llava.encode([random_llava.render(r) for r in reqs], [r.images for r in reqs], "right")
     with torch.inference_mode():
         stock = random_llava.model(**enc.inputs, use_cache=False).logits.float()
     logits, state = random_llava.pruner.logits(enc.inputs, PruneSpec(method, 1.0, 1), 0)  # type: ignore[arg-type]
@@ -159,7 +159,7 @@ def test_kept_count_and_ledger_match_the_ratio(
 ) -> None:
     crop, options, question = scene
     req = VLMRequest.from_prompt(question, [crop])
-    enc = tiny_vlm._encode([tiny_vlm.render(req)], [req.images], "right")
+    enc = tiny_vlm.encode([tiny_vlm.render(req)], [req.images], "right")
     n = enc.visual[0]
     assert n == 64
     spec = PruneSpec(method, keep, 2)  # type: ignore[arg-type]
@@ -179,7 +179,7 @@ def test_kept_count_and_ledger_match_the_ratio(
 
 
 def test_cls_ranking_is_clip_cls_attention(random_llava: TransformersVLM) -> None:
-    enc = random_llava._encode(["<image>x"], [[Image.fromarray(PICTURES[1])]], "right")
+    enc = random_llava.encode(["<image>x"], [[Image.fromarray(PICTURES[1])]], "right")
     pixels = enc.inputs["pixel_values"]
     scores, _ = random_llava.pruner.cls_attention(pixels)
     tower = random_llava.model.model.vision_tower
@@ -201,7 +201,7 @@ def test_cls_pruned_forward_matches_llava_with_pruned_features(random_llava: Tra
 
     vlm = random_llava
     req = VLMRequest.from_prompt("What colour is it?", [PICTURES[2]])
-    enc = vlm._encode([vlm.render(req)], [req.images], "right")
+    enc = vlm.encode([vlm.render(req)], [req.images], "right")
     logits, state = vlm.pruner.logits(enc.inputs, PruneSpec("cls", 0.25, 2), 1)
     with torch.inference_mode():
         features, kept = vlm.pruner._cls_pruned_features(enc.inputs["pixel_values"], 0.25)
@@ -222,7 +222,7 @@ def test_cls_pruned_forward_matches_llava_with_pruned_features(random_llava: Tra
 def _assert_fastv_keeps_the_most_attended(vlm: TransformersVLM, req: VLMRequest) -> None:
     """At K = 1 the kept visual tokens are the top ones by transformers' own eager attention in the first
     layer (the last prompt token's, head-averaged), and every text token is kept."""
-    enc = vlm._encode([vlm.render(req)], [req.images], "right")
+    enc = vlm.encode([vlm.render(req)], [req.images], "right")
     previous = vlm.config._attn_implementation
     vlm.model.set_attn_implementation("eager")
     try:
@@ -253,7 +253,7 @@ def test_fastv_equals_masking_the_dropped_tokens(tiny_vlm: TransformersVLM) -> N
     vlm, k = tiny_vlm, 2
     image, item = generate_scene(7, 4)
     req = VLMRequest.from_prompt(item.question, [image.crop((0, 0, 300, 300))])
-    enc = vlm._encode([vlm.render(req)], [req.images], "right")
+    enc = vlm.encode([vlm.render(req)], [req.images], "right")
     spec = PruneSpec("fastv", 0.25, k)
     logits, state = vlm.pruner.logits(enc.inputs, spec, 1)
     lm = vlm.model.model.language_model
@@ -281,7 +281,7 @@ def test_pruned_generate_counts_kept_tokens(random_llava: TransformersVLM, metho
     ledger = _ledger(method, 0.25, layer=1)
     result = random_llava.generate(req, ledger)
     assert 1 <= result.usage.generated_tokens <= 5
-    n = random_llava.token_spec.tokens_for(120, 150)  # type: ignore[union-attr]
+    n = random_llava.profile.token_rule.tokens_for(120, 150)  # type: ignore[union-attr]
     assert result.usage.visual_tokens < n and ledger.spent == result.usage
 
 
@@ -359,7 +359,7 @@ def _stock_qwen_tail(
 def test_qwen2vl_keep_one_logits_match_stock_forward(random_qwen2vl: TransformersVLM, side: str) -> None:
     vlm = random_qwen2vl
     reqs = _qwen_requests(("What is it?", "Is it red? Answer in one word."))
-    enc = vlm._encode([vlm.render(r) for r in reqs], [r.images for r in reqs], side)
+    enc = vlm.encode([vlm.render(r) for r in reqs], [r.images for r in reqs], side)
     assert len(set(enc.lengths)) == 2 and len(set(enc.visual)) == 2  # really padded, different images
     with torch.inference_mode():
         stock = vlm.model(**enc.inputs, use_cache=False).logits.float()
@@ -399,7 +399,7 @@ def test_qwen2vl_keep_one_generate_matches_transformers_generate(sharp_qwen2vl: 
 def test_qwen2vl_kept_count_positions_and_ledger(random_qwen2vl: TransformersVLM, keep: float) -> None:
     vlm = random_qwen2vl
     req = _qwen_requests(("What colour is the picture?",))[0]
-    enc = vlm._encode([vlm.render(req)], [req.images], "right")
+    enc = vlm.encode([vlm.render(req)], [req.images], "right")
     n, length = enc.visual[0], enc.lengths[0]
     state = vlm.pruner.prefill(enc.inputs, PruneSpec("fastv", keep, 1))
     kept = kept_count(n, keep)
@@ -434,7 +434,7 @@ def test_qwen2vl_fastv_equals_masking_the_dropped_tokens(random_qwen2vl: Transfo
     tokens out as keys, at the original M-RoPE positions."""
     vlm = random_qwen2vl
     req = _qwen_requests(("What is in the middle?",))[0]
-    enc = vlm._encode([vlm.render(req)], [req.images], "right")
+    enc = vlm.encode([vlm.render(req)], [req.images], "right")
     logits, state = vlm.pruner.logits(enc.inputs, PruneSpec("fastv", 0.25, 1), 1)
     kept = torch.zeros(enc.lengths[0], dtype=torch.bool)
     kept[state.columns[0][state.valid[0]]] = True
@@ -450,7 +450,7 @@ def test_qwen2vl_pruned_generate_continues_unpruned_positions(sharp_qwen2vl: Tra
     far, deeper layers masking the dropped tokens, positions as for the unpruned prompt."""
     vlm = sharp_qwen2vl
     req = VLMRequest.from_prompt("Describe the image.", [PICTURES[1]], max_new_tokens=6)
-    enc = vlm._encode([vlm.render(req)], [req.images], "left")
+    enc = vlm.encode([vlm.render(req)], [req.images], "left")
     tokens, state = vlm.pruner.generate(enc.inputs, PruneSpec("fastv", 0.25, 1), max_new_tokens=6, eos=set())
     assert len(tokens) == 6
     length = enc.lengths[0]

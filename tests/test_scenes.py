@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from foveate.fixtures.scenes import (
+from foveate.errors import ManifestError
+from foveate.synthetic.scenes import (
     CLUTTER_MAX_CHROMA,
     COLORS,
     SHAPES,
-    ManifestError,
     SceneItem,
     SceneObject,
     crop_around,

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from foveate.fixtures.tiny_models import (
+from foveate.testing.tiny_models import (
     TINY_ARCHITECTURES,
     TinyArchitecture,
     build_tiny,

@@ -11,16 +11,20 @@ the 90% bar: the current weights have not learned them (see the issue notes).
 
 from __future__ import annotations
 
-from foveate.fixtures import TINY_VLM_PATH, tiny_vlm_available
-from foveate.fixtures.bench import evaluate_fixture
+from foveate.evaluation.fixture import evaluate_fixture
+from foveate.tiny_vlm import TINY_VLM_PATH, tiny_vlm_available
 from foveate.vlm import TransformersVLM
 
 
 def test_shipped_weights_see_small_targets_only_when_zoomed() -> None:
     assert tiny_vlm_available(), f"the trained tiny VLM is missing from {TINY_VLM_PATH}"
     vlm = TransformersVLM(TINY_VLM_PATH)
-    assert vlm.family == "llava" and vlm.token_spec is not None
-    assert vlm.token_spec.tokens_for(2048, 1536) == 64  # 128 px input, 16 px patches
+    assert (
+        vlm.model_type == "llava"
+        and vlm.profile.family == "foveate-tiny"
+        and vlm.profile.token_rule is not None
+    )
+    assert vlm.profile.token_rule.tokens_for(2048, 1536) == 64  # 128 px input, 16 px patches
     report = evaluate_fixture(vlm, n=100, seed=11)
     crop, whole, n = report.by_category["attribute"]
     assert n == 50

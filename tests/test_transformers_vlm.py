@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from foveate.errors import BudgetExceeded, ModelLoadError
-from foveate.fixtures.tiny_models import TINY_ARCHITECTURES
+from foveate.testing.tiny_models import TINY_ARCHITECTURES
 from foveate.vlm import TokenBudget, TokenLedger, TransformersVLM, VLMRequest
 
 RNG = np.random.default_rng(1234)
@@ -35,8 +35,8 @@ def _forward_count(vlm: TransformersVLM) -> list[int]:
 
 def test_loads_through_public_loader_on_cpu(vlm: TransformersVLM) -> None:
     assert vlm.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert vlm.family in ("llava", "qwen2_vl", "idefics3")
-    assert vlm.token_spec is not None
+    assert vlm.model_type in ("llava", "qwen2_vl", "idefics3")
+    assert vlm.profile.token_rule is not None
 
 
 def test_generate_reports_real_usage(vlm: TransformersVLM) -> None:
@@ -44,7 +44,7 @@ def test_generate_reports_real_usage(vlm: TransformersVLM) -> None:
     result = vlm.generate(req)
     assert result.model_id == vlm.model_id and result.latency_s > 0
     assert 1 <= result.usage.generated_tokens <= 4
-    assert result.usage.visual_tokens == vlm.token_spec.tokens_for(300, 400)  # type: ignore[union-attr]
+    assert result.usage.visual_tokens == vlm.profile.token_rule.tokens_for(300, 400)  # type: ignore[union-attr]
     assert result.usage.text_tokens > 5
     again = vlm.generate(req)
     assert again.text == result.text  # greedy decoding is deterministic
@@ -224,7 +224,7 @@ def _processor_count(vlm: TransformersVLM, height: int, width: int) -> int:
 
 
 def test_predicted_visual_tokens_equal_processor_count(vlm: TransformersVLM) -> None:
-    spec = vlm.token_spec
+    spec = vlm.profile.token_rule
     assert spec is not None
     rng = np.random.default_rng(99)
     sizes = [(int(h), int(w)) for h, w in rng.integers(20, 1400, size=(20, 2))] + [(37, 1300), (1100, 41)]
@@ -233,7 +233,7 @@ def test_predicted_visual_tokens_equal_processor_count(vlm: TransformersVLM) -> 
 
 
 def test_images_are_resized_to_the_visual_cap(vlm: TransformersVLM) -> None:
-    spec = vlm.token_spec
+    spec = vlm.profile.token_rule
     assert spec is not None
     full = spec.tokens_for(900, 1300)
     fewest = spec.tokens_for(28, 28)
@@ -269,7 +269,7 @@ def test_shared_prefix_probes_equal_independent_probes(vlm: TransformersVLM) -> 
             alone = vlm.yes_probability(VLMRequest.from_prompt(question, [view]))
             assert answer.p_yes == pytest.approx(alone.p_yes, abs=1e-4)
     assert ledger.spent.forward_passes == sum(a.usage.forward_passes for g in shared for a in g)
-    if vlm.family in vlm.PREFIX_REUSE_FAMILIES:
+    if vlm.profile.prefix_reuse:
         assert passes == 2  # prefixes, then every question at once
         # each view's image tokens are encoded once, not once per question
         single = sum(
@@ -295,7 +295,7 @@ def test_probes_with_one_question_per_view_take_one_pass(vlm: TransformersVLM) -
 def test_relevance_maps_cover_the_patch_grid(vlm: TransformersVLM) -> None:
     from foveate.errors import UnsupportedRequestError
 
-    if vlm.family == "idefics3":
+    if vlm.model_type == "idefics3":
         with pytest.raises(UnsupportedRequestError):
             vlm.relevance_maps([PICTURE], ["Where is the red circle?"])
         return
@@ -307,13 +307,13 @@ def test_relevance_maps_cover_the_patch_grid(vlm: TransformersVLM) -> None:
     for relevance, view in zip(maps, [PICTURE, SMALL], strict=True):
         rows, cols = relevance.grid.shape
         request = VLMRequest.from_prompt("x", [view])
-        enc = vlm._encode([vlm.render(request)], [request.images], "right")
+        enc = vlm.encode([vlm.render(request)], [request.images], "right")
         assert rows * cols == enc.visual[0]
         assert np.isfinite(relevance.grid).all() and (relevance.grid >= 0).all()
 
 
 def test_unnormalised_relevance_maps_are_the_question_attention_alone(vlm: TransformersVLM) -> None:
-    if vlm.family == "idefics3":
+    if vlm.model_type == "idefics3":
         return
     rel = vlm.relevance_maps([PICTURE], ["Where is the red circle?"])[0]
     raw = vlm.relevance_maps([PICTURE], ["Where is the red circle?"], normalize=False)[0]

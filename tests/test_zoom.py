@@ -1,14 +1,12 @@
 """Zoom search: tree maths, the priority rule, the stop rule, budgets and the trace picture.
 
-The search logic is tested against a *seeing oracle*: a VLM stand-in that answers the probes from the
-pixels (targets are the only saturated things in a scene), with the size rule the tiny VLM was trained
-on. It plays the model's part so that what is asserted is the agent's behaviour in a known world; the
-real tiny VLM is exercised at the end.
+The search logic is tested against a *seeing oracle*: a ``ScriptedVLM`` (``foveate.testing``) whose
+script answers the probes from the pixels (targets are the only saturated things in a scene), with the
+size rule the tiny VLM was trained on. It plays the model's part so that what is asserted is the agent's
+behaviour in a known world; the real tiny VLM is exercised at the end.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -16,25 +14,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from foveate.agents.zoom import Visit, ZoomAgent, ZoomConfig, depth_weight, parse_cues, priority
-from foveate.agents.zoom_prompts import FAMILY_PRESETS, ZoomPrompts
-from foveate.fixtures.scenes import COLORS, generate_scene
-from foveate.fixtures.tasks import VISIBLE_PIXELS, question_cues
-from foveate.tools.tree import (
-    TreeNode,
-    best_window,
-    box_area,
-    children,
-    expand_box,
-    grid_cells,
-    map_mass,
-    tree_depth,
-)
-from foveate.vlm.base import BaseVLM
-from foveate.vlm.budget import TokenBudget, TokenLedger
-from foveate.vlm.types import RelevanceMap, ScoreResult, TokenUsage, VLMRequest, VLMResult, YesNoResult
+from foveate.imaging.boxes import best_window, box_area, expand_box, grid_cells, map_mass
+from foveate.synthetic.scenes import COLORS, generate_scene
+from foveate.testing.scripted import ScriptedVLM
+from foveate.tiny_vlm.tasks import VISIBLE_PIXELS
+from foveate.vlm.budget import TokenBudget
+from foveate.vlm.families.foveate_tiny import FAMILY as TINY_FAMILY
+from foveate.vlm.profile import VLMProfile
+from foveate.vlm.prompts import ZoomPrompts
+from foveate.zoom import Visit, ZoomAgent, ZoomConfig, depth_weight, parse_cues, priority, wording_cues
+from foveate.zoom.tree import TreeNode, children, tree_depth
 
-PROMPTS = FAMILY_PRESETS["foveate-tiny"]
+PROMPTS = TINY_FAMILY.zoom
 NATIVE = 128
 
 
@@ -130,111 +121,49 @@ def _saturated(rgb: np.ndarray) -> np.ndarray:
     return (rgb.max(axis=2) - rgb.min(axis=2)) > 100
 
 
-class SeeingOracle(BaseVLM):
+def _seeing(view: Image.Image, text: str) -> float:
+    """What a perfect 128 px model would say to the tiny VLM's probes, from the pixels."""
+    a = np.asarray(view.convert("RGB"))
+    count = int(_saturated(a).sum())
+    side = float(np.sqrt(count)) if count else 0.0  # the square as large as the saturated pixels
+    if "zooming" in text:  # latent
+        return 0.95 if count else 0.05
+    return 0.95 if count and side * NATIVE / max(view.size) >= VISIBLE_PIXELS else 0.05
+
+
+def _saturated_grid(view: Image.Image, invert: bool) -> np.ndarray:
+    """Saturated pixels per cell of an 8 x 8 grid (``invert``: a map pointing everywhere but at them)."""
+    saturated = _saturated(np.asarray(view.convert("RGB")).astype(int))
+    h, w = saturated.shape
+    grid = np.array(
+        [
+            [saturated[r * h // 8 : (r + 1) * h // 8, c * w // 8 : (c + 1) * w // 8].sum() for c in range(8)]
+            for r in range(8)
+        ],
+        dtype=float,
+    )
+    return 1.0 / (1.0 + grid) if invert else grid + 1e-3
+
+
+def seeing_oracle() -> ScriptedVLM:
     """Answers the tiny VLM's probes from the pixels: what a perfect 128 px model would say."""
-
-    model_id = "seeing-oracle"
-    max_batch_size = 16
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    @staticmethod
-    def _targets(view: Image.Image) -> list[float]:
-        """The side (in view pixels) of the square as large as the saturated pixels, when there are any."""
-        a = np.asarray(view.convert("RGB"))
-        count = int(_saturated(a).sum())
-        return [float(np.sqrt(count))] if count else []
-
-    def _p_yes(self, request: VLMRequest) -> float:
-        view = request.images[0]
-        sides = self._targets(view)
-        scale = NATIVE / max(view.size)
-        text = request.messages[-1].text
-        if "zooming" in text:  # latent
-            return 0.95 if sides else 0.05
-        visible = bool(sides) and sides[0] * scale >= VISIBLE_PIXELS
-        return 0.95 if visible else 0.05
-
-    def yes_probabilities(
-        self, requests: Sequence[VLMRequest], ledger: TokenLedger | None = None
-    ) -> list[YesNoResult]:
-        self.calls += 1
-        out = []
-        for i, request in enumerate(requests):
-            usage = TokenUsage(visual_tokens=64, text_tokens=20, forward_passes=1 if i == 0 else 0)
-            if ledger is not None:
-                with ledger.hold(usage.total) as held:
-                    held.commit(usage)
-            p = self._p_yes(request)
-            out.append(
-                YesNoResult.from_logprobs(
-                    float(np.log(p)), float(np.log(1 - p)), usage=usage, latency_s=0.0, model_id=self.model_id
-                )
-            )
-        return out
-
-    def yes_probability(self, request: VLMRequest, ledger: TokenLedger | None = None) -> YesNoResult:
-        return self.yes_probabilities([request], ledger)[0]
-
-    def score(
-        self, request: VLMRequest, options: Sequence[str], ledger: TokenLedger | None = None
-    ) -> ScoreResult:
-        usage = TokenUsage(visual_tokens=64 * len(request.images), text_tokens=20, forward_passes=1)
-        if ledger is not None:
-            with ledger.hold(usage.total) as held:
-                held.commit(usage)
-        return ScoreResult(options=list(options), logprobs=[0.0] * len(options), usage=usage)
-
-    def generate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
-        return VLMResult(text="")
+    return ScriptedVLM(yes=_seeing, profile=VLMProfile.unknown(family="oracle"), model_id="seeing-oracle")
 
 
-class MapOracle(SeeingOracle):
+def map_oracle(invert: bool = False) -> ScriptedVLM:
     """The seeing oracle with relevance maps: saturated pixels per cell of an 8 x 8 grid (``invert``: a map
     that points everywhere but at the target, to exercise the fallback)."""
-
-    def __init__(self, invert: bool = False) -> None:
-        super().__init__()
-        self.invert = invert
-        self.maps = 0
-
-    def relevance_maps(
-        self,
-        views: Sequence[Image.Image],
-        questions: Sequence[str],
-        ledger: TokenLedger | None = None,
-        *,
-        normalize: bool = True,
-    ) -> list[RelevanceMap]:
-        out = []
-        for view in views:
-            self.maps += 1
-            a = np.asarray(view.convert("RGB")).astype(int)
-            saturated = _saturated(a)
-            h, w = saturated.shape
-            grid = np.array(
-                [
-                    [
-                        saturated[r * h // 8 : (r + 1) * h // 8, c * w // 8 : (c + 1) * w // 8].sum()
-                        for c in range(8)
-                    ]
-                    for r in range(8)
-                ],
-                dtype=float,
-            )
-            grid = 1.0 / (1.0 + grid) if self.invert else grid + 1e-3
-            usage = TokenUsage(visual_tokens=64, text_tokens=20, forward_passes=1)
-            if ledger is not None:
-                with ledger.hold(usage.total) as held:
-                    held.commit(usage)
-            out.append(RelevanceMap(grid=grid, usage=usage))
-        return out
+    return ScriptedVLM(
+        yes=_seeing,
+        relevance=lambda view, _question: _saturated_grid(view, invert),
+        profile=VLMProfile.unknown(family="oracle"),
+        model_id="map-oracle",
+    )
 
 
 def _agent(strategy: str, **kwargs: object) -> ZoomAgent:
     config = ZoomConfig(strategy=strategy, prompts=PROMPTS, native_side=NATIVE, relevance=False, **kwargs)  # type: ignore[arg-type]
-    return ZoomAgent(SeeingOracle(), config)
+    return ZoomAgent(seeing_oracle(), config)
 
 
 def _contains(box: tuple[int, int, int, int], point: tuple[float, float]) -> bool:
@@ -244,7 +173,7 @@ def _contains(box: tuple[int, int, int, int], point: tuple[float, float]) -> boo
 @pytest.mark.parametrize("strategy", ["zoomeye", "fast"])
 def test_search_stops_at_the_answering_threshold_on_a_crop_that_shows_the_target(strategy: str) -> None:
     image, item = generate_scene(5, 0)
-    result = _agent(strategy).run(image, item.question, item.options, cues=question_cues(item.question))
+    result = _agent(strategy).run(image, item.question, item.options, cues=wording_cues(item.question))
     assert not result.budget_exhausted
     threshold = PROMPTS.answer_threshold
     stops = [v for v in result.visits if v.confidence is not None and v.confidence >= threshold]
@@ -259,25 +188,25 @@ def test_search_stops_at_the_answering_threshold_on_a_crop_that_shows_the_target
 
 def test_fast_uses_fewer_probes_than_zoomeye_on_the_same_scene() -> None:
     image, item = generate_scene(5, 1)
-    cues = question_cues(item.question)
+    cues = wording_cues(item.question)
     slow = _agent("zoomeye").run(image, item.question, item.options, cues=cues)
     fast = _agent("fast").run(image, item.question, item.options, cues=cues)
     assert fast.crops and slow.crops
     assert fast.probes < slow.probes
 
 
-def _map_agent(vlm: MapOracle, **kwargs: object) -> ZoomAgent:
+def _map_agent(vlm: ScriptedVLM, **kwargs: object) -> ZoomAgent:
     config = ZoomConfig(strategy="fast", prompts=PROMPTS, native_side=NATIVE, relevance=True, **kwargs)  # type: ignore[arg-type]
     return ZoomAgent(vlm, config)
 
 
 def test_a_relevance_map_replaces_probing_every_child() -> None:
     image, item = generate_scene(5, 0)
-    cues = question_cues(item.question)
+    cues = wording_cues(item.question)
     ranked_by_probes = _agent("fast").run(image, item.question, item.options, cues=cues)
-    oracle = MapOracle()
+    oracle = map_oracle()
     by_map = _map_agent(oracle, top_children=1).run(image, item.question, item.options, cues=cues)
-    assert oracle.maps > 0
+    assert oracle.calls["relevance"] > 0
     assert by_map.crops and all(_contains(by_map.crops[-1], t.center) for t in item.targets)
     assert by_map.probes < ranked_by_probes.probes
     # below relevance_from_depth the children are ranked by the map: some were never probed at all
@@ -287,12 +216,12 @@ def test_a_relevance_map_replaces_probing_every_child() -> None:
 
 def test_a_map_pointing_the_wrong_way_falls_back_to_latent_probes() -> None:
     image, item = generate_scene(5, 0)
-    cues = question_cues(item.question)
-    result = _map_agent(MapOracle(invert=True), top_children=1).run(
+    cues = wording_cues(item.question)
+    result = _map_agent(map_oracle(invert=True), top_children=1).run(
         image, item.question, item.options, cues=cues
     )
     assert result.crops and all(_contains(result.crops[-1], t.center) for t in item.targets)
-    without = _map_agent(MapOracle(invert=True), top_children=1, map_fallback=None).run(
+    without = _map_agent(map_oracle(invert=True), top_children=1, map_fallback=None).run(
         image, item.question, item.options, cues=cues
     )
     assert result.probes < without.probes or not (
@@ -308,11 +237,11 @@ def _area(box: tuple[int, int, int, int]) -> int:
 def test_tightening_shrinks_the_answer_crop_and_keeps_both_objects(index: int) -> None:
     image, item = generate_scene(5, index)
     assert item.category == "relation"
-    cues = question_cues(item.question)
-    loose = _map_agent(MapOracle(), tighten_crops=None, local_levels=None).run(
+    cues = wording_cues(item.question)
+    loose = _map_agent(map_oracle(), tighten_crops=None, local_levels=None).run(
         image, item.question, item.options, cues=cues
     )
-    oracle = MapOracle()
+    oracle = map_oracle()
     tight = _map_agent(oracle, tighten_crops=0.5, local_levels=None).run(
         image, item.question, item.options, cues=cues
     )
@@ -330,36 +259,34 @@ def test_tightening_shrinks_the_answer_crop_and_keeps_both_objects(index: int) -
     assert _area(tight.answer_box) < _area(loose.answer_box)
 
 
-class CueOracle(SeeingOracle):
+def _cue_pixels(view: Image.Image, text: str) -> int:
+    """Saturated pixels of the colour the probe names (all saturated pixels when it names none)."""
+    a = np.asarray(view.convert("RGB")).astype(int)
+    saturated = _saturated(a)
+    for name, rgb in COLORS.items():
+        if name in text:
+            return int((saturated & (np.abs(a - np.array(rgb)).max(axis=2) <= 40)).sum())
+    return int(saturated.sum())
+
+
+def _cue_seeing(view: Image.Image, text: str) -> float:
     """The seeing oracle, told apart by colour: a probe naming a colour sees only pixels of that colour."""
-
-    @staticmethod
-    def _cue_pixels(view: Image.Image, text: str) -> int:
-        a = np.asarray(view.convert("RGB")).astype(int)
-        saturated = _saturated(a)
-        for name, rgb in COLORS.items():
-            if name in text:
-                return int((saturated & (np.abs(a - np.array(rgb)).max(axis=2) <= 40)).sum())
-        return int(saturated.sum())
-
-    def _p_yes(self, request: VLMRequest) -> float:
-        view, text = request.images[0], request.messages[-1].text
-        count = self._cue_pixels(view, text)
-        if "zooming" in text:
-            return 0.95 if count else 0.05
-        apparent = np.sqrt(count) * NATIVE / max(view.size)  # graded below visibility, as a real model is
-        return 0.95 if apparent >= VISIBLE_PIXELS else 0.05 + 0.5 * apparent / VISIBLE_PIXELS
+    count = _cue_pixels(view, text)
+    if "zooming" in text:
+        return 0.95 if count else 0.05
+    apparent = np.sqrt(count) * NATIVE / max(view.size)  # graded below visibility, as a real model is
+    return 0.95 if apparent >= VISIBLE_PIXELS else 0.05 + 0.5 * apparent / VISIBLE_PIXELS
 
 
 def _cue_agent(prompts: ZoomPrompts = PROMPTS, **kwargs: object) -> ZoomAgent:
     config = ZoomConfig(strategy="fast", prompts=prompts, native_side=NATIVE, relevance=False, **kwargs)  # type: ignore[arg-type]
-    return ZoomAgent(CueOracle(), config)
+    return ZoomAgent(ScriptedVLM(yes=_cue_seeing, model_id="cue-oracle"), config)
 
 
 @pytest.mark.parametrize("index", [1, 3, 5, 7])
 def test_a_later_cue_is_searched_near_the_earlier_one_first(index: int) -> None:
     image, item = generate_scene(5, index)
-    cues = question_cues(item.question)
+    cues = wording_cues(item.question)
     latent_ranked = PROMPTS.model_copy(update={"rank_cues_by_stop": False, "max_pops": None})
     near = _cue_agent(latent_ranked, local_levels=1).run(image, item.question, item.options, cues=cues)
     from_root = _cue_agent(latent_ranked, local_levels=None).run(
@@ -378,7 +305,7 @@ def test_a_later_cue_is_searched_near_the_earlier_one_first(index: int) -> None:
 
 def test_ranking_by_the_cue_stop_probe_gives_every_child_its_stop() -> None:
     image, item = generate_scene(5, 1)
-    cues = question_cues(item.question)
+    cues = wording_cues(item.question)
     by_stop = _cue_agent(PROMPTS.model_copy(update={"rank_cues_by_stop": True, "max_pops": None})).run(
         image, item.question, item.options, cues=cues
     )
@@ -394,7 +321,7 @@ def test_ranking_by_the_cue_stop_probe_gives_every_child_its_stop() -> None:
 
 def test_existence_ranks_children_from_its_depth_on() -> None:
     image, item = generate_scene(5, 0)
-    cues = question_cues(item.question)
+    cues = wording_cues(item.question)
     prompts = PROMPTS.model_copy(update={"existence_from_depth": 2, "max_pops": None})
     result = _cue_agent(prompts).run(image, item.question, item.options, cues=cues)
     children = [v for v in result.visits if v.priority is not None]
@@ -424,15 +351,15 @@ def test_a_pop_cap_from_the_preset_or_the_config_ends_a_lost_search(where: str) 
 
 def test_max_pops_caps_a_fast_search() -> None:
     image, item = generate_scene(5, 0)
-    cues = question_cues(item.question)
-    oracle = MapOracle(invert=True)
+    cues = wording_cues(item.question)
+    oracle = map_oracle(invert=True)
     result = _map_agent(oracle, top_children=1, map_fallback=None, max_pops=2).run(
         image, item.question, item.options, cues=cues
     )
-    uncapped = _map_agent(MapOracle(invert=True), top_children=1, map_fallback=None).run(
+    uncapped = _map_agent(map_oracle(invert=True), top_children=1, map_fallback=None).run(
         image, item.question, item.options, cues=cues
     )
-    assert oracle.maps <= 2 * len(cues)  # one map per pop that expands a node
+    assert oracle.calls["relevance"] <= 2 * len(cues)  # one map per pop that expands a node
     assert result.probes < uncapped.probes
     assert result.answer in item.options
 
@@ -454,7 +381,7 @@ def test_budget_is_never_exceeded(
         max_forward_passes=passes,
         budget=TokenBudget(max_total_tokens=tokens) if tokens else None,
     )
-    result = agent.run(image, item.question, item.options, cues=question_cues(item.question))
+    result = agent.run(image, item.question, item.options, cues=wording_cues(item.question))
     if probes is not None:
         assert result.probes <= probes
     if passes is not None:
@@ -467,17 +394,17 @@ def test_budget_is_never_exceeded(
 def test_a_tight_budget_says_so_and_still_answers() -> None:
     image, item = generate_scene(5, 3)
     agent = _agent("zoomeye", max_probes=3)
-    result = agent.run(image, item.question, item.options, cues=question_cues(item.question))
+    result = agent.run(image, item.question, item.options, cues=wording_cues(item.question))
     assert result.budget_exhausted and result.probes <= 3
     assert any("probe cap" in note for note in result.notes)
     assert result.answer in item.options
 
 
 def test_trace_png_has_the_image_size(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from foveate.tools.draw import save_trace
+    from foveate.imaging.draw import save_trace
 
     image, item = generate_scene(5, 0)
-    result = _agent("fast").run(image, item.question, item.options, cues=question_cues(item.question))
+    result = _agent("fast").run(image, item.question, item.options, cues=wording_cues(item.question))
     path = save_trace(image, result.visits, tmp_path / "trace.png", result.answer_box)
     with Image.open(path) as drawn:
         assert drawn.format == "PNG" and drawn.size == image.size

@@ -1,52 +1,25 @@
 """``foveate calibrate``: calibrate conformal sets and abstention thresholds on a scene benchmark.
 
-Each question's options are scored by the VLM on the whole image (one ``score`` call with the
-question as the prompt, ``PROMPT_TEMPLATE``); the option probabilities then go to
-``foveate.conformal``: split conformal sets (LAC, APS) and answer-or-abstain thresholds on the
-top option's probability (conformal risk control, Learn then Test). Each result is stored in a
-calibration database (``foveate.conformal.records``) under the model id, the SHA-256 of the
-prompt template, alpha and the method, and shown with its coverage / accuracy *on the
-calibration questions themselves*: an in-sample check, not an estimate for new questions.
+Each question's options are scored by the VLM on the whole image (one ``score`` call with the question as
+the prompt, ``foveate.conformal.procedure.PROMPT_TEMPLATE``); ``foveate.conformal.procedure`` does the
+rest: every method's calibration, stored in the calibration database (``calibration_db`` in
+``foveate.settings``, the one ``foveate run --alpha`` reads) under the model id, the prompt template's hash,
+alpha and the method, shown with its coverage / accuracy *on the calibration questions themselves*: an
+in-sample check, not an estimate for new questions.
 """
 
 from __future__ import annotations
 
-import math
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from foveate.cli.common import console, err_console, fail, load_model, settings_from
 from foveate.errors import FoveateError
 
-PROMPT_TEMPLATE = "{question}"
-CALIBRATION_DB_ENV = "FOVEATE_CALIBRATION_DB"
-CLI_METHODS = ("lac", "aps", "crc", "ltt")
-
-console = Console()
-err_console = Console(stderr=True)
-
-
-def default_calibration_db() -> str:
-    """``$FOVEATE_CALIBRATION_DB``, else ``~/.foveate/calibrations.db``."""
-    return os.environ.get(CALIBRATION_DB_ENV) or str(Path.home() / ".foveate" / "calibrations.db")
-
-
-def _fail(exc: BaseException | str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
-
-
-def _threshold_text(value: float, selective: bool) -> str:
-    if math.isinf(value) and value > 0:
-        return "inf (answer none)" if selective else "inf (every option)"
-    if math.isinf(value):
-        return "-inf (answer all)"
-    return f"{value:.4f}"
+__all__ = ["calibrate"]
 
 
 def calibrate(
@@ -65,8 +38,8 @@ def calibrate(
         str | None,
         typer.Option(
             "--db",
-            help=f"Calibration database: SQLite file or SQLAlchemy URL [default: ${CALIBRATION_DB_ENV}, "
-            "else ~/.foveate/calibrations.db].",
+            help="Calibration database: SQLite file or SQLAlchemy URL [default: $FOVEATE_CALIBRATION_DB, "
+            "calibration_db in config.toml, else ~/.foveate/calibrations.db].",
             show_default=False,
         ),
     ] = None,
@@ -78,29 +51,29 @@ def calibrate(
     """Calibrate conformal sets (LAC, APS) and abstention thresholds (CRC, LTT) on a benchmark."""
     import numpy as np
 
-    from foveate.cli.main import _load_vlm
-    from foveate.conformal import calibrate as conformal_calibrate
-    from foveate.conformal import crc_threshold, ltt_threshold
-    from foveate.conformal.records import CalibrationRecord, CalibrationStore, template_hash
-    from foveate.fixtures.scenes import image_path, load_manifest
+    from foveate.conformal.procedure import METHODS, PROMPT_TEMPLATE, calibrate_methods, save_calibrations
+    from foveate.conformal.records import CalibrationStore, template_hash
+    from foveate.conformal.risk_control import SelectiveCalibration
+    from foveate.synthetic.scenes import image_path, load_manifest
     from foveate.vlm import VLMRequest
 
     method = method.lower()
-    methods = CLI_METHODS if method == "all" else (method,)
-    if method != "all" and method not in CLI_METHODS:
-        raise _fail(f"unknown --method {method!r}: use {', '.join(CLI_METHODS)} or all")
+    methods = METHODS if method == "all" else (method,)
+    if method != "all" and method not in METHODS:
+        raise fail(f"unknown --method {method!r}: use {', '.join(METHODS)} or all")
     if not 0.0 < alpha < 1.0:
-        raise _fail(f"--alpha must be in (0, 1), got {alpha}")
+        raise fail(f"--alpha must be in (0, 1), got {alpha}")
     if not 0.0 < delta < 1.0:
-        raise _fail(f"--delta must be in (0, 1), got {delta}")
+        raise fail(f"--delta must be in (0, 1), got {delta}")
     try:
+        settings = settings_from(model=model, endpoint=endpoint, calibration_db=db)
         items = load_manifest(bench)
         if limit is not None:
             items = items[:limit]
         if not items:
-            raise _fail(f"benchmark {bench} has no questions")
-        store = CalibrationStore(db or default_calibration_db())  # before the model: a bad db fails fast
-        vlm = _load_vlm(model, endpoint)
+            raise fail(f"benchmark {bench} has no questions")
+        store = CalibrationStore(settings.calibration_db)  # before the model: a bad database fails fast
+        vlm = load_model(settings)
         rows: list[list[float]] = []
         with err_console.status("scoring") as status:
             for i, item in enumerate(items, start=1):
@@ -112,57 +85,49 @@ def calibrate(
         width = max(len(r) for r in rows)  # questions with fewer options: the missing ones have p = 0
         probs = np.array([r + [0.0] * (width - len(r)) for r in rows], dtype=np.float64)
         labels = np.array([item.answer_index for item in items], dtype=np.int64)
-        top = probs.max(axis=1)
-        correct = probs.argmax(axis=1) == labels
-        digest = template_hash(PROMPT_TEMPLATE)
-
-        table = Table(
-            "method",
-            "alpha",
-            "n",
-            "threshold",
-            "coverage*",
-            "mean set size* / answered*",
-            "selective accuracy*",
-            "record",
-            caption="* on the calibration questions themselves (in-sample), not an estimate for new ones",
-        )
+        results = calibrate_methods(probs, labels, alpha, methods, delta=delta)
         with store:
-            for name in methods:
-                if name in ("lac", "aps"):
-                    result = conformal_calibrate(probs, labels, alpha, name)
-                    sets = result.prediction_sets(probs)
-                    coverage = f"{sets[np.arange(len(labels)), labels].mean():.3f}"
-                    size, accuracy = f"{sets.sum(axis=1).mean():.2f}", "-"
-                    threshold = _threshold_text(result.threshold, selective=False)
-                    saved = store.save(
-                        CalibrationRecord.from_result(result, model_id=vlm.model_id, template_sha256=digest)
-                    )
-                else:
-                    selective = (
-                        crc_threshold(top, correct, alpha)
-                        if name == "crc"
-                        else ltt_threshold(top, correct, alpha, delta)
-                    )
-                    answered = selective.answer_mask(top)
-                    coverage = "-"
-                    size = f"{answered.mean():.3f} ({selective.answered}/{selective.n})"
-                    accuracy = f"{correct[answered].mean():.3f}" if answered.any() else "- (none answered)"
-                    threshold = _threshold_text(selective.threshold, selective=True)
-                    saved = store.save(
-                        CalibrationRecord.from_result(
-                            selective, model_id=vlm.model_id, template_sha256=digest
-                        )
-                    )
-                table.add_row(
-                    name, f"{alpha:g}", str(len(items)), threshold, coverage, size, accuracy, str(saved.id)
-                )
+            saved = save_calibrations(store, results, vlm.model_id)
     except FoveateError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except OSError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
+    table = Table(
+        "method",
+        "alpha",
+        "n",
+        "threshold",
+        "coverage*",
+        "mean set size* / answered*",
+        "selective accuracy*",
+        "record",
+        caption="* on the calibration questions themselves (in-sample), not an estimate for new ones",
+    )
+    for result, record in zip(results, saved, strict=True):
+        if isinstance(result.result, SelectiveCalibration):
+            coverage = "-"
+            size = f"{result.answered:.3f} ({result.result.answered}/{result.result.n})"
+            accuracy = (
+                f"{result.selective_accuracy:.3f}"
+                if result.selective_accuracy is not None
+                else "- (none answered)"
+            )
+        else:
+            coverage, size, accuracy = f"{result.coverage:.3f}", f"{result.mean_set_size:.2f}", "-"
+        table.add_row(
+            result.method,
+            f"{alpha:g}",
+            str(len(items)),
+            result.threshold_text,
+            coverage,
+            size,
+            accuracy,
+            str(record.id),
+        )
     console.print(table)
+    correct = float((probs.argmax(axis=1) == labels).mean())
+    digest = template_hash(PROMPT_TEMPLATE)
     console.print(
-        f"model: {vlm.model_id}  top-option accuracy: {correct.mean():.3f}  "
+        f"model: {vlm.model_id}  top-option accuracy: {correct:.3f}  "
         f"prompt template sha256: {digest[:12]}…  saved to {store.name}"
     )

@@ -1,6 +1,6 @@
 """``foveate demo``: one real question about a generated scene, answered end to end, offline.
 
-It runs on the embedded tiny VLM (``foveate.fixtures.TINY_VLM_PATH``), or on ``--model`` /
+It runs on the embedded tiny VLM (``foveate.tiny_vlm.TINY_VLM_PATH``), or on ``--model`` /
 ``--endpoint``. The question is asked twice: on the whole 2000 px scene, where the small target is
 a few pixels once the model shrinks the image, and on a crop around the target, which is what
 zoom search has to find by itself. Every number comes from real logits, and the token ledger
@@ -16,9 +16,9 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from foveate.fixtures.bench import native_crop
-from foveate.fixtures.scenes import SceneItem, generate_scene
-from foveate.fixtures.tasks import EXISTENCE, object_name
+from foveate.evaluation.fixture import native_crop
+from foveate.synthetic.scenes import SceneItem, generate_scene
+from foveate.tiny_vlm.tasks import EXISTENCE, object_name
 from foveate.vlm import TokenBudget, TokenLedger, VLMRequest
 from foveate.vlm.base import VLM
 
@@ -26,11 +26,12 @@ from foveate.vlm.base import VLM
 def run_demo(
     console: Console, *, model: str | None = None, endpoint: str | None = None, seed: int = 42, index: int = 0
 ) -> None:
-    from foveate.cli.main import _load_vlm
-    from foveate.fixtures import tiny_vlm_available
+    from foveate.cli.common import load_model, settings_from
+    from foveate.tiny_vlm import tiny_vlm_available
 
-    vlm = _load_vlm(model, endpoint)
-    if model is None and endpoint is None:
+    settings = settings_from(model=model, endpoint=endpoint)
+    vlm = load_model(settings)
+    if settings.model is None and settings.endpoint is None:
         if tiny_vlm_available():
             console.print("model: the embedded tiny VLM (trained on synthetic scenes; offline)")
         else:
@@ -93,9 +94,9 @@ def run_workflow_part(
     """The same question through the ``full`` workflow (given the scene's file, as a user would):
     it has to find the target by itself. ``image`` is that scene, already in memory, for the trace."""
     from foveate.agent import Agent
-    from foveate.agents.zoom import Visit
-    from foveate.tools.draw import save_trace
-    from foveate.tools.tree import Box
+    from foveate.imaging.boxes import Box
+    from foveate.imaging.draw import save_trace
+    from foveate.zoom import Visit
 
     console.print(
         "\n[bold]The `full` workflow[/] (perceive, recall, zoom, reason, judge, abstain, remember):"

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from foveate.cli.common import console, fail, settings_from
 from foveate.errors import FoveateError, InsightMemoryError, MemoryDatabaseError
 
 if TYPE_CHECKING:  # the memory (SQLAlchemy, FAISS) is imported when a command runs, not with the CLI
@@ -33,33 +33,23 @@ if TYPE_CHECKING:  # the memory (SQLAlchemy, FAISS) is imported when a command r
 
     from foveate.memory import InsightMemory, TextEmbedder
 
-MEMORY_DB_ENV = "FOVEATE_MEMORY_DB"
-
 memory_app = typer.Typer(
     help="The insight memory: list, search, delete and export stored insights.", no_args_is_help=True
 )
-console = Console()
-err_console = Console(stderr=True)
-
 DbOpt = Annotated[
     str | None,
     typer.Option(
         "--db",
-        help=f"Memory database: a SQLite file or a SQLAlchemy URL [default: ${MEMORY_DB_ENV}, else "
-        "~/.foveate/memory.db].",
+        help="Memory database: a SQLite file or a SQLAlchemy URL [default: $FOVEATE_MEMORY_DB, memory_db in "
+        "config.toml, else ~/.foveate/memory.db].",
         show_default=False,
     ),
 ]
 
 
 def default_memory_db() -> str:
-    """``$FOVEATE_MEMORY_DB``, else ``~/.foveate/memory.db``."""
-    return os.environ.get(MEMORY_DB_ENV) or str(Path.home() / ".foveate" / "memory.db")
-
-
-def _fail(exc: BaseException | str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
+    """The memory database ``foveate.settings`` names (``$FOVEATE_MEMORY_DB``, config.toml, the default)."""
+    return settings_from().memory_db
 
 
 def existing_memory(db: str | None) -> URL:
@@ -67,13 +57,13 @@ def existing_memory(db: str | None) -> URL:
     from sqlalchemy import create_engine, inspect
     from sqlalchemy.exc import SQLAlchemyError
 
-    from foveate.memory.store import as_url, describe, sqlite_file
+    from foveate.databases import as_url, describe, sqlite_file
 
     url = as_url(db or default_memory_db())
     path = sqlite_file(url)
     if path is not None:
         if not path.is_file():
-            hint = "" if db else f" (give --db, or set ${MEMORY_DB_ENV})"
+            hint = "" if db else " (give --db, or set $FOVEATE_MEMORY_DB)"
             raise MemoryDatabaseError(f"no memory database at {path}{hint}")
         if path.stat().st_size == 0:
             raise MemoryDatabaseError(f"memory database {path} is empty: it holds no memory")
@@ -158,8 +148,8 @@ def make_embedder(name: str) -> TextEmbedder:
 
 def _open(url: URL, embedder: TextEmbedder, *, keep_index_file: bool) -> InsightMemory:
     """Open the memory; with ``keep_index_file`` an existing index cache is used (never a new one)."""
+    from foveate.databases import sqlite_file
     from foveate.memory import InsightMemory
-    from foveate.memory.store import sqlite_file
 
     index_path: Any = False
     path = sqlite_file(url)
@@ -190,7 +180,7 @@ def memory_ls(
         with _open_without_model(url) as memory:
             insights = list(memory.insights(include_deleted=include_deleted))
     except FoveateError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     shown = insights[:limit] if limit else insights
     with_runs = any(i.run_id is not None for i in shown)
     table = Table()
@@ -250,7 +240,7 @@ def memory_search(
         with _open(url, model, keep_index_file=True) as memory:
             hits = memory.search(query, k=k)
     except FoveateError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     table = Table()
     for name in ("rank", "score", "id", "kind"):
         table.add_column(name, no_wrap=True)
@@ -285,7 +275,7 @@ def memory_rm(
                 )
             count = memory.delete(ids)
     except FoveateError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"deleted {count} insight{'s' if count != 1 else ''} from {describe(url)}", soft_wrap=True)
 
 
@@ -314,5 +304,5 @@ def memory_export(
             finally:
                 tmp.unlink(missing_ok=True)
     except (FoveateError, OSError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"exported {count} insights from {describe(url)} to {target}", soft_wrap=True)

@@ -1,65 +1,30 @@
 """``foveate run``: answer a question with a workflow, showing each node as it finishes; resume runs.
 
-Runs are checkpointed (``--checkpoints``, a SQLite file by default, or a PostgreSQL URL), so one that
-was killed continues from its last completed node with ``--resume RUN_ID``. When the abstention node
-is set to ask a person (``abstain: {ask_human: true}``) and the run pauses, ``--ask`` puts the question
-to you on the terminal; otherwise the run id is printed for a later ``--resume RUN_ID --answer ...``.
+It goes through ``Agent`` (built by ``Agent.from_defaults`` from the flags and ``foveate.settings``), as a
+Python user would. Runs are checkpointed (``--checkpoints``, a SQLite file by default, or a PostgreSQL URL),
+so one that was killed continues from its last completed node with ``--resume RUN_ID``. When the
+abstention node is set to ask a person (``abstain: {ask_human: true}``) and the run pauses, ``--ask`` puts
+the question to you on the terminal; otherwise the run id is printed for a later
+``--resume RUN_ID --answer ...``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from foveate.cli.common import console, fail, load_model, settings_from
 from foveate.errors import FoveateError
 
-console = Console()
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from foveate.agent import Agent, Answer
+    from foveate.graphs.workflow import NodeEvent
 
-
-def _fail(exc: BaseException | str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
-
-
-def load_calibration(path: Path) -> Any:
-    """A calibration JSON file: a ConformalCalibration or SelectiveCalibration as pydantic writes it."""
-    from pydantic import ValidationError
-
-    from foveate.conformal import ConformalCalibration, SelectiveCalibration
-
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise FoveateError(f"cannot read calibration file {path}: {exc.strerror}") from None
-    for kind in (SelectiveCalibration, ConformalCalibration):
-        try:
-            return kind.model_validate_json(text)
-        except ValidationError:
-            continue
-    raise FoveateError(f"{path} is not a calibration (ConformalCalibration or SelectiveCalibration JSON)")
-
-
-def stored_calibration(database: str, model_id: str, alpha: float, method: str) -> Any:
-    """The newest calibration ``foveate calibrate`` stored for this model, alpha and method."""
-    from foveate.cli.calibrate_cmd import PROMPT_TEMPLATE
-    from foveate.conformal.records import CalibrationStore, template_hash
-
-    store = CalibrationStore(database)
-    try:
-        record = store.latest(model_id, template_hash(PROMPT_TEMPLATE), alpha, method)
-    finally:
-        store.close()
-    if record is None:
-        raise FoveateError(
-            f"no {method} calibration at alpha {alpha} for {model_id} in {database}; "
-            f"run `foveate calibrate --bench DIR --alpha {alpha}` first"
-        )
-    return record.result()
+__all__ = ["run"]
 
 
 def run(
@@ -121,26 +86,21 @@ def run(
 
     Defaults come from FOVEATE_* environment variables and ~/.foveate/config.toml (see foveate.settings).
     """
-    from foveate.cli.main import _load_vlm
-    from foveate.graphs.nodes import Runtime
-    from foveate.graphs.state import RunInput
-    from foveate.graphs.workflow import Workflow, open_checkpointer
-    from foveate.memory import InsightMemory
-    from foveate.settings import load_settings
-    from foveate.vlm.budget import TokenBudget
+    from foveate.agent import Agent
+    from foveate.conformal.procedure import load_calibration_file
 
     words = list(args or [])
     if len(words) == 3 and words[0].lower().endswith((".yaml", ".yml")):
         if workflow is not None:
-            raise _fail(f"give the workflow once: {words[0]} or --workflow {workflow}")
+            raise fail(f"give the workflow once: {words[0]} or --workflow {workflow}")
         workflow = words.pop(0)
     if resume is None and len(words) != 2:
-        raise _fail("give [WORKFLOW.yaml] IMAGE QUESTION, or --resume RUN_ID")
+        raise fail("give [WORKFLOW.yaml] IMAGE QUESTION, or --resume RUN_ID")
     if resume is not None and words:
-        raise _fail("--resume continues a run; give no IMAGE or QUESTION with it")
+        raise fail("--resume continues a run; give no IMAGE or QUESTION with it")
     image, question = (Path(words[0]), words[1]) if words else (None, None)
     try:
-        settings = load_settings(
+        settings = settings_from(
             model=model,
             endpoint=endpoint,
             workflow=workflow,
@@ -151,66 +111,65 @@ def run(
             alpha=alpha,
             method=method,
         )
-        vlm = _load_vlm(settings.model, settings.endpoint)
+        overrides: dict[str, Any] = {"vlm": load_model(settings)}
+        if no_memory:
+            overrides["memory"] = None
         if calibration is not None:
-            gate = load_calibration(calibration)
-        elif settings.alpha is not None:
-            gate = stored_calibration(settings.calibration_db, vlm.model_id, settings.alpha, settings.method)
-        else:
-            gate = None
-        mem = None if no_memory else InsightMemory.open(settings.memory_db)
-        try:
-            with open_checkpointer(settings.checkpoints) as saver:
-                runtime = Runtime(vlm=vlm, memory=mem, calibration=gate)
-                flow = Workflow(settings.workflow, runtime, checkpointer=saver)
-                if resume is not None:
-                    before = flow.output(resume)
-                    if before.status == "waiting" and (answer or not ask):
-                        out = flow.resume(resume, {"answer": answer} if answer else None)
-                    elif before.status == "waiting":
-                        out = before  # --ask: the loop below puts the question to the person
-                    else:
-                        for event in flow.stream(None, run_id=resume):
-                            _show(event.node, event.messages)
-                        out = flow.output(resume)
-                else:
-                    assert image is not None and question is not None
-                    choices = [o.strip() for o in (options or "").split(",") if o.strip()]
-                    budget = TokenBudget(
-                        max_total_tokens=settings.max_total_tokens,
-                        max_visual_tokens_per_image=settings.max_visual_tokens,
-                    )
-                    run_input = RunInput(image=image, question=question, options=choices, budget=budget)
-                    run_id = None
-                    for event in flow.stream(run_input):
-                        run_id = event.run_id
-                        _show(event.node, event.messages)
-                    assert run_id is not None
-                    out = flow.output(run_id)
-                while out.status == "waiting" and ask:
-                    pending = out.pending or {}
-                    console.print(
-                        f"[yellow]the workflow abstained[/] ({escape(str(pending.get('reason', '')))}); "
-                        f"its candidate was {escape(repr(pending.get('candidate')))}"
-                    )
-                    reply = typer.prompt(
-                        "your answer (empty: let it abstain)", default="", show_default=False
-                    )
-                    out = flow.resume(out.run_id, {"answer": reply} if reply.strip() else None)
-        finally:
-            if mem is not None:
-                mem.close()
+            overrides["calibration"] = load_calibration_file(calibration)
+        with Agent.from_defaults(settings=settings, **overrides) as agent:
+            out = _answer(agent, image, question, options, resume, answer, ask)
+            model_id = agent.model_id
     except FoveateError as exc:
-        raise _fail(exc) from None
-    _report(out, vlm.model_id)
+        raise fail(exc) from None
+    _report(out, model_id)
 
 
-def _show(node: str, messages: list[str]) -> None:
-    for text in messages or [""]:
-        console.print(f"[cyan]{escape(node)}[/] {escape(text)}")
+def _answer(
+    agent: Agent,
+    image: Path | None,
+    question: str | None,
+    options: str | None,
+    resume: str | None,
+    answer: str | None,
+    ask: bool,
+) -> Answer:
+    """Run (or resume) to the end or to a pause, showing each node; with ``ask``, put pauses to the person."""
+    if resume is not None:
+        before = agent.answer(resume)
+        if before.status == "waiting" and (answer or not ask):
+            out = agent.resume(resume, {"answer": answer} if answer else None)
+        elif before.status == "waiting":
+            out = before  # --ask: the loop below puts the question to the person
+        else:
+            out = agent.answer(_show(agent.resume_stream(resume)) or resume)
+    else:
+        assert image is not None and question is not None
+        choices = [o.strip() for o in (options or "").split(",") if o.strip()]
+        run_id = _show(agent.stream(question, image=image, options=choices or None))
+        assert run_id is not None
+        out = agent.answer(run_id)
+    while out.status == "waiting" and ask:
+        pending = out.pending or {}
+        console.print(
+            f"[yellow]the workflow abstained[/] ({escape(str(pending.get('reason', '')))}); "
+            f"its candidate was {escape(repr(pending.get('candidate')))}"
+        )
+        reply = typer.prompt("your answer (empty: let it abstain)", default="", show_default=False)
+        out = agent.resume(out.run_id, {"answer": reply} if reply.strip() else None)
+    return out
 
 
-def _report(out: Any, model_id: str) -> None:
+def _show(events: Iterator[NodeEvent]) -> str | None:
+    """Print each node's messages as it finishes; the run's id."""
+    run_id = None
+    for event in events:
+        run_id = event.run_id
+        for text in event.messages or [""]:
+            console.print(f"[cyan]{escape(event.node)}[/] {escape(text)}")
+    return run_id
+
+
+def _report(out: Answer, model_id: str) -> None:
     if out.status == "waiting":
         console.print(
             f"[yellow]paused for a person[/]: resume with `foveate run --resume {out.run_id} --answer ...`"
@@ -218,10 +177,10 @@ def _report(out: Any, model_id: str) -> None:
     elif out.status == "incomplete":
         console.print(f"[yellow]incomplete[/]: resume with `foveate run --resume {out.run_id}`")
     elif out.abstained:
-        console.print(f"[bold]abstained[/]: {escape(out.abstain_reason)}")
+        console.print(f"[bold]abstained[/]: {escape(out.reason)}")
     else:
-        console.print(f"answer: [bold]{escape(str(out.answer))}[/]")
-    u = out.usage
+        console.print(f"answer: [bold]{escape(str(out.text))}[/]")
+    u = out.tokens
     console.print(
         f"run {out.run_id}  model: {model_id}  tokens: {u.visual_tokens} visual + {u.text_tokens} text + "
         f"{u.generated_tokens} generated  probes: {out.probes}",

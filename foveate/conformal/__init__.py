@@ -16,7 +16,7 @@ question, e.g. ``ScoreResult.probabilities``) and knows nothing of models.
 
 from __future__ import annotations
 
-from foveate.conformal.abstention import Decision, decide, singleton_answers
+from foveate.conformal.actions import Decision, decide, singleton_answers
 from foveate.conformal.binomial import binomial_cdf, hoeffding_bentkus_pvalue
 from foveate.conformal.drift import CoverageMonitor, CoverageStatus
 from foveate.conformal.metrics import (

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import URL, DateTime, Float, Integer, String, Text, create_engine, make_url, select
+from sqlalchemy import URL, DateTime, Float, Integer, String, Text, create_engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -47,17 +47,12 @@ from sqlalchemy.pool import StaticPool
 from foveate.conformal.policy import AbstentionPolicy
 from foveate.conformal.risk_control import SelectiveCalibration
 from foveate.conformal.split import ConformalCalibration
-from foveate.errors import FoveateError
+from foveate.databases import as_url, check_sqlite_file, describe, sqlite_file
+from foveate.errors import CalibrationStoreError
 
 CalibrationMethod = Literal["lac", "aps", "raps", "crc", "ltt", "learned"]
 METHODS: tuple[str, ...] = get_args(CalibrationMethod)
 CalibrationResult = ConformalCalibration | SelectiveCalibration | AbstentionPolicy
-
-_SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-class CalibrationStoreError(FoveateError, OSError):
-    """A calibration database could not be opened or written; the message names it."""
 
 
 def template_hash(template: str) -> str:
@@ -169,14 +164,6 @@ class CalibrationRecord(BaseModel):
         )
 
 
-def _as_url(target: str | Path | URL) -> URL:
-    if isinstance(target, URL):
-        return target
-    if isinstance(target, Path) or "://" not in str(target):
-        return URL.create("sqlite", database=str(Path(target).expanduser().resolve()))
-    return make_url(str(target))
-
-
 class CalibrationStore:
     """Calibration records in a database: a SQLite file path (created if missing) or a SQLAlchemy URL.
 
@@ -184,28 +171,19 @@ class CalibrationStore:
     """
 
     def __init__(self, target: str | Path | URL, *, create: bool = True) -> None:
-        self.url = _as_url(target)
+        self.url = as_url(target)
         backend = self.url.get_backend_name()
-        self.path: Path | None = None
         kwargs: dict[str, Any] = {}
-        if backend == "sqlite" and self.url.database not in (None, "", ":memory:"):
-            self.path = Path(str(self.url.database))
-            self.name = str(self.path)
-            if self.path.is_dir():
-                raise CalibrationStoreError(f"calibration database {self.path} is a directory")
-            if self.path.exists() and self.path.stat().st_size > 0:
-                with self.path.open("rb") as fh:
-                    if fh.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
-                        raise CalibrationStoreError(
-                            f"calibration database {self.path} is not a SQLite database; left untouched"
-                        )
-            elif not create:
-                raise CalibrationStoreError(f"no calibration database at {self.path}")
-            else:
+        self.path: Path | None = sqlite_file(self.url)
+        self.name = describe(self.url)
+        if self.path is not None:
+            check_sqlite_file(self.path, "calibration database", CalibrationStoreError)
+            if not self.path.exists() or self.path.stat().st_size == 0:
+                if not create:
+                    raise CalibrationStoreError(f"no calibration database at {self.path}")
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            self.name = self.url.render_as_string(hide_password=True)
             if backend == "sqlite":
                 kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
         try:

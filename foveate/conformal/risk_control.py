@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+from foveate.conformal.actions import AbstentionResult, one_question
 from foveate.conformal.binomial import hoeffding_bentkus_pvalue
 from foveate.conformal.checks import check_alpha, check_flags, check_vector
 from foveate.errors import ConformalError
@@ -71,6 +73,32 @@ class SelectiveCalibration(BaseModel):
     def answer_mask(self, confidence: Any) -> npt.NDArray[np.bool_]:
         """True where a question with this confidence is answered."""
         return check_vector(confidence, "confidence") > self.threshold
+
+    def decide(
+        self,
+        options: Sequence[str],
+        probabilities: Sequence[float],
+        *,
+        on_ambiguous: Literal["abstain", "set"] = "abstain",
+        rng: Any = None,
+    ) -> AbstentionResult:
+        """One question: answer when the top option's probability exceeds the threshold (``on_ambiguous``
+        and ``rng`` do not apply: there is no set)."""
+        probs = one_question(options, probabilities)
+        top = int(np.argmax(probs))
+        confidence = float(probs[top])
+        answered = confidence > self.threshold
+        return AbstentionResult(
+            action="answer" if answered else "abstain",
+            answer=options[top] if answered else None,
+            confidence=confidence,
+            method=self.method,
+            alpha=self.alpha,
+            reason=(
+                f"top probability {confidence:.3f} {'>' if answered else '<='} calibrated threshold "
+                f"{self.threshold:.3f}"
+            ),
+        )
 
 
 def crc_threshold(confidence: Any, correct: Any, alpha: float) -> SelectiveCalibration:

@@ -33,12 +33,14 @@ the decimal 0.18 that the user wrote.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+from foveate.conformal.actions import AbstentionResult, decide, one_question
 from foveate.conformal.checks import (
     RandomSource,
     check_alpha,
@@ -114,6 +116,41 @@ class ConformalCalibration(BaseModel):
     def prediction_sets(self, probs: Any, rng: RandomSource = None) -> npt.NDArray[np.bool_]:
         """Boolean (m, K) prediction sets for new questions; ``rng`` only for randomised scores."""
         return prediction_sets(self.scores(probs, rng), self.threshold)
+
+    def decide(
+        self,
+        options: Sequence[str],
+        probabilities: Sequence[float],
+        *,
+        on_ambiguous: Literal["abstain", "set"] = "abstain",
+        rng: RandomSource = None,
+    ) -> AbstentionResult:
+        """One question: answer when its prediction set is a single option; otherwise abstain, or hand back
+        the set (``on_ambiguous="set"``). ``rng`` only for randomised scores."""
+        probs = one_question(options, probabilities)
+        confidence = float(probs[int(np.argmax(probs))])
+        sets = self.prediction_sets(probs[None, :], rng)
+        decision = decide(sets, on_ambiguous=on_ambiguous)[0]
+        kept = [options[int(i)] for i in np.flatnonzero(sets[0])]
+        method = self.score.method
+        if decision.action == "answer" and decision.answer is not None:
+            return AbstentionResult(
+                action="answer",
+                answer=options[decision.answer],
+                kept=kept,
+                confidence=confidence,
+                method=method,
+                alpha=self.alpha,
+                reason=f"the {method.upper()} set at alpha {self.alpha} holds one option",
+            )
+        return AbstentionResult(
+            action="set" if decision.action == "set" else "abstain",
+            kept=kept,
+            confidence=confidence,
+            method=method,
+            alpha=self.alpha,
+            reason=f"the {method.upper()} set at alpha {self.alpha} holds {len(kept)} options",
+        )
 
 
 def calibrate(

@@ -31,7 +31,7 @@ def run_config(spec: WorkflowSpec, **extra: Any) -> RunnableConfig:
     return RunnableConfig(recursion_limit=spec.max_steps, **extra)  # type: ignore[typeddict-item]
 
 
-def build_graph(spec: WorkflowSpec, registry: Registry, runtime: Any, state_schema: type) -> StateGraph:
+def build_graph(spec: WorkflowSpec, registry: Registry, services: Any, state_schema: type) -> StateGraph:
     """An uncompiled ``StateGraph``: one node per spec node, built by its factory from validated params."""
     validate_workflow(spec, registry)
     graph: StateGraph[Any] = StateGraph(state_schema)
@@ -39,7 +39,7 @@ def build_graph(spec: WorkflowSpec, registry: Registry, runtime: Any, state_sche
     for node_id, node in spec.nodes.items():
         node_type = registry.get_node(node.uses)
         params = node_type.params.model_validate(node.params)
-        fn = node_type.factory(params, runtime)
+        fn = node_type.factory(params, services)
         graph.add_node(node_id, _checked(fn, node_id, node.uses, keys) if keys else fn)  # type: ignore[call-overload]
     graph.add_edge(START, spec.start)
     for edge in spec.edges:
@@ -87,7 +87,7 @@ def _checked(fn: NodeFn, node_id: str, uses: str, keys: frozenset[str]) -> NodeF
 def compile_workflow(
     spec: WorkflowSpec,
     registry: Registry,
-    runtime: Any,
+    services: Any,
     state_schema: type,
     *,
     checkpointer: Any = None,
@@ -100,7 +100,7 @@ def compile_workflow(
             raise GraphSpecError(
                 f"interrupt_before names unknown node(s) {', '.join(unknown)}; nodes: {', '.join(spec.nodes)}"
             )
-    compiled = build_graph(spec, registry, runtime, state_schema).compile(
+    compiled = build_graph(spec, registry, services, state_schema).compile(
         checkpointer=checkpointer,
         interrupt_before=list(interrupt_before) if interrupt_before is not None else None,
         name=spec.name,

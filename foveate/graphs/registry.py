@@ -28,7 +28,7 @@ ConditionFn = Callable[[AnyState], str]
 """A router: takes the state (``dict[str, Any]``), returns a route label."""
 
 NodeFactory = Callable[[Any, Any], NodeFn]
-"""``factory(params, runtime) -> NodeFn``: params is an instance of the node type's params model."""
+"""``factory(params, services) -> NodeFn``: params is an instance of the node type's params model."""
 
 ConditionImpl = Callable[[AnyState, Any], str]
 """``fn(state, params) -> label``: params is an instance of the condition's params model."""
@@ -44,7 +44,7 @@ class NoParams(BaseModel):
 
 @dataclass
 class NodeType:
-    """A registered node type: how to build a node from validated params and the runtime."""
+    """A registered node type: how to build a node from validated params and the services."""
 
     name: str
     params: type[BaseModel]
@@ -86,7 +86,7 @@ class Registry:
         return f"Registry(nodes={list(names.nodes)}, conditions={list(names.conditions)})"
 
     def node(self, name: str, params: type[BaseModel] | None = None) -> Callable[[_F], _F]:
-        """Register ``factory(params, runtime) -> NodeFn`` as node type ``name``; returns it unchanged."""
+        """Register ``factory(params, services) -> NodeFn`` as node type ``name``; returns it unchanged."""
 
         def register(factory: _F) -> _F:
             if name in self._nodes:

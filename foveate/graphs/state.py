@@ -15,8 +15,7 @@ from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from foveate.vlm.budget import TokenBudget
-from foveate.vlm.types import TokenUsage
+from foveate.vlm.budget import TokenBudget, TokenUsage
 
 __all__ = ["QAState", "RunInput", "RunOutput", "add_usage", "model_choice", "top_choice", "usage_of"]
 

@@ -2,9 +2,9 @@
 
 ``Workflow`` is the one object the Python API, the CLI and the REPL drive::
 
-    runtime = Runtime(vlm=TransformersVLM(TINY_VLM_PATH))
+    services = Services(vlm=load_vlm())
     with open_checkpointer("runs.db") as saver:
-        flow = Workflow("full", runtime, checkpointer=saver)
+        flow = Workflow("full", services, checkpointer=saver)
         out = flow.run(RunInput(image="scene.png", question="What is the color of the star?",
                                 options=["red", "green", "blue", "yellow"]))
         if out.status == "waiting":            # abstained and asked a person (abstain: ask_human)
@@ -31,14 +31,15 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command, StateSnapshot
 from pydantic import BaseModel, ConfigDict
 
-from foveate.errors import FoveateError, GraphSpecError
+from foveate.errors import GraphSpecError, RunError
 from foveate.graphs.compiler import compile_workflow, run_config
-from foveate.graphs.nodes import Runtime, builtin_registry
+from foveate.graphs.nodes import builtin_registry
 from foveate.graphs.registry import Registry
+from foveate.graphs.services import Services
 from foveate.graphs.spec import WorkflowSpec, load_workflow
 from foveate.graphs.state import QAState, RunInput, RunOutput
+from foveate.imaging.images import load_image
 from foveate.memory.memory import image_fingerprint
-from foveate.tools.images import load_image
 
 __all__ = [
     "BUILTIN_WORKFLOWS",
@@ -51,10 +52,6 @@ __all__ = [
 
 WORKFLOWS_DIR = Path(__file__).parent / "workflows"
 BUILTIN_WORKFLOWS = ("direct", "zoom", "full")
-
-
-class RunError(FoveateError):
-    """A run cannot be started or resumed (unknown run id, nothing to resume)."""
 
 
 class NodeEvent(BaseModel):
@@ -130,12 +127,12 @@ def image_cache_dir() -> Path:
 
 
 class Workflow:
-    """A compiled workflow bound to a runtime (models, memory, calibration) and a checkpointer."""
+    """A compiled workflow bound to its services (models, memory, calibration) and a checkpointer."""
 
     def __init__(
         self,
         workflow: WorkflowSpec | str | Path,
-        runtime: Runtime,
+        services: Services,
         *,
         registry: Registry | None = None,
         checkpointer: BaseCheckpointSaver[Any] | None = None,
@@ -147,11 +144,11 @@ class Workflow:
         self.durability = durability
         self.registry = registry or builtin_registry()
         self.spec = resolve_workflow(workflow, self.registry)
-        self.runtime = runtime
+        self.services = services
         self.checkpointer = checkpointer if checkpointer is not None else InMemorySaver()
         self.image_cache = image_cache or image_cache_dir()
         self.graph = compile_workflow(
-            self.spec, self.registry, runtime, QAState, checkpointer=self.checkpointer
+            self.spec, self.registry, services, QAState, checkpointer=self.checkpointer
         )
 
     # ------------------------------------------------------------------ inputs and configs
@@ -170,7 +167,7 @@ class Workflow:
                 tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
                 image.save(tmp, format="PNG", compress_level=1)
                 tmp.replace(path)
-        self.runtime.remember_image(str(path), image)
+        self.services.remember_image(str(path), image)
         return {
             "question": run.question,
             "options": list(run.options),

@@ -7,8 +7,8 @@ from foveate.memory.embeddings import (
     HashingEmbedder,
     SentenceTransformerEmbedder,
     TextEmbedder,
-    default_model_path,
     fuse,
+    minilm_path,
     normalise,
 )
 from foveate.memory.index import IndexConfig, VectorIndex
@@ -38,8 +38,8 @@ __all__ = [
     "SentenceTransformerEmbedder",
     "TextEmbedder",
     "VectorIndex",
-    "default_model_path",
     "fuse",
     "image_fingerprint",
+    "minilm_path",
     "normalise",
 ]

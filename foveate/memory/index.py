@@ -36,6 +36,8 @@ import faiss as _faiss
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from foveate.errors import IndexFileError
+
 log = logging.getLogger(__name__)
 # faiss is a SWIG module whose bundled type hints lag behind it (keyword search parameters, downcasts)
 faiss: Any = _faiss
@@ -67,10 +69,6 @@ class IndexConfig(BaseModel):
     refine_k_factor: float = Field(default=4.0, ge=1.0)
     use_gpu: bool | None = None  # None: when faiss sees a GPU (flat index only)
     rebuild_dead_fraction: float = Field(default=0.2, gt=0.0, le=1.0)
-
-
-class IndexFileError(Exception):
-    """An index file or its sidecar is missing, unreadable or inconsistent (internal: means rebuild)."""
 
 
 def gpu_available() -> bool:

@@ -18,64 +18,25 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, select, text, update
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, select, text, update
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from foveate.databases import as_url, check_sqlite_file, describe, sqlite_file
 from foveate.errors import MemoryDatabaseError
 from foveate.memory.schema import MemoryState
 
 log = logging.getLogger(__name__)
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
 # Any constant will do: it names the lock that serialises migrations on PostgreSQL.
 _PG_MIGRATION_LOCK = 0x666F76656174
 
 
-def as_url(target: str | Path | URL) -> URL:
-    """A SQLAlchemy URL from a URL string, a ``URL``, or a plain path (taken as a SQLite file)."""
-    if isinstance(target, URL):
-        return target
-    if isinstance(target, Path) or "://" not in str(target):
-        return URL.create("sqlite", database=str(Path(target).expanduser().resolve()))
-    return make_url(str(target))
-
-
-def sqlite_file(url: URL) -> Path | None:
-    """The file behind a SQLite URL, or ``None`` for other databases and in-memory SQLite."""
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    if str(url.database).startswith("file:"):
-        return None
-    return Path(str(url.database))
-
-
-def describe(url: URL) -> str:
-    """How to name a database in a message: its file, or its URL without the password."""
-    path = sqlite_file(url)
-    return str(path) if path is not None else url.render_as_string(hide_password=True)
-
-
 def aware(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything foveate stores is UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
-
-
-def _check_sqlite_file(path: Path) -> None:
-    """Refuse a file that exists but is not a SQLite database, before SQLite touches it."""
-    if path.is_dir():
-        raise MemoryDatabaseError(f"memory database {path} is a directory, not a SQLite file")
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with path.open("rb") as fh:
-        header = fh.read(len(SQLITE_HEADER))
-    if header != SQLITE_HEADER:
-        raise MemoryDatabaseError(
-            f"memory database {path} is not a SQLite database (it starts with {header[:8]!r}); "
-            "foveate left it untouched: point the memory at another file, or move this one away"
-        )
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -110,7 +71,7 @@ class MemoryStore:
             if self.path is None:  # in-memory: one shared connection, or every session sees a new database
                 kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
             else:
-                _check_sqlite_file(self.path)
+                check_sqlite_file(self.path, "memory database", MemoryDatabaseError)
                 self.path.parent.mkdir(parents=True, exist_ok=True)
         else:
             kwargs["pool_pre_ping"] = True

@@ -1,14 +1,19 @@
-"""The one VLM protocol every agent uses, and a base class with the shared plumbing.
+"""The one VLM contract every part of foveate uses, and a base class with the shared plumbing.
 
-Three operations are enough for every agent in foveate:
+A backend declares what it is (``profile``: family, token rule, batch size, what it can do; see
+``foveate.vlm.profile``) and answers five operations:
 
 - ``generate``: free text (descriptions, visual cues, reasoning);
 - ``score``: log-probability of each candidate answer (multiple choice, conformal scores);
-- ``yes_probability``: P(Yes) / (P(Yes) + P(No)) from the next-token logits, the confidence
-  signal of zoom search and abstention. It must come from real logits, never parsed text.
+- ``yes_probability`` / ``yes_probabilities``: P(Yes) / (P(Yes) + P(No)) from the next-token logits, the
+  confidence signal of zoom search and abstention. It must come from real logits, never parsed text;
+- ``probe_views``: Yes/No questions about several views at once (zoom search's probes);
+- ``relevance_maps``: where in a view the model looks for a question (needs model internals; the default
+  raises ``UnsupportedRequestError``, and ``profile.relevance_maps`` says whether it works).
 
-Async variants let graphs run many questions at once; backends that own a local model run
-the sync call in a worker thread, HTTP backends use a real async client.
+Async variants let graphs run many questions at once; backends that own a local model run the sync call
+in a worker thread, HTTP backends use a real async client. ``foveate.testing.contract`` checks a backend
+against this contract.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from PIL import Image
 
 from foveate.errors import UnsupportedRequestError
 from foveate.vlm.budget import TokenLedger
+from foveate.vlm.profile import VLMProfile
 from foveate.vlm.types import RelevanceMap, ScoreResult, VLMRequest, VLMResult, YesNoResult, yes_share
 
 __all__ = [
@@ -29,7 +35,7 @@ __all__ = [
     "YES_WORDS",
     "BaseVLM",
     "group_by_view",
-    "ledger_for",
+    "ledger_or_own",
     "probe_views_batched",
     "yes_share",
 ]
@@ -40,9 +46,14 @@ NO_WORDS = ("No", "no", "NO")
 
 @runtime_checkable
 class VLM(Protocol):
-    """What agents need from a vision-language model."""
+    """What foveate needs from a vision-language model."""
 
     model_id: str
+
+    @property
+    def profile(self) -> VLMProfile:
+        """What the model is and can do (``foveate.vlm.profile``)."""
+        ...
 
     def generate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult: ...
 
@@ -66,11 +77,35 @@ class VLM(Protocol):
         self, request: VLMRequest, ledger: TokenLedger | None = None
     ) -> YesNoResult: ...
 
+    async def ayes_probabilities(
+        self, requests: Sequence[VLMRequest], ledger: TokenLedger | None = None
+    ) -> list[YesNoResult]: ...
+
+    def probe_views(
+        self,
+        views: Sequence[Image.Image],
+        questions: Sequence[Sequence[str]],
+        ledger: TokenLedger | None = None,
+        *,
+        reuse_prefix: bool = True,
+    ) -> list[list[YesNoResult]]: ...
+
+    def relevance_maps(
+        self,
+        views: Sequence[Image.Image],
+        questions: Sequence[str],
+        ledger: TokenLedger | None = None,
+        *,
+        normalize: bool = True,
+    ) -> list[RelevanceMap]: ...
+
 
 class BaseVLM:
-    """Shared defaults: batch = loop, async = worker thread. Backends override what they can do better."""
+    """Shared defaults: batch = loop, async = worker thread, no attention. Backends override what they can
+    do better, and set ``model_id`` and ``profile``."""
 
     model_id: str = ""
+    profile: VLMProfile = VLMProfile.unknown()
 
     def generate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
         raise NotImplementedError
@@ -157,6 +192,6 @@ def group_by_view(flat: Sequence[YesNoResult], questions: Sequence[Sequence[str]
     return out
 
 
-def ledger_for(request: VLMRequest, ledger: TokenLedger | None) -> TokenLedger:
+def ledger_or_own(request: VLMRequest, ledger: TokenLedger | None) -> TokenLedger:
     """The ledger to charge: the caller's, or a fresh one holding only this request's budget."""
     return ledger if ledger is not None else TokenLedger(request.budget)

@@ -19,13 +19,13 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
 
 from PIL import Image
 
-from foveate.vlm.base import probe_views_batched
-from foveate.vlm.budget import TokenBudget, TokenLedger
-from foveate.vlm.types import TokenUsage, YesNoResult
+from foveate.vlm.base import VLM, BaseVLM
+from foveate.vlm.budget import TokenBudget, TokenLedger, TokenUsage
+from foveate.vlm.profile import VLMProfile
+from foveate.vlm.types import RelevanceMap, ScoreResult, VLMRequest, VLMResult, YesNoResult
 
 __all__ = ["CoalescingVLM"]
 
@@ -43,16 +43,19 @@ class _Job:
         return sum(len(q) for q in self.questions)
 
 
-class CoalescingVLM:
+class CoalescingVLM(BaseVLM):
     """Wraps a VLM; ``probe_views`` calls from concurrent threads share forward passes.
 
     ``max_probes``: most probes per merged call (the backend splits further by its own batch size);
     ``max_wait_s``: how long the worker waits for more callers after the first arrives. Everything
-    else (``generate``, ``score``, attributes) goes straight to the wrapped model.
+    else (``generate``, ``score``, ``relevance_maps``) goes straight to the wrapped model, whose
+    ``model_id`` and ``profile`` it declares.
     """
 
-    def __init__(self, vlm: Any, *, max_probes: int = 256, max_wait_s: float = 0.004) -> None:
+    def __init__(self, vlm: VLM, *, max_probes: int = 256, max_wait_s: float = 0.004) -> None:
         self.vlm = vlm
+        self.model_id = vlm.model_id
+        self.profile: VLMProfile = vlm.profile
         self.max_probes = max_probes
         self.max_wait_s = max_wait_s
         self.merged_calls = 0  # how many backend calls served more than one caller
@@ -62,8 +65,32 @@ class CoalescingVLM:
         self._worker = threading.Thread(target=self._drain, name="foveate-coalescer", daemon=True)
         self._worker.start()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.vlm, name)
+    # ------------------------------------------------------------------ straight to the model
+    def generate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
+        return self.vlm.generate(request, ledger)
+
+    def score(
+        self, request: VLMRequest, options: Sequence[str], ledger: TokenLedger | None = None
+    ) -> ScoreResult:
+        return self.vlm.score(request, options, ledger)
+
+    def yes_probability(self, request: VLMRequest, ledger: TokenLedger | None = None) -> YesNoResult:
+        return self.vlm.yes_probability(request, ledger)
+
+    def yes_probabilities(
+        self, requests: Sequence[VLMRequest], ledger: TokenLedger | None = None
+    ) -> list[YesNoResult]:
+        return self.vlm.yes_probabilities(requests, ledger)
+
+    def relevance_maps(
+        self,
+        views: Sequence[Image.Image],
+        questions: Sequence[str],
+        ledger: TokenLedger | None = None,
+        *,
+        normalize: bool = True,
+    ) -> list[RelevanceMap]:
+        return self.vlm.relevance_maps(views, questions, ledger, normalize=normalize)
 
     def close(self) -> None:
         """Stop the worker (calls already queued are served first; later calls go straight through)."""
@@ -108,11 +135,7 @@ class CoalescingVLM:
         ledger: TokenLedger | None,
         reuse_prefix: bool,
     ) -> list[list[YesNoResult]]:
-        method = getattr(self.vlm, "probe_views", None)
-        if method is None:
-            return probe_views_batched(self.vlm, views, questions, ledger)
-        result: list[list[YesNoResult]] = method(views, questions, ledger, reuse_prefix=reuse_prefix)
-        return result
+        return self.vlm.probe_views(views, questions, ledger, reuse_prefix=reuse_prefix)
 
     def _drain(self) -> None:
         while True:

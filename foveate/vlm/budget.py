@@ -1,4 +1,4 @@
-"""Token budgets: caps per image and per question, and the ledger that enforces them.
+"""Token budgets: what a call spent, caps per image and per question, and the ledger that enforces them.
 
 A ``TokenBudget`` is configuration. A ``TokenLedger`` is the running account of one
 question: every VLM call first *holds* the tokens it is about to spend (raising
@@ -9,16 +9,50 @@ spent. Holding is what makes the check safe when several calls run concurrently.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from foveate.errors import BudgetExceeded
 
-if TYPE_CHECKING:
-    from foveate.vlm.types import TokenUsage
+
+class TokenUsage(BaseModel):
+    """Tokens one call (or many, summed) really spent.
+
+    ``visual_tokens`` are image-placeholder tokens in the prompt(s), ``text_tokens`` the other
+    prompt tokens, ``generated_tokens`` the new tokens decoded; ``forward_passes`` counts
+    batched model invocations (a batch of eight probes is one pass).
+    """
+
+    visual_tokens: int = 0
+    text_tokens: int = 0
+    generated_tokens: int = 0
+    forward_passes: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.visual_tokens + self.text_tokens
+
+    @property
+    def total(self) -> int:
+        return self.visual_tokens + self.text_tokens + self.generated_tokens
+
+    @staticmethod
+    def sum(usages: Iterable[TokenUsage]) -> TokenUsage:
+        total = TokenUsage()
+        for usage in usages:
+            total = total + usage
+        return total
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            visual_tokens=self.visual_tokens + other.visual_tokens,
+            text_tokens=self.text_tokens + other.text_tokens,
+            generated_tokens=self.generated_tokens + other.generated_tokens,
+            forward_passes=self.forward_passes + other.forward_passes,
+        )
 
 
 class TokenBudget(BaseModel):
@@ -52,8 +86,6 @@ class TokenLedger:
     """Running token account for one question; thread-safe."""
 
     def __init__(self, budget: TokenBudget | None = None) -> None:
-        from foveate.vlm.types import TokenUsage
-
         self.budget = budget or TokenBudget()
         self.spent = TokenUsage()
         self.calls = 0

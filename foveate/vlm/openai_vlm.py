@@ -9,9 +9,14 @@ cannot be scored and is refused; ``score_top_logprobs`` asks for more tokens for
 exponential backoff come from the official ``openai`` client; every failure is turned into
 a ``BackendError`` that names the URL.
 
-Budget: the server tokenises, so the pre-call hold is an estimate (predicted visual tokens
-when a ``VisualTokenSpec`` is given, a conservative 1 token per 3 characters of text, plus
-``max_new_tokens``); the ledger is then charged with the server's reported usage.
+Budget: the server tokenises, so the pre-call hold is an estimate (predicted visual tokens when the
+profile has a token rule, a conservative 1 token per 3 characters of text, plus ``max_new_tokens``); the
+ledger is then charged with the server's reported usage.
+
+The served model's profile (``foveate.vlm.profile``) is declared by the caller: its family by name
+(``family="qwen2_vl"``: the family's facts and its reference checkpoint's token rule), a token rule read
+off the model's own processor (``token_rule=``), or a whole ``profile=``. Without any, the profile is
+``VLMProfile.unknown()``: no per-image cap can be met and zoom uses ZoomEye's wording.
 """
 
 from __future__ import annotations
@@ -31,11 +36,13 @@ import openai
 from PIL import Image
 
 from foveate.errors import BackendError, LogprobsUnavailableError, UnsupportedRequestError
-from foveate.tools.images import resize_to
-from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_for
-from foveate.vlm.budget import Reservation, TokenLedger
-from foveate.vlm.types import ImagePart, ScoreResult, TokenUsage, VLMRequest, VLMResult, YesNoResult
-from foveate.vlm.visual_tokens import VisualTokenSpec
+from foveate.imaging.images import resize_to
+from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_or_own
+from foveate.vlm.budget import Reservation, TokenLedger, TokenUsage
+from foveate.vlm.families import FamilyRegistry, builtin_families
+from foveate.vlm.profile import VLMProfile
+from foveate.vlm.types import ImagePart, ScoreResult, VLMRequest, VLMResult, YesNoResult
+from foveate.vlm.visual_tokens import VisualTokenRule
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +59,11 @@ def png_data_uri(img: Image.Image) -> str:
 class OpenAIVLM(BaseVLM):
     """Talks to ``base_url`` (e.g. ``http://127.0.0.1:8000/v1``).
 
-    ``model`` defaults to the first model the server lists. ``token_spec`` (from
-    ``foveate.vlm.visual_tokens``) lets per-image visual-token caps and visual-token
-    accounting work for the served model's family. ``top_logprobs``: how many first tokens
-    Yes/No probes read; ``score_top_logprobs`` (default: the same): how many ``score`` reads.
+    ``model`` defaults to the first model the server lists. ``family`` (a name in ``families``, the
+    built-in ones by default), ``token_rule`` (the served processor's visual-token rule) or ``profile``
+    declare what the served model is, so that per-image visual-token caps, visual-token accounting and
+    zoom's prompts fit it. ``top_logprobs``: how many first tokens Yes/No probes read;
+    ``score_top_logprobs`` (default: the same): how many ``score`` reads.
     ``max_parallel_probes``: how many requests of one ``yes_probabilities`` call are in flight at
     once (the server batches them, as a local backend batches its probes in one forward pass).
     """
@@ -69,15 +77,18 @@ class OpenAIVLM(BaseVLM):
         timeout: float = 60.0,
         max_retries: int = 2,
         top_logprobs: int = 20,
-        token_spec: VisualTokenSpec | None = None,
         score_top_logprobs: int | None = None,
         max_parallel_probes: int = 16,
+        family: str | None = None,
+        token_rule: VisualTokenRule | None = None,
+        profile: VLMProfile | None = None,
+        families: FamilyRegistry | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.max_parallel_probes = max_parallel_probes
         self.top_logprobs = top_logprobs
         self.score_top_logprobs = score_top_logprobs or top_logprobs
-        self.token_spec = token_spec
+        self.profile = profile or served_profile(family, token_rule, families or builtin_families())
         self._client = openai.OpenAI(
             base_url=self.base_url, api_key=api_key, timeout=timeout, max_retries=max_retries
         )
@@ -85,11 +96,6 @@ class OpenAIVLM(BaseVLM):
             base_url=self.base_url, api_key=api_key, timeout=timeout, max_retries=max_retries
         )
         self.model_id = model or self._first_model()
-
-    @property
-    def family(self) -> str:
-        """The served model's family, known from ``token_spec`` (zoom picks its prompts by it)."""
-        return str(self.token_spec.family) if self.token_spec is not None else ""
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -119,19 +125,21 @@ class OpenAIVLM(BaseVLM):
         cap = (request.budget.max_visual_tokens_per_image if request.budget else None) or (
             ledger.budget.max_visual_tokens_per_image
         )
+        rule = self.profile.token_rule
         if cap is not None and request.images:
-            if self.token_spec is None:
+            if rule is None:
                 raise UnsupportedRequestError(
-                    "a per-image visual-token cap against a server needs token_spec for its model family"
+                    "a per-image visual-token cap against a server needs the served model's family "
+                    "(OpenAIVLM(family=...) or token_rule=...)"
                 )
             fitted = []
             for img in request.images:
-                height, width = self.token_spec.fit(img.height, img.width, cap)
+                height, width = rule.fit(img.height, img.width, cap)
                 fitted.append(resize_to(img, height, width))
             request = request.with_images(fitted)
         visual = 0
-        if self.token_spec is not None:
-            visual = sum(self.token_spec.tokens_for(img.height, img.width) for img in request.images)
+        if rule is not None:
+            visual = sum(rule.tokens_for(img.height, img.width) for img in request.images)
         return request, visual
 
     @staticmethod
@@ -291,7 +299,7 @@ class OpenAIVLM(BaseVLM):
 
     # ------------------------------------------------------------------ sync operations
     def generate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
-        ledger = ledger_for(request, ledger)
+        ledger = ledger_or_own(request, ledger)
         body, hold, visual = self._prepare(request, ledger, logprobs=False)
         with ledger.hold(hold, "generate") as held, self._errors():
             start = time.perf_counter()
@@ -309,7 +317,7 @@ class OpenAIVLM(BaseVLM):
             return (*self._probed(response, visual, hold, held), latency)
 
     def yes_probability(self, request: VLMRequest, ledger: TokenLedger | None = None) -> YesNoResult:
-        table, usage, latency = self._logprob_call(request, ledger_for(request, ledger))
+        table, usage, latency = self._logprob_call(request, ledger_or_own(request, ledger))
         return self._yes_no(table, usage, latency)
 
     def yes_probabilities(
@@ -329,14 +337,14 @@ class OpenAIVLM(BaseVLM):
         if not options:
             raise UnsupportedRequestError("score needs at least one option")
         table, usage, latency = self._logprob_call(
-            request, ledger_for(request, ledger), self.score_top_logprobs
+            request, ledger_or_own(request, ledger), self.score_top_logprobs
         )
         return self._scored(table, options, usage, latency)
 
     # ------------------------------------------------------------------ async operations
     # Image resizing and PNG encoding run in a worker thread so they never block the event loop.
     async def agenerate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
-        ledger = ledger_for(request, ledger)
+        ledger = ledger_or_own(request, ledger)
         body, hold, visual = await asyncio.to_thread(self._prepare, request, ledger, logprobs=False)
         with ledger.hold(hold, "generate") as held, self._errors():
             start = time.perf_counter()
@@ -354,7 +362,7 @@ class OpenAIVLM(BaseVLM):
             return (*self._probed(response, visual, hold, held), latency)
 
     async def ayes_probability(self, request: VLMRequest, ledger: TokenLedger | None = None) -> YesNoResult:
-        table, usage, latency = await self._alogprob_call(request, ledger_for(request, ledger))
+        table, usage, latency = await self._alogprob_call(request, ledger_or_own(request, ledger))
         return self._yes_no(table, usage, latency)
 
     async def ayes_probabilities(
@@ -368,6 +376,20 @@ class OpenAIVLM(BaseVLM):
         if not options:
             raise UnsupportedRequestError("score needs at least one option")
         table, usage, latency = await self._alogprob_call(
-            request, ledger_for(request, ledger), self.score_top_logprobs
+            request, ledger_or_own(request, ledger), self.score_top_logprobs
         )
         return self._scored(table, options, usage, latency)
+
+
+def served_profile(
+    family: str | None, token_rule: VisualTokenRule | None, families: FamilyRegistry
+) -> VLMProfile:
+    """The profile of a served model: its named family (with ``token_rule``, or the family's reference
+    rule); else the family of ``token_rule`` when one is registered under that name; else unknown. A
+    server shows no model internals: no attention maps, no pruning, no shared prefixes."""
+    if family is None and token_rule is not None and token_rule.family in families:
+        family = token_rule.family
+    if family is None:
+        return VLMProfile.unknown(token_rule=token_rule) if token_rule is not None else VLMProfile.unknown()
+    profile = families.get(family).profile(token_rule=token_rule)
+    return profile.with_(relevance_maps=False, prefix_reuse=False, prune_methods=())

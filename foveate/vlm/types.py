@@ -8,7 +8,7 @@ at the caller's line and not deep inside a model call.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from foveate.tools.images import load_image
-from foveate.vlm.budget import TokenBudget
+from foveate.imaging.images import load_image
+from foveate.vlm.budget import TokenBudget, TokenUsage
 
 
 class TextPart(BaseModel):
@@ -164,43 +164,6 @@ class VLMRequest(BaseModel):
             for m in self.messages
         ]
         return self.model_copy(update={"messages": messages})
-
-
-class TokenUsage(BaseModel):
-    """Tokens one call (or many, summed) really spent.
-
-    ``visual_tokens`` are image-placeholder tokens in the prompt(s), ``text_tokens`` the other
-    prompt tokens, ``generated_tokens`` the new tokens decoded; ``forward_passes`` counts
-    batched model invocations (a batch of eight probes is one pass).
-    """
-
-    visual_tokens: int = 0
-    text_tokens: int = 0
-    generated_tokens: int = 0
-    forward_passes: int = 0
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self.visual_tokens + self.text_tokens
-
-    @property
-    def total(self) -> int:
-        return self.visual_tokens + self.text_tokens + self.generated_tokens
-
-    @staticmethod
-    def sum(usages: Iterable[TokenUsage]) -> TokenUsage:
-        total = TokenUsage()
-        for usage in usages:
-            total = total + usage
-        return total
-
-    def __add__(self, other: TokenUsage) -> TokenUsage:
-        return TokenUsage(
-            visual_tokens=self.visual_tokens + other.visual_tokens,
-            text_tokens=self.text_tokens + other.text_tokens,
-            generated_tokens=self.generated_tokens + other.generated_tokens,
-            forward_passes=self.forward_passes + other.forward_passes,
-        )
 
 
 class _CallInfo(BaseModel):

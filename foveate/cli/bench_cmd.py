@@ -1,0 +1,54 @@
+"""``foveate bench``: write the synthetic benchmark, measure the embedded tiny VLM on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from foveate.cli.common import ModelOpt, console, fail
+from foveate.errors import FoveateError
+
+__all__ = ["bench_app"]
+
+bench_app = typer.Typer(help="Synthetic benchmarks and measurements.", no_args_is_help=True)
+
+
+@bench_app.command("make")
+def bench_make(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write images/ and manifest.jsonl to.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of scenes.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Benchmark seed.")] = 1,
+) -> None:
+    """Write a synthetic high-resolution benchmark: PNG scenes plus a JSONL manifest."""
+    from foveate.synthetic.scenes import make_benchmark
+
+    try:
+        items = make_benchmark(out, n=n, seed=seed)
+    except (FoveateError, OSError) as exc:
+        raise fail(exc) from None
+    console.print(f"wrote {len(items)} scenes to {out} (manifest: {out / 'manifest.jsonl'})")
+
+
+@bench_app.command("fixture")
+def bench_fixture(
+    out: Annotated[Path, typer.Option("--out", help="Markdown report to write.")] = Path(
+        "docs/benchmarks/fixture.md"
+    ),
+    n: Annotated[int, typer.Option("--n", min=1, help="Held-out scenes to measure on.")] = 300,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Held-out scene seed (training uses 1000, 1001 and 2000).")
+    ] = 7,
+    model: ModelOpt = None,
+) -> None:
+    """Measure the embedded tiny VLM: crop vs whole-image accuracy, existence AUROC, by target size."""
+    from foveate.evaluation.fixture import write_fixture_report
+    from foveate.tiny_vlm import default_model_path
+
+    command = f"foveate bench fixture --n {n} --seed {seed}" + (f" --model {model}" if model else "")
+    try:
+        write_fixture_report(Path(model) if model else default_model_path(), out, n, seed, command)
+    except FoveateError as exc:
+        raise fail(exc) from None
+    console.print(out.read_text())

@@ -1,0 +1,84 @@
+"""What every ``foveate`` command shares: the consoles, one-line errors, option types, settings, the model.
+
+Commands stay thin: they parse flags, resolve them through ``foveate.settings`` (flags > ``FOVEATE_*`` >
+``~/.foveate/config.toml`` > defaults), call the library, and print. Nothing here is imported by the
+library.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from foveate.settings import FoveateSettings
+    from foveate.vlm.base import VLM
+
+__all__ = [
+    "EndpointOpt",
+    "ModelOpt",
+    "TotalCapOpt",
+    "VisualCapOpt",
+    "console",
+    "err_console",
+    "fail",
+    "load_model",
+    "settings_from",
+]
+
+console = Console()
+err_console = Console(stderr=True)
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Local model folder or hub id (a hub id needs a network); with --endpoint, the served name "
+        "[default: $FOVEATE_MODEL, config.toml, else the embedded tiny VLM].",
+        show_default=False,
+    ),
+]
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint",
+        help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1 (vLLM) "
+        "[default: $FOVEATE_ENDPOINT].",
+        show_default=False,
+    ),
+]
+VisualCapOpt = Annotated[
+    int | None, typer.Option("--max-visual-tokens", min=1, help="Cap on visual tokens per image.")
+]
+TotalCapOpt = Annotated[
+    int | None,
+    typer.Option("--budget", "--max-total-tokens", min=1, help="Cap on all tokens spent on the question."),
+]
+
+
+def fail(exc: BaseException | str) -> typer.Exit:
+    """Print ``error: ...`` on one line of stderr and return the exit (code 2) to raise."""
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def settings_from(**flags: Any) -> FoveateSettings:
+    """The settings with the command's flags on top (flags that are None are not given)."""
+    from foveate.settings import load_settings
+
+    return load_settings(**flags)
+
+
+def load_model(settings: FoveateSettings) -> VLM:
+    """The model the settings name (``foveate.vlm.load_vlm``), with transformers' own progress bars and
+    warnings kept out of the command's output."""
+    from transformers.utils import logging as hf_logging
+
+    from foveate.vlm import load_vlm
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    return load_vlm(settings.model, settings.endpoint, family=settings.family)

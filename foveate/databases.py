@@ -1,0 +1,58 @@
+"""Database locations, one way for every store foveate keeps (insight memory, calibration records).
+
+A store is named by a SQLAlchemy URL (``postgresql+psycopg://me@db/foveate``) or a plain path, taken as a
+SQLite file. ``check_sqlite_file`` refuses a file that exists but is not a SQLite database *before* SQLite
+opens it, so that foveate never writes into somebody else's file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import URL, make_url
+
+from foveate.errors import FoveateError
+
+__all__ = ["SQLITE_HEADER", "as_url", "check_sqlite_file", "describe", "sqlite_file"]
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def as_url(target: str | Path | URL) -> URL:
+    """A SQLAlchemy URL from a URL string, a ``URL``, or a plain path (taken as a SQLite file)."""
+    if isinstance(target, URL):
+        return target
+    if isinstance(target, Path) or "://" not in str(target):
+        return URL.create("sqlite", database=str(Path(target).expanduser().resolve()))
+    return make_url(str(target))
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The file behind a SQLite URL, or ``None`` for other databases and in-memory SQLite."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    if str(url.database).startswith("file:"):
+        return None
+    return Path(str(url.database))
+
+
+def describe(url: URL) -> str:
+    """How to name a database in a message: its file, or its URL without the password."""
+    path = sqlite_file(url)
+    return str(path) if path is not None else url.render_as_string(hide_password=True)
+
+
+def check_sqlite_file(path: Path, what: str, error: type[FoveateError]) -> None:
+    """Refuse, with ``error`` naming ``what`` and the file, a path that is a directory or a file that is not
+    a SQLite database; an empty or missing file passes (SQLite creates it)."""
+    if path.is_dir():
+        raise error(f"{what} {path} is a directory, not a SQLite file")
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as fh:
+        header = fh.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise error(
+            f"{what} {path} is not a SQLite database (it starts with {header[:8]!r}); foveate left it "
+            "untouched: point foveate at another file, or move this one away"
+        )

@@ -1,0 +1,81 @@
+"""``zoom``: search the image tree for the crops the question needs (the zoom agent, without its answer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from foveate.errors import BudgetExceeded, GraphSpecError
+from foveate.graphs.nodes.common import NodeParams, question_ledger, say
+from foveate.graphs.registry import NodeFn
+from foveate.graphs.services import Services
+from foveate.graphs.state import QAState
+from foveate.zoom import ZoomConfig
+
+__all__ = ["ZoomParams", "zoom_node"]
+
+
+class ZoomParams(NodeParams):
+    strategy: str = "fast"
+    """A zoom strategy the services' registry knows (built in: direct, zoomeye, fast, attention_crop)."""
+    escalate: list[str] = Field(default_factory=list)
+    """The strategy for the judge's 2nd, 3rd... attempt."""
+    max_depth: int = Field(default=5, ge=0, le=12)
+    max_probes: int | None = Field(default=None, ge=0)
+    max_forward_passes: int | None = Field(default=None, ge=1)
+    early_stop: bool = True
+
+
+def zoom_node(params: ZoomParams, services: Services) -> NodeFn:
+    """Search the image tree for the crops the question needs (the zoom agent, without its answer)."""
+    for name in (params.strategy, *params.escalate):
+        if name not in services.strategies:
+            raise GraphSpecError(
+                f"zoom node: unknown strategy {name!r}; known: {', '.join(services.strategies.names())}"
+            )
+
+    def zoom(state: QAState) -> dict[str, Any]:
+        attempt = int(state.get("attempts") or 0)
+        strategy = params.escalate[attempt - 1] if 0 < attempt <= len(params.escalate) else params.strategy
+        try:
+            ledger = question_ledger(state)
+        except BudgetExceeded as exc:
+            return {"budget_exhausted": True, "zoom_notes": [str(exc)], "messages": say("zoom", str(exc))}
+        config = ZoomConfig(
+            strategy=strategy,
+            max_depth=params.max_depth,
+            max_probes=params.max_probes,
+            max_forward_passes=params.max_forward_passes,
+            early_stop=params.early_stop,
+            budget=ledger.budget,
+        )
+        image = services.image(state)
+        cues = state.get("cues")
+        result = services.zoom_agent(config).run(
+            image, state["question"], state.get("options") or None, cues=cues, answer=False
+        )
+        if result.probes == 0 and result.budget_exhausted and state.get("answer_box"):
+            # no room for a single probe: keep what the earlier search found rather than forget it
+            return {
+                "budget_exhausted": True,
+                "zoom_notes": result.notes,
+                "spent": result.usage.model_dump(),
+                "messages": say("zoom", "no tokens left for another search; keeping the earlier crop"),
+            }
+        crops = [list(c) for c in result.crops]
+        where = "the whole image" if result.answer_box is None else f"crop {list(result.answer_box)}"
+        return {
+            "strategy": strategy,
+            "crops": crops,
+            "answer_box": list(result.answer_box) if result.answer_box is not None else None,
+            "probes": result.probes,
+            "visits": [v.model_dump(mode="json", exclude_none=True) for v in result.visits],
+            "budget_exhausted": result.budget_exhausted,
+            "zoom_notes": result.notes,
+            "perception": [f"zoom ({strategy}): {len(result.visits)} views probed; settled on {where}"],
+            "spent": result.usage.model_dump(),
+            "messages": say("zoom", f"{strategy} search: {result.probes} probes, settled on {where}"),
+        }
+
+    return zoom

@@ -1,0 +1,78 @@
+"""Runs: the answered questions insights are drawn from, with their outcome once it is known."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import select
+
+from foveate.errors import InsightMemoryError
+from foveate.memory.records import RunRecord, image_fingerprint
+from foveate.memory.schema import RunRow, utcnow
+from foveate.memory.store import MemoryStore
+
+__all__ = ["RunLog"]
+
+
+class RunLog:
+    """The runs table of a memory database."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    def record_run(
+        self,
+        question: str,
+        answer: str | None = None,
+        *,
+        image: Any = None,
+        image_sha256: str | None = None,
+        correct: bool | None = None,
+        feedback: str | None = None,
+        trace_summary: str | None = None,
+        model_id: str = "",
+    ) -> RunRecord:
+        """Store one answered question; ``image`` (anything ``load_image`` takes) is fingerprinted."""
+        if image is not None and image_sha256 is None:
+            image_sha256 = image_fingerprint(image)
+        row = RunRow(
+            question=question,
+            image_sha256=image_sha256,
+            answer=answer,
+            correct=correct,
+            feedback=feedback,
+            trace_summary=trace_summary,
+            model_id=model_id,
+            created_at=utcnow(),
+        )
+        with self.store.writing() as (session, _revision):
+            session.add(row)
+            session.flush()
+            return RunRecord.from_row(row)
+
+    def set_feedback(
+        self, run_id: int, *, correct: bool | None = None, feedback: str | None = None
+    ) -> RunRecord:
+        """Record how a run went, once it is known."""
+        with self.store.writing() as (session, _revision):
+            row = session.get(RunRow, run_id)
+            if row is None:
+                raise InsightMemoryError(f"memory {self.store.name} has no run {run_id}")
+            if correct is not None:
+                row.correct = correct
+            if feedback is not None:
+                row.feedback = feedback
+            session.flush()
+            return RunRecord.from_row(row)
+
+    def get_run(self, run_id: int) -> RunRecord | None:
+        with self.store.reading() as session:
+            row = session.get(RunRow, run_id)
+            return RunRecord.from_row(row) if row is not None else None
+
+    def runs(self) -> Iterator[RunRecord]:
+        """Every run, oldest first."""
+        with self.store.reading() as session:
+            for row in session.scalars(select(RunRow).order_by(RunRow.id).execution_options(yield_per=1000)):
+                yield RunRecord.from_row(row)

@@ -1,0 +1,217 @@
+"""The FAISS index as a cache of the memory database: opened, caught up, rebuilt, saved, re-embedded.
+
+The database is the source of truth; the index beside it is caught up from the database on open and
+before every search, and rebuilt from it when it is missing, stale or corrupt -- never the other way
+round. ``watermark`` is the database revision every change up to which is in the index; each change
+commits to the database first, then touches the index, then moves the watermark.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from foveate.errors import EmbedderMismatchError, IndexFileError
+from foveate.memory.embeddings import TextEmbedder
+from foveate.memory.index import IndexConfig, VectorIndex
+from foveate.memory.records import vector_bytes, vectors_from_bytes
+from foveate.memory.schema import InsightRow
+from foveate.memory.store import MemoryStore
+
+log = logging.getLogger(__name__)
+
+__all__ = ["IndexSync"]
+
+_CHUNK = 10_000
+
+
+class IndexSync:
+    """One process's index of a memory database, kept in step with the database's revisions."""
+
+    def __init__(
+        self,
+        store: MemoryStore,
+        embedder: TextEmbedder,
+        index_path: Path | None,
+        index_config: IndexConfig,
+        save_every: int,
+        lock: threading.RLock,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.index_path = index_path
+        self.index_config = index_config
+        self.save_every = save_every
+        self._lock = lock
+        self.unsaved = 0
+        self.watermark = 0  # every change up to this database revision is in the index
+        self.index = VectorIndex(embedder.dim, index_config)
+
+    def flush(self) -> None:
+        """Catch the index up with the database and write it (atomically) with its sidecar."""
+        with self._lock:
+            if self.index_path is None:
+                self.unsaved = 0
+                return
+            with self.store.reading() as session:
+                self.catch_up(session, self.store.revision(session))
+            self.index.save(
+                self.index_path,
+                {
+                    "revision": self.watermark,
+                    "embedding_model": self.embedder.name,
+                    "database": self.store.name,
+                },
+            )
+            self.unsaved = 0
+
+    def changed(self, count: int = 1) -> None:
+        self.unsaved += count
+        if self.index_path is not None and self.unsaved >= self.save_every:
+            self.flush()
+
+    def open(self) -> VectorIndex:
+        """Load the index file if it is sound, else rebuild; then catch up and verify against the database."""
+        with self.store.reading() as session:
+            revision = self.store.revision(session)
+            index: VectorIndex | None = None
+            rebuilt = False
+            if self.index_path is not None and self.index_path.exists():
+                try:
+                    index, meta = VectorIndex.load(self.index_path, self.embedder.dim, self.index_config)
+                    if meta.get("embedding_model") != self.embedder.name:
+                        raise IndexFileError(f"it was built with {meta.get('embedding_model')!r}")
+                    covered = int(meta.get("revision", -1))
+                    if not 0 <= covered <= revision:
+                        raise IndexFileError(f"it covers revision {covered}, the database is at {revision}")
+                    self.watermark = covered
+                except IndexFileError as exc:
+                    log.warning(
+                        "memory index %s is unusable (%s); rebuilding it from %s",
+                        self.index_path,
+                        exc,
+                        self.store.name,
+                    )
+                    index = None
+            if index is None:
+                index, rebuilt = self.rebuild(session, revision), True
+            self.index = index
+            applied = self.catch_up(session, revision)
+            live = self.live_count(session)
+            if len(self.index) != live:
+                log.warning(
+                    "memory index %s holds %d insights but %s has %d; rebuilding it from the database",
+                    self.index_path,
+                    len(self.index),
+                    self.store.name,
+                    live,
+                )
+                self.index, rebuilt = self.rebuild(session, revision), True
+        if rebuilt or applied:
+            self.unsaved += max(1, applied)
+            if self.index_path is not None:
+                self.flush()
+        return self.index
+
+    def rebuild(self, session: Session, revision: int) -> VectorIndex:
+        ids: list[np.ndarray] = []
+        vectors: list[np.ndarray] = []
+        query = (
+            select(InsightRow.id, InsightRow.embedding)
+            .where(InsightRow.deleted.is_(False))
+            .order_by(InsightRow.id)
+            .execution_options(yield_per=_CHUNK)
+        )
+        for part in session.execute(query).partitions():
+            ids.append(np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part)))
+            vectors.append(vectors_from_bytes([r[1] for r in part], self.embedder.dim))
+        all_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+        all_vectors = np.concatenate(vectors) if vectors else np.zeros((0, self.embedder.dim), np.float32)
+        self.watermark = revision
+        return VectorIndex.build(all_ids, all_vectors, self.embedder.dim, self.index_config)
+
+    def rebuild_index(self) -> None:
+        """Throw the index away and build it again from the database."""
+        with self._lock:
+            with self.store.reading() as session:
+                self.index = self.rebuild(session, self.store.revision(session))
+            self.changed(self.save_every)
+
+    def live_count(self, session: Session) -> int:
+        return session.execute(select(func.count()).where(InsightRow.deleted.is_(False))).scalar_one()
+
+    def catch_up(self, session: Session, upto: int) -> int:
+        """Apply every change with ``watermark < revision <= upto`` to the index; returns how many."""
+        with self._lock:
+            if upto <= self.watermark:
+                return 0
+            rows = session.execute(
+                select(InsightRow.id, InsightRow.deleted, InsightRow.embedding, InsightRow.embedding_model)
+                .where(InsightRow.revision > self.watermark, InsightRow.revision <= upto)
+                .order_by(InsightRow.id)
+            ).all()
+            foreign = {r[3] for r in rows if not r[1] and r[3] != self.embedder.name}
+            if foreign:
+                raise EmbedderMismatchError(
+                    f"another process added insights to {self.store.name} embedded with {sorted(foreign)}, "
+                    f"not {self.embedder.name}"
+                )
+            gone = np.array([r[0] for r in rows if r[1]], dtype=np.int64)
+            live = [r for r in rows if not r[1]]
+            self.index.remove(gone)
+            self.index.upsert(
+                np.array([r[0] for r in live], dtype=np.int64),
+                vectors_from_bytes([r[2] for r in live], self.embedder.dim),
+            )
+            self.watermark = upto
+            return len(rows)
+
+    def sync(self) -> None:
+        """Bring the index up to date with changes from other processes (cheap when there are none)."""
+        with self._lock, self.store.reading() as session:
+            self.catch_up(session, self.store.revision(session))
+
+    def check_embedder(self, on_model_change: str) -> None:
+        """Refuse (or, with ``"reembed"``, embed again) stored insights another embedder made."""
+        with self.store.reading() as session:
+            stored = session.execute(
+                select(InsightRow.embedding_model, InsightRow.dim, func.count())
+                .where(InsightRow.deleted.is_(False))
+                .group_by(InsightRow.embedding_model, InsightRow.dim)
+            ).all()
+        other = [(m, d, n) for m, d, n in stored if (m, d) != (self.embedder.name, self.embedder.dim)]
+        if not other:
+            return
+        if on_model_change != "reembed":
+            found = ", ".join(f"{n} by {m} ({d}-d)" for m, d, n in other)
+            raise EmbedderMismatchError(
+                f"memory {self.store.name} holds insights embedded {found}, but the embedder in use is "
+                f"{self.embedder.name} ({self.embedder.dim}-d): open it with that embedder, or with "
+                "on_model_change='reembed' to embed them again"
+            )
+        self.reembed()
+
+    def reembed(self, batch_size: int = 256) -> int:
+        """Embed every live insight again with the current embedder (one transaction); returns how many."""
+        with self._lock, self.store.writing() as (session, revision):
+            rows = session.scalars(select(InsightRow).where(InsightRow.deleted.is_(False))).all()
+            for start in range(0, len(rows), batch_size):
+                chunk = rows[start : start + batch_size]
+                vectors = self.embedder.embed([r.text for r in chunk])
+                for row, vector in zip(chunk, vectors, strict=True):
+                    row.embedding = vector_bytes(vector)
+                    row.embedding_model = self.embedder.name
+                    row.dim = self.embedder.dim
+                    row.revision = revision
+            log.warning(
+                "memory %s: embedded %d insights again with %s",
+                self.store.name,
+                len(rows),
+                self.embedder.name,
+            )
+            return len(rows)

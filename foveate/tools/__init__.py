@@ -1,1 +1,0 @@
-"""foveate.tools"""

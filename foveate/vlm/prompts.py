@@ -1,0 +1,77 @@
+"""The wording and thresholds of zoom search's probes, as one model family answers them best.
+
+ZoomEye's prompts and thresholds (read from om-ai-lab/ZoomEye) are the defaults for real models; each
+family's profile (``foveate.vlm.families``) carries its own ``ZoomPrompts`` (the embedded tiny VLM was
+trained on its own wording, ``foveate.tiny_vlm.tasks``). Every field can be overridden, so a new model
+family is a new ``ZoomPrompts`` value, not new code. They live beside the profile, not in ``foveate.zoom``,
+because they are a fact about the model: what it was trained to answer.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ZoomPrompts"]
+
+
+class ZoomPrompts(BaseModel):
+    """Prompt templates (``{o}``: a visual cue, ``{q}``: the question) and the search thresholds.
+
+    - ``existence``: is the cue clearly visible in this view? (child priority)
+    - ``latent``: could the cue be found by zooming into this view? (child priority)
+    - ``answering``: can the question be answered from this view? (stop rule, one cue)
+    - ``cue_answering``: stop rule of one cue's search when the question has several cues
+      (ZoomEye asks whether "What is the appearance of the {o}?" can be answered).
+    - ``cue_listing``: the generation that lists the question's visual cues, one per line or comma-separated.
+    - ``bias``: ``b`` of the depth weight ``w = b + (1 - b) * (depth / max_depth) ** 2``.
+    - ``answer_threshold`` / ``lower_threshold``: stop when the stop probe's confidence reaches the first;
+      below the second the search gives up. ``relaxations``: how much the threshold drops after
+      ``3 * max_depth`` pops, each step allowing ``relax_pops`` more pops.
+    - ``answer_with_full_image``: answer from the full image *and* the crop (ZoomEye); models trained on a
+      single image per prompt (the tiny VLM) answer from the crop alone.
+    - ``relevance``: whether ``fast`` ranks children by the model's attention (a relevance map) instead of
+      a latent probe per child; ``relevance_from_depth``: only below this depth (a map of a whole 2000 px
+      scene cannot show a 20 px object to any model with a few hundred visual tokens; ZoomEye's probes
+      rank those first children); ``relevance_normalize``: ViCrop's rel-att (divide by the attention
+      under a generic prompt) or the question's attention alone.
+    - ``fast``'s one probe per child: the latent probe, or the existence probe for children at
+      ``existence_from_depth`` or deeper (ZoomEye weighs existence more the deeper the node, and a model
+      may localise better by it); ``rank_cues_by_stop``: with several cues, the cue's own stop probe, so
+      that one probe per child both ranks it and says whether to stop there (worth it when the stop probe
+      asks whether the cue is visible, as the tiny VLM's does). ``max_pops``: pops per cue search before
+      ``fast`` answers from the best node so far (``None``: ZoomEye's rule; ``ZoomConfig.max_pops``
+      overrides).
+    """
+
+    model_config = ConfigDict(frozen=True)
+    existence: str = "Is there a {o} in the zoomed-in view? Answer Yes or No."
+    latent: str = (
+        "According to your common sense knowledge and the content of the zoomed-in view, along with its "
+        "location in the image, is it possible to find a {o} by further zooming in the current view? "
+        "Answer Yes or No."
+    )
+    answering: str = (
+        "Question: {q}\nCould you answer the question based on the available visual information? "
+        "Answer Yes or No."
+    )
+    cue_answering: str = (
+        "Question: What is the appearance of the {o}?\nCould you answer the question based on the "
+        "available visual information? Answer Yes or No."
+    )
+    cue_listing: str = (
+        "List the objects in the image that must be looked at closely to answer the question, "
+        "comma-separated, nothing else.\nQuestion: {q}\nObjects:"
+    )
+    bias: float = Field(default=0.2, ge=0.0, le=1.0)
+    answer_threshold: float = Field(default=0.6, ge=-1.0, le=1.0)
+    lower_threshold: float = Field(default=0.0, ge=-1.0, le=1.0)
+    relaxations: tuple[float, ...] = (0.1, 0.1, 0.2)
+    relax_pops: int = Field(default=2, ge=0)
+    answer_with_full_image: bool = True
+    relevance: bool = True
+    relevance_from_depth: int = Field(default=0, ge=0)
+    relevance_normalize: bool = True
+    existence_from_depth: int | None = Field(default=None, ge=1)
+    rank_cues_by_stop: bool = False
+    max_pops: int | None = Field(default=None, ge=1)
+    crop_enlarge: float = Field(default=1.2, ge=1.0, le=4.0)

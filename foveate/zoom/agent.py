@@ -1,0 +1,198 @@
+"""Zoom agent: find the small things a question is about, then answer from a crop that shows them.
+
+A VLM sees a 2000 px image through a window of a few hundred pixels, so a 30 px object becomes a couple of
+pixels. The agent plans the search under the question's budget (``planner``), lists the question's cues,
+lets its strategy (``strategies``: ``direct``, ``zoomeye``, ``fast``, ``attention_crop``, or yours) find the
+crops that show them, and answers from their union (``answering``).
+
+Budgets: at most ``max_probes`` prompt-and-view probes, ``max_forward_passes`` batched forward passes, and
+the ``TokenBudget`` of the question. The search stops before a call that could overrun any of them, keeping
+what the final answer needs, and answers from the best node found so far (``budget_exhausted`` says so).
+What the agent knows of the model (its input side, token rule, batch size, prompts) comes from
+``vlm.profile``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+
+from PIL import Image
+
+from foveate.imaging.images import load_image
+from foveate.vlm.base import VLM
+from foveate.vlm.budget import TokenBudget, TokenLedger
+from foveate.vlm.types import VLMRequest
+from foveate.zoom.answering import answer_from, answer_reserve
+from foveate.zoom.config import ZoomConfig, ZoomResult
+from foveate.zoom.context import SearchContext
+from foveate.zoom.cues import parse_cues
+from foveate.zoom.meter import Meter, SearchStopped
+from foveate.zoom.planner import TEXT_TOKENS_PER_PROBE, plan_search, probe_visual_cost
+from foveate.zoom.search import ZoomStrategy
+from foveate.zoom.strategies import StrategyRegistry, builtin_strategies
+from foveate.zoom.tree import tree_depth
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ZoomAgent"]
+
+
+class ZoomAgent:
+    """Answers a question about a large image by searching its image tree for the crops that matter.
+
+    ``strategies``: the registry ``config.strategy`` is looked up in (the built-in ones by default; a copy
+    with yours registered for your own strategies).
+    """
+
+    def __init__(
+        self, vlm: VLM, config: ZoomConfig | None = None, *, strategies: StrategyRegistry | None = None
+    ) -> None:
+        self.vlm = vlm
+        self.config = config or ZoomConfig()
+        self.strategies = strategies if strategies is not None else builtin_strategies()
+        self.strategy: ZoomStrategy = self.strategies.get(self.config.strategy)
+        self.prompts = self.config.prompts or vlm.profile.zoom
+        self.native_side = self.config.native_side or vlm.profile.native_side
+
+    # ------------------------------------------------------------------ public API
+    def run(
+        self,
+        image: object,
+        question: str,
+        options: Sequence[str] | None = None,
+        *,
+        cues: Sequence[str] | None = None,
+        strategy: str | None = None,
+        context: str | None = None,
+        answer: bool = True,
+    ) -> ZoomResult:
+        """Search (unless ``direct``) and answer. ``options``: score them; else generate free text.
+
+        ``cues``: the objects to look for; ``None`` asks the model to list them (one generation).
+        ``strategy``: another registered strategy than the config's, for this question.
+        ``context``: text for the answering call only (a system message), e.g. recalled insights; the
+        search's probes never see it, so that their confidences stay comparable across runs.
+        ``answer=False``: search only (a workflow's reasoning node answers); ``answer`` comes back empty.
+        """
+        cfg = self.config
+        chosen = self.strategies.get(strategy) if strategy is not None else self.strategy
+        img = load_image(image)  # type: ignore[arg-type]
+        start = time.perf_counter()
+        notes: list[str] = []
+        reserve = answer_reserve(self.vlm, self.prompts, img)
+        search_budget = self._plan(img, chosen, reserve, notes)
+        ledger = TokenLedger(search_budget)
+        meter = Meter(cfg.max_probes, cfg.max_forward_passes, ledger)
+        meter.reserve = reserve
+        meter.per_probe = self._probe_estimate(search_budget)
+        ctx = SearchContext(self.vlm, cfg, self.prompts, self.native_side, img, meter)
+        exhausted = False
+        cue_list = list(cues) if cues is not None else []
+        try:
+            if chosen.lists_cues and cues is None:
+                cue_list = self.list_cues(img, question, ledger, meter)
+            chosen.search(ctx, question, cue_list)
+        except SearchStopped as stop:
+            exhausted = True
+            notes.append(f"search stopped early: {stop}; answering from the best node so far")
+            best = ctx.best_visit()
+            if best is not None and not ctx.found:
+                ctx.found.append(best)
+        crops = [f.box for f in ctx.found if f.box != ctx.full]
+        answer_box = ctx.answer_box(crops) if crops else None
+        reply, probabilities = (
+            self.answer_from(img, question, options, answer_box, ledger, context=context)
+            if answer
+            else ("", [])
+        )
+        return ZoomResult(
+            question=question,
+            answer=reply,
+            options=list(options or []),
+            probabilities=probabilities,
+            strategy=chosen.name,
+            cues=cue_list,
+            crops=crops,
+            answer_box=answer_box,
+            visits=meter.visits,
+            probes=meter.probes,
+            forward_passes=meter.passes + int(answer),
+            usage=ledger.spent,
+            wall_s=time.perf_counter() - start,
+            budget_exhausted=exhausted,
+            notes=notes,
+        )
+
+    def list_cues(
+        self, image: Image.Image, question: str, ledger: TokenLedger, meter: Meter | None = None
+    ) -> list[str]:
+        """One generation lists the objects the question needs (ZoomEye's visual cues)."""
+        if meter is not None:
+            meter.check(0, 1)
+        request = VLMRequest.from_prompt(self.prompts.cue_listing.format(q=question), images=[image])
+        result = self.vlm.generate(request, ledger)
+        if meter is not None:
+            meter.passes += result.usage.forward_passes or 1
+        return parse_cues(result.text)
+
+    def answer_from(
+        self,
+        image: Image.Image,
+        question: str,
+        options: Sequence[str] | None,
+        box: tuple[int, int, int, int] | None,
+        ledger: TokenLedger | None = None,
+        *,
+        context: str | None = None,
+    ) -> tuple[str, list[float]]:
+        """The answering call alone (``foveate.zoom.answering.answer_from`` with this agent's prompts)."""
+        return answer_from(self.vlm, self.prompts, image, question, options, box, ledger, context=context)
+
+    def retry_cost(self, image: Image.Image) -> int:
+        """Tokens a second look needs at least: one round of child probes plus the answer's reserve."""
+        return answer_reserve(self.vlm, self.prompts, image) + 5 * self._probe_estimate(None)
+
+    # ------------------------------------------------------------------ budget planning
+    def _view_tokens(self, budget: TokenBudget | None) -> int:
+        """Visual tokens of one probe view at the model's input size, under ``budget``'s per-image cap."""
+        cap = budget.max_visual_tokens_per_image if budget is not None else None
+        return self.vlm.profile.view_tokens(self.native_side, cap)
+
+    def _probe_estimate(self, budget: TokenBudget | None) -> int:
+        """Tokens one probe is expected to cost under ``budget`` (pruning and visual cap included)."""
+        tokens = self._view_tokens(budget)
+        depth = self.vlm.profile.lm_depth
+        if budget is None or depth is None:  # without a known depth, no pruning saving is counted
+            return tokens + TEXT_TOKENS_PER_PROBE
+        visual = probe_visual_cost(tokens, budget.prune, budget.keep, depth, budget.layer)
+        return math.ceil(visual) + TEXT_TOKENS_PER_PROBE
+
+    def _plan(
+        self, image: Image.Image, strategy: ZoomStrategy, reserve: int, notes: list[str]
+    ) -> TokenBudget | None:
+        """The budget the search runs under: the caller's, or a planned one that fits (see ``planner``)."""
+        cfg = self.config
+        if not cfg.plan_budget or cfg.budget is None or cfg.budget.max_total_tokens is None:
+            return cfg.budget
+        profile = self.vlm.profile
+        depth = tree_depth(image.width, image.height, self.native_side, cfg.max_depth)
+        probes = strategy.worst_case_probes(depth)
+        if cfg.max_probes is not None:
+            probes = min(probes, cfg.max_probes)
+        # pruning is planned only where the model runs it and its depth is known (FastV's saving needs it)
+        prune = profile.prune_methods[0] if profile.prune_methods and profile.lm_depth is not None else None
+        plan = plan_search(
+            cfg.budget,
+            probes=probes,
+            view_tokens=self._view_tokens(cfg.budget),
+            answer_tokens=reserve,
+            prune=prune,  # type: ignore[arg-type]
+            depth=profile.lm_depth or 1,
+            min_view_tokens=profile.fewest_view_tokens(),
+        )
+        if plan.budget is not cfg.budget:
+            notes.append(plan.note)
+        return plan.budget

@@ -1,0 +1,165 @@
+"""What a strategy searches with: the image, the model, the meter, and the probing calls, in one place.
+
+A ``SearchContext`` is made for each question. Strategies never call the model directly: every probe and
+relevance map goes through ``probe`` / ``relevance``, which ask the meter first, so caps hold for any
+strategy, built-in or yours.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from foveate.errors import BudgetExceeded, UnsupportedRequestError
+from foveate.imaging.boxes import Box, best_window, box_union, expand_box
+from foveate.vlm.base import VLM, group_by_view
+from foveate.vlm.prompts import ZoomPrompts
+from foveate.vlm.types import RelevanceMap, YesNoResult
+from foveate.zoom.config import Visit, ZoomConfig
+from foveate.zoom.meter import Meter, SearchStopped
+
+__all__ = ["Found", "SearchContext", "region_box"]
+
+
+@dataclass
+class Found:
+    """Where a cue's search settled: the box, the stop probe's confidence there, the cue, the tree depth."""
+
+    box: Box
+    confidence: float
+    cue: str = ""
+    depth: int = 0
+
+
+@dataclass
+class SearchContext:
+    """One question's search: the model and its prompts, the image, the caps."""
+
+    vlm: VLM
+    config: ZoomConfig
+    prompts: ZoomPrompts
+    native_side: int
+    image: Image.Image
+    meter: Meter
+    found: list[Found] = field(default_factory=list)
+    """What the search has found so far, one entry per cue: the agent answers from it, also when a cap
+    stops the search part way (strategies append to it, or replace it as a whole)."""
+
+    @property
+    def full(self) -> Box:
+        return (0, 0, self.image.width, self.image.height)
+
+    # ------------------------------------------------------------------ the trace
+    def visit(
+        self, cue: str, box: Box, depth: int, confidence: float | None = None, **scores: float | None
+    ) -> None:
+        """Record a node the search looked at, in order."""
+        self.meter.visits.append(
+            Visit(
+                order=len(self.meter.visits), cue=cue, box=box, depth=depth, confidence=confidence, **scores
+            )
+        )
+
+    def best_visit(self) -> Found | None:
+        """The visited node with the highest stop confidence (what a stopped search answers from)."""
+        scored = [v for v in self.meter.visits if v.confidence is not None]
+        if not scored:
+            return None
+        top = max(scored, key=lambda v: v.confidence or -1.0)
+        return Found(top.box, float(top.confidence or 0.0))
+
+    # ------------------------------------------------------------------ probing
+    def probe(self, boxes: Sequence[Box], questions: Sequence[Sequence[str]]) -> list[list[float]]:
+        """Confidences ``2 * P(Yes) - 1`` of ``questions[i]`` about the crop ``boxes[i]``."""
+        cfg = self.config
+        n = sum(len(q) for q in questions)
+        batch = self.vlm.profile.max_batch_size
+        # an upper bound, so a cap is never overrun: 2 passes per batch with a shared prefix (only when a
+        # view has several questions to share it)
+        sharing = cfg.reuse_prefix and any(len(q) > 1 for q in questions)
+        passes = math.ceil(n / batch) * (2 if sharing else 1) if cfg.batch_probes else n * 2
+        self.meter.check(n, passes)
+        views = [self.view(b) for b in boxes]
+        try:
+            if cfg.batch_probes:
+                answers = self._ask(views, questions)
+            else:  # one call per probe (the ablation)
+                flat = [
+                    self._ask([v], [[q]])[0][0] for v, qs in zip(views, questions, strict=True) for q in qs
+                ]
+                answers = group_by_view(flat, questions)
+        except BudgetExceeded as exc:
+            raise SearchStopped(str(exc)) from exc
+        out: list[list[float]] = []
+        for group in answers:
+            self.meter.record(group, len(group))
+            out.append([r.confidence for r in group])
+        return out
+
+    def _ask(
+        self, views: Sequence[Image.Image], questions: Sequence[Sequence[str]]
+    ) -> list[list[YesNoResult]]:
+        return self.vlm.probe_views(
+            views, questions, self.meter.ledger, reuse_prefix=self.config.reuse_prefix
+        )
+
+    def view(self, box: Box) -> Image.Image:
+        """The crop, box-reduced while it stays at least twice the model's input on its short side.
+
+        The processor shrinks every view to the model's input anyway; resampling a 2000 px crop for each
+        probe was most of the search's wall time. The answer call gets the crop unreduced.
+        """
+        crop = self.image.crop(box)
+        factor = min(crop.width, crop.height) // (2 * self.native_side)
+        return crop.reduce(factor) if factor >= 2 else crop
+
+    def relevance(self, view: Image.Image, question: str) -> RelevanceMap | None:
+        """One relevance map (2 probes, or 1 without normalising; 1 forward pass), or None when the model
+        cannot read attention."""
+        if not self.vlm.profile.relevance_maps:
+            return None
+        normalize = self.prompts.relevance_normalize
+        probes = 2 if normalize else 1
+        self.meter.check(probes, 1)
+        try:
+            rel = self.vlm.relevance_maps([view], [question], self.meter.ledger, normalize=normalize)[0]
+        except UnsupportedRequestError:
+            return None
+        except BudgetExceeded as exc:
+            raise SearchStopped(str(exc)) from exc
+        self.meter.probes += probes
+        self.meter.passes += rel.usage.forward_passes or 1
+        return rel
+
+    def attended_window(self, view: Box, prompt: str, side: int, cue: str, depth: int) -> Box | None:
+        """The ``side``-square window of ``view`` holding most of ``prompt``'s attention (one map), recorded
+        as a visit; None when the model cannot read attention."""
+        rel = self.relevance(self.view(view), prompt)
+        if rel is None:
+            return None
+        box = best_window(rel.grid, region_box(view, rel.region), (side, side))
+        self.visit(cue, box, depth, relevance=1.0)
+        return box
+
+    def answer_box(self, crops: list[Box]) -> Box:
+        """The crop an answer is given from: the union of the cues' crops, enlarged by the prompts'
+        ``crop_enlarge`` and to at least the model's input."""
+        union = box_union(crops)
+        return expand_box(
+            union, self.prompts.crop_enlarge, self.image.width, self.image.height, min_side=self.native_side
+        )
+
+
+def region_box(view: Box, region: tuple[float, float, float, float]) -> Box:
+    """The part of ``view`` a relevance map covers, from its fractional ``region``."""
+    x0, y0, x1, y1 = view
+    w, h = x1 - x0, y1 - y0
+    return (
+        x0 + round(region[0] * w),
+        y0 + round(region[1] * h),
+        x0 + round(region[2] * w),
+        y0 + round(region[3] * h),
+    )
