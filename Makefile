@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test test-serving lint typecheck pytest bench bench-fixture train-fixture clean
+.PHONY: setup demo test test-serving lint typecheck imports pytest bench bench-fixture train-fixture clean
 
 setup: $(STAMP)
 
@@ -32,10 +32,14 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy foveate
 
+# the layering of docs/architecture.md (contracts in pyproject.toml)
+imports: setup
+	$(VENV)/bin/lint-imports
+
 pytest: setup
 	$(PY) -m pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck imports pytest
 
 # foveate against real serving engines on CPU: vLLM (CPU build) serving the tiny VLM, the llama.cpp
 # server serving Gemma 3 270M, PostgreSQL checkpoints. Its own venv, cached in

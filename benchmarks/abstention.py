@@ -36,8 +36,8 @@ from foveate.conformal import (
     singleton_answers,
 )
 from foveate.errors import ConformalError
-from foveate.synthetic.scenes import generate_scene
-from foveate.tiny_vlm import TINY_VLM_PATH
+from foveate.synthetic import generate_scene
+from foveate.tiny_vlm import TINY_VLM_PATH, model_label
 from foveate.vlm.transformers_vlm import TransformersVLM
 from foveate.zoom import ZoomAgent, ZoomConfig, wording_cues
 
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         "# Calibrated abstention on held-out synthetic scenes",
         "",
-        f"Produced by `{command}` with `{args.model.name}` on CPU ({platform.machine()}, "
+        f"Produced by `{command}` with `{model_label(args.model)}` on CPU ({platform.machine()}, "
         f"{args.threads} threads). {args.n} scenes with seed {args.seed} (the zoom page uses 7, training "
         f"1000, 1001 and 2000). Scoring both modes took {collect_s:.0f} s "
         f"({collect_s / args.n:.2f} s per scene), "

@@ -27,8 +27,8 @@ from foveate.graphs.services import Services
 from foveate.graphs.state import RunInput, RunOutput
 from foveate.graphs.workflow import BUILTIN_WORKFLOWS, Workflow
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
-from foveate.synthetic.scenes import generate_scene
-from foveate.tiny_vlm import TINY_VLM_PATH
+from foveate.synthetic import generate_scene
+from foveate.tiny_vlm import TINY_VLM_PATH, model_label
 from foveate.vlm.batching import CoalescingVLM
 from foveate.vlm.transformers_vlm import TransformersVLM
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         "# Built-in workflows on synthetic scenes",
         "",
         f"Produced by `python -m benchmarks.graphs --n {args.n} --n-cal {args.n_cal} --alpha {args.alpha}` "
-        f"with `{args.model.name}` on CPU ({platform.machine()}, {args.threads} threads), "
+        f"with `{model_label(args.model)}` on CPU ({platform.machine()}, {args.threads} threads), "
         f"{seconds:.0f} s in all.",
         "",
         f"Abstention gate: conformal risk control at alpha {args.alpha} (P(answered and wrong) <= alpha), "

@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from foveate.evaluation.fixture import native_crop
-from foveate.synthetic.scenes import generate_scene
+from foveate.synthetic import generate_scene
 from foveate.testing.tiny_models import LlavaShape, make_llava, make_tiny
 from foveate.tiny_vlm import TINY_VLM_PATH
 from foveate.vlm import TokenBudget, TokenLedger, TransformersVLM, VLMRequest

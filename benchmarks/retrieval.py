@@ -25,8 +25,8 @@ import torch
 from benchmarks import write_page
 from foveate.insights import Trajectory, insights_prompt, recall, remember
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
-from foveate.synthetic.scenes import generate_scene
-from foveate.tiny_vlm import TINY_VLM_PATH
+from foveate.synthetic import generate_scene
+from foveate.tiny_vlm import TINY_VLM_PATH, model_label
 from foveate.vlm.transformers_vlm import TransformersVLM
 from foveate.zoom import ZoomAgent, ZoomConfig, wording_cues
 
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
         "# Insight retrieval with the tiny VLM",
         "",
         f"Produced by `python -m benchmarks.retrieval --n {args.n} --seed {args.seed} --k {args.k}` with "
-        f"`{args.model.name}` on CPU ({platform.machine()}, {args.threads} threads), {seconds:.0f} s in all.",
+        f"`{model_label(args.model)}` on CPU ({platform.machine()}, {args.threads} threads), "
+        f"{seconds:.0f} s in all.",
         "",
         f"- Feeding half: {feed} scenes answered with ZoomEye search (accuracy {np.mean(feed_hits):.3f}), "
         f"{runs} runs recorded, {stored_insights} insights stored after {merged} near-duplicate merges "

@@ -23,8 +23,8 @@ import torch
 
 from benchmarks import write_page
 from foveate.imaging.draw import save_trace
-from foveate.synthetic.scenes import generate_scene
-from foveate.tiny_vlm import TINY_VLM_PATH
+from foveate.synthetic import generate_scene
+from foveate.tiny_vlm import TINY_VLM_PATH, model_label
 from foveate.vlm.families.foveate_tiny import FAMILY as TINY_FAMILY
 from foveate.vlm.transformers_vlm import TransformersVLM
 from foveate.zoom import ZoomAgent, ZoomConfig, ZoomResult, wording_cues
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         "# Zoom search on held-out synthetic scenes",
         "",
         f"Produced by `python -m benchmarks.zoom --n {args.n} --n-ablation {args.n_ablation} "
-        f"--seed {args.seed}` with `{args.model.name}` on CPU ({platform.machine()}, "
+        f"--seed {args.seed}` with `{model_label(args.model)}` on CPU ({platform.machine()}, "
         f"{args.threads} threads), "
         f"{seconds:.0f} s in all. Scenes use seed {args.seed} (training used 1000, 1001 and 2000).",
         "",

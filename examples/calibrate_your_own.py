@@ -31,7 +31,7 @@ import numpy as np
 from foveate import Agent
 from foveate.conformal import ConformalCalibration, SelectiveCalibration, calibrate, crc_threshold
 from foveate.conformal.gate import abstain_or_answer
-from foveate.synthetic.scenes import generate_scene
+from foveate.synthetic import generate_scene
 from foveate.vlm import load_vlm
 
 N_CALIBRATION, N_NEW = 40, 12

@@ -32,7 +32,7 @@ from foveate.graphs import (
     question_ledger,
 )
 from foveate.graphs.mermaid import to_mermaid
-from foveate.synthetic.scenes import generate_scene
+from foveate.synthetic import generate_scene
 from foveate.vlm import VLMRequest, load_vlm
 
 # A copy: extending it does not change the built-in registry other code uses.

@@ -18,7 +18,7 @@ from foveate.errors import GraphSpecError
 from foveate.graphs.mermaid import to_mermaid
 from foveate.graphs.nodes import builtin_registry
 from foveate.graphs.spec import load_workflow
-from foveate.synthetic.scenes import generate_scene
+from foveate.synthetic import generate_scene
 from foveate.vlm import load_vlm
 
 HERE = Path(__file__).resolve().parent

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import foveate
-from foveate.synthetic.scenes import generate_scene
+from foveate.synthetic import generate_scene
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ import numpy as np
 
 from foveate import Agent, TokenBudget
 from foveate.errors import FoveateError, LogprobsUnavailableError
-from foveate.synthetic.scenes import crop_around, generate_scene, union_box
+from foveate.synthetic import crop_around, generate_scene, union_box
 from foveate.tiny_vlm import default_model_path
 from foveate.vlm import OpenAIVLM
 

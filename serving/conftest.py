@@ -27,7 +27,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from foveate.synthetic.scenes import SceneItem, generate_scene
+from foveate.synthetic import SceneItem, generate_scene
 from foveate.tiny_vlm import TINY_VLM_PATH
 from foveate.vlm import OpenAIVLM, TransformersVLM
 
@@ -140,8 +140,8 @@ def vllm_copy_of_tiny_vlm(out: Path) -> Path:
 def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """vLLM's OpenAI server on the embedded tiny VLM (LLaVA architecture, head size 32), bf16 on CPU.
 
-    It is served under the name of the shipped folder, so that foveate picks the same prompt preset
-    for it as for the local model."""
+    It is served under the name of the shipped folder (the client declares its family, so the name is
+    only what the server lists)."""
     model = str(TINY_VLM_PATH)
     if os.environ.get("FOVEATE_VLLM_URL"):  # a server you started yourself (development)
         yield Server("vllm", os.environ["FOVEATE_VLLM_URL"], model, Path("/dev/null"), 0.0)
@@ -220,13 +220,15 @@ def local() -> TransformersVLM:
 
 @pytest.fixture(scope="session")
 def remote(vllm_server: Server, local: TransformersVLM) -> OpenAIVLM:
-    """OpenAIVLM on the vLLM server, with the local processor's geometry, so that visual-token caps,
-    budgets and the zoom search's view sizes agree with the local model's."""
+    """OpenAIVLM on the vLLM server, declared as the tiny VLM's family with the local processor's token
+    rule, so that visual-token caps, budgets, the zoom prompts and the search's view sizes agree with the
+    local model's."""
     return OpenAIVLM(
         vllm_server.url,
         timeout=120,
         max_retries=1,
-        token_spec=local.token_spec,
+        family=local.profile.family,
+        token_rule=local.profile.token_rule,
         top_logprobs=20,
         score_top_logprobs=SCORE_TOP_LOGPROBS,
     )

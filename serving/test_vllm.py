@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from foveate import Agent
-from foveate.synthetic.scenes import SceneItem, crop_around, union_box
+from foveate.synthetic import SceneItem, crop_around, union_box
 from foveate.tiny_vlm import TINY_VLM_PATH
 from foveate.vlm import OpenAIVLM, TokenBudget, TokenLedger, TransformersVLM, VLMRequest
 from serving.conftest import Server, scene

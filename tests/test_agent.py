@@ -13,7 +13,7 @@ from foveate.agent import Agent, Answer
 from foveate.conformal import SelectiveCalibration
 from foveate.errors import FoveateError
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
-from foveate.synthetic.scenes import generate_scene
+from foveate.synthetic import generate_scene
 from foveate.vlm.transformers_vlm import TransformersVLM
 
 GATE = SelectiveCalibration(method="crc", alpha=0.2, n=100, threshold=0.5, answered=60, wrong=10)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from foveate.errors import BudgetExceeded
-from foveate.synthetic.scenes import generate_scene
+from foveate.synthetic import generate_scene
 from foveate.vlm.batching import CoalescingVLM
 from foveate.vlm.budget import TokenBudget, TokenLedger
 from foveate.vlm.transformers_vlm import TransformersVLM

@@ -29,7 +29,7 @@ from foveate.cli.repl import COMMANDS, ChatREPL, SlashCompleter, history_path, p
 from foveate.conformal import SelectiveCalibration
 from foveate.errors import FoveateError
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
-from foveate.synthetic.scenes import generate_scene
+from foveate.synthetic import generate_scene
 from foveate.vlm.transformers_vlm import TransformersVLM
 
 VENV_BIN = Path(sys.executable).parent

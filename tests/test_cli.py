@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from foveate.cli.main import app
-from foveate.synthetic.scenes import load_manifest
+from foveate.synthetic import load_manifest
 
 runner = CliRunner()
 
@@ -67,7 +67,7 @@ def test_demo_answers_end_to_end_with_the_full_workflow(
 
 
 def test_run_takes_a_workflow_file_first_and_refuses_half_an_invocation(tmp_path: Path) -> None:
-    from foveate.synthetic.scenes import generate_scene
+    from foveate.synthetic import generate_scene
 
     image, item = generate_scene(7, 0)
     picture = tmp_path / "scene.png"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from foveate.conformal import ConformalCalibration, SelectiveCalibration
-from foveate.synthetic.scenes import COLORS
+from foveate.synthetic import COLORS
 
 pytestmark = pytest.mark.slow
 

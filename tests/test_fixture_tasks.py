@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from foveate.synthetic.scenes import generate_scene
+from foveate.synthetic import generate_scene
 from foveate.testing.tiny_models import make_llava
+from foveate.tiny_vlm.losses import answer_loss, focus_loss
+from foveate.tiny_vlm.recipe import SHAPE, Batcher, TrainConfig, build_examples
 from foveate.tiny_vlm.tasks import (
     COLOR_IDS,
     VISIBLE_PIXELS,
@@ -21,7 +23,7 @@ from foveate.tiny_vlm.tasks import (
     tree_children,
     visible,
 )
-from foveate.tiny_vlm.train import SHAPE, Batcher, TrainConfig, answer_loss, build_examples, focus_loss, train
+from foveate.tiny_vlm.train import train
 from foveate.vlm import TransformersVLM, VLMRequest
 
 
@@ -121,7 +123,7 @@ def test_short_training_lowers_the_loss_and_saves_a_loadable_model(tmp_path: Pat
 
 
 def test_wording_cues_name_the_objects_of_every_benchmark_question() -> None:
-    from foveate.synthetic.scenes import generate_scene
+    from foveate.synthetic import generate_scene
     from foveate.tiny_vlm.tasks import object_name
     from foveate.zoom import wording_cues
 
@@ -136,7 +138,7 @@ def test_wording_cues_name_the_objects_of_every_benchmark_question() -> None:
 
 
 def test_color_positions_give_each_visible_target_its_horizontal_place() -> None:
-    from foveate.synthetic.scenes import COLORS, crop_around, generate_scene, union_box
+    from foveate.synthetic import COLORS, crop_around, generate_scene, union_box
     from foveate.tiny_vlm.tasks import color_positions, visible
 
     image, item = generate_scene(3, 1)
@@ -243,7 +245,7 @@ def test_training_with_no_steps_saves_the_model_it_started_from(tmp_path: Path) 
 
 
 def test_tighter_context_gives_tighter_target_crops() -> None:
-    from foveate.synthetic.scenes import union_box
+    from foveate.synthetic import union_box
 
     for index in range(6):
         image, item = generate_scene(3, index)

@@ -21,7 +21,7 @@ from foveate.graphs.services import Services
 from foveate.graphs.state import RunInput
 from foveate.graphs.workflow import BUILTIN_WORKFLOWS, Workflow, open_checkpointer
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
-from foveate.synthetic.scenes import generate_scene
+from foveate.synthetic import generate_scene
 from foveate.vlm.batching import CoalescingVLM
 from foveate.vlm.budget import TokenBudget
 from foveate.vlm.transformers_vlm import TransformersVLM
@@ -138,7 +138,7 @@ def test_bad_yaml_is_refused_before_anything_runs(vlm: TransformersVLM, tmp_path
     registry = builtin_registry().copy()
 
     @registry.node("spy")
-    def spy(params: object, runtime: object):  # type: ignore[no-untyped-def]
+    def spy(params: object, services: object):  # type: ignore[no-untyped-def]
         built.append("spy")
         return lambda state: {}
 
@@ -171,9 +171,9 @@ CRASHING_RUN = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
     from foveate.tiny_vlm import TINY_VLM_PATH
-    from foveate.synthetic.scenes import generate_scene
+    from foveate.synthetic import generate_scene
     from foveate.graphs.services import Services
-from foveate.graphs.nodes import builtin_registry
+    from foveate.graphs.nodes import builtin_registry
     from foveate.graphs.state import RunInput
     from foveate.graphs.workflow import Workflow, open_checkpointer
     from foveate.vlm.transformers_vlm import TransformersVLM
@@ -182,7 +182,7 @@ from foveate.graphs.nodes import builtin_registry
     registry = builtin_registry().copy()
 
     @registry.node("crash_once")
-    def crash_once(params, runtime):
+    def crash_once(params, services):
         def node(state):
             if not Path(marker).exists():
                 Path(marker).write_text("killed")
@@ -233,7 +233,7 @@ def test_a_run_killed_mid_graph_resumes_to_the_same_answer(vlm: TransformersVLM,
     assert proc.stdout.split() == ["zoom"] and marker.exists()  # zoom finished, then the process died
 
     registry = builtin_registry().copy()
-    registry.node("crash_once")(lambda params, runtime: lambda state: {})
+    registry.node("crash_once")(lambda params, services: lambda state: {})
     with open_checkpointer(checkpoints) as saver:
         flow = Workflow(flow_file, Services(vlm=vlm), registry=registry, checkpointer=saver)
         assert flow.output("crashy").status == "incomplete"
@@ -281,7 +281,7 @@ def test_a_paused_run_checkpointed_in_postgresql_resumes_in_a_new_connection(
 
 def test_a_node_that_returns_a_key_the_state_lacks_is_stopped(vlm: TransformersVLM, tmp_path: Path) -> None:
     registry = builtin_registry().copy()
-    registry.node("typo")(lambda params, runtime: lambda state: {"anwser": "red"})
+    registry.node("typo")(lambda params, services: lambda state: {"anwser": "red"})
     flow_file = tmp_path / "typo.yaml"
     flow_file.write_text("name: typo\nstart: t\nnodes:\n  t: {uses: typo}\nedges:\n  - {from: t, to: END}\n")
     flow = Workflow(flow_file, Services(vlm=vlm), registry=registry, image_cache=tmp_path)
@@ -325,9 +325,9 @@ def test_a_search_with_no_tokens_left_keeps_the_earlier_crop(vlm: TransformersVL
     from foveate.graphs.nodes import ZoomParams, zoom_node
 
     image, item = generate_scene(7, 0)
-    runtime = Services(vlm=vlm)
+    services = Services(vlm=vlm)
     path = "/nonexistent/scene.png"
-    runtime.remember_image(path, image)
+    services.remember_image(path, image)
     state = {
         "question": item.question,
         "options": item.options,
@@ -337,7 +337,7 @@ def test_a_search_with_no_tokens_left_keeps_the_earlier_crop(vlm: TransformersVL
         "answer_box": [0, 0, 500, 500],
         "attempts": 1,
     }
-    update = zoom_node(ZoomParams(), runtime)(state)  # type: ignore[arg-type]
+    update = zoom_node(ZoomParams(), services)(state)  # type: ignore[arg-type]
     assert update["budget_exhausted"] is True and "answer_box" not in update and "crops" not in update
 
 

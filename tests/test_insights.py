@@ -19,7 +19,7 @@ from foveate.insights import (
     remember,
 )
 from foveate.memory import InsightKind, InsightMemory, SentenceTransformerEmbedder
-from foveate.synthetic.scenes import generate_scene
+from foveate.synthetic import generate_scene
 from foveate.tiny_vlm import TINY_VLM_PATH
 from foveate.vlm.transformers_vlm import TransformersVLM
 from foveate.zoom import ZoomAgent, ZoomConfig, wording_cues

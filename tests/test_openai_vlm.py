@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from foveate.errors import BackendError, LogprobsUnavailableError
+from foveate.testing.contract import Check, ContractInputs, contract_checks
 from foveate.vlm import OpenAIVLM, TokenBudget, TokenLedger, TransformersVLM, VLMRequest
 
 PICTURE = np.random.default_rng(7).integers(0, 255, (240, 320, 3), dtype=np.uint8)
@@ -129,3 +130,12 @@ def test_a_served_models_profile_comes_from_its_family_or_token_rule() -> None:
     unknown = OpenAIVLM("http://127.0.0.1:9/v1", model="something")
     assert unknown.profile.family == "" and unknown.profile.token_rule is None
     assert ZoomAgent(unknown).prompts == ZoomPrompts()  # ZoomEye's wording
+
+
+@pytest.mark.parametrize("check", contract_checks(logprobs=False), ids=lambda c: c.name)
+def test_the_server_backend_keeps_the_contract(
+    server: str, tiny_model_dirs: dict[str, Path], check: Check
+) -> None:
+    """The VLM contract's checks that need no log-probabilities (this server returns none: the ones that
+    read them run against vLLM in ``make test-serving``), and that scoring is refused without them."""
+    check.run(OpenAIVLM(server, model=str(tiny_model_dirs["llava"]), max_retries=0), ContractInputs())

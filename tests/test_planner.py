@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from foveate.synthetic.scenes import generate_scene
+from foveate.synthetic import generate_scene
 from foveate.vlm.budget import TokenBudget
 from foveate.vlm.transformers_vlm import TransformersVLM
 from foveate.zoom import ZoomAgent, ZoomConfig, builtin_strategies, wording_cues

@@ -21,7 +21,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from foveate.errors import BudgetExceeded, UnsupportedRequestError
-from foveate.synthetic.scenes import generate_scene
+from foveate.synthetic import generate_scene
 from foveate.testing.tiny_models import build_tiny_qwen25vl
 from foveate.tiny_vlm import TINY_VLM_PATH, tiny_vlm_available
 from foveate.vlm import TokenBudget, TokenLedger, TransformersVLM, VLMRequest

@@ -13,7 +13,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from foveate.errors import ManifestError
-from foveate.synthetic.scenes import (
+from foveate.synthetic import (
     CLUTTER_MAX_CHROMA,
     COLORS,
     SHAPES,

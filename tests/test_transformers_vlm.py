@@ -16,6 +16,7 @@ import torch
 from foveate.errors import BudgetExceeded, ModelLoadError
 from foveate.testing.tiny_models import TINY_ARCHITECTURES
 from foveate.vlm import TokenBudget, TokenLedger, TransformersVLM, VLMRequest
+from foveate.vlm.transformers_vlm.relevance import GENERIC_PROMPT
 
 RNG = np.random.default_rng(1234)
 PICTURE = RNG.integers(0, 255, (300, 400, 3), dtype=np.uint8)
@@ -322,5 +323,5 @@ def test_unnormalised_relevance_maps_are_the_question_attention_alone(vlm: Trans
     assert (raw.grid >= 0).all() and 0 < raw.grid.sum() <= 1 + 1e-5
     # one prompt instead of two: half the visual tokens
     assert raw.usage.visual_tokens * 2 == rel.usage.visual_tokens
-    generic = vlm.relevance_maps([PICTURE], [vlm.GENERIC_PROMPT], normalize=False)[0]
+    generic = vlm.relevance_maps([PICTURE], [GENERIC_PROMPT], normalize=False)[0]
     np.testing.assert_allclose(rel.grid, raw.grid / np.maximum(generic.grid, 1e-12), rtol=1e-4)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from foveate.imaging.boxes import best_window, box_area, expand_box, grid_cells, map_mass
-from foveate.synthetic.scenes import COLORS, generate_scene
+from foveate.synthetic import COLORS, generate_scene
 from foveate.testing.scripted import ScriptedVLM
 from foveate.tiny_vlm.tasks import VISIBLE_PIXELS
 from foveate.vlm.budget import TokenBudget

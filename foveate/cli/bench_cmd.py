@@ -22,7 +22,7 @@ def bench_make(
     seed: Annotated[int, typer.Option("--seed", help="Benchmark seed.")] = 1,
 ) -> None:
     """Write a synthetic high-resolution benchmark: PNG scenes plus a JSONL manifest."""
-    from foveate.synthetic.scenes import make_benchmark
+    from foveate.synthetic import make_benchmark
 
     try:
         items = make_benchmark(out, n=n, seed=seed)

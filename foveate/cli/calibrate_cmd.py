@@ -54,7 +54,7 @@ def calibrate(
     from foveate.conformal.procedure import METHODS, PROMPT_TEMPLATE, calibrate_methods, save_calibrations
     from foveate.conformal.records import CalibrationStore, template_hash
     from foveate.conformal.risk_control import SelectiveCalibration
-    from foveate.synthetic.scenes import image_path, load_manifest
+    from foveate.synthetic import image_path, load_manifest
     from foveate.vlm import VLMRequest
 
     method = method.lower()

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from foveate.evaluation.fixture import native_crop
-from foveate.synthetic.scenes import SceneItem, generate_scene
+from foveate.synthetic import SceneItem, generate_scene
 from foveate.tiny_vlm.tasks import EXISTENCE, object_name
 from foveate.vlm import TokenBudget, TokenLedger, VLMRequest
 from foveate.vlm.base import VLM

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from foveate.synthetic.scenes import COLORS, SHAPES, SceneItem, generate_scene, union_box
+from foveate.synthetic import COLORS, SHAPES, SceneItem, generate_scene, union_box
+from foveate.tiny_vlm import model_label
 from foveate.tiny_vlm.tasks import EXISTENCE, object_name
 from foveate.vlm import TransformersVLM, VLMRequest
 
@@ -139,5 +140,5 @@ def write_fixture_report(model: Path, out: Path, n: int, seed: int, command: str
     vlm = TransformersVLM(model)
     report = evaluate_fixture(vlm, n=n, seed=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report.markdown(command, model.name))
+    out.write_text(report.markdown(command, model_label(model)))
     return report

@@ -17,7 +17,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["FAMILY_NAME", "TINY_VLM_PATH", "default_model_path", "tiny_vlm_available"]
+__all__ = ["FAMILY_NAME", "TINY_VLM_PATH", "default_model_path", "model_label", "tiny_vlm_available"]
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +46,9 @@ def default_model_path() -> Path:
 
         build_tiny_llava(folder, seed=0)
     return folder
+
+
+def model_label(model: str | os.PathLike[str]) -> str:
+    """How pages name a model folder: ``tiny_vlm`` for the embedded one, else the folder's name."""
+    path = Path(model)
+    return "tiny_vlm" if path.resolve() == TINY_VLM_PATH.resolve() else path.name

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from foveate.synthetic.scenes import COLORS, SHAPES, SceneItem, SceneObject, crop_around, union_box
+from foveate.synthetic import COLORS, SHAPES, SceneItem, SceneObject, crop_around, union_box
 
 Box = tuple[int, int, int, int]
 

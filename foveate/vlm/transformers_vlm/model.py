@@ -51,11 +51,11 @@ from foveate.vlm.transformers_vlm.encoding import (
     single_token_ids,
     to_device,
 )
+from foveate.vlm.transformers_vlm.generation import new_tokens, until_eos
 from foveate.vlm.transformers_vlm.prefix_probes import probe_views_sharing_prefix
 from foveate.vlm.transformers_vlm.relevance import relevance_maps
 from foveate.vlm.transformers_vlm.scoring import option_token_ids, score_batched, spellings
 from foveate.vlm.types import (
-    GenerationOptions,
     ImagePart,
     RelevanceMap,
     ScoreResult,
@@ -264,23 +264,9 @@ class TransformersVLM(BaseVLM):
             self._plan(enc, [len(request.images)], spec)
             with ledger.hold(enc.charged_lengths[0] + opts.max_new_tokens, "generate") as held:
                 start = time.perf_counter()
-                if spec is not None:
-                    if opts.temperature > 0 and opts.seed is not None:
-                        torch.manual_seed(opts.seed)
-                    tokens, state = self.pruner.generate(
-                        self.to_device(enc.inputs),
-                        spec,
-                        max_new_tokens=opts.max_new_tokens,
-                        eos=self.eos_ids,
-                        temperature=opts.temperature,
-                        top_p=opts.top_p,
-                    )
-                    enc.computed = state.computed_visual
-                    generated = torch.tensor([tokens])
-                else:
-                    generated = self._generate_stock(enc, opts)
+                generated = new_tokens(self, enc, opts, spec)
                 latency = time.perf_counter() - start
-                kept, finish = self._until_eos(generated[0].tolist())
+                kept, finish = until_eos(generated[0].tolist(), self.eos_ids)
                 usage = enc.usage + TokenUsage(generated_tokens=len(kept))
                 held.commit(usage)
         text = self.tokenizer.decode([t for t in kept if t not in self.eos_ids], skip_special_tokens=True)
@@ -291,29 +277,6 @@ class TransformersVLM(BaseVLM):
         return VLMResult(
             text=text.strip(), finish_reason=finish, usage=usage, latency_s=latency, model_id=self.model_id
         )
-
-    def _generate_stock(self, enc: Encoded, opts: GenerationOptions) -> torch.Tensor:
-        """transformers' ``generate``; returns only the new tokens."""
-        gen_kwargs: dict[str, Any] = {
-            "max_new_tokens": opts.max_new_tokens,
-            "do_sample": opts.temperature > 0,
-            "pad_token_id": self.tokenizer.pad_token_id,
-        }
-        if opts.temperature > 0:
-            gen_kwargs.update(temperature=opts.temperature, top_p=opts.top_p)
-            if opts.seed is not None:
-                torch.manual_seed(opts.seed)
-        else:
-            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
-        with torch.inference_mode():
-            out = self.model.generate(**self.to_device(enc.inputs), **gen_kwargs)
-        return out[:, enc.inputs["input_ids"].shape[1] :].cpu()
-
-    def _until_eos(self, tokens: list[int]) -> tuple[list[int], str]:
-        for i, tok in enumerate(tokens):
-            if tok in self.eos_ids:
-                return tokens[: i + 1], "stop"
-        return tokens, "length"
 
     # ------------------------------------------------------------------ scoring
     def score(

@@ -1,0 +1,147 @@
+"""What a synthetic scene holds: the colour and shape vocabulary, and the pydantic models of its objects
+and of one benchmark item (a line of the manifest)."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+__all__ = [
+    "ATTRIBUTE_NUM_OPTIONS",
+    "CATEGORIES",
+    "CLUTTER_MAX_CHROMA",
+    "COLORS",
+    "RELATION_OPTIONS",
+    "SHAPES",
+    "TARGET_COLOR_JITTER",
+    "Box",
+    "Category",
+    "ColorName",
+    "SceneItem",
+    "SceneObject",
+    "ShapeName",
+    "TargetBox",
+]
+
+# ----------------------------------------------------------------------------------------------------------
+# Vocabulary
+# ----------------------------------------------------------------------------------------------------------
+
+ColorName = Literal["red", "green", "blue", "yellow", "purple", "orange"]
+ShapeName = Literal["circle", "square", "triangle", "star", "cross"]
+Category = Literal["attribute", "relation"]
+
+#: Target colours: saturated, hues at least ~25 degrees apart (orange sits between red and yellow).
+COLORS: dict[ColorName, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 185, 45),
+    "blue": (35, 75, 230),
+    "yellow": (240, 215, 20),
+    "purple": (160, 40, 220),
+    "orange": (250, 130, 15),
+}
+SHAPES: tuple[ShapeName, ...] = get_args(ShapeName)
+CATEGORIES: tuple[Category, ...] = get_args(Category)
+
+#: No pixel outside the targets has a chroma (max - min channel) above this.
+CLUTTER_MAX_CHROMA = 50
+#: Each channel of a target's colour is jittered by up to this much (per target), so that a model learns
+#: colour categories rather than six exact RGB values; every jittered colour keeps chroma >= 135.
+TARGET_COLOR_JITTER = 8
+
+RELATION_OPTIONS = ("left", "right")
+ATTRIBUTE_NUM_OPTIONS = 4
+
+Box = tuple[int, int, int, int]
+
+# ----------------------------------------------------------------------------------------------------------
+# Manifest models
+# ----------------------------------------------------------------------------------------------------------
+
+
+class SceneObject(BaseModel):
+    """One target: its shape, its colour name and its tight box ``[x0, y0, x1, y1]`` (half-open)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    shape: ShapeName
+    color: ColorName
+    box: Box
+
+    @field_validator("box")
+    @classmethod
+    def _box_not_empty(cls, box: Box) -> Box:
+        x0, y0, x1, y1 = box
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"box {list(box)} is empty: need x0 < x1 and y0 < y1")
+        return box
+
+    @property
+    def center(self) -> tuple[float, float]:
+        x0, y0, x1, y1 = self.box
+        return (x0 + x1) / 2, (y0 + y1) / 2
+
+    @property
+    def size(self) -> int:
+        """The longer side of the box, in pixels."""
+        x0, y0, x1, y1 = self.box
+        return max(x1 - x0, y1 - y0)
+
+
+#: Alias: a target is described by its box plus what it looks like.
+TargetBox = SceneObject
+
+
+class SceneItem(BaseModel):
+    """One benchmark item: the image's file name (relative to the manifest's folder), the question and its
+    targets. ``seed`` and ``index`` regenerate it with :func:`generate_scene`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    image: str
+    width: int
+    height: int
+    category: Category
+    question: str
+    options: list[str]
+    answer: str
+    answer_index: int
+    targets: list[SceneObject]
+    seed: int
+    index: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SceneItem:
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"image size {self.width}x{self.height} is not positive")
+        if len(set(self.options)) != len(self.options):
+            raise ValueError(f"options {self.options} repeat an entry")
+        if self.answer not in self.options:
+            raise ValueError(f"answer {self.answer!r} is not one of the options {self.options}")
+        if not 0 <= self.answer_index < len(self.options) or self.options[self.answer_index] != self.answer:
+            raise ValueError(
+                f"answer_index {self.answer_index} does not point at answer {self.answer!r} in {self.options}"
+            )
+        for target in self.targets:
+            x0, y0, x1, y1 = target.box
+            if x0 < 0 or y0 < 0 or x1 > self.width or y1 > self.height:
+                raise ValueError(
+                    f"target box {list(target.box)} is not inside the {self.width}x{self.height} image"
+                )
+        if self.category == "attribute":
+            if len(self.options) != ATTRIBUTE_NUM_OPTIONS:
+                raise ValueError(f"an attribute question needs {ATTRIBUTE_NUM_OPTIONS} options")
+            if len(self.targets) != 1:
+                raise ValueError("an attribute question has exactly one target")
+            if self.answer != self.targets[0].color:
+                raise ValueError(
+                    f"answer {self.answer!r} is not the target's colour {self.targets[0].color!r}"
+                )
+        else:
+            if sorted(self.options) != sorted(RELATION_OPTIONS):
+                raise ValueError(f"a relation question's options are {list(RELATION_OPTIONS)}")
+            if len(self.targets) != 2:
+                raise ValueError("a relation question has exactly two targets")
+        return self
