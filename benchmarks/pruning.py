@@ -3,7 +3,7 @@
 One run, one machine, CPU. Writes ``docs/benchmarks/pruning.md`` with, for keep 1.0, 0.5, 0.25 and 0.1 and
 both methods, as ratios to no pruning:
 
-1. **tiny VLM** (the embedded, trained ``foveate/fixtures/tiny_vlm``: 64 visual tokens, ~20 text tokens):
+1. **tiny VLM** (the embedded, trained ``foveate/tiny_vlm/weights``: 64 visual tokens, ~20 text tokens):
    crop-level accuracy on held-out synthetic scenes (seed 7, the crop around the targets at the model's
    native 128 px, as ``foveate.evaluation.fixture.evaluate_fixture`` measures it) and prefill time;
 2. **random LLaVA-576** (random weights, a LLaVA-1.5-shaped prompt: 336 px / patch 14 = 576 visual tokens

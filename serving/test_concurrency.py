@@ -110,7 +110,7 @@ Measured by `make test-serving` (`serving/test_concurrency.py`) in one run on {d
 - Engine: {", ".join(f"{k} {v}" for k, v in versions.items())}; `python -m vllm.entrypoints.openai.api_server
   --dtype bfloat16 --max-model-len 512 --max-logprobs 1024 --limit-mm-per-prompt '{{"image": 2}}'`,
   `VLLM_TARGET_DEVICE=cpu VLLM_CPU_KVCACHE_SPACE=1`.
-- Model: the embedded tiny VLM (`foveate/fixtures/tiny_vlm`, LLaVA architecture, 128 px, 64 visual
+- Model: the embedded tiny VLM (`foveate/tiny_vlm/weights`, LLaVA architecture, 128 px, 64 visual
   tokens per image), served in bf16.
 - Client: `Agent(vlm=OpenAIVLM(url, top_logprobs=20, score_top_logprobs=1024), workflow="zoom")`;
   questions: {len(questions)} synthetic scenes (`generate_scene(11, 100..{99 + len(questions)})`, 640-960 px,

@@ -84,3 +84,50 @@ def test_run_takes_a_workflow_file_first_and_refuses_half_an_invocation(tmp_path
     assert "zoom" in out and "answer:" in out and "abstain" not in out  # our two-node workflow ran
     half = runner.invoke(app, ["run", str(picture)])
     assert half.exit_code == 2 and "IMAGE QUESTION" in half.output
+
+
+def test_one_config_file_serves_every_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``calibration_db`` in config.toml is the database ``foveate calibrate`` writes and ``foveate run
+    --alpha`` reads (and ``memory_db`` / ``checkpoints`` likewise): defaults resolve in one place."""
+    from foveate.conformal.records import CalibrationStore
+
+    home, chosen = tmp_path / "home", tmp_path / "chosen"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'calibration_db = "{chosen / "calibrations.db"}"\n'
+        f'memory_db = "{chosen / "memory.db"}"\n'
+        f'checkpoints = "{chosen / "runs.db"}"\n'
+        'workflow = "direct"\n'
+    )
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("FOVEATE_CONFIG", str(config))
+    for name in ("FOVEATE_CALIBRATION_DB", "FOVEATE_MEMORY_DB", "FOVEATE_CHECKPOINTS", "FOVEATE_WORKFLOW"):
+        monkeypatch.delenv(name, raising=False)
+    bench = tmp_path / "bench"
+    assert (
+        runner.invoke(app, ["bench", "make", "--n", "12", "--seed", "3", "--out", str(bench)]).exit_code == 0
+    )
+    calibrated = runner.invoke(app, ["calibrate", "--bench", str(bench), "--alpha", "0.3", "--method", "crc"])
+    assert calibrated.exit_code == 0, calibrated.output
+    with CalibrationStore(chosen / "calibrations.db", create=False) as store:
+        (record,) = store.list()
+    assert record.method == "crc" and record.alpha == 0.3
+    assert not (home / ".foveate" / "calibrations.db").exists()  # the built-in default was not used
+
+    image = load_manifest(bench)[0]
+    picture = bench / image.image
+    args = ["run", str(picture), image.question, "--options", ",".join(image.options), "--alpha", "0.3"]
+    gated = runner.invoke(app, args)
+    assert gated.exit_code == 0, gated.output
+    out = " ".join(gated.output.split())
+    assert "reason" in out and "abstain" in out and "without a guarantee" not in out  # the record gated it
+    assert (chosen / "runs.db").is_file() and (chosen / "memory.db").is_file()
+    assert not (home / ".foveate").exists()
+
+    # another config's (empty) calibration database: the same command names it and finds no record
+    other = tmp_path / "other.toml"
+    other.write_text(config.read_text().replace(str(chosen / "calibrations.db"), str(tmp_path / "none.db")))
+    monkeypatch.setenv("FOVEATE_CONFIG", str(other))
+    missing = runner.invoke(app, args)
+    assert missing.exit_code == 2 and "no crc calibration at alpha 0.3" in missing.output
+    assert str(tmp_path / "none.db") in " ".join(missing.output.split())

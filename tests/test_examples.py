@@ -197,3 +197,26 @@ def test_vllm_server_with_a_dead_endpoint_says_so_in_one_line(tmp_path: Path) ->
     )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: cannot reach the model server")
+
+
+def test_custom_strategy(tmp_path: Path) -> None:
+    """A strategy written outside the package, registered on a copy of the registry, searches from Python
+    and from a workflow YAML."""
+    out = ok(run_example(tmp_path, "custom_strategy.py"))
+    assert "existence_first" in line(out, "strategies:").strip().split(", ")
+    right, probes = re.match(r" (\d)/6 right, ([\d.]+) probes", line(out, "existence_first:")).groups()  # type: ignore[union-attr]
+    zoomeye = float(re.search(r"([\d.]+) probes", line(out, "zoomeye:"))[1])  # type: ignore[index]
+    assert int(right) >= 4 and 0 < float(probes) < zoomeye
+    assert "existence_first search:" in line(out, "trace:")
+    assert re.match(r" \w+ \(right: \w+\); [1-9]\d* probes", line(out, "workflow answer:"))
+
+
+def test_custom_family(tmp_path: Path) -> None:
+    """A family declared outside the package: by name, by the folder's config, and for a served model."""
+    out = ok(run_example(tmp_path, "custom_family.py"))
+    assert line(out, "model_type:").startswith(" family qwen2_5_vl,")
+    named = line(out, "named:")
+    assert "family my-qwen-finetune" in named and "writes False" in named and "stop threshold 0.8" in named
+    assert line(out, "from its config:") == " family my-qwen-finetune"
+    assert "Does this crop show a red car?" in line(out, "zoom probes ask:")
+    assert "relevance maps False" in line(out, "served:")

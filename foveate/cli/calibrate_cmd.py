@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from foveate.cli.common import console, err_console, fail, load_model, settings_from
+from foveate.cli.common import FamilyOpt, console, err_console, fail, load_model, settings_from
 from foveate.errors import FoveateError
 
 __all__ = ["calibrate"]
@@ -31,6 +31,7 @@ def calibrate(
     endpoint: Annotated[
         str | None, typer.Option("--endpoint", help="OpenAI-compatible server URL instead of a local model.")
     ] = None,
+    family: FamilyOpt = None,
     method: Annotated[
         str, typer.Option("--method", help="lac, aps, crc, ltt, or all.", case_sensitive=False)
     ] = "all",
@@ -66,7 +67,7 @@ def calibrate(
     if not 0.0 < delta < 1.0:
         raise fail(f"--delta must be in (0, 1), got {delta}")
     try:
-        settings = settings_from(model=model, endpoint=endpoint, calibration_db=db)
+        settings = settings_from(model=model, endpoint=endpoint, family=family, calibration_db=db)
         items = load_manifest(bench)
         if limit is not None:
             items = items[:limit]

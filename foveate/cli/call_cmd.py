@@ -10,6 +10,7 @@ from rich.table import Table
 
 from foveate.cli.common import (
     EndpointOpt,
+    FamilyOpt,
     ModelOpt,
     TotalCapOpt,
     VisualCapOpt,
@@ -31,6 +32,7 @@ def call(
     ] = None,
     model: ModelOpt = None,
     endpoint: EndpointOpt = None,
+    family: FamilyOpt = None,
     max_visual_tokens: VisualCapOpt = None,
     max_total_tokens: TotalCapOpt = None,
     max_new_tokens: Annotated[
@@ -44,6 +46,7 @@ def call(
         settings = settings_from(
             model=model,
             endpoint=endpoint,
+            family=family,
             max_total_tokens=max_total_tokens,
             max_visual_tokens=max_visual_tokens,
         )

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EndpointOpt",
+    "FamilyOpt",
     "ModelOpt",
     "TotalCapOpt",
     "VisualCapOpt",
@@ -47,6 +48,15 @@ EndpointOpt = Annotated[
         "--endpoint",
         help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1 (vLLM) "
         "[default: $FOVEATE_ENDPOINT].",
+        show_default=False,
+    ),
+]
+FamilyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--family",
+        help="The model's family when its config cannot say, e.g. a served model: qwen2_vl, qwen2_5_vl, "
+        "llava, idefics3 [default: $FOVEATE_FAMILY, config.toml, else from the model's config].",
         show_default=False,
     ),
 ]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from foveate.cli.common import console, fail, load_model, settings_from
+from foveate.cli.common import FamilyOpt, console, fail, load_model, settings_from
 from foveate.errors import FoveateError
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ def run(
     ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Local model folder.")] = None,
     endpoint: Annotated[str | None, typer.Option("--endpoint", help="OpenAI-compatible server URL.")] = None,
+    family: FamilyOpt = None,
     checkpoints: Annotated[
         str | None, typer.Option("--checkpoints", help="SQLite file or PostgreSQL URL for run checkpoints.")
     ] = None,
@@ -103,6 +104,7 @@ def run(
         settings = settings_from(
             model=model,
             endpoint=endpoint,
+            family=family,
             workflow=workflow,
             max_total_tokens=max_total_tokens,
             max_visual_tokens=max_visual_tokens,

@@ -155,6 +155,7 @@ class TransformersVLM(BaseVLM):
         ).with_(prefix_reuse=self.family_facts.prefix_reuse and bool(self.yes_ids))
 
     def _prunes(self, method: str) -> bool:
+        """Whether ``method`` runs on this model at FastV's default layer (2), the one searches plan with."""
         try:
             self.pruner.check(PruneSpec(method=method, keep=0.5, layer=2))  # type: ignore[arg-type]
         except UnsupportedRequestError:
