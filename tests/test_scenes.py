@@ -16,7 +16,10 @@ from foveate.errors import ManifestError
 from foveate.synthetic import (
     CLUTTER_MAX_CHROMA,
     COLORS,
+    HARD,
+    PLAIN,
     SHAPES,
+    Distractor,
     SceneItem,
     SceneObject,
     crop_around,
@@ -27,7 +30,9 @@ from foveate.synthetic import (
     objects_in_view,
     random_crop,
     union_box,
+    world_named,
 )
+from foveate.synthetic.items import World
 
 # Some scenes at full size, shared by the tests that only read them (about 50 ms each).
 SCENES = [generate_scene(seed, index) for seed in (0, 1, 2) for index in range(8)]
@@ -307,3 +312,102 @@ def test_objects_in_view_needs_half_of_a_target() -> None:
     assert objects_in_view(item, (x0 + w // 2, y0, x1 + 100, y1)) == [item.targets[0]]
     assert objects_in_view(item, (x0 + w // 2 + 1, y0, x1 + 100, y1)) == []
     assert objects_in_view(item, (x1, y0, x1 + 100, y1)) == []
+
+
+# ------------------------------------------------------------------------------------------- the harder world
+def test_a_plain_scene_is_byte_for_byte_what_it_always_was() -> None:
+    """The world's own draws use a second random stream: adding worlds changed no plain scene (hashes of
+    the images before the harder world existed)."""
+    import hashlib
+
+    before = {(7, 0): "762ff488b0bced99", (7, 1): "3b7aedc146c8554e", (3, 4): "98a58c0493b1ca4c"}
+    for (seed, index), digest in before.items():
+        img, item = generate_scene(seed, index)
+        assert hashlib.sha256(img.tobytes()).hexdigest()[:16] == digest
+        assert item.world == PLAIN and item.distractors == []
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_a_hard_scene_asks_the_same_question_among_distractors(index: int) -> None:
+    plain_img, plain = generate_scene(11, index)
+    img, hard = generate_scene(11, index, world=HARD)
+    again, _ = generate_scene(11, index, world=HARD)
+    assert _png(img) == _png(again)  # deterministic per (seed, index, world)
+    same = ("width", "height", "category", "question", "options", "answer", "targets")
+    assert all(getattr(hard, k) == getattr(plain, k) for k in same) and hard.world == HARD
+    lo, hi = HARD.distractors
+    assert lo - 2 <= len(hard.distractors) <= hi  # a rare one may find no free place
+    rgb = np.asarray(img).astype(int)
+    for d in hard.distractors:
+        assert all(  # clear of every target
+            d.box[0] >= t.box[2] or t.box[0] >= d.box[2] or d.box[1] >= t.box[3] or t.box[1] >= d.box[3]
+            for t in hard.targets
+        )
+    for t in hard.targets:  # the targets are drawn on top, in their colours
+        cx, cy = (int(v) for v in t.center)
+        assert np.abs(rgb[cy, cx] - np.array(COLORS[t.color])).max() <= 8 + 6  # jitter + luminance noise
+    # the plain scene's background and clutter are gone: far more saturated pixels than the targets hold
+    chroma = rgb.max(axis=2) - rgb.min(axis=2)
+    plain_chroma = np.asarray(plain_img).astype(int).max(axis=2) - np.asarray(plain_img).astype(int).min(
+        axis=2
+    )
+    assert (chroma > CLUTTER_MAX_CHROMA).sum() > 20 * (plain_chroma > CLUTTER_MAX_CHROMA).sum()
+
+
+def test_hard_distractors_never_make_a_question_ambiguous_and_some_sit_in_the_close_up() -> None:
+    kinds: set[str] = set()
+    near = 0
+    for index in range(24):
+        _, item = generate_scene(5, index, world=HARD)
+        named = {(t.color, t.shape) for t in item.targets}
+        for d in item.distractors:
+            kinds.add(d.kind)
+            assert (d.color, d.shape) not in named
+            if item.category == "attribute":
+                assert not (d.shape == item.targets[0].shape and d.color in item.options)
+        x0, y0, x1, y1 = union_box(item)
+        reach = 4 * max(t.size for t in item.targets)
+        near += any(
+            x0 - reach <= d.center[0] <= x1 + reach and y0 - reach <= d.center[1] <= y1 + reach
+            for d in item.distractors
+        )
+    assert kinds == {"same_color", "same_shape", "other"}
+    assert near >= 20  # a close-up of the targets usually shows a distractor too
+
+
+def test_an_ambiguous_distractor_is_refused_by_the_manifest_model() -> None:
+    _, item = generate_scene(5, 0, world=HARD)
+    target = item.targets[0]
+    clash = Distractor(shape=target.shape, color=target.color, box=(0, 0, 10, 10), kind="other")
+    with pytest.raises(ValidationError, match="ambiguous"):
+        SceneItem.model_validate({**item.model_dump(), "distractors": [clash.model_dump()]})
+
+
+def test_the_manifest_records_the_world_and_old_manifests_read_as_plain(tmp_path: Path) -> None:
+    items = make_benchmark(tmp_path, n=2, seed=4, world=HARD)
+    back = load_manifest(tmp_path)
+    assert back == items and all(i.world.name == "hard" and i.distractors for i in back)
+    old = json.loads(generate_scene(4, 0)[1].model_dump_json())
+    del old["world"], old["distractors"]  # a manifest written before worlds existed
+    (tmp_path / "old.jsonl").write_text(json.dumps(old) + "\n")
+    (item,) = load_manifest(tmp_path / "old.jsonl")
+    assert item.world == PLAIN and item.distractors == []
+
+
+def test_photo_backgrounds_need_scikit_image_and_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from foveate.synthetic.drawing import PHOTOS, photo_folder
+
+    assert all((photo_folder() / name).is_file() for name in PHOTOS)  # bundled in the wheel: no download
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(ImportError, match=r"foveate\[bench\]"):
+        photo_folder()
+
+
+def test_unknown_worlds_and_bad_ranges_are_named() -> None:
+    assert world_named("hard") == HARD
+    with pytest.raises(ValueError, match="unknown world 'harder'"):
+        world_named("harder")
+    with pytest.raises(ValidationError, match="near_targets"):
+        World(distractors=(1, 2), near_targets=(2, 3))

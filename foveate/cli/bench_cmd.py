@@ -20,13 +20,21 @@ def bench_make(
     out: Annotated[Path, typer.Option("--out", help="Folder to write images/ and manifest.jsonl to.")],
     n: Annotated[int, typer.Option("--n", min=1, help="Number of scenes.")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Benchmark seed.")] = 1,
+    world: Annotated[
+        str,
+        typer.Option(
+            "--world",
+            help="plain (targets are the only saturated objects) or hard (saturated distractors, "
+            "photograph or texture backgrounds; needs scikit-image's bundled photographs).",
+        ),
+    ] = "plain",
 ) -> None:
     """Write a synthetic high-resolution benchmark: PNG scenes plus a JSONL manifest."""
-    from foveate.synthetic import make_benchmark
+    from foveate.synthetic import make_benchmark, world_named
 
     try:
-        items = make_benchmark(out, n=n, seed=seed)
-    except (FoveateError, OSError) as exc:
+        items = make_benchmark(out, n=n, seed=seed, world=world_named(world))
+    except (FoveateError, OSError, ValueError, ImportError) as exc:
         raise fail(exc) from None
     console.print(f"wrote {len(items)} scenes to {out} (manifest: {out / 'manifest.jsonl'})")
 

@@ -1,8 +1,10 @@
 """The synthetic scene benchmark: seeded V*-Bench-like scenes, their questions, manifests and crops.
 
-``generate_scene(seed, index)`` draws one scene and its ``SceneItem`` (``scenes``); ``make_benchmark`` /
-``load_manifest`` write and read a benchmark folder (``manifest``); ``crop_around`` and friends cut views
-around the targets (``crops``); the vocabulary and models are in ``items``, the drawing in ``drawing``.
+``generate_scene(seed, index, world=PLAIN)`` draws one scene and its ``SceneItem`` (``scenes``), in the
+plain world or the harder one (``HARD``: saturated distractors, photograph or texture backgrounds;
+``distractors``); ``make_benchmark`` / ``load_manifest`` write and read a benchmark folder
+(``manifest``); ``crop_around`` and friends cut views around the targets (``crops``); the vocabulary,
+worlds and models are in ``items``, the drawing and backgrounds in ``drawing``.
 """
 
 from foveate.errors import ManifestError
@@ -10,14 +12,20 @@ from foveate.synthetic.crops import crop_around, objects_in_view, random_crop, u
 from foveate.synthetic.items import (
     CLUTTER_MAX_CHROMA,
     COLORS,
+    HARD,
+    PLAIN,
     SHAPES,
+    WORLDS,
     Box,
     Category,
     ColorName,
+    Distractor,
     SceneItem,
     SceneObject,
     ShapeName,
     TargetBox,
+    World,
+    world_named,
 )
 from foveate.synthetic.manifest import MANIFEST_NAME, image_path, load_manifest, make_benchmark
 from foveate.synthetic.scenes import generate_scene
@@ -25,16 +33,21 @@ from foveate.synthetic.scenes import generate_scene
 __all__ = [
     "CLUTTER_MAX_CHROMA",
     "COLORS",
+    "HARD",
     "MANIFEST_NAME",
+    "PLAIN",
     "SHAPES",
+    "WORLDS",
     "Box",
     "Category",
     "ColorName",
+    "Distractor",
     "ManifestError",
     "SceneItem",
     "SceneObject",
     "ShapeName",
     "TargetBox",
+    "World",
     "crop_around",
     "generate_scene",
     "image_path",
@@ -43,4 +56,5 @@ __all__ = [
     "objects_in_view",
     "random_crop",
     "union_box",
+    "world_named",
 ]

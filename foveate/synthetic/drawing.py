@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import colorsys
+import importlib.util
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -18,7 +20,18 @@ from foveate.synthetic.items import (
     ColorName,
 )
 
-__all__ = ["RGB", "draw_clutter", "draw_shape", "dull_color", "make_background", "target_color"]
+__all__ = [
+    "PHOTOS",
+    "RGB",
+    "draw_clutter",
+    "draw_shape",
+    "dull_color",
+    "make_background",
+    "photo_background",
+    "photo_folder",
+    "target_color",
+    "texture_background",
+]
 
 
 def _star_unit_points() -> list[tuple[float, float]]:
@@ -151,3 +164,74 @@ def draw_clutter(rng: np.random.Generator, draw: ImageDraw.ImageDraw, width: int
         xa, xb = (int(v) for v in rng.integers(0, width, size=2))
         ya, yb = (int(v) for v in rng.integers(0, height, size=2))
         draw.line((xa, ya, xb, yb), fill=dull_color(rng), width=int(rng.integers(1, 7)))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The harder world's backgrounds: photographs and saturated textures, in place of the grey clutter
+# ----------------------------------------------------------------------------------------------------------
+
+#: Colour photographs bundled inside scikit-image's wheel (``skimage/data``): read with PIL from the
+#: installed package, so nothing is downloaded and skimage itself is never imported.
+PHOTOS = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "motorcycle_left.png",
+    "retina.jpg",
+    "rocket.jpg",
+    "color.png",
+)
+
+
+def photo_folder() -> Path:
+    """Where the installed scikit-image keeps its bundled photographs; a clear error without it."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "the harder world's photo backgrounds are the photographs bundled with scikit-image: "
+            "pip install 'foveate[bench]' (or scikit-image)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def photo_background(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """A random part (half to all of it, maybe mirrored) of one bundled photograph, resized to the scene."""
+    name = PHOTOS[int(rng.integers(len(PHOTOS)))]
+    with Image.open(photo_folder() / name) as opened:
+        photo = opened.convert("RGB")
+    fraction = float(rng.uniform(0.5, 1.0))
+    cw, ch = max(8, round(photo.width * fraction)), max(8, round(photo.height * fraction))
+    x0, y0 = int(rng.integers(0, photo.width - cw + 1)), int(rng.integers(0, photo.height - ch + 1))
+    part = photo.crop((x0, y0, x0 + cw, y0 + ch))
+    if rng.random() < 0.5:
+        part = part.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return part.resize((width, height), Image.Resampling.BICUBIC)
+
+
+def texture_background(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """Saturated procedural texture: low-frequency coloured noise, a hue gradient, and coloured patches."""
+    gw, gh = int(rng.integers(3, 12)), int(rng.integers(3, 12))
+    hsv = np.stack(
+        [rng.random((gh, gw)), rng.uniform(0.2, 1.0, (gh, gw)), rng.uniform(0.3, 1.0, (gh, gw))], axis=-1
+    )
+    angle = float(rng.uniform(0, 2 * math.pi))
+    yy, xx = np.mgrid[0:gh, 0:gw].astype(np.float64)
+    ramp = math.cos(angle) * xx / max(gw - 1, 1) + math.sin(angle) * yy / max(gh - 1, 1)
+    hsv[..., 0] = (hsv[..., 0] * float(rng.uniform(0, 0.5)) + ramp * float(rng.uniform(0, 1))) % 1.0
+    rgb = np.array([[colorsys.hsv_to_rgb(*px) for px in row] for row in hsv]) * 255
+    img = Image.fromarray(rgb.astype(np.uint8), "RGB").resize((width, height), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(5, 25))):  # coloured patches and stripes, 40-600 px
+        w, h = (int(v) for v in np.exp(rng.uniform(math.log(40), math.log(600), size=2)))
+        x0, y0 = int(rng.integers(-w // 2, width)), int(rng.integers(-h // 2, height))
+        r, g, b = colorsys.hsv_to_rgb(
+            float(rng.random()), float(rng.uniform(0.3, 1)), float(rng.uniform(0.3, 1))
+        )
+        fill = (round(r * 255), round(g * 255), round(b * 255))
+        if rng.random() < 0.5:
+            draw.rectangle((x0, y0, x0 + w, y0 + h), fill=fill)
+        else:
+            draw.ellipse((x0, y0, x0 + w, y0 + h), fill=fill)
+    return img

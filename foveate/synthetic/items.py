@@ -1,27 +1,34 @@
-"""What a synthetic scene holds: the colour and shape vocabulary, and the pydantic models of its objects
-and of one benchmark item (a line of the manifest)."""
+"""What a synthetic scene holds: the colour and shape vocabulary, the world it is drawn in, and the
+pydantic models of its objects and of one benchmark item (a line of the manifest)."""
 
 from __future__ import annotations
 
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "ATTRIBUTE_NUM_OPTIONS",
     "CATEGORIES",
     "CLUTTER_MAX_CHROMA",
     "COLORS",
+    "DISTRACTOR_COLORS",
+    "HARD",
+    "PLAIN",
     "RELATION_OPTIONS",
     "SHAPES",
     "TARGET_COLOR_JITTER",
+    "WORLDS",
     "Box",
     "Category",
     "ColorName",
+    "Distractor",
     "SceneItem",
     "SceneObject",
     "ShapeName",
     "TargetBox",
+    "World",
+    "world_named",
 ]
 
 # ----------------------------------------------------------------------------------------------------------
@@ -43,6 +50,15 @@ COLORS: dict[ColorName, tuple[int, int, int]] = {
 }
 SHAPES: tuple[ShapeName, ...] = get_args(ShapeName)
 CATEGORIES: tuple[Category, ...] = get_args(Category)
+
+#: Saturated colours no question ever offers as an option: the harder world paints the targets' shapes in
+#: them (and in the target colours an attribute question does not offer), so that a shape alone never
+#: identifies a target.
+DISTRACTOR_COLORS: dict[str, tuple[int, int, int]] = {
+    "pink": (235, 90, 175),
+    "cyan": (30, 195, 210),
+    "brown": (140, 80, 25),
+}
 
 #: No pixel outside the targets has a chroma (max - min channel) above this.
 CLUTTER_MAX_CHROMA = 50
@@ -93,6 +109,72 @@ class SceneObject(BaseModel):
 TargetBox = SceneObject
 
 
+class Distractor(BaseModel):
+    """A saturated object that is not a target: a target colour on another shape (``same_color``), a target
+    shape in a colour the question does not name or offer (``same_shape``), or any other (``other``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    shape: str
+    color: str
+    box: Box
+    kind: Literal["same_color", "same_shape", "other"]
+
+    @property
+    def center(self) -> tuple[float, float]:
+        x0, y0, x1, y1 = self.box
+        return (x0 + x1) / 2, (y0 + y1) / 2
+
+    @property
+    def size(self) -> int:
+        x0, y0, x1, y1 = self.box
+        return max(x1 - x0, y1 - y0)
+
+
+class World(BaseModel):
+    """The world a scene is drawn in, recorded with every item.
+
+    ``plain`` (the default, the world the shipped tiny VLM was first trained in): the targets are the
+    only strongly saturated objects, on grey clutter. ``hard``: saturated distractors (the targets' colours
+    on other shapes, the targets' shapes in other colours) and a background that is a photograph (those
+    bundled inside scikit-image's wheel) or a procedural texture with saturated regions, so that only shape
+    *and* colour identify a target.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = "plain"
+    background: Literal["clutter", "photo", "texture", "mixed"] = "clutter"
+    """``clutter``: grey shapes, lines and hatching on a dull gradient; ``photo`` / ``texture``: instead of
+    them; ``mixed``: photo or texture, half each."""
+    distractors: tuple[int, int] = (0, 0)
+    """How many saturated distractors a scene has (inclusive range)."""
+    near_targets: tuple[int, int] = (0, 0)
+    """How many of them sit beside the targets, inside the close-up a search would answer from."""
+
+    @model_validator(mode="after")
+    def _ranges(self) -> World:
+        for name, (lo, hi) in (("distractors", self.distractors), ("near_targets", self.near_targets)):
+            if not 0 <= lo <= hi:
+                raise ValueError(f"{name} must be (min, max) with 0 <= min <= max, got {(lo, hi)}")
+        if self.near_targets[1] > self.distractors[0]:
+            raise ValueError("near_targets cannot exceed the fewest distractors")
+        return self
+
+
+PLAIN = World()
+HARD = World(name="hard", background="mixed", distractors=(8, 20), near_targets=(2, 4))
+WORLDS: dict[str, World] = {"plain": PLAIN, "hard": HARD}
+
+
+def world_named(name: str) -> World:
+    """A built-in world by name (``plain``, ``hard``); ``ValueError`` naming the known ones otherwise."""
+    try:
+        return WORLDS[name]
+    except KeyError:
+        raise ValueError(f"unknown world {name!r}; known: {', '.join(WORLDS)}") from None
+
+
 class SceneItem(BaseModel):
     """One benchmark item: the image's file name (relative to the manifest's folder), the question and its
     targets. ``seed`` and ``index`` regenerate it with :func:`generate_scene`."""
@@ -111,6 +193,8 @@ class SceneItem(BaseModel):
     targets: list[SceneObject]
     seed: int
     index: int = 0
+    world: World = PLAIN
+    distractors: list[Distractor] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> SceneItem:
@@ -144,4 +228,9 @@ class SceneItem(BaseModel):
                 raise ValueError(f"a relation question's options are {list(RELATION_OPTIONS)}")
             if len(self.targets) != 2:
                 raise ValueError("a relation question has exactly two targets")
+        named = {(t.color, t.shape) for t in self.targets}
+        asked = self.targets[0].shape if self.category == "attribute" else None
+        for d in self.distractors:
+            if (d.color, d.shape) in named or (d.shape == asked and d.color in self.options):
+                raise ValueError(f"distractor {d.color} {d.shape} would make the question ambiguous")
         return self

@@ -43,18 +43,29 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from foveate.synthetic.drawing import draw_clutter, draw_shape, make_background, target_color
+from foveate.synthetic.distractors import DISTRACTOR_RGB, choose_distractors
+from foveate.synthetic.drawing import (
+    draw_clutter,
+    draw_shape,
+    make_background,
+    photo_background,
+    target_color,
+    texture_background,
+)
 from foveate.synthetic.items import (
     ATTRIBUTE_NUM_OPTIONS,
     CATEGORIES,
     COLORS,
+    PLAIN,
     RELATION_OPTIONS,
     SHAPES,
+    TARGET_COLOR_JITTER,
     Box,
     Category,
     ColorName,
     SceneItem,
     SceneObject,
+    World,
 )
 
 __all__ = ["generate_scene"]
@@ -117,6 +128,7 @@ def generate_scene(
     size_range: tuple[int, int] = (1536, 2048),
     target_size_range: tuple[int, int] = (10, 60),
     category: Category | None = None,
+    world: World = PLAIN,
 ) -> tuple[Image.Image, SceneItem]:
     """Draw scene ``index`` of benchmark ``seed``: an RGB image and its :class:`SceneItem`.
 
@@ -124,6 +136,11 @@ def generate_scene(
     log-uniformly in ``target_size_range`` (inclusive; small targets are the common case). ``category``
     defaults to ``"attribute"`` for even ``index`` and ``"relation"`` for odd. The item's ``image`` is
     ``"images/{id}.png"`` (where :func:`make_benchmark` writes it).
+
+    ``world``: ``PLAIN`` (the default) or ``HARD`` (saturated distractors, photograph or texture
+    backgrounds; see :class:`World`). The world's own draws come from a second random stream
+    (``[seed, index, 1]``), so the targets, question, options and answer are the same in every world, and
+    a plain scene is byte-for-byte what it always was.
     """
     lo, hi = _check_range("size_range", size_range, 64)
     tlo, thi = _check_range("target_size_range", target_size_range, 3)
@@ -136,7 +153,15 @@ def generate_scene(
 
     img = make_background(rng, width, height)
     draw = ImageDraw.Draw(img)
-    draw_clutter(rng, draw, width, height)
+    draw_clutter(rng, draw, width, height)  # drawn in every world, so the main stream stays the same
+    extra = np.random.default_rng([seed, index, 1])
+    backdrop = world.background
+    if backdrop == "mixed":
+        backdrop = "photo" if extra.random() < 0.5 else "texture"
+    if backdrop != "clutter":
+        make = photo_background if backdrop == "photo" else texture_background
+        img = make(extra, width, height)
+        draw = ImageDraw.Draw(img)
 
     color_names: list[ColorName] = list(COLORS)
     n_targets = 1 if category == "attribute" else 2
@@ -146,10 +171,11 @@ def generate_scene(
     log_sizes = rng.uniform(math.log(tlo), math.log(thi + 1), size=n_targets)
     sizes = [min(thi, int(math.exp(v))) for v in log_sizes]
     boxes = _place_targets(rng, sizes, width, height, min_dx=2 * max(sizes) if n_targets > 1 else 0)
-    targets = []
-    for shape, color, box in zip(picked_shapes, picked_colors, boxes, strict=True):
-        draw_shape(draw, shape, box, fill=target_color(rng, color))
-        targets.append(SceneObject(shape=shape, color=color, box=box))
+    targets = [
+        SceneObject(shape=shape, color=color, box=box)
+        for shape, color, box in zip(picked_shapes, picked_colors, boxes, strict=True)
+    ]
+    fills = [target_color(rng, t.color) for t in targets]
 
     if category == "attribute":
         (target,) = targets
@@ -164,6 +190,13 @@ def generate_scene(
         options = list(RELATION_OPTIONS)
         question = f"Is the {a.color} {a.shape} to the left or to the right of the {b.color} {b.shape}?"
         answer = "left" if a.center[0] < b.center[0] else "right"
+
+    # the targets go on top: the world's distractors first, then the targets
+    distractors = choose_distractors(extra, world, targets, options, width, height, (tlo, thi))
+    for d in distractors:
+        draw_shape(draw, d.shape, d.box, fill=_jittered(extra, DISTRACTOR_RGB[d.color]))
+    for target, fill in zip(targets, fills, strict=True):
+        draw_shape(draw, target.shape, target.box, fill=fill)
 
     # Faint sensor-like noise: one luminance offset per pixel, added to all channels (chroma unchanged).
     arr = np.asarray(img, dtype=np.int16)
@@ -184,5 +217,14 @@ def generate_scene(
         targets=targets,
         seed=seed,
         index=index,
+        world=world,
+        distractors=distractors,
     )
     return img, item
+
+
+def _jittered(rng: np.random.Generator, rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    """A distractor's colour, jittered as much as a target's."""
+    jitter = rng.integers(-TARGET_COLOR_JITTER, TARGET_COLOR_JITTER + 1, size=3)
+    r, g, b = (int(np.clip(c + j, 0, 255)) for c, j in zip(rgb, jitter, strict=True))
+    return (r, g, b)
