@@ -139,3 +139,13 @@ def test_the_server_backend_keeps_the_contract(
     """The VLM contract's checks that need no log-probabilities (this server returns none: the ones that
     read them run against vLLM in ``make test-serving``), and that scoring is refused without them."""
     check.run(OpenAIVLM(server, model=str(tiny_model_dirs["llava"]), max_retries=0), ContractInputs())
+
+
+def test_async_calls_work_across_event_loops(server: str, tiny_model_dirs: dict[str, Path]) -> None:
+    """Two ``asyncio.run`` in a row on one backend: the second must not reuse the first loop's pooled
+    connections (that failed with "Event loop is closed")."""
+    remote = OpenAIVLM(server, model=str(tiny_model_dirs["llava"]), max_retries=0)
+    req = VLMRequest.from_prompt("Describe the image.", [PICTURE], max_new_tokens=3)
+    first = asyncio.run(remote.agenerate(req))
+    second = asyncio.run(remote.agenerate(req))
+    assert first.text == second.text

@@ -27,6 +27,7 @@ import io
 import logging
 import math
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -92,10 +93,28 @@ class OpenAIVLM(BaseVLM):
         self._client = openai.OpenAI(
             base_url=self.base_url, api_key=api_key, timeout=timeout, max_retries=max_retries
         )
-        self._aclient = openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=api_key, timeout=timeout, max_retries=max_retries
+        self._client_settings: dict[str, Any] = {
+            "base_url": self.base_url,
+            "api_key": api_key,
+            "timeout": timeout,
+            "max_retries": max_retries,
+        }
+        # One async client per event loop: an async client's pooled connections belong to the loop that
+        # opened them, and a second ``asyncio.run`` reusing them failed with "Event loop is closed"
+        # (serving/test_vllm.py, after another test's asyncio.run). Weak keys: a loop's client goes with it.
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
+            weakref.WeakKeyDictionary()
         )
         self.model_id = model or self._first_model()
+
+    @property
+    def _aclient(self) -> openai.AsyncOpenAI:
+        """The async client of the running event loop."""
+        loop = asyncio.get_running_loop()
+        client = self._aclients.get(loop)
+        if client is None:
+            client = self._aclients[loop] = openai.AsyncOpenAI(**self._client_settings)
+        return client
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
