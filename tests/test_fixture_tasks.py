@@ -202,10 +202,12 @@ def test_grounding_restarts_from_the_next_seed_until_relation_reaches_its_bar(
         grounding_bar=bar,
         grounding_tries=3,
     )
-    where = [
+    where = [  # grounding stays in the plain world
         ex
-        for ex in build_examples(4, cfg.train_seed, cfg.seed, cfg.relation_repeats)
-        if ex.kind in ("side", "relation")
+        for ex in build_examples(
+            4, cfg.train_seed, cfg.seed, cfg.relation_repeats, hard_fraction=cfg.hard_fraction
+        )
+        if ex.kind in ("side", "relation") and ex.world == "plain"
     ]
     assert where
     result = train(cfg, tmp_path / "model", progress=False)
@@ -221,7 +223,7 @@ def test_answer_loss_equals_the_models_own_label_loss() -> None:
     image, item = generate_scene(3, 0)
     examples = examples_for_scene(image, item, np.random.default_rng(0), 128)[:6]
     inputs = Batcher(processor)(examples)
-    for key in ("patch_colors", "color_x", "focus"):
+    for key in ("patch_colors", "patch_shapes", "color_x", "focus"):
         inputs.pop(key, None)
     with torch.no_grad():
         ours, _ = answer_loss(model, inputs, output_attentions=False)

@@ -49,14 +49,21 @@ def bench_fixture(
         int, typer.Option("--seed", help="Held-out scene seed (training uses 1000, 1001 and 2000).")
     ] = 7,
     model: ModelOpt = None,
+    worlds: Annotated[
+        str, typer.Option("--worlds", help="Comma-separated worlds to measure in (plain, hard).")
+    ] = "plain,hard",
 ) -> None:
-    """Measure the embedded tiny VLM: crop vs whole-image accuracy, existence AUROC, by target size."""
+    """Measure the embedded tiny VLM in each world: crop vs whole-image accuracy, existence AUROC, by size."""
     from foveate.evaluation.fixture import write_fixture_report
+    from foveate.synthetic import world_named
     from foveate.tiny_vlm import default_model_path
 
     command = f"foveate bench fixture --n {n} --seed {seed}" + (f" --model {model}" if model else "")
+    if worlds != "plain,hard":
+        command += f" --worlds {worlds}"
     try:
-        write_fixture_report(Path(model) if model else default_model_path(), out, n, seed, command)
-    except FoveateError as exc:
+        chosen = [world_named(w.strip()) for w in worlds.split(",") if w.strip()]
+        write_fixture_report(Path(model) if model else default_model_path(), out, n, seed, command, chosen)
+    except (FoveateError, ValueError, ImportError) as exc:
         raise fail(exc) from None
     console.print(out.read_text())

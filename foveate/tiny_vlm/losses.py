@@ -54,7 +54,8 @@ def focus_loss(
 
 @torch.inference_mode()
 def evaluate(model: Any, batcher: Batcher, examples: list[Example], batch_size: int = 64) -> dict[str, float]:
-    """Accuracy per question kind: the answer word with the highest next-token logit among the candidates."""
+    """Accuracy per question kind (``hard/<kind>`` for the harder world's examples): the answer word with
+    the highest next-token logit among the candidates."""
     model.eval()
     tok = batcher.tokenizer
     candidates: dict[str, list[str]] = {
@@ -75,7 +76,8 @@ def evaluate(model: Any, batcher: Batcher, examples: list[Example], batch_size: 
         for row, ex in enumerate(chunk):
             options = candidates[ex.kind]
             scores = logits[row, last[row], ids[ex.kind]]
-            hits[ex.kind].append(options[int(scores.argmax())] == ex.answer)
+            key = ex.kind if ex.world == "plain" else f"{ex.world}/{ex.kind}"
+            hits[key].append(options[int(scores.argmax())] == ex.answer)
     model.train()
     return {kind: float(np.mean(v)) for kind, v in sorted(hits.items())}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from foveate.synthetic import generate_scene
+from foveate.synthetic import HARD, PLAIN, generate_scene
 from foveate.tiny_vlm.architecture import LlavaShape
 from foveate.tiny_vlm.tasks import (
     ANSWER_WORDS,
@@ -29,6 +30,7 @@ __all__ = [
     "Batcher",
     "TrainConfig",
     "build_examples",
+    "hard_scene",
     "init_vision_positions",
     "sincos_positions",
 ]
@@ -90,6 +92,17 @@ class TrainConfig:
     grounding_lr: float = 1e-3
     grounding_bar: float = 0.75  # held-out relation accuracy a start must reach, or the next seed starts
     grounding_tries: int = 4
+    # The harder world (foveate.synthetic.HARD: saturated distractors, photograph / texture backgrounds):
+    # its share of the training and focusing scenes (grounding stays in the plain world), the dense shape
+    # probe that is the colour probe's counterpart there, and held-out scenes of each world.
+    hard_fraction: float = 0.5
+    focus_hard_fraction: float = 0.7
+    shape_weight: float = 1.0
+
+
+def hard_scene(index: int, fraction: float) -> bool:
+    """Whether scene ``index`` of a mix is drawn in the harder world: ``fraction`` of them, spread evenly."""
+    return math.floor((index + 1) * fraction) > math.floor(index * fraction)
 
 
 def build_examples(
@@ -99,12 +112,15 @@ def build_examples(
     relation_repeats: int = 1,
     paired_probes: bool = False,
     context: tuple[float, float] = (1.5, 6.0),
+    hard_fraction: float = 0.0,
 ) -> list[Example]:
-    """Examples from ``n_scenes`` scenes; relation examples appear ``relation_repeats`` times."""
+    """Examples from ``n_scenes`` scenes (``hard_fraction`` of them in the harder world); relation examples
+    appear ``relation_repeats`` times."""
     rng = np.random.default_rng(rng_seed)
     out: list[Example] = []
     for index in range(n_scenes):
-        image, item = generate_scene(scene_seed, index)
+        world = HARD if hard_scene(index, hard_fraction) else PLAIN
+        image, item = generate_scene(scene_seed, index, world=world)
         for example in examples_for_scene(
             image, item, rng, IMAGE_SIZE, paired=paired_probes, context=context
         ):
@@ -177,6 +193,9 @@ class Batcher:
         maps = [ex.patch_colors for ex in batch if ex.patch_colors is not None]
         if len(maps) == len(batch):
             enc["patch_colors"] = torch.as_tensor(np.stack(maps).reshape(len(batch), -1))
+        shapes = [ex.patch_shapes for ex in batch if ex.patch_shapes is not None]
+        if len(shapes) == len(batch):
+            enc["patch_shapes"] = torch.as_tensor(np.stack(shapes).reshape(len(batch), -1))
         xs = [ex.color_x for ex in batch if ex.color_x is not None]
         if len(xs) == len(batch):
             enc["color_x"] = torch.as_tensor(np.stack(xs))

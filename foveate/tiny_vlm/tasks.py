@@ -7,6 +7,11 @@ The prompts are ZoomEye's probes, adapted to the synthetic scenes (``foveate.syn
 - answerable: can the question be answered from this view (are all its objects clearly visible)?
 - the benchmark questions themselves (attribute: a colour; relation: left / right).
 
+In the harder world (``foveate.synthetic.HARD``) distractors count too: "is there a red circle?" is Yes
+when a red circle distractor is clearly visible, a bare "star" is any star, and the absent objects asked
+about are mostly confusers of the target (its colour on an absent shape, its shape in an absent colour).
+In the plain world every label, and every random draw, is what it always was.
+
 "Clearly visible" is a size rule: a target counts as visible in a view when its side, once the view is
 shrunk to the model's input (``image_size`` pixels), is at least ``VISIBLE_PIXELS``. Whole 2000 px scenes
 then show no target clearly (a 60 px target becomes 4 px), while the crops that zoom search reaches do.
@@ -15,13 +20,13 @@ Views are the nodes of the same 2x2 image tree that zoom search walks, plus crop
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from foveate.synthetic import COLORS, SHAPES, SceneItem, SceneObject, crop_around, union_box
+from foveate.synthetic import COLORS, SHAPES, Distractor, SceneItem, SceneObject, crop_around, union_box
 
 Box = tuple[int, int, int, int]
 
@@ -52,10 +57,24 @@ class Example:
         None  # (len(COLORS),) centre x in [0, 1] of the visible target per colour, NaN = none
     )
     focus: np.ndarray | None = None  # (grid, grid) patches holding the objects the question names, or None
+    patch_shapes: np.ndarray | None = None  # (grid, grid) shape ids of clearly visible objects, 0 = none
+    world: str = "plain"  # the scene's world (foveate.synthetic.World.name)
 
 
 def object_name(obj: SceneObject) -> str:
     return f"{obj.color} {obj.shape}"
+
+
+def scene_objects(item: SceneItem) -> list[SceneObject | Distractor]:
+    """Everything a probe can be about: the targets, and the distractors painted in the vocabulary's
+    colours and shapes (a pink star is nothing a probe names, but it is still a star)."""
+    return [*item.targets, *(d for d in item.distractors if d.shape in SHAPES)]
+
+
+def _matches(obj: SceneObject | Distractor, name: str) -> bool:
+    """Whether ``obj`` answers to ``name``: "red star" (colour and shape) or a bare "star" (any star)."""
+    color, _, shape = name.rpartition(" ")
+    return obj.shape == shape and (not color or obj.color == color)
 
 
 def view_scale(view: Box, image_size: int) -> float:
@@ -63,18 +82,18 @@ def view_scale(view: Box, image_size: int) -> float:
     return image_size / max(view[2] - view[0], view[3] - view[1])
 
 
-def _inside(obj: SceneObject, view: Box, fraction: float = 0.5) -> bool:
+def _inside(obj: SceneObject | Distractor, view: Box, fraction: float = 0.5) -> bool:
     x0, y0, x1, y1 = obj.box
     overlap = max(0, min(x1, view[2]) - max(x0, view[0])) * max(0, min(y1, view[3]) - max(y0, view[1]))
     return overlap >= fraction * (x1 - x0) * (y1 - y0)
 
 
-def visible(obj: SceneObject, view: Box, image_size: int) -> bool:
+def visible(obj: SceneObject | Distractor, view: Box, image_size: int) -> bool:
     """In the view and at least ``VISIBLE_PIXELS`` wide once the view is shown at ``image_size``."""
     return _inside(obj, view) and obj.size * view_scale(view, image_size) >= VISIBLE_PIXELS
 
 
-def findable(obj: SceneObject, view: Box) -> bool:
+def findable(obj: SceneObject | Distractor, view: Box) -> bool:
     """Its centre lies in the view: zooming into this view would reveal it, however small it is now."""
     cx, cy = obj.center
     return view[0] <= cx < view[2] and view[1] <= cy < view[3]
@@ -144,6 +163,29 @@ def _other_shape(rng: np.random.Generator, exclude_shapes: Sequence[str]) -> str
     return shapes[int(rng.integers(len(shapes)))]
 
 
+def _absent_confuser(
+    rng: np.random.Generator, target: SceneObject, objects: Sequence[SceneObject | Distractor], bare: bool
+) -> str:
+    """A name nothing in the scene answers to, mostly one that differs from the target in colour *or* in
+    shape alone (the harder world's hard negatives: "red circle" beside a red star)."""
+    taken = {(o.color, o.shape) for o in objects}
+    shapes_here = {o.shape for o in objects}
+    if bare:
+        free = [s for s in SHAPES if s not in shapes_here]
+        if free:
+            return free[int(rng.integers(len(free)))]
+    roll = rng.random()
+    if roll < 0.4:
+        pool = [f"{target.color} {s}" for s in SHAPES if (target.color, s) not in taken]
+    elif roll < 0.8:
+        pool = [f"{c} {target.shape}" for c in COLORS if (c, target.shape) not in taken]
+    else:
+        pool = []
+    if not pool:
+        pool = [f"{c} {s}" for c in COLORS for s in SHAPES if (c, s) not in taken]
+    return pool[int(rng.integers(len(pool)))]
+
+
 @dataclass(frozen=True)
 class Question:
     """A question about one view and its one-word answer.
@@ -183,22 +225,29 @@ def questions_for_view(
     name = target.shape if bare else object_name(target)
     scene_shapes = [t.shape for t in item.targets]
     here = (target,) if findable(target, view) else ()
+    hard = bool(item.distractors)
+    objects = scene_objects(item)
 
     def absent() -> str:
+        if hard:
+            return _absent_confuser(rng, target, objects, bare)
         return _other_shape(rng, scene_shapes) if bare else _other_object(rng, scene_colors)
 
-    # existence: the target itself (Yes only when clearly visible) or an absent object (No)
+    def seen(rule: Callable[[SceneObject | Distractor], bool]) -> bool:
+        """Whether anything answering to the cue's name passes ``rule`` (in the plain world: the target)."""
+        return any(rule(o) for o in objects if _matches(o, name)) if hard else rule(target)
+
+    # existence: the cue (Yes only when clearly visible) or an absent object (No)
     ask_target = "existence" in paired or rng.random() < 0.5
     if ask_target:
-        out.append(
-            Question("existence", EXISTENCE.format(obj=name), _yn(visible(target, view, image_size)), here)
-        )
+        clearly = seen(lambda o: visible(o, view, image_size))
+        out.append(Question("existence", EXISTENCE.format(obj=name), _yn(clearly), here))
     if "existence" in paired or not ask_target:
         out.append(Question("existence", EXISTENCE.format(obj=absent()), "No"))
-    # latent: findable targets say Yes however small; absent objects say No
+    # latent: findable cues say Yes however small; absent objects say No
     ask_target = "latent" in paired or rng.random() < 0.6
     if ask_target:
-        out.append(Question("latent", LATENT.format(obj=name), _yn(findable(target, view)), here))
+        out.append(Question("latent", LATENT.format(obj=name), _yn(seen(lambda o: findable(o, view))), here))
     if "latent" in paired or not ask_target:
         out.append(Question("latent", LATENT.format(obj=absent()), "No"))
     in_view = tuple(t for t in item.targets if findable(t, view))
@@ -227,26 +276,41 @@ def _yn(flag: bool) -> str:
     return "Yes" if flag else "No"
 
 
-COLOR_IDS = {name: i + 1 for i, name in enumerate(COLORS)}
+COLOR_IDS: dict[str, int] = {name: i + 1 for i, name in enumerate(COLORS)}
+SHAPE_IDS: dict[str, int] = {name: i + 1 for i, name in enumerate(SHAPES)}
 
 
-def patch_color_map(item: SceneItem, view: Box, image_size: int, grid: int) -> np.ndarray:
-    """Which input patches show a clearly visible target, and its colour (dense supervision for training)."""
+def _patch_map(
+    item: SceneItem, view: Box, image_size: int, grid: int, label: Callable[[SceneObject | Distractor], int]
+) -> np.ndarray:
+    """Input patches covered by a clearly visible object (targets, and in the harder world distractors),
+    each labelled by ``label``."""
     labels = np.zeros((grid, grid), dtype=np.int64)
     sx = image_size / (view[2] - view[0])
     sy = image_size / (view[3] - view[1])
     cell = image_size / grid
-    for target in item.targets:
-        if not visible(target, view, image_size):
+    for obj in scene_objects(item):
+        if not visible(obj, view, image_size) or not label(obj):
             continue
-        x0 = (target.box[0] - view[0]) * sx / cell
-        x1 = (target.box[2] - view[0]) * sx / cell
-        y0 = (target.box[1] - view[1]) * sy / cell
-        y1 = (target.box[3] - view[1]) * sy / cell
+        x0 = (obj.box[0] - view[0]) * sx / cell
+        x1 = (obj.box[2] - view[0]) * sx / cell
+        y0 = (obj.box[1] - view[1]) * sy / cell
+        y1 = (obj.box[3] - view[1]) * sy / cell
         c0, c1 = max(0, int(np.floor(x0))), min(grid, int(np.ceil(x1)))
         r0, r1 = max(0, int(np.floor(y0))), min(grid, int(np.ceil(y1)))
-        labels[r0:r1, c0:c1] = COLOR_IDS[target.color]
+        labels[r0:r1, c0:c1] = label(obj)
     return labels
+
+
+def patch_color_map(item: SceneItem, view: Box, image_size: int, grid: int) -> np.ndarray:
+    """Which input patches show a clearly visible object, and its colour (dense supervision for training)."""
+    return _patch_map(item, view, image_size, grid, lambda o: COLOR_IDS.get(o.color, 0))
+
+
+def patch_shape_map(item: SceneItem, view: Box, image_size: int, grid: int) -> np.ndarray:
+    """Which input patches show a clearly visible object, and its shape: the colour map's counterpart, for a
+    world where colour alone no longer tells a target from a distractor."""
+    return _patch_map(item, view, image_size, grid, lambda o: SHAPE_IDS.get(o.shape, 0))
 
 
 def color_positions(item: SceneItem, view: Box, image_size: int) -> np.ndarray:
@@ -259,6 +323,9 @@ def color_positions(item: SceneItem, view: Box, image_size: int) -> np.ndarray:
     for target in item.targets:
         if visible(target, view, image_size):
             xs[COLOR_IDS[target.color] - 1] = (target.center[0] - view[0]) / (view[2] - view[0])
+    for d in item.distractors:  # a colour shown twice has no one position: no supervision for it
+        if d.color in COLOR_IDS and visible(d, view, image_size):
+            xs[COLOR_IDS[d.color] - 1] = np.nan
     return xs
 
 
@@ -303,9 +370,12 @@ def examples_for_scene(
     for index, view in enumerate(sample_views(image, item, rng, image_size, context)):
         shown = render_view(image, view, image_size)
         colors = patch_color_map(item, view, image_size, grid)
+        shapes = patch_shape_map(item, view, image_size, grid)
         xs = color_positions(item, view, image_size)
         kinds = frozenset({"latent"} if 1 <= index <= 3 else {"existence"} if index >= 4 else ())
         for q in questions_for_view(item, view, rng, image_size, kinds if paired else frozenset()):
             focus = focus_mask(q.about, view, grid)
-            examples.append(Example(shown, q.text, q.answer, q.kind, colors, xs, focus))
+            examples.append(
+                Example(shown, q.text, q.answer, q.kind, colors, xs, focus, shapes, item.world.name)
+            )
     return examples

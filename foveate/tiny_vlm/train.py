@@ -134,8 +134,8 @@ def ground(
     three minutes a failed start costs, instead of hoping; with half the starts passing, 4 starts all fail
     about one run in 16, and then training goes on with a warning.
     """
-    where = [ex for ex in examples if ex.kind in ("side", "relation")]
-    where_eval = [ex for ex in eval_examples if ex.kind in ("side", "relation")]
+    where = [ex for ex in examples if ex.kind in ("side", "relation") and ex.world == "plain"]
+    where_eval = [ex for ex in eval_examples if ex.kind in ("side", "relation") and ex.world == "plain"]
     phase = Phase("grounding", where, cfg.grounding_epochs, cfg.grounding_lr, 0.0)
     trainee: Trainee | None = None
     for attempt in range(max(1, cfg.grounding_tries)):
@@ -144,7 +144,9 @@ def ground(
         trainee, _ = make_trainee(cfg, cfg.seed + attempt)
         accuracy = run_phase(trainee, phase, run, where_eval)
         if accuracy.get("relation", 0.0) >= cfg.grounding_bar:
-            logger.info("grounding: seed %d reached relation %.3f", cfg.seed + attempt, accuracy["relation"])
+            logger.info(
+                "grounding: seed %d reached relation %.3f", cfg.seed + attempt, accuracy.get("relation", 0.0)
+            )
             return trainee, accuracy
         logger.info(
             "grounding: seed %d stopped at relation %.3f (bar %.2f)",
@@ -162,7 +164,14 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
     t0 = time.perf_counter()
     first: list[Example] = []
     if cfg.epochs > 0 or cfg.grounding_epochs > 0:
-        first = build_examples(cfg.scenes, cfg.train_seed, cfg.seed, cfg.relation_repeats, cfg.paired_probes)
+        first = build_examples(
+            cfg.scenes,
+            cfg.train_seed,
+            cfg.seed,
+            cfg.relation_repeats,
+            cfg.paired_probes,
+            hard_fraction=cfg.hard_fraction,
+        )
     second: list[Example] = []
     if cfg.focus_epochs > 0:
         # other scenes than the first phase's, so the second phase does not revisit memorised views
@@ -173,9 +182,12 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
             cfg.relation_repeats,
             paired_probes=True,
             context=(cfg.focus_context_min, cfg.focus_context_max),
+            hard_fraction=cfg.focus_hard_fraction,
         )
+    # held-out scenes of both worlds, half each
+    paired_eval = cfg.paired_probes or cfg.focus_epochs > 0
     eval_examples = build_examples(
-        cfg.eval_scenes, cfg.eval_seed, cfg.seed + 1, 1, cfg.paired_probes or cfg.focus_epochs > 0
+        cfg.eval_scenes, cfg.eval_seed, cfg.seed + 1, 1, paired_eval, hard_fraction=0.5
     )
     logger.info(
         "built %d + %d train / %d eval examples in %.0f s",

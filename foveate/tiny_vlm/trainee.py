@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from foveate.synthetic import COLORS
+from foveate.synthetic import COLORS, SHAPES
 from foveate.tiny_vlm.architecture import make_llava
 from foveate.tiny_vlm.losses import answer_loss, focus_loss
 from foveate.tiny_vlm.recipe import SHAPE, TrainConfig, init_vision_positions
@@ -20,23 +20,26 @@ __all__ = ["Trainee", "make_trainee", "training_loss"]
 class Trainee:
     """A model under training with its auxiliary probes on the vision tower's patch features.
 
-    The probes are dropped after training (the saved model is a plain LLaVA). Dense: a linear probe must
-    name the colour of each patch that shows a target, so the tower learns to see small coloured objects
-    quickly. Pooled: a linear probe on the *mean* of the patch features must give each visible target's
-    horizontal position by colour, so "where is the red one" is readable from any mix of image tokens;
-    without it the language model, whose attention starts out nearly uniform, never learns left from right.
+    The probes are dropped after training (the saved model is a plain LLaVA). Dense: linear probes must
+    name the colour and the shape of each patch that shows an object (a target, or in the harder world a
+    distractor), so the tower learns to see small coloured shapes quickly. Pooled: a linear probe on the
+    *mean* of the patch features must give each visible target's horizontal position by colour, so "where
+    is the red one" is readable from any mix of image tokens; without it the language model, whose
+    attention starts out nearly uniform, never learns left from right.
     """
 
     model: Any
     probe: torch.nn.Linear
     position_probe: torch.nn.Linear
+    shape_probe: torch.nn.Linear
     captured: dict[str, torch.Tensor]
     hook: Any
     attention: str  # the saved config's attention kernel (eager is switched on only to read weights)
 
     @property
     def params(self) -> list[torch.nn.Parameter]:
-        return [*self.model.parameters(), *self.probe.parameters(), *self.position_probe.parameters()]
+        probes = (self.probe, self.position_probe, self.shape_probe)
+        return [*self.model.parameters(), *(p for probe in probes for p in probe.parameters())]
 
     def close(self) -> None:
         self.hook.remove()
@@ -58,6 +61,7 @@ def make_trainee(cfg: TrainConfig, seed: int) -> tuple[Trainee, Any]:
     model = model.to(cfg.device)
     probe = torch.nn.Linear(SHAPE.hidden, 1 + len(COLORS)).to(cfg.device)
     position_probe = torch.nn.Linear(SHAPE.hidden, len(COLORS)).to(cfg.device)
+    shape_probe = torch.nn.Linear(SHAPE.hidden, 1 + len(SHAPES)).to(cfg.device)
     captured: dict[str, torch.Tensor] = {}
 
     def keep_patches(_module: Any, _inputs: Any, output: Any) -> None:
@@ -65,7 +69,9 @@ def make_trainee(cfg: TrainConfig, seed: int) -> tuple[Trainee, Any]:
 
     hook = model.model.vision_tower.register_forward_hook(keep_patches)
     model.train()
-    trainee = Trainee(model, probe, position_probe, captured, hook, model.config._attn_implementation)
+    trainee = Trainee(
+        model, probe, position_probe, shape_probe, captured, hook, model.config._attn_implementation
+    )
     return trainee, processor
 
 
@@ -75,6 +81,7 @@ def training_loss(
     """The answer loss plus the auxiliary losses (dense colours, pooled positions, attention focus)."""
     model = trainee.model
     patch_colors = inputs.pop("patch_colors", None)
+    patch_shapes = inputs.pop("patch_shapes", None)
     color_x = inputs.pop("color_x", None)
     focus = inputs.pop("focus")
     loss, out = answer_loss(model, inputs, output_attentions=focus_weight > 0)
@@ -95,6 +102,12 @@ def training_loss(
             logits.reshape(-1, logits.shape[-1]), patch_colors.reshape(-1)
         )
         loss = loss + cfg.aux_weight * aux
+    if patch_shapes is not None and cfg.shape_weight > 0:
+        logits = trainee.shape_probe(patches)
+        aux = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), patch_shapes.reshape(-1)
+        )
+        loss = loss + cfg.shape_weight * aux
     if color_x is not None and cfg.position_weight > 0:
         shown = ~torch.isnan(color_x)
         if bool(shown.any()):
