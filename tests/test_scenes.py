@@ -22,6 +22,7 @@ from foveate.synthetic import (
     Distractor,
     SceneItem,
     SceneObject,
+    box_holds,
     crop_around,
     generate_scene,
     image_path,
@@ -411,3 +412,11 @@ def test_unknown_worlds_and_bad_ranges_are_named() -> None:
         world_named("harder")
     with pytest.raises(ValidationError, match="near_targets"):
         World(distractors=(1, 2), near_targets=(2, 3))
+
+
+def test_a_crop_holds_an_object_when_it_holds_its_centre() -> None:
+    obj = SceneObject(shape="circle", color="red", box=(100, 100, 120, 120))  # centre (110, 110)
+    assert box_holds(None, obj)  # the whole image holds everything
+    assert box_holds((100, 100, 111, 111), obj)
+    assert not box_holds((0, 0, 110, 200), obj)  # half-open: the right edge is outside
+    assert not box_holds((111, 0, 300, 300), obj)

@@ -8,7 +8,7 @@ worlds and models are in ``items``, the drawing and backgrounds in ``drawing``.
 """
 
 from foveate.errors import ManifestError
-from foveate.synthetic.crops import crop_around, objects_in_view, random_crop, union_box
+from foveate.synthetic.crops import box_holds, crop_around, objects_in_view, random_crop, union_box
 from foveate.synthetic.items import (
     CLUTTER_MAX_CHROMA,
     COLORS,
@@ -48,6 +48,7 @@ __all__ = [
     "ShapeName",
     "TargetBox",
     "World",
+    "box_holds",
     "crop_around",
     "generate_scene",
     "image_path",

@@ -10,7 +10,7 @@ from PIL import Image
 
 from foveate.synthetic.items import Box, SceneItem, SceneObject
 
-__all__ = ["crop_around", "objects_in_view", "random_crop", "union_box"]
+__all__ = ["box_holds", "crop_around", "objects_in_view", "random_crop", "union_box"]
 
 
 def union_box(item: SceneItem) -> Box:
@@ -83,3 +83,12 @@ def objects_in_view(item: SceneItem, view_box: Sequence[int], min_fraction: floa
         if overlap >= min_fraction * (x1 - x0) * (y1 - y0):
             inside.append(target)
     return inside
+
+
+def box_holds(box: Sequence[int] | None, obj: SceneObject) -> bool:
+    """Whether an answering crop shows ``obj``: its centre lies in ``box`` (``None``, the whole image, holds
+    everything). "Right for the wrong reason" is a right answer from a crop that holds no target."""
+    if box is None:
+        return True
+    cx, cy = obj.center
+    return box[0] <= cx < box[2] and box[1] <= cy < box[3]
