@@ -260,3 +260,31 @@ def test_tighter_context_gives_tighter_target_crops() -> None:
             side = c[2] - c[0]
             assert side <= max(128, int(np.ceil(1.2 * longer)))
             assert c[0] <= x0 and c[1] <= y0 and x1 <= c[2] and y1 <= c[3]  # the targets stay inside
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.5, 0.7])
+def test_a_world_mix_holds_both_question_categories_in_both_worlds(fraction: float) -> None:
+    # a scene's category follows its index's parity: a mix spread by index once put every hard scene of a
+    # half-and-half mix on relation questions and every plain one on attribute questions
+    from foveate.synthetic.items import CATEGORIES
+    from foveate.tiny_vlm.recipe import hard_scene
+
+    assert [generate_scene(0, i)[1].category for i in range(4)] == [*CATEGORIES, *CATEGORIES]
+    n = 200
+    for offset, category in enumerate(CATEGORIES):
+        hard = [hard_scene(i, fraction) for i in range(offset, n, 2)]
+        assert abs(np.mean(hard) - fraction) <= 0.02, (category, np.mean(hard))
+    assert abs(np.mean([hard_scene(i, fraction) for i in range(n)]) - fraction) <= 0.01
+
+
+def test_distractor_patches_carry_their_own_colour_and_shape() -> None:
+    from foveate.synthetic import HARD
+    from foveate.tiny_vlm.tasks import PATCH_COLOR_IDS, SHAPE_IDS, patch_shape_map
+
+    image, item = generate_scene(7, 0, world=HARD)
+    odd = next(d for d in item.distractors if d.color not in COLOR_IDS)  # pink, cyan or brown
+    cx, cy = (int(c) for c in odd.center)
+    view = (cx - 64, cy - 64, cx + 64, cy + 64)
+    at = (4, 4)  # the view's centre patch holds the distractor's centre
+    assert patch_color_map(item, view, 128, 8)[at] == PATCH_COLOR_IDS[odd.color] > len(COLOR_IDS)
+    assert patch_shape_map(item, view, 128, 8)[at] == SHAPE_IDS[odd.shape]

@@ -12,6 +12,7 @@ from foveate.synthetic.crops import box_holds, crop_around, objects_in_view, ran
 from foveate.synthetic.items import (
     CLUTTER_MAX_CHROMA,
     COLORS,
+    DISTRACTOR_COLORS,
     HARD,
     PLAIN,
     SHAPES,
@@ -33,6 +34,7 @@ from foveate.synthetic.scenes import generate_scene
 __all__ = [
     "CLUTTER_MAX_CHROMA",
     "COLORS",
+    "DISTRACTOR_COLORS",
     "HARD",
     "MANIFEST_NAME",
     "PLAIN",

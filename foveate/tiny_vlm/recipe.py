@@ -101,8 +101,15 @@ class TrainConfig:
 
 
 def hard_scene(index: int, fraction: float) -> bool:
-    """Whether scene ``index`` of a mix is drawn in the harder world: ``fraction`` of them, spread evenly."""
-    return math.floor((index + 1) * fraction) > math.floor(index * fraction)
+    """Whether scene ``index`` of a mix is drawn in the harder world: ``fraction`` of them, spread evenly.
+
+    Decided per *pair* of scenes: a scene's category follows its index's parity (``generate_scene``), and
+    spreading by index put every hard scene of a half-and-half mix on odd indices, so that the harder world
+    held only relation questions and the plain one only attribute questions (a first full run trained and
+    measured that way).
+    """
+    pair = index // 2
+    return math.floor((pair + 1) * fraction) > math.floor(pair * fraction)
 
 
 def build_examples(

@@ -26,7 +26,16 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from foveate.synthetic import COLORS, SHAPES, Distractor, SceneItem, SceneObject, crop_around, union_box
+from foveate.synthetic import (
+    COLORS,
+    DISTRACTOR_COLORS,
+    SHAPES,
+    Distractor,
+    SceneItem,
+    SceneObject,
+    crop_around,
+    union_box,
+)
 
 Box = tuple[int, int, int, int]
 
@@ -277,6 +286,9 @@ def _yn(flag: bool) -> str:
 
 
 COLOR_IDS: dict[str, int] = {name: i + 1 for i, name in enumerate(COLORS)}
+#: The dense colour probe's classes: the option colours, then the harder world's distractor colours (a pink
+#: star must not look "red" or "purple" to the tower, nor "nothing").
+PATCH_COLOR_IDS: dict[str, int] = {name: i + 1 for i, name in enumerate([*COLORS, *DISTRACTOR_COLORS])}
 SHAPE_IDS: dict[str, int] = {name: i + 1 for i, name in enumerate(SHAPES)}
 
 
@@ -304,7 +316,7 @@ def _patch_map(
 
 def patch_color_map(item: SceneItem, view: Box, image_size: int, grid: int) -> np.ndarray:
     """Which input patches show a clearly visible object, and its colour (dense supervision for training)."""
-    return _patch_map(item, view, image_size, grid, lambda o: COLOR_IDS.get(o.color, 0))
+    return _patch_map(item, view, image_size, grid, lambda o: PATCH_COLOR_IDS[o.color])
 
 
 def patch_shape_map(item: SceneItem, view: Box, image_size: int, grid: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from foveate.synthetic import COLORS, SHAPES
 from foveate.tiny_vlm.architecture import make_llava
 from foveate.tiny_vlm.losses import answer_loss, focus_loss
 from foveate.tiny_vlm.recipe import SHAPE, TrainConfig, init_vision_positions
+from foveate.tiny_vlm.tasks import PATCH_COLOR_IDS
 
 __all__ = ["Trainee", "make_trainee", "training_loss"]
 
@@ -59,7 +60,7 @@ def make_trainee(cfg: TrainConfig, seed: int) -> tuple[Trainee, Any]:
     elif cfg.position_scale > 0:
         init_vision_positions(model, cfg.position_scale)
     model = model.to(cfg.device)
-    probe = torch.nn.Linear(SHAPE.hidden, 1 + len(COLORS)).to(cfg.device)
+    probe = torch.nn.Linear(SHAPE.hidden, 1 + len(PATCH_COLOR_IDS)).to(cfg.device)
     position_probe = torch.nn.Linear(SHAPE.hidden, len(COLORS)).to(cfg.device)
     shape_probe = torch.nn.Linear(SHAPE.hidden, 1 + len(SHAPES)).to(cfg.device)
     captured: dict[str, torch.Tensor] = {}
