@@ -13,6 +13,7 @@ An abstention is never counted as a correct answer.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import platform
 import sys
 import time
@@ -23,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from benchmarks import write_page
+from benchmarks import DEFAULT_WORLDS, parse_worlds, worlds_option, write_page
 from foveate.conformal import (
     ScoreConfig,
     auroc,
@@ -36,7 +37,7 @@ from foveate.conformal import (
     singleton_answers,
 )
 from foveate.errors import ConformalError
-from foveate.synthetic import generate_scene
+from foveate.synthetic import PLAIN, World, generate_scene
 from foveate.tiny_vlm import TINY_VLM_PATH, model_label
 from foveate.vlm.transformers_vlm import TransformersVLM
 from foveate.zoom import ZoomAgent, ZoomConfig, wording_cues
@@ -49,17 +50,19 @@ SETS, CRC = "P(y in set) >= 1 - alpha", "P(answered & wrong) <= alpha"
 LTT = "P(wrong \\| answered) <= alpha w.p. 1 - delta"
 METHODS = ("always answer", "LAC", "APS", "CRC", "LTT", "learned + CRC", "learned + LTT")
 GUARANTEES = dict(zip(METHODS, ("none", SETS, SETS, CRC, LTT, CRC, LTT), strict=True))
+Data = dict[str, dict[str, np.ndarray]]
+"""Per world name, ``collect``'s arrays."""
 
 
-def collect(vlm: TransformersVLM, n: int, seed: int) -> dict[str, np.ndarray]:
-    """Padded (n, K) probabilities per mode, true option indices and categories."""
+def collect(vlm: TransformersVLM, n: int, seed: int, world: World = PLAIN) -> dict[str, np.ndarray]:
+    """Padded (n, K) probabilities per mode, true option indices and categories, in one world."""
     agents = {mode: ZoomAgent(vlm, config) for mode, config in MODES.items()}
     probs = {mode: np.zeros((n, K)) for mode in MODES}
     labels, options, categories = np.zeros(n, int), np.zeros(n, int), []
     for i in range(n):
-        image, item = generate_scene(seed, i)
+        image, item = generate_scene(seed, i, world=world)
         if i % 10 == 0:
-            print(f"scene {i}/{n}", file=sys.stderr, flush=True)
+            print(f"{world.name} world: scene {i}/{n}", file=sys.stderr, flush=True)
         for mode, agent in agents.items():
             result = agent.run(image, item.question, item.options, cues=wording_cues(item.question))
             p = np.asarray(result.probabilities, dtype=np.float64)
@@ -145,15 +148,39 @@ def _ms(values: list[float], digits: int = 3) -> str:
     return f"{np.nanmean(v):.{digits}f} ± {np.nanstd(v):.{digits}f}{note}"
 
 
-def mode_section(mode: str, data: dict[str, np.ndarray], args: argparse.Namespace) -> list[str]:
+def summary_table(results: dict[tuple[str, str], dict[str, dict[str, list[float]]]], data: Data) -> list[str]:
+    """World x mode: accuracy, AURC, and CRC's and LTT's answered and answered-and-wrong rates (means over
+    the splits), from ``results[(world, mode)]`` (``evaluate``'s output)."""
+    lines = [
+        "| world | mode | accuracy | AURC | CRC answered | CRC answered & wrong | LTT answered "
+        "| LTT answered & wrong |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (world, mode), res in results.items():
+        probs, labels = data[world][f"probs_{mode}"], data[world]["labels"]
+        correct = probs.argmax(axis=1) == labels
+        curve = risk_coverage_curve(probs.max(axis=1), correct)
+        cells = [f"{correct.mean():.3f}", f"{curve.aurc:.4f}"]
+        cells += [f"{np.mean(res[m][k]):.3f}" for m in ("CRC", "LTT") for k in ("answered", "wrong")]
+        lines.append(f"| {world} | {mode} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def mode_section(
+    world: str,
+    mode: str,
+    data: dict[str, np.ndarray],
+    res: dict[str, dict[str, list[float]]],
+    args: argparse.Namespace,
+) -> list[str]:
+    """One world's section for one mode; ``res`` is ``evaluate``'s output for it."""
     probs, labels = data[f"probs_{mode}"], data["labels"]
     correct = probs.argmax(axis=1) == labels
     curve = risk_coverage_curve(probs.max(axis=1), correct)
     at = [int(np.searchsorted(curve.coverage, c - 1e-9)) for c in COVERAGES]
-    res = evaluate(probs, labels, data["options"], args.alpha, args.delta, args.splits, args.seed)
     acc = {c: correct[data["categories"] == c].mean() for c in ("attribute", "relation")}
     lines = [
-        f"## {mode}",
+        f"## {world} world: {mode}",
         "",
         f"Accuracy {correct.mean():.3f} (attribute {acc['attribute']:.3f}, relation {acc['relation']:.3f}).",
         "",
@@ -189,11 +216,84 @@ def mode_section(mode: str, data: dict[str, np.ndarray], args: argparse.Namespac
     return [*lines, ""]
 
 
+def weights_sha256(model: Path) -> str:
+    """The sha256 of the model folder's ``model.safetensors`` (which weights a cache was made by)."""
+    path = model / "model.safetensors"
+    if not path.is_file():
+        raise SystemExit(f"--cache needs {path} to tell which weights made the cache; it is missing")
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def code_sha256() -> str:
+    """The sha256 of the code that scores: this file and the zoom, VLM, imaging and synthetic-scene packages.
+
+    A cache made by other code (a changed search, prompt or scene) is refused like one made by other
+    weights; the statistics below ``collect`` may change freely, but they live in this file too, so any
+    edit here asks for a rescore (safe, if slow)."""
+    import foveate
+
+    root = Path(foveate.__file__).parent
+    files = [Path(__file__)]
+    for package in ("zoom", "vlm", "imaging", "synthetic"):
+        files += sorted((root / package).rglob("*.py"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def load_cache(cache: Path, args: argparse.Namespace, worlds: list[str], weights: str) -> tuple[Data, float]:
+    """A cache's arrays per world and its scoring time; exits naming the mismatch if it was made by
+    another run (scenes, seed, worlds or weights)."""
+    stored = dict(np.load(cache))
+    if "worlds" not in stored or "model_sha256" not in stored or "code_sha256" not in stored:
+        raise SystemExit(
+            f"{cache} records no worlds, weights or code hash (an older cache): delete it to rescore"
+        )
+    if int(stored["n"]) != args.n or int(stored["seed"]) != args.seed:
+        raise SystemExit(f"{cache} holds n={int(stored['n'])}, seed={int(stored['seed'])}")
+    held = [str(w) for w in stored["worlds"]]
+    if held != worlds:
+        raise SystemExit(f"{cache} holds worlds {','.join(held)}, not {','.join(worlds)}")
+    if str(stored["model_sha256"]) != weights:
+        raise SystemExit(
+            f"{cache} was made by other weights: its model.safetensors sha256 is {stored['model_sha256']}, "
+            f"{args.model / 'model.safetensors'}'s is {weights}"
+        )
+    if str(stored["code_sha256"]) != code_sha256():
+        raise SystemExit(
+            f"{cache} was made by other code (benchmarks/abstention.py or foveate's zoom, vlm, "
+            "imaging or synthetic packages changed since): delete it to rescore"
+        )
+    data = {w: {k.split("/", 1)[1]: v for k, v in stored.items() if k.startswith(f"{w}/")} for w in worlds}
+    return data, float(stored["collect_s"])
+
+
+def save_cache(cache: Path, data: Data, args: argparse.Namespace, weights: str, collect_s: float) -> None:
+    arrays = {f"{w}/{k}": v for w, d in data.items() for k, v in d.items()}
+    arrays |= {
+        "n": np.array(args.n),
+        "seed": np.array(args.seed),
+        "worlds": np.array(list(data)),
+        "model_sha256": np.array(weights),
+        "code_sha256": np.array(code_sha256()),
+        "collect_s": np.array(collect_s),
+    }
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(cache, **arrays)  # type: ignore[arg-type]  # numpy stubs: allow_pickle
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--seed", type=int, default=11, help="scenes [seed, i]; split r: [seed, r, 1]")
     parser.add_argument("--splits", type=int, default=50)
+    parser.add_argument("--worlds", default=DEFAULT_WORLDS, help="comma-separated worlds (plain, hard)")
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--delta", type=float, default=0.1)
     parser.add_argument("--model", type=Path, default=TINY_VLM_PATH)
@@ -201,41 +301,61 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, default=None, help=".npz of collected probabilities (reused)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    worlds = parse_worlds(args.worlds)
+    names = [w.name for w in worlds]
+    weights = weights_sha256(args.model) if args.cache is not None else ""
     start = time.perf_counter()
     if args.cache is not None and args.cache.exists():
-        data = dict(np.load(args.cache))
-        if int(data["n"]) != args.n or int(data["seed"]) != args.seed:
-            raise SystemExit(f"{args.cache} holds n={int(data['n'])}, seed={int(data['seed'])}")
+        data, collect_s = load_cache(args.cache, args, names, weights)
     else:
         torch.set_num_threads(args.threads)
-        data = collect(TransformersVLM(args.model, device="cpu"), args.n, args.seed)
-        data |= {
-            "n": np.array(args.n),
-            "seed": np.array(args.seed),
-            "collect_s": np.array(time.perf_counter() - start),
-        }
+        vlm = TransformersVLM(args.model, device="cpu")
+        data = {world.name: collect(vlm, args.n, args.seed, world) for world in worlds}
+        collect_s = time.perf_counter() - start
         if args.cache is not None:
-            args.cache.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(args.cache, **data)  # type: ignore[arg-type]  # numpy stubs: allow_pickle
-    collect_s = float(data["collect_s"])
+            save_cache(args.cache, data, args, weights, collect_s)
     stats_start = time.perf_counter()
-    sections = [line for mode in MODES for line in mode_section(mode, data, args)]
+    results = {
+        (w, mode): evaluate(
+            data[w][f"probs_{mode}"],
+            data[w]["labels"],
+            data[w]["options"],
+            args.alpha,
+            args.delta,
+            args.splits,
+            args.seed,
+        )
+        for w in names
+        for mode in MODES
+    }
+    sections = [
+        line for (w, mode), res in results.items() for line in mode_section(w, mode, data[w], res, args)
+    ]
     command = f"python -m benchmarks.abstention --n {args.n} --seed {args.seed} --splits {args.splits}"
-    command += f" --alpha {args.alpha} --delta {args.delta}"
+    command += f" --alpha {args.alpha} --delta {args.delta}" + worlds_option(worlds)
+    scenes = args.n * len(worlds)
     lines = [
         "# Calibrated abstention on held-out synthetic scenes",
         "",
         f"Produced by `{command}` with `{model_label(args.model)}` on CPU ({platform.machine()}, "
         f"{args.threads} threads). {args.n} scenes with seed {args.seed} (the zoom page uses 7, training "
-        f"1000, 1001 and 2000). Scoring both modes took {collect_s:.0f} s "
-        f"({collect_s / args.n:.2f} s per scene), "
+        f"1000, 1001 and 2000) in each world: {', '.join(names)} (the same targets and questions; the "
+        "harder world adds saturated distractors and photograph or texture backgrounds). Scoring both modes "
+        f"took {collect_s:.0f} s ({collect_s / scenes:.2f} s per scene and world), "
         f"the statistics {time.perf_counter() - stats_start:.1f} s.",
         "",
         *(__doc__ or "").splitlines()[2:],
         "LAC and APS (randomised, tight coverage) answer when the set is a singleton; CRC, LTT and the",
         "learned policy answer the top option when a confidence clears a threshold calibrated on the",
         "calibration half (the learned policy trains on half of it and calibrates on the other half).",
+        "Each world is calibrated and tested on its own questions (the same random splits in each).",
         "",
+        f"## Summary: accuracy, AURC, and CRC and LTT at alpha = {args.alpha} (LTT: delta = {args.delta})",
+        "",
+        "Means over the splits' test halves; each world's section below has the standard deviations and",
+        "the other methods.",
+        "",
+        *summary_table(results, data),
         *sections,
     ]
     write_page(args.out, lines)

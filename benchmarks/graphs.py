@@ -5,7 +5,8 @@ held-out scenes (seed 17) from the workflow's own answers, then the workflow run
 (seed 7) with that abstention gate. ``full`` starts with an empty insight memory and fills it as it
 goes (each run's outcome is known from the ground truth). Then throughput: 32 questions answered one at
 a time versus all at once (``Workflow.batch``), with and without coalescing their probes
-(``CoalescingVLM``). Writes ``docs/benchmarks/graphs.md``.
+(``CoalescingVLM``). Accuracy and calibration run in each world of ``--worlds`` (calibration scenes of
+the same world as the test scenes); throughput in the plain world only. Writes ``docs/benchmarks/graphs.md``.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import write_page
+from benchmarks import DEFAULT_WORLDS, parse_worlds, worlds_option, write_page
 from foveate.conformal import SelectiveCalibration, crc_threshold
 from foveate.graphs.services import Services
 from foveate.graphs.state import RunInput, RunOutput
 from foveate.graphs.workflow import BUILTIN_WORKFLOWS, Workflow
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
-from foveate.synthetic import generate_scene
+from foveate.synthetic import PLAIN, World, generate_scene
 from foveate.tiny_vlm import TINY_VLM_PATH, model_label
 from foveate.vlm.batching import CoalescingVLM
 from foveate.vlm.transformers_vlm import TransformersVLM
@@ -60,10 +61,10 @@ class Tally:
         )
 
 
-def scenes(seed: int, n: int) -> list[tuple[RunInput, str]]:
+def scenes(seed: int, n: int, world: World = PLAIN) -> list[tuple[RunInput, str]]:
     items = []
     for index in range(n):
-        image, item = generate_scene(seed, index)
+        image, item = generate_scene(seed, index, world=world)
         items.append((RunInput(image=image, question=item.question, options=item.options), item.answer))
     return items
 
@@ -134,37 +135,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-cal", type=int, default=100, help="calibration scenes (seed --cal-seed)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cal-seed", type=int, default=17)
+    parser.add_argument("--worlds", default=DEFAULT_WORLDS, help="comma-separated worlds (plain, hard)")
     parser.add_argument("--alpha", type=float, default=0.2, help="CRC: P(answered and wrong) <= alpha")
     parser.add_argument("--concurrent", type=int, default=32)
     parser.add_argument("--model", type=Path, default=TINY_VLM_PATH)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/graphs.md"))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    worlds = parse_worlds(args.worlds)
     torch.set_num_threads(args.threads)
     vlm = TransformersVLM(args.model, device="cpu")
     begin = time.perf_counter()
-    test, held_out = scenes(args.seed, args.n), scenes(args.cal_seed, args.n_cal)
-    rows, gates = [], []
-    full_insights = 0
     # throughput first, while nothing else runs in this process
     speed, speed_verdict = throughput(vlm, scenes(29, args.concurrent), "zoom")
+    sections: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         embedder = SentenceTransformerEmbedder()
-        for name in BUILTIN_WORKFLOWS:
-            with InsightMemory.open(Path(tmp) / f"cal-{name}.db", embedder=embedder) as memory:
-                gate = calibrate(Workflow(name, Services(vlm=vlm, memory=memory)), held_out, args.alpha)
-            gates.append(f"| {name} | {gate.threshold:.3f} | {gate.answered}/{gate.n} | {gate.wrong} |")
-            with InsightMemory.open(Path(tmp) / f"test-{name}.db", embedder=embedder) as memory:
-                flow = Workflow(name, Services(vlm=vlm, memory=memory, calibration=gate))
-                rows.append(run_all(flow, test, name).row(name))
-                stored = len(memory)
-            if name == "full":
-                full_insights = stored
+        for world in worlds:
+            sections += _world_section(vlm, embedder, Path(tmp) / world.name, world, args)
     seconds = time.perf_counter() - begin
+    command = f"python -m benchmarks.graphs --n {args.n} --n-cal {args.n_cal} --alpha {args.alpha}"
+    command += worlds_option(worlds) + "".join(
+        f" --{flag.replace('_', '-')} {getattr(args, flag)}"
+        for flag in ("seed", "cal_seed", "concurrent")
+        if getattr(args, flag) != parser.get_default(flag)
+    )
     lines = [
         "# Built-in workflows on synthetic scenes",
         "",
-        f"Produced by `python -m benchmarks.graphs --n {args.n} --n-cal {args.n_cal} --alpha {args.alpha}` "
+        f"Produced by `{command}` "
         f"with `{model_label(args.model)}` on CPU ({platform.machine()}, {args.threads} threads), "
         f"{seconds:.0f} s in all.",
         "",
@@ -172,6 +171,59 @@ def main(argv: list[str] | None = None) -> None:
         f"calibrated per workflow on {args.n_cal} held-out scenes (seed {args.cal_seed}); test scenes: "
         f"{args.n} (seed {args.seed}). Accuracy counts the workflow's answer before the gate; selective "
         "accuracy is accuracy on the questions it answered.",
+        "",
+        f"Worlds: {', '.join(w.name for w in worlds)} (the same targets and questions; the harder world adds "
+        "saturated distractors and photograph or texture backgrounds). In each world the gates are "
+        "calibrated on that world's held-out scenes, and `full` starts with an empty memory.",
+        "",
+        *sections,
+        f"## Answering many questions at once ({PLAIN.name} world only)",
+        "",
+        f"{args.concurrent} scenes of the {PLAIN.name} world (seed 29), whatever `--worlds` says.",
+        "",
+        *speed,
+        "",
+        "## What this shows (read before using the numbers)",
+        "",
+        "- Seeing more pays (plain world): `zoom` and `full` answer far more questions right than `direct`",
+        "  (the tiny VLM cannot see 10-60 px targets in a 2000 px scene shrunk to 128 px). `full` adds a",
+        "  second, stronger search (`zoomeye`) when the first answer is unsure (answers / q above 1).",
+        f"- CRC bounds P(answered and wrong) by alpha = {args.alpha} *in expectation over calibration sets*;",
+        f"  with {args.n_cal} calibration questions one realisation can land above it (the column above).",
+        "  More calibration questions tighten it (see docs/benchmarks/abstention.md for 50 random splits).",
+        "- Wall times per question include perception, recall and remembering (MiniLM embeddings, database",
+        "  writes); they are only comparable within one quiet run.",
+        speed_verdict,
+        "",
+    ]
+    write_page(args.out, lines)
+
+
+def _world_section(
+    vlm: TransformersVLM,
+    embedder: SentenceTransformerEmbedder,
+    folder: Path,
+    world: World,
+    args: argparse.Namespace,
+) -> list[str]:
+    """One world's tables: each workflow calibrated on the world's held-out scenes, then run on its test
+    scenes; the memories live in ``folder``."""
+    test, held_out = scenes(args.seed, args.n, world), scenes(args.cal_seed, args.n_cal, world)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, gates = [], []
+    full_insights = 0
+    for name in BUILTIN_WORKFLOWS:
+        with InsightMemory.open(folder / f"cal-{name}.db", embedder=embedder) as memory:
+            gate = calibrate(Workflow(name, Services(vlm=vlm, memory=memory)), held_out, args.alpha)
+        gates.append(f"| {name} | {gate.threshold:.3f} | {gate.answered}/{gate.n} | {gate.wrong} |")
+        with InsightMemory.open(folder / f"test-{name}.db", embedder=embedder) as memory:
+            flow = Workflow(name, Services(vlm=vlm, memory=memory, calibration=gate))
+            rows.append(run_all(flow, test, f"{world.name} {name}").row(name))
+            stored = len(memory)
+        if name == "full":
+            full_insights = stored
+    return [
+        f"## {world.name} world",
         "",
         "| workflow | accuracy | answered | selective accuracy | answered and wrong | answers / q | "
         "probes / q | tokens / q | wall s / q |",
@@ -185,24 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         "|---|---|---|---|",
         *gates,
         "",
-        "## Answering many questions at once",
-        "",
-        *speed,
-        "",
-        "## What this shows (read before using the numbers)",
-        "",
-        "- Seeing more pays: `zoom` and `full` answer far more questions right than `direct` (the tiny VLM",
-        "  cannot see 10-60 px targets in a 2000 px scene shrunk to 128 px). `full` adds a second, stronger",
-        "  search (`zoomeye`) when the first answer is unsure (answers / q above 1).",
-        f"- CRC bounds P(answered and wrong) by alpha = {args.alpha} *in expectation over calibration sets*;",
-        f"  with {args.n_cal} calibration questions one realisation can land above it (the column above).",
-        "  More calibration questions tighten it (see docs/benchmarks/abstention.md for 50 random splits).",
-        "- Wall times per question include perception, recall and remembering (MiniLM embeddings, database",
-        "  writes); they are only comparable within one quiet run.",
-        speed_verdict,
-        "",
     ]
-    write_page(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ tiny VLM cannot write), stored in a real ``InsightMemory`` (SQLite + FAISS, Mini
 second half is answered twice from the *same* search result, without and with the top-k recalled
 insights in the answering prompt, so that the only difference is the recalled text. The same is done
 for direct answers (whole image, no search). Paired differences come with a 95% bootstrap interval.
-Writes ``docs/benchmarks/retrieval.md``.
+Each world of ``--worlds`` runs on its own: a fresh memory fed by that world's first half, tested on its
+second half. Writes ``docs/benchmarks/retrieval.md``.
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks import write_page
+from benchmarks import DEFAULT_WORLDS, parse_worlds, worlds_option, write_page
 from foveate.insights import Trajectory, insights_prompt, recall, remember
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
-from foveate.synthetic import generate_scene
+from foveate.synthetic import World, generate_scene
 from foveate.tiny_vlm import TINY_VLM_PATH, model_label
 from foveate.vlm.transformers_vlm import TransformersVLM
 from foveate.zoom import ZoomAgent, ZoomConfig, wording_cues
@@ -42,49 +44,52 @@ def paired_interval(
     return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=300, help="scenes in all; the first half feeds the memory")
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--k", type=int, default=3, help="insights recalled per question")
-    parser.add_argument("--model", type=Path, default=TINY_VLM_PATH)
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/retrieval.md"))
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    vlm = TransformersVLM(args.model, device="cpu")
+@dataclass
+class WorldRun:
+    """One world's measures: accuracy per arm and category on the test half, and the feeding half's."""
+
+    hits: dict[str, dict[str, list[bool]]] = field(
+        default_factory=lambda: {arm: defaultdict(list) for arm in ARMS}
+    )
+    feed_hits: list[bool] = field(default_factory=list)
+    recalled: list[int] = field(default_factory=list)
+    top_scores: list[float] = field(default_factory=list)
+    kinds: Counter[str] = field(default_factory=Counter)
+    merged: int = 0
+    stored_insights: int = 0
+    runs: int = 0
+
+
+def run_world(
+    vlm: TransformersVLM, embedder: SentenceTransformerEmbedder, world: World, args: argparse.Namespace
+) -> WorldRun:
+    """Feed a fresh memory with the world's first half of the scenes, then answer its second half."""
     agent = ZoomAgent(vlm, ZoomConfig(strategy="zoomeye"))
+    out = WorldRun()
     feed = args.n // 2
-    start = time.perf_counter()
-    hits: dict[str, dict[str, list[bool]]] = {arm: defaultdict(list) for arm in ARMS}
-    feed_hits: list[bool] = []
-    recalled: list[int] = []
-    top_scores: list[float] = []
-    kinds: Counter[str] = Counter()
     with (
         tempfile.TemporaryDirectory() as tmp,
-        InsightMemory.open(Path(tmp) / "memory.db", embedder=SentenceTransformerEmbedder()) as memory,
+        InsightMemory.open(Path(tmp) / "memory.db", embedder=embedder) as memory,
     ):
-        merged = 0
         for index in range(args.n):
-            image, item = generate_scene(args.seed, index)
+            image, item = generate_scene(args.seed, index, world=world)
             if index % 10 == 0:
-                print(f"scene {index}/{args.n}", file=sys.stderr, flush=True)
+                print(f"{world.name} world: scene {index}/{args.n}", file=sys.stderr, flush=True)
             result = agent.run(image, item.question, item.options, cues=wording_cues(item.question))
             if index < feed:
                 correct = result.answer == item.answer
-                feed_hits.append(correct)
+                out.feed_hits.append(correct)
                 stored = remember(
                     memory,
                     Trajectory.from_zoom(result, image.size, correct=correct, model_id=vlm.model_id),
                     image=image,
                 )
-                merged += len(stored.merged)
-                kinds.update(d.kind.value for d in stored.drafts)
+                out.merged += len(stored.merged)
+                out.kinds.update(d.kind.value for d in stored.drafts)
                 continue
             found = recall(memory, item.question, k=args.k)
-            recalled.append(len(found))
-            top_scores.append(found[0].score if found else float("nan"))
+            out.recalled.append(len(found))
+            out.top_scores.append(found[0].score if found else float("nan"))
             context = insights_prompt(found)
             answers = {
                 "direct": agent.answer_from(image, item.question, item.options, None)[0],
@@ -97,32 +102,35 @@ def main(argv: list[str] | None = None) -> None:
                 )[0],
             }
             for arm, answer in answers.items():
-                hits[arm][item.category].append(answer == item.answer)
-                hits[arm]["all"].append(answer == item.answer)
+                out.hits[arm][item.category].append(answer == item.answer)
+                out.hits[arm]["all"].append(answer == item.answer)
             memory.mark_used(
                 [h.insight.id for h in found], helpful=answers["zoomeye + insights"] == item.answer
             )
-        stored_insights = len(memory)
-        runs = sum(1 for _ in memory.runs())
-    seconds = time.perf_counter() - start
+        out.stored_insights = len(memory)
+        out.runs = sum(1 for _ in memory.runs())
+    return out
+
+
+def world_section(name: str, run: WorldRun, args: argparse.Namespace) -> list[str]:
+    """One world's bullets and tables (the bootstrap drawn afresh from seed 0 in each world)."""
+    feed = args.n // 2
     rng = np.random.default_rng(0)
     lines = [
-        "# Insight retrieval with the tiny VLM",
+        f"## {name} world",
         "",
-        f"Produced by `python -m benchmarks.retrieval --n {args.n} --seed {args.seed} --k {args.k}` with "
-        f"`{model_label(args.model)}` on CPU ({platform.machine()}, {args.threads} threads), "
-        f"{seconds:.0f} s in all.",
-        "",
-        f"- Feeding half: {feed} scenes answered with ZoomEye search (accuracy {np.mean(feed_hits):.3f}), "
-        f"{runs} runs recorded, {stored_insights} insights stored after {merged} near-duplicate merges "
-        f"(drafts by kind: {', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}).",
-        f"- Test half: {args.n - feed} scenes; each recalled {np.mean(recalled):.2f} insights on average "
-        f"(top cosine {np.nanmean(top_scores):.2f}). Search results are shared between the arms with and "
+        f"- Feeding half: {feed} scenes answered with ZoomEye search "
+        f"(accuracy {np.mean(run.feed_hits):.3f}), "
+        f"{run.runs} runs recorded, {run.stored_insights} insights stored after {run.merged} near-duplicate "
+        f"merges (drafts by kind: {', '.join(f'{k} {v}' for k, v in sorted(run.kinds.items()))}).",
+        f"- Test half: {args.n - feed} scenes; each recalled {np.mean(run.recalled):.2f} insights on average "
+        f"(top cosine {np.nanmean(run.top_scores):.2f}). Search results are shared between the arms with and "
         "without insights: only the answering prompt differs.",
         "",
         "| arm | attribute acc | relation acc | all acc |",
         "|---|---|---|---|",
     ]
+    hits = run.hits
     for arm in ARMS:
         cells = [
             f"{np.mean(hits[arm][c]):.3f}" if hits[arm][c] else "-" for c in ("attribute", "relation", "all")
@@ -133,8 +141,53 @@ def main(argv: list[str] | None = None) -> None:
         a, b = hits[base]["all"], hits[f"{base} + insights"]["all"]
         low, high = paired_interval(a, b, rng)
         lines.append(f"| {base} | {np.mean(b) - np.mean(a):+.3f} | [{low:+.3f}, {high:+.3f}] |")
-    lines += [
+    return [*lines, ""]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=300, help="scenes in all; the first half feeds the memory")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--k", type=int, default=3, help="insights recalled per question")
+    parser.add_argument("--worlds", default=DEFAULT_WORLDS, help="comma-separated worlds (plain, hard)")
+    parser.add_argument("--model", type=Path, default=TINY_VLM_PATH)
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/retrieval.md"))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    worlds = parse_worlds(args.worlds)
+    torch.set_num_threads(args.threads)
+    vlm = TransformersVLM(args.model, device="cpu")
+    start = time.perf_counter()
+    embedder = SentenceTransformerEmbedder()
+    runs = {world.name: run_world(vlm, embedder, world, args) for world in worlds}
+    seconds = time.perf_counter() - start
+    command = f"python -m benchmarks.retrieval --n {args.n} --seed {args.seed} --k {args.k}"
+    command += worlds_option(worlds)
+    lines = [
+        "# Insight retrieval with the tiny VLM",
         "",
+        f"Produced by `{command}` with "
+        f"`{model_label(args.model)}` on CPU ({platform.machine()}, {args.threads} threads), "
+        f"{seconds:.0f} s in all.",
+        "",
+        f"Worlds: {', '.join(runs)} (the same targets and questions; the harder world adds saturated "
+        "distractors and photograph or texture backgrounds). Each world feeds its own, fresh memory with its "
+        "first half of the scenes and is tested on its second half.",
+        "",
+        "All-question accuracy on the test half, per world (each world's section below has the categories",
+        "and the paired differences):",
+        "",
+        "| world | " + " | ".join(ARMS) + " |",
+        "|---|" + "---|" * len(ARMS),
+        *[
+            f"| {name} | " + " | ".join(f"{np.mean(run.hits[arm]['all']):.3f}" for arm in ARMS) + " |"
+            for name, run in runs.items()
+        ],
+        "",
+    ]
+    for name, run in runs.items():
+        lines += world_section(name, run, args)
+    lines += [
         "## What this shows (read before using the numbers)",
         "",
         "- The tiny VLM was trained only on its five task templates; it has never seen an instruction or a",

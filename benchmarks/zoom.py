@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import write_page
+from benchmarks import DEFAULT_WORLDS, parse_worlds, worlds_option, write_page
 from foveate.imaging.draw import save_trace
-from foveate.synthetic import PLAIN, World, box_holds, generate_scene, world_named
+from foveate.synthetic import PLAIN, World, box_holds, generate_scene
 from foveate.tiny_vlm import TINY_VLM_PATH, model_label
 from foveate.vlm.families.foveate_tiny import FAMILY as TINY_FAMILY
 from foveate.vlm.transformers_vlm import TransformersVLM
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--n-ablation", type=int, default=100, help="scenes for the ablation rows")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--worlds", default="plain,hard", help="comma-separated worlds (plain, hard)")
+    parser.add_argument("--worlds", default=DEFAULT_WORLDS, help="comma-separated worlds (plain, hard)")
     parser.add_argument("--model", type=Path, default=TINY_VLM_PATH)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/zoom.md"))
     parser.add_argument("--trace", type=Path, default=Path("docs/zoom_trace.png"))
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     vlm = TransformersVLM(args.model, device="cpu")
-    worlds = [world_named(w.strip()) for w in args.worlds.split(",") if w.strip()]
+    worlds = parse_worlds(args.worlds)
     start = time.perf_counter()
     sections: list[str] = []
     for number, world in enumerate(worlds):
@@ -183,9 +183,8 @@ def main(argv: list[str] | None = None) -> None:
                 "",
             ]
     seconds = time.perf_counter() - start
-    command = f"python -m benchmarks.zoom --n {args.n} --n-ablation {args.n_ablation} --seed {args.seed}" + (
-        "" if args.worlds == "plain,hard" else f" --worlds {args.worlds}"
-    )
+    command = f"python -m benchmarks.zoom --n {args.n} --n-ablation {args.n_ablation} --seed {args.seed}"
+    command += worlds_option(worlds)
     lines = [
         "# Zoom search on held-out synthetic scenes",
         "",
