@@ -27,7 +27,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from foveate.synthetic import SceneItem, generate_scene
+from foveate.synthetic import PLAIN, SceneItem, World, generate_scene
 from foveate.tiny_vlm import TINY_VLM_PATH
 from foveate.vlm import OpenAIVLM, TransformersVLM
 
@@ -207,9 +207,9 @@ def llama_server() -> Iterator[Server]:
     yield from start_server("llama.cpp", command, env, port, "gemma-3-270m", LLAMA_START_TIMEOUT_S)
 
 
-def scene(index: int) -> tuple[Image.Image, SceneItem]:
+def scene(index: int, world: World = PLAIN) -> tuple[Image.Image, SceneItem]:
     """A synthetic scene (640-960 px, targets 16-48 px): small enough for CPU, large enough to zoom."""
-    return generate_scene(SCENE_SEED, index, size_range=(640, 960), target_size_range=(16, 48))
+    return generate_scene(SCENE_SEED, index, size_range=(640, 960), target_size_range=(16, 48), world=world)
 
 
 @pytest.fixture(scope="session")
