@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from foveate.synthetic import generate_scene
 from foveate.testing.tiny_models import make_llava
@@ -202,12 +203,10 @@ def test_grounding_restarts_from_the_next_seed_until_relation_reaches_its_bar(
         grounding_bar=bar,
         grounding_tries=3,
     )
-    where = [  # grounding stays in the plain world
+    where = [
         ex
-        for ex in build_examples(
-            4, cfg.train_seed, cfg.seed, cfg.relation_repeats, hard_fraction=cfg.hard_fraction
-        )
-        if ex.kind in ("side", "relation") and ex.world == "plain"
+        for ex in build_examples(4, cfg.train_seed, cfg.seed, cfg.relation_repeats)
+        if ex.kind in ("side", "relation")
     ]
     assert where
     result = train(cfg, tmp_path / "model", progress=False)
@@ -281,10 +280,47 @@ def test_distractor_patches_carry_their_own_colour_and_shape() -> None:
     from foveate.synthetic import HARD
     from foveate.tiny_vlm.tasks import PATCH_COLOR_IDS, SHAPE_IDS, patch_shape_map
 
-    image, item = generate_scene(7, 0, world=HARD)
+    _, item = generate_scene(7, 0, world=HARD)
     odd = next(d for d in item.distractors if d.color not in COLOR_IDS)  # pink, cyan or brown
     cx, cy = (int(c) for c in odd.center)
     view = (cx - 64, cy - 64, cx + 64, cy + 64)
     at = (4, 4)  # the view's centre patch holds the distractor's centre
     assert patch_color_map(item, view, 128, 8)[at] == PATCH_COLOR_IDS[odd.color] > len(COLOR_IDS)
     assert patch_shape_map(item, view, 128, 8)[at] == SHAPE_IDS[odd.shape]
+
+
+def test_a_harder_world_mix_grounds_in_the_plain_world_and_trains_the_shape_probe(tmp_path: Path) -> None:
+    from foveate.tiny_vlm.trainee import make_trainee, training_loss
+
+    cfg = TrainConfig(
+        scenes=4,
+        eval_scenes=4,
+        epochs=1,
+        focus_epochs=0,
+        batch_size=16,
+        grounding_epochs=1,
+        grounding_bar=0.0,
+        hard_fraction=0.5,
+        shape_weight=1.0,
+    )
+    mixed = build_examples(4, cfg.train_seed, cfg.seed, cfg.relation_repeats, hard_fraction=0.5)
+    assert {ex.world for ex in mixed} == {"plain", "hard"}
+    plain_grounding = [  # grounding: every training scene, drawn in the plain world
+        ex
+        for ex in build_examples(4, cfg.train_seed, cfg.seed, cfg.relation_repeats)
+        if ex.kind in ("side", "relation")
+    ]
+    result = train(cfg, tmp_path / "model", progress=False)
+    assert result["steps"] == -(-len(plain_grounding) // 16) + -(-len(mixed) // 16)
+    assert any(key.startswith("hard/") for key in result["accuracy"])  # held out in both worlds
+
+    trainee, processor = make_trainee(cfg, 0)
+    batch = [ex for ex in mixed if ex.world == "hard"][:4]
+    with_shapes = Batcher(processor)(batch)
+    assert (with_shapes["patch_shapes"] > 0).any()
+    losses = []
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        inputs = {k: v.clone() for k, v in with_shapes.items()}
+        losses.append(float(training_loss(trainee, inputs, 0.0, TrainConfig(shape_weight=weight)).detach()))
+    assert losses[1] > losses[0]  # the shape probe's cross-entropy is part of the loss
