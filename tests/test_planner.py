@@ -14,7 +14,8 @@ from foveate.zoom.planner import plan_search, probe_visual_cost
 def test_each_strategy_owns_its_worst_case_probes() -> None:
     strategies = builtin_strategies()
     assert strategies.get("zoomeye").worst_case_probes(3) == 9 * 9  # 9 pops, 1 + 4 * 2 probes each
-    assert strategies.get("fast").worst_case_probes(3) == 9 * 6 + 1
+    # root and its 4 children, a first level of at most 64 nodes, then 9 pops of 1 + 4 + 1 + 4 probes
+    assert strategies.get("fast").worst_case_probes(3) == 1 + 4 + 64 + 9 * 10
     assert strategies.get("direct").worst_case_probes(5) == 0
     assert strategies.get("attention_crop").worst_case_probes(5) == 2
 

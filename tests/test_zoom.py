@@ -323,7 +323,7 @@ def test_existence_ranks_children_from_its_depth_on() -> None:
     image, item = generate_scene(5, 0)
     cues = wording_cues(item.question)
     prompts = PROMPTS.model_copy(update={"existence_from_depth": 2, "max_pops": None})
-    result = _cue_agent(prompts).run(image, item.question, item.options, cues=cues)
+    result = _cue_agent(prompts, first_level_side=None).run(image, item.question, item.options, cues=cues)
     children = [v for v in result.visits if v.priority is not None]
     assert {v.depth for v in children} >= {1, 2}
     assert all((v.existence is not None) == (v.depth >= 2) for v in children)
@@ -336,9 +336,11 @@ def test_a_pop_cap_from_the_preset_or_the_config_ends_a_lost_search(where: str) 
     absent = next(c for c in COLORS if c not in {t.color for t in item.targets})
     lost = [f"{absent} square"]  # not in the scene: the search never stops on its own
     prompts = PROMPTS.model_copy(update={"max_pops": 3 if where == "preset" else None})
-    agent = _cue_agent(prompts, **({"max_pops": 3} if where == "config" else {}))
+    # every level from the root's children, so that each expansion ranks exactly 4 nodes
+    options: dict[str, object] = {"first_level_side": None}
+    agent = _cue_agent(prompts, **options, **({"max_pops": 3} if where == "config" else {}))
     capped = agent.run(image, item.question, item.options, cues=lost)
-    free = _cue_agent(PROMPTS.model_copy(update={"max_pops": None})).run(
+    free = _cue_agent(PROMPTS.model_copy(update={"max_pops": None}), **options).run(
         image, item.question, item.options, cues=lost
     )
 
@@ -411,3 +413,72 @@ def test_trace_png_has_the_image_size(tmp_path) -> None:  # type: ignore[no-unty
         # something was drawn: the picture differs from the scene
         drawn_pixels = np.asarray(drawn.convert("RGB"), dtype=int)
         assert np.abs(drawn_pixels - np.asarray(image.convert("RGB"), dtype=int)).sum() > 0
+
+
+# ------------------------------------------------------------------ fast: levels, asking ahead, memo
+def test_the_first_level_ranked_scales_with_the_image_and_is_capped() -> None:
+    from foveate.zoom.strategies.fast import first_level
+
+    cfg = ZoomConfig(first_level_side=4.0, max_first_level_nodes=64)
+    # the first level whose nodes' longer side is at most 4 x 128 = 512 px
+    assert [first_level(side, side, NATIVE, cfg) for side in (400, 1000, 2048, 2049, 4000)] == [1, 1, 2, 3, 3]
+    assert first_level(8000, 6000, NATIVE, cfg) == 3  # level 4 would rank 256 nodes: capped at 64
+    assert first_level(8000, 6000, NATIVE, cfg.model_copy(update={"max_first_level_nodes": 256})) == 4
+    assert first_level(8000, 6000, NATIVE, cfg.model_copy(update={"first_level_side": None})) == 1
+
+
+def test_fast_ranks_the_first_level_worth_probing_and_still_finds_the_target() -> None:
+    image, item = generate_scene(5, 0)  # about 1900 px: level 2 (about 475 px nodes) comes first
+    cues = wording_cues(item.question)
+    skipping = _cue_agent().run(image, item.question, item.options, cues=cues)
+    every_level = _cue_agent(first_level_side=None).run(image, item.question, item.options, cues=cues)
+    ranked = [v for v in skipping.visits if v.priority is not None]
+    assert min(v.depth for v in ranked) == 2
+    assert len([v for v in ranked if v.depth == 2]) >= 16  # the root's expansion: its 16 grandchildren
+    assert min(v.depth for v in every_level.visits if v.priority is not None) == 1
+    for result in (skipping, every_level):
+        assert result.crops and all(_contains(result.crops[0], t.center) for t in item.targets)
+    assert skipping.forward_passes < every_level.forward_passes
+
+
+def test_asking_ahead_saves_forward_passes_and_changes_no_answer() -> None:
+    saved = 0
+    for index in range(6):
+        image, item = generate_scene(5, index)
+        cues = wording_cues(item.question)
+        ahead = _cue_agent().run(image, item.question, item.options, cues=cues)
+        step_by_step = _cue_agent(ask_ahead=False).run(image, item.question, item.options, cues=cues)
+        assert ahead.crops == step_by_step.crops and ahead.answer == step_by_step.answer
+        assert ahead.forward_passes <= step_by_step.forward_passes
+        saved += step_by_step.forward_passes - ahead.forward_passes
+        # what it pays: at most the children of the node it stopped at, per cue
+        assert ahead.probes <= step_by_step.probes + 4 * len(cues)
+    assert saved > 0
+
+
+@pytest.mark.parametrize("strategy", ["zoomeye", "fast"])
+def test_no_probe_is_sent_to_the_model_twice_in_one_search(strategy: str) -> None:
+    asked: list[tuple[int, tuple[int, int], str]] = []
+
+    def recording(view: Image.Image, text: str) -> float:
+        asked.append((hash(view.tobytes()), view.size, text))
+        return _cue_seeing(view, text)
+
+    image, item = generate_scene(5, 1)  # a relation question: two cues, whose stop probe is existence
+    config = ZoomConfig(strategy=strategy, prompts=PROMPTS, native_side=NATIVE, relevance=False)
+    result = ZoomAgent(ScriptedVLM(yes=recording), config).run(
+        image, item.question, item.options, cues=wording_cues(item.question)
+    )
+    assert result.crops and len(asked) == result.probes
+    assert len(set(asked)) == len(asked)
+
+
+def test_an_existence_floor_moves_on_from_children_that_do_not_show_the_cue() -> None:
+    image, item = generate_scene(5, 0)
+    absent = next(c for c in COLORS if c not in {t.color for t in item.targets})
+    lost = [f"{absent} square"]  # never found: every deep ranking says the cue is not there
+    # the seeing oracle's "no" is a confidence of -0.9, the tiny VLM's about -0.998: the floor sits above
+    floored = _cue_agent(existence_floor=-0.85).run(image, item.question, item.options, cues=lost)
+    unfloored = _cue_agent(existence_floor=None).run(image, item.question, item.options, cues=lost)
+    assert floored.forward_passes < unfloored.forward_passes
+    assert floored.probes < unfloored.probes

@@ -55,6 +55,17 @@ class ZoomConfig(BaseModel):
     """fast, questions with several cues: shrink each cue's crop to the window of this fraction of its side
     holding most of the cue's attention (one map each), so that the union the answer is given from still
     shows small objects; None: answer from the union of the search nodes, as ZoomEye does."""
+    ask_ahead: bool = True
+    """fast: ask the best child's stop probe and the ranking of its own children in one pass (one batched
+    pass per tree level instead of two; four probes wasted where the search stops)."""
+    first_level_side: float | None = Field(default=4.0, gt=0.0)
+    """fast: the shallowest level it ranks is the first whose nodes' longer side is at most this many native
+    sides (the levels above, in one pass or few, are skipped); None: every level from the root's children."""
+    max_first_level_nodes: int = Field(default=64, ge=4)
+    """fast: at most this many nodes on the first level ranked (4 per level down)."""
+    existence_floor: float | None = Field(default=-0.9, ge=-1.0, le=1.0)
+    """fast: when children are ranked by the existence probe and the best one's confidence is under this,
+    none gets a stop probe (the cue is not there; the search moves on to other nodes); None: always."""
     local_levels: int | None = Field(default=1, ge=1)
     """fast: a later cue's search starts this many levels above the node where the previous cue was found
     (objects a question relates usually sit together), and from the root only if it finds nothing there;

@@ -47,6 +47,9 @@ class SearchContext:
     found: list[Found] = field(default_factory=list)
     """What the search has found so far, one entry per cue: the agent answers from it, also when a cap
     stops the search part way (strategies append to it, or replace it as a whole)."""
+    answered: dict[tuple[Box, str], float] = field(default_factory=dict)
+    """Every probe answered so far in this search, by view box and prompt: asking again costs nothing, so a
+    strategy may ask ahead (``fast`` asks a node's grandchildren in the same pass as its best child)."""
 
     @property
     def full(self) -> Box:
@@ -73,7 +76,21 @@ class SearchContext:
 
     # ------------------------------------------------------------------ probing
     def probe(self, boxes: Sequence[Box], questions: Sequence[Sequence[str]]) -> list[list[float]]:
-        """Confidences ``2 * P(Yes) - 1`` of ``questions[i]`` about the crop ``boxes[i]``."""
+        """Confidences ``2 * P(Yes) - 1`` of ``questions[i]`` about the crop ``boxes[i]``; a probe already
+        answered in this search is not asked again (nor counted)."""
+        wanted: dict[Box, list[str]] = {}
+        for box, qs in zip(boxes, questions, strict=True):
+            for q in qs:
+                if (box, q) not in self.answered and q not in wanted.setdefault(box, []):
+                    wanted[box].append(q)
+        todo = [(box, qs) for box, qs in wanted.items() if qs]
+        if todo:
+            fresh = self._probe([box for box, _ in todo], [qs for _, qs in todo])
+            for (box, qs), confs in zip(todo, fresh, strict=True):
+                self.answered.update({(box, q): c for q, c in zip(qs, confs, strict=True)})
+        return [[self.answered[(box, q)] for q in qs] for box, qs in zip(boxes, questions, strict=True)]
+
+    def _probe(self, boxes: Sequence[Box], questions: Sequence[Sequence[str]]) -> list[list[float]]:
         cfg = self.config
         n = sum(len(q) for q in questions)
         batch = self.vlm.profile.max_batch_size
@@ -119,30 +136,52 @@ class SearchContext:
     def relevance(self, view: Image.Image, question: str) -> RelevanceMap | None:
         """One relevance map (2 probes, or 1 without normalising; 1 forward pass), or None when the model
         cannot read attention."""
+        maps = self.relevances([view], [question])
+        return None if maps is None else maps[0]
+
+    def relevances(self, views: Sequence[Image.Image], questions: Sequence[str]) -> list[RelevanceMap] | None:
+        """Relevance maps of several views in one call (``questions[i]`` about ``views[i]``; 2 probes each,
+        or 1 without normalising), or None when the model cannot read attention."""
         if not self.vlm.profile.relevance_maps:
             return None
         normalize = self.prompts.relevance_normalize
-        probes = 2 if normalize else 1
-        self.meter.check(probes, 1)
+        probes = (2 if normalize else 1) * len(views)
+        batch = self.vlm.profile.max_batch_size
+        self.meter.check(probes, math.ceil(len(views) / batch))
         try:
-            rel = self.vlm.relevance_maps([view], [question], self.meter.ledger, normalize=normalize)[0]
+            maps = self.vlm.relevance_maps(views, questions, self.meter.ledger, normalize=normalize)
         except UnsupportedRequestError:
             return None
         except BudgetExceeded as exc:
             raise SearchStopped(str(exc)) from exc
         self.meter.probes += probes
-        self.meter.passes += rel.usage.forward_passes or 1
-        return rel
+        self.meter.passes += max(1, sum(m.usage.forward_passes for m in maps))
+        return maps
 
     def attended_window(self, view: Box, prompt: str, side: int, cue: str, depth: int) -> Box | None:
         """The ``side``-square window of ``view`` holding most of ``prompt``'s attention (one map), recorded
         as a visit; None when the model cannot read attention."""
-        rel = self.relevance(self.view(view), prompt)
-        if rel is None:
+        boxes = self.attended_windows([view], [prompt], [side], [cue], depth)
+        return None if boxes is None else boxes[0]
+
+    def attended_windows(
+        self,
+        views: Sequence[Box],
+        prompts: Sequence[str],
+        sides: Sequence[int],
+        cues: Sequence[str],
+        depth: int,
+    ) -> list[Box] | None:
+        """``attended_window`` for several views, their maps in one call."""
+        maps = self.relevances([self.view(v) for v in views], prompts)
+        if maps is None:
             return None
-        box = best_window(rel.grid, region_box(view, rel.region), (side, side))
-        self.visit(cue, box, depth, relevance=1.0)
-        return box
+        boxes = []
+        for view, rel, side, cue in zip(views, maps, sides, cues, strict=True):
+            box = best_window(rel.grid, region_box(view, rel.region), (side, side))
+            self.visit(cue, box, depth, relevance=1.0)
+            boxes.append(box)
+        return boxes
 
     def answer_box(self, crops: list[Box]) -> Box:
         """The crop an answer is given from: the union of the cues' crops, enlarged by the prompts'

@@ -8,8 +8,9 @@ one cue after another, each a global best-first search whose steps a subclass fi
 
 - ``expand`` (required): the children of a popped node, each with a priority and, when it was asked, its
   stop confidence;
-- ``start``: a probe before the loop (``fast`` asks the root whether it already answers);
+- ``start``: probes before the loop (``fast`` asks the root and its children whether they already answer);
 - ``pop_limit``: pops per cue before giving up (``fast``'s cap);
+- ``ask_ahead``: probes to batch with a popped node's stop probe (``fast`` ranks its children there);
 - ``search_cue``: how one cue's search begins (``fast`` starts near the previous cue);
 - ``finish``: what happens to the cues' crops at the end (``fast`` tightens them).
 """
@@ -95,13 +96,23 @@ class TreeSearch:
         """One cue's search; by default from the root."""
         return self.best_first(ctx, cue, stop_prompt, None, rank_by_stop)
 
-    def start(self, ctx: SearchContext, root: TreeNode, stop_prompt: str, cue: str) -> float | None:
-        """A stop confidence for the root measured before the loop, or None (the default: nothing)."""
-        return None
+    def start(
+        self, ctx: SearchContext, root: TreeNode, stop_prompt: str, cue: str, rank_by_stop: bool
+    ) -> list[tuple[TreeNode, float]]:
+        """Stop confidences measured before the loop (the root's, maybe its children's); by default none.
+        The search returns the best of them if it reaches the threshold."""
+        return []
 
     def pop_limit(self, ctx: SearchContext) -> int | None:
         """Pops per cue before the search gives up; None: ZoomEye's relaxation rule alone."""
         return None
+
+    def ask_ahead(
+        self, ctx: SearchContext, node: TreeNode, cue: str, stop_prompt: str, rank_by_stop: bool
+    ) -> list[tuple[tuple[int, int, int, int], str]]:
+        """Probes to ask in the same pass as a popped node's stop probe, ``(box, prompt)`` each; their answers
+        wait in ``ctx.answered`` for ``expand``. By default none."""
+        return []
 
     def expand(
         self,
@@ -143,12 +154,11 @@ class TreeSearch:
             if best is None or confidence > best.confidence:
                 best = Found(node.box, confidence, depth=node.depth)
 
-        first = self.start(ctx, root, stop_prompt, cue)
-        if first is not None:
-            known[root.box] = first
-            seen(root, first)
-            if first >= p.answer_threshold:
-                return Found(root.box, first, depth=root.depth)
+        for node, conf in self.start(ctx, root, stop_prompt, cue, rank_by_stop):
+            known[node.box] = conf
+            seen(node, conf)
+        if best is not None and best.confidence >= p.answer_threshold:
+            return best
         queue: list[tuple[float, int, TreeNode]] = [(math.inf, 0, root)]
         pops, counter = 0, 1
         relaxed = 0
@@ -169,7 +179,10 @@ class TreeSearch:
             if node.box in known:
                 conf = known[node.box]
             else:
-                (conf,) = ctx.probe([node.box], [[stop_prompt]])[0]
+                ahead = self.ask_ahead(ctx, node, cue, stop_prompt, rank_by_stop)
+                (conf,), *_ = ctx.probe(
+                    [node.box, *[b for b, _ in ahead]], [[stop_prompt], *[[q] for _, q in ahead]]
+                )
                 known[node.box] = conf
                 ctx.visit(cue, node.box, node.depth, conf)
                 seen(node, conf)

@@ -1,17 +1,27 @@
-"""``fast``: ZoomEye's tree, cheaper (foveate's own strategy).
+"""``fast``: ZoomEye's tree, at a fraction of its forward passes (foveate's own strategy).
 
-- Stop at the root when it already answers (``early_stop``).
-- Probe a node's children all at once (batched; each child's image and template prefix encoded once and
-  shared by its probes, where the model allows).
-- Rank the children by one relevance map (ViCrop's rel-att, or plain attention, per the prompts) and probe
-  only the best ``top_children``, falling back to latent probes on the rest when none of those holds the
-  cue; without a map, one probe per child ranks them (latent, existence from ``existence_from_depth``, or
-  the cue's own stop probe) and only the best gets the stop probe. A child is checked with the stop probe
-  when it is probed, so popping it costs nothing.
+Forward passes are what a GPU pays for (a batch of 16 probes costs about what one does), so ``fast`` is
+built to spend few of them, each well filled:
+
+- Stop early (``early_stop``): one pass asks the root whether it already answers, a second its four
+  children (a large target is lost when the whole image is shrunk to the input, yet plain in a quarter).
+- Skip the levels whose views shrink a small target out of sight (``first_level_side``): the root's
+  expansion ranks the first level whose nodes are at most a few native sides (16 nodes of a 2000 px image,
+  64 of an 8000 px one, in one or a few passes) instead of walking down quadrants whose probes rank nothing.
+- One probe per child ranks them (latent, existence from ``existence_from_depth``, or the cue's own stop
+  probe); only the best gets the stop probe, and in that same pass its own children are ranked
+  (``ask_ahead``), so a search that goes straight down pays one pass per level. A popped node's stop
+  probe likewise carries its children's ranking. When the best child's existence probe says the cue is
+  not there (``existence_floor``), no stop probe is asked and the search moves on.
+- With a relevance map (a model whose attention localises), the map ranks the children and only the best
+  ``top_children`` are probed, falling back to latent probes on the rest when none of those holds the cue.
 - ``max_pops`` ends a search that has lost its way sooner than ZoomEye's relaxation rule.
 - With several cues, a later cue's search starts ``local_levels`` above where the previous cue was found,
-  and each cue's crop is tightened around the cue's attention before the union is taken
-  (``tighten_crops``), so the answer view keeps small objects large enough to read.
+  and each cue's crop is tightened around the cue's attention before the union is taken (one pass for all
+  cues, ``tighten_crops``), so the answer view keeps small objects large enough to read.
+
+A probe already answered in the search is never asked again (``SearchContext.answered``). What each part
+buys is measured by the ablation rows of docs/benchmarks/zoom.md.
 """
 
 from __future__ import annotations
@@ -20,12 +30,24 @@ from typing import ClassVar
 
 import numpy as np
 
-from foveate.imaging.boxes import map_mass
+from foveate.imaging.boxes import Box, map_mass
+from foveate.zoom.config import ZoomConfig
 from foveate.zoom.context import Found, SearchContext, region_box
 from foveate.zoom.search import Expansion, TreeSearch, priority
 from foveate.zoom.tree import TreeNode
 
-__all__ = ["Fast"]
+__all__ = ["Fast", "first_level"]
+
+
+def first_level(width: int, height: int, native_side: int, cfg: ZoomConfig) -> int:
+    """The shallowest tree level ``fast`` ranks: the first whose nodes' longer side is at most
+    ``first_level_side`` native sides, but no deeper than ``max_first_level_nodes`` nodes allow."""
+    if cfg.first_level_side is None:
+        return 1
+    side, depth = float(max(width, height)), 0
+    while side > cfg.first_level_side * native_side and 4 ** (depth + 1) <= cfg.max_first_level_nodes:
+        side, depth = side / 2, depth + 1
+    return max(1, depth)
 
 
 class Fast(TreeSearch):
@@ -34,20 +56,42 @@ class Fast(TreeSearch):
     name: ClassVar[str] = "fast"
 
     def worst_case_probes(self, depth: int, max_pops: int | None = None, children: int = 4) -> int:
-        """``3 * depth`` pops, each the popped node's stop probe, one probe per child and the best child's
-        stop probe, plus the root's early-stop probe. (A bound on one cue's search from the root: it does
-        not count relaxation pops, further cues, a local search before the root one, or crop tightening;
-        the meter enforces every cap regardless.)"""
-        return 3 * max(1, depth) * (1 + children + 1) + 1
+        """The root, then its children (``1 + children``), the first level ranked (at most
+        ``max_first_level_nodes``), then ``3 * depth`` pops, each the popped node's stop probe, one probe per
+        child, the best child's stop probe and the ranking of its children asked ahead. (A bound on one
+        cue's search from the root: it does not count relaxation pops, further cues, a local search before
+        the root one, or crop tightening; the meter enforces every cap regardless.)"""
+        first = int(ZoomConfig.model_fields["max_first_level_nodes"].default)
+        return 1 + children + first + 3 * max(1, depth) * (1 + children + 1 + children)
 
     # ------------------------------------------------------------------ hooks
-    def start(self, ctx: SearchContext, root: TreeNode, stop_prompt: str, cue: str) -> float | None:
-        """With ``early_stop``: one stop probe of the root (a question the whole image answers costs one)."""
+    def start(
+        self, ctx: SearchContext, root: TreeNode, stop_prompt: str, cue: str, rank_by_stop: bool
+    ) -> list[tuple[TreeNode, float]]:
+        """With ``early_stop``: ask the root whether it already answers, then, if not, its children (one pass
+        each): a question the whole image or a quarter of it answers costs one or two passes and at most 5
+        probes (a large target can be lost when the whole image is shrunk to the input, yet plain in a
+        quarter of it). A search starting below the root (a later cue's, near the
+        previous one) ranks the node's children in the same pass."""
         if not ctx.config.early_stop:
-            return None
-        (conf,) = ctx.probe([root.box], [[stop_prompt]])[0]
+            return []
+        below = root.depth > 0
+        ahead = self.ask_ahead(ctx, root, cue, stop_prompt, rank_by_stop) if below else []
+        (conf,), *_ = ctx.probe([root.box, *[b for b, _ in ahead]], [[stop_prompt], *[[q] for _, q in ahead]])
         ctx.visit(cue, root.box, root.depth, conf)
-        return conf
+        measured = [(root, conf)]
+        if (
+            conf >= ctx.prompts.answer_threshold
+            or below
+            or root.is_leaf(ctx.native_side, ctx.config.max_depth)
+        ):
+            return measured
+        kids = root.expand()
+        confs = ctx.probe([k.box for k in kids], [[stop_prompt]] * len(kids))
+        for kid, (kid_conf,) in zip(kids, confs, strict=True):
+            ctx.visit(cue, kid.box, kid.depth, kid_conf)
+            measured.append((kid, kid_conf))
+        return measured
 
     def pop_limit(self, ctx: SearchContext) -> int | None:
         return ctx.config.max_pops if ctx.config.max_pops is not None else ctx.prompts.max_pops
@@ -72,7 +116,7 @@ class Fast(TreeSearch):
         fraction = ctx.config.tighten_crops
         if fraction is None or len(found) < 2:
             return found
-        return [self._tighten(ctx, f, fraction) for f in found]
+        return self._tighten(ctx, found, fraction)
 
     def expand(
         self,
@@ -92,6 +136,7 @@ class Fast(TreeSearch):
         most 5 probes where ZoomEye spends 9 per pop.
         """
         cfg, p = ctx.config, ctx.prompts
+        kids = self._kids(ctx, node)
         wanted = p.relevance if cfg.relevance is None else cfg.relevance
         if wanted and len(kids) > cfg.top_children and node.depth >= p.relevance_from_depth:
             rel = ctx.relevance(ctx.view(node.box), p.latent.format(o=cue))
@@ -100,6 +145,49 @@ class Fast(TreeSearch):
                 masses = [map_mass(rel.grid, view, k.box) for k in kids]
                 return self._by_map(ctx, kids, masses, cue, stop_prompt, max_depth)
         return self._by_probes(ctx, node, kids, cue, stop_prompt, max_depth, rank_by_stop)
+
+    def ask_ahead(
+        self, ctx: SearchContext, node: TreeNode, cue: str, stop_prompt: str, rank_by_stop: bool
+    ) -> list[tuple[Box, str]]:
+        """With ``ask_ahead``: a popped node's children are ranked in its stop probe's pass (wasted only when
+        the stop probe fires), unless a relevance map ranks them."""
+        cfg = ctx.config
+        if not cfg.ask_ahead or node.is_leaf(ctx.native_side, cfg.max_depth) or self._uses_map(ctx, node):
+            return []
+        kids = self._kids(ctx, node)
+        prompt = self._rank_prompt(ctx, kids[0].depth, cue, stop_prompt, rank_by_stop) if kids else ""
+        return [(kid.box, prompt) for kid in kids]
+
+    @staticmethod
+    def _kids(ctx: SearchContext, node: TreeNode) -> list[TreeNode]:
+        """The nodes an expansion ranks: the node's children, or, above the first level worth probing, its
+        descendants on that level (``first_level_side``): views that shrink a target out of sight rank
+        nothing, so probing them only spends passes."""
+        cfg = ctx.config
+        first = first_level(ctx.image.width, ctx.image.height, ctx.native_side, cfg)
+
+        def below(n: TreeNode) -> list[TreeNode]:
+            return [] if n.is_leaf(ctx.native_side, cfg.max_depth) else n.expand()
+
+        kids = below(node)
+        while kids and kids[0].depth < first:
+            deeper = [d for k in kids for d in (below(k) or [k])]
+            if deeper == kids:
+                break
+            kids = deeper
+        return kids
+
+    @staticmethod
+    def _uses_map(ctx: SearchContext, node: TreeNode) -> bool:
+        """Whether ``expand`` would rank this node's children by a relevance map."""
+        cfg, p = ctx.config, ctx.prompts
+        wanted = p.relevance if cfg.relevance is None else cfg.relevance
+        return (
+            bool(wanted)
+            and ctx.vlm.profile.relevance_maps
+            and len(Fast._kids(ctx, node)) > cfg.top_children
+            and node.depth >= p.relevance_from_depth
+        )
 
     # ------------------------------------------------------------------ ranking children
     def _by_map(
@@ -153,20 +241,24 @@ class Fast(TreeSearch):
         ranking probe is the stop probe itself."""
         p = ctx.prompts
         latent, existence = p.latent.format(o=cue), p.existence.format(o=cue)
-        if rank_by_stop:
-            rank_prompt = stop_prompt
-        elif p.existence_from_depth is not None and node.depth + 1 >= p.existence_from_depth:
-            rank_prompt = existence
-        else:
-            rank_prompt = latent
+        rank_prompt = self._rank_prompt(ctx, kids[0].depth, cue, stop_prompt, rank_by_stop)
         kind = {latent: "latent", existence: "existence"}.get(rank_prompt)  # the Visit field it fills
         ranks = [s[0] for s in ctx.probe([k.box for k in kids], [[rank_prompt]] * len(kids))]
         best = int(np.argmax(ranks))
         stops: list[float | None] = [None] * len(kids)
+        floor = ctx.config.existence_floor
         if rank_prompt == stop_prompt:  # the ranking probe is the stop probe: every child's stop is known
             stops = list(ranks)
+        elif kind == "existence" and floor is not None and ranks[best] < floor:
+            pass  # no child shows the cue: none is worth a stop probe (the queue moves on elsewhere)
         else:
-            (stops[best],) = ctx.probe([kids[best].box], [[stop_prompt]])[0]
+            # The best child is popped next unless its stop probe fires, and its children are then ranked:
+            # ask that ranking in the same pass as the stop probe (one pass per level instead of two; the
+            # four probes are wasted only where the search stops)
+            ahead = self.ask_ahead(ctx, kids[best], cue, stop_prompt, rank_by_stop)
+            (stops[best],), *_ = ctx.probe(
+                [kids[best].box, *[b for b, _ in ahead]], [[stop_prompt], *[[q] for _, q in ahead]]
+            )
         pending: Expansion = []
         for i, (kid, rank, known) in enumerate(zip(kids, ranks, stops, strict=True)):
             # the best child's stop probe joins its rank, as ZoomEye's existence joins the latent probe
@@ -175,6 +267,17 @@ class Fast(TreeSearch):
             ctx.visit(cue, kid.box, kid.depth, known, priority=prio, **({kind: rank} if kind else {}))
             pending.append((prio, kid, known))
         return pending
+
+    @staticmethod
+    def _rank_prompt(ctx: SearchContext, depth: int, cue: str, stop_prompt: str, rank_by_stop: bool) -> str:
+        """The probe that ranks nodes at ``depth``: the cue's stop probe (``rank_by_stop``), existence from
+        the prompts' ``existence_from_depth``, latent above it."""
+        p = ctx.prompts
+        if rank_by_stop:
+            return stop_prompt
+        if p.existence_from_depth is not None and depth >= p.existence_from_depth:
+            return p.existence.format(o=cue)
+        return p.latent.format(o=cue)
 
     # ------------------------------------------------------------------ several cues
     def _already_shown(
@@ -204,22 +307,34 @@ class Fast(TreeSearch):
             node = next(k for k in kids if k.box[0] <= cx < k.box[2] and k.box[1] <= cy < k.box[3])
         return node
 
-    def _tighten(self, ctx: SearchContext, found: Found, fraction: float) -> Found:
-        """One relevance map of a cue's crop; the window (``tighten_crops`` of its side, at least the model's
-        input) holding most of the cue's attention.
+    def _tighten(self, ctx: SearchContext, found: list[Found], fraction: float) -> list[Found]:
+        """One relevance map of each cue's crop (all in one call); for each, the window (``tighten_crops`` of
+        its side, at least the model's input) holding most of the cue's attention.
 
         A cue's search stops at the first node where the cue is clearly visible, often a node several times
         the model's input. With two cues the answer sees the union of two such nodes, shrunk to the input,
-        and the smaller object can fall below what the model resolves: in a one-off check with the tiny VLM,
-        relation answers from unions where the smaller target is under 4 input pixels were at chance (0.52,
-        61 of 125 questions whose union held both targets; 0.90 above). The window keeps the union close to
-        the objects (docs/benchmarks/zoom.md, "no crop tightening" row).
+        and the smaller object can fall below what the model resolves. The window keeps the union close to
+        the objects (docs/benchmarks/zoom.md, "no crop tightening" row: relation accuracy without it).
         """
-        x0, y0, x1, y1 = found.box
-        side = max(x1 - x0, y1 - y0)
-        target = max(ctx.native_side, round(side * fraction))
-        if not found.cue or target >= side:
+        todo: list[tuple[int, int]] = []  # (index into found, window side)
+        for i, f in enumerate(found):
+            x0, y0, x1, y1 = f.box
+            side = max(x1 - x0, y1 - y0)
+            target = max(ctx.native_side, round(side * fraction))
+            if f.cue and target < side:
+                todo.append((i, target))
+        if not todo:
             return found
-        prompt = ctx.prompts.existence.format(o=found.cue)
-        box = ctx.attended_window(found.box, prompt, target, found.cue, -1)
-        return found if box is None else Found(box, found.confidence, found.cue)
+        boxes = ctx.attended_windows(
+            [found[i].box for i, _ in todo],
+            [ctx.prompts.existence.format(o=found[i].cue) for i, _ in todo],
+            [side for _, side in todo],
+            [found[i].cue for i, _ in todo],
+            -1,
+        )
+        if boxes is None:
+            return found
+        out = list(found)
+        for (i, _), box in zip(todo, boxes, strict=True):
+            out[i] = Found(box, found[i].confidence, found[i].cue)
+        return out
