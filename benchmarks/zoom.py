@@ -33,7 +33,7 @@ import torch
 from benchmarks import DEFAULT_WORLDS, parse_worlds, worlds_option, write_page
 from benchmarks.replay import ReplayStore, ReplayVLM, answering_code_sha256, weights_sha256
 from foveate.imaging.draw import save_trace
-from foveate.synthetic import PLAIN, World, box_holds, generate_scene
+from foveate.synthetic import PLAIN, World, generate_scene
 from foveate.tiny_vlm import TINY_VLM_PATH, model_label
 from foveate.vlm.base import VLM
 from foveate.vlm.families.foveate_tiny import FAMILY as TINY_FAMILY
@@ -177,9 +177,14 @@ def run(
         )
         cues = wording_cues(item.question)
         for name, agent in agents.items():
-            result = agent.run(image, item.question, item.options, cues=cues)
-            inside = [box_holds(result.answer_box, t) for t in item.targets]
-            rows[name].add(result, result.answer == item.answer, item.category, all(inside), any(inside))
+            result = agent.run(
+                image, item.question, item.options, cues=cues, truth=[t.box for t in item.targets]
+            )
+            seen = result.grounding
+            assert seen is not None  # given truth, the agent reports grounding
+            rows[name].add(
+                result, result.answer == item.answer, item.category, seen.holds_all, seen.holds_any
+            )
             if trace is not None and index == 0 and name == "zoomeye":
                 save_trace(image, result.visits, trace, result.answer_box)
         flush()

@@ -35,6 +35,8 @@ from foveate.graphs.services import Services
 from foveate.graphs.spec import WorkflowSpec
 from foveate.graphs.state import RunInput, RunOutput, model_choice
 from foveate.graphs.workflow import NodeEvent, Workflow, open_checkpointer
+from foveate.imaging.boxes import Box
+from foveate.imaging.grounding import Grounding, grounding
 from foveate.insights import extract_insights
 from foveate.memory import InsightMemory
 from foveate.settings import FoveateSettings, load_settings
@@ -65,6 +67,8 @@ class Answer(BaseModel):
     status: Literal["done", "waiting", "incomplete"] = "done"
     pending: dict[str, Any] | None = None
     crops: list[list[int]] = Field(default_factory=list)
+    answer_box: list[int] | None = None  # the crop the answer was given from (None: the whole image)
+    grounding: Grounding | None = None  # with ``truth_boxes``: whether that crop held the targets
     insights: list[dict[str, Any]] = Field(default_factory=list)
     trace: list[str] = Field(default_factory=list)  # "node: message", in order
     tokens: TokenUsage = Field(default_factory=TokenUsage)
@@ -89,6 +93,7 @@ class Answer(BaseModel):
             status=out.status,
             pending=out.pending,
             crops=out.crops,
+            answer_box=out.answer_box,
             insights=out.insights,
             trace=[f"{m.get('node', '')}: {m.get('text', '')}" for m in out.messages],
             tokens=out.usage,
@@ -222,11 +227,21 @@ class Agent:
         *,
         budget: TokenBudget | None = None,
         run_id: str | None = None,
+        truth_boxes: Sequence[Sequence[int]] | None = None,
     ) -> Answer:
-        """Answer one question (``options``: scored multiple choice; else free text)."""
+        """Answer one question (``options``: scored multiple choice; else free text).
+
+        ``truth_boxes``: where the objects the question is about really are (a benchmark's or your labelled
+        boxes, ``(x0, y0, x1, y1)`` in image pixels); the answer then says whether the crop it was given
+        from held them (``Answer.grounding``). The workflow never sees them."""
         started = time.perf_counter()
         out = self.workflow.run(self._input(question, image, options, budget), run_id=run_id)
-        return self._answer(out, started)
+        answer = self._answer(out, started)
+        if truth_boxes is not None:
+            box = answer.answer_box
+            crop = (box[0], box[1], box[2], box[3]) if box else None
+            answer = answer.model_copy(update={"grounding": grounding(crop, [_box(b) for b in truth_boxes])})
+        return answer
 
     def stream(
         self, question: str, image: Any = None, options: Sequence[str] | None = None, **kw: Any
@@ -341,3 +356,13 @@ class Agent:
             self.monitor.update(not (answered and chosen != truth))
         elif truth in options:
             self.monitor.update(truth in (state.get("prediction_set") or []))
+
+
+def _box(values: Sequence[int]) -> Box:
+    """A ground-truth box as four integers; ``ValueError`` naming it otherwise."""
+    if len(values) != 4:
+        raise ValueError(f"a truth box is (x0, y0, x1, y1), got {list(values)}")
+    x0, y0, x1, y1 = (int(v) for v in values)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"a truth box needs x0 < x1 and y0 < y1, got {list(values)}")
+    return (x0, y0, x1, y1)

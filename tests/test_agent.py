@@ -82,3 +82,27 @@ def test_aask_runs_questions_concurrently_with_shared_passes(tmp_path: Path, vlm
 def test_a_question_without_an_image_is_refused(vlm: TransformersVLM) -> None:
     with Agent(vlm, workflow="direct") as agent, pytest.raises(FoveateError, match="needs an image"):
         agent.ask("What is the color of the star?")
+
+
+def test_truth_boxes_say_whether_the_answer_crop_held_the_targets(vlm: TransformersVLM) -> None:
+    image, item = generate_scene(7, 0)
+    truth = [list(t.box) for t in item.targets]
+    far = (
+        [[0, 0, 4, 4]]
+        if item.targets[0].box[0] > 50
+        else [[image.width - 4, image.height - 4, image.width, image.height]]
+    )
+    with Agent(vlm, workflow="zoom") as agent:
+        plain = agent.ask(item.question, image=image, options=item.options)
+        seen = agent.ask(item.question, image=image, options=item.options, truth_boxes=truth)
+        elsewhere = agent.ask(item.question, image=image, options=item.options, truth_boxes=far)
+        with pytest.raises(ValueError, match="x0 < x1"):
+            agent.ask(item.question, image=image, options=item.options, truth_boxes=[[5, 5, 5, 9]])
+    assert plain.grounding is None and seen.answer_box is not None  # the search answered from a crop
+    assert seen.grounding is not None and seen.grounding.crop == tuple(seen.answer_box)
+    assert seen.grounding.holds_all == all(
+        seen.answer_box[0] <= (t.box[0] + t.box[2]) / 2 < seen.answer_box[2]
+        and seen.answer_box[1] <= (t.box[1] + t.box[3]) / 2 < seen.answer_box[3]
+        for t in item.targets
+    )
+    assert elsewhere.grounding is not None and not elsewhere.grounding.holds_any

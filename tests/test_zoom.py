@@ -482,3 +482,19 @@ def test_an_existence_floor_moves_on_from_children_that_do_not_show_the_cue() ->
     unfloored = _cue_agent(existence_floor=None).run(image, item.question, item.options, cues=lost)
     assert floored.forward_passes < unfloored.forward_passes
     assert floored.probes < unfloored.probes
+
+
+def test_truth_boxes_give_the_grounding_of_the_answer_crop() -> None:
+    image, item = generate_scene(5, 1)  # two targets
+    cues = wording_cues(item.question)
+    truth = [t.box for t in item.targets]
+    found = _agent("fast").run(image, item.question, item.options, cues=cues, truth=truth)
+    assert found.grounding is not None and found.grounding.crop == found.answer_box
+    assert found.grounding.holds_all and found.grounding.held == [True, True]
+    corner = (0, 0, 2, 2)
+    off = _agent("fast").run(image, item.question, item.options, cues=cues, truth=[corner, truth[0]])
+    assert off.answer_box is not None and off.grounding is not None
+    assert off.grounding.held == [_contains(off.answer_box, (1, 1)), True]
+    whole = _agent("direct").run(image, item.question, item.options, truth=[corner])
+    assert whole.answer_box is None and whole.grounding is not None and whole.grounding.holds_all
+    assert _agent("fast").run(image, item.question, item.options, cues=cues).grounding is None

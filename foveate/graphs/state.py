@@ -113,6 +113,7 @@ class RunOutput(BaseModel):
     abstain_reason: str = ""
     prediction_set: list[str] = Field(default_factory=list)
     crops: list[list[int]] = Field(default_factory=list)
+    answer_box: list[int] | None = None  # the crop the answer was given from (None: the whole image)
     insights: list[dict[str, Any]] = Field(default_factory=list)
     perception: list[str] = Field(default_factory=list)
     probes: int = 0
@@ -147,6 +148,7 @@ class RunOutput(BaseModel):
             abstain_reason=state.get("abstain_reason", ""),
             prediction_set=state.get("prediction_set") or [],
             crops=state.get("crops") or [],
+            answer_box=state.get("answer_box") or None,
             insights=state.get("insights") or [],
             perception=state.get("perception") or [],
             probes=int(state.get("probes") or 0),

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from foveate.imaging.grounding import holds_centre
 from foveate.synthetic.items import Box, SceneItem, SceneObject
 
 __all__ = ["box_holds", "crop_around", "objects_in_view", "random_crop", "union_box"]
@@ -88,7 +89,5 @@ def objects_in_view(item: SceneItem, view_box: Sequence[int], min_fraction: floa
 def box_holds(box: Sequence[int] | None, obj: SceneObject) -> bool:
     """Whether an answering crop shows ``obj``: its centre lies in ``box`` (``None``, the whole image, holds
     everything). "Right for the wrong reason" is a right answer from a crop that holds no target."""
-    if box is None:
-        return True
-    cx, cy = obj.center
-    return box[0] <= cx < box[2] and box[1] <= cy < box[3]
+    crop = None if box is None else (int(box[0]), int(box[1]), int(box[2]), int(box[3]))
+    return holds_centre(crop, obj.box)

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 from PIL import Image
 
+from foveate.imaging.boxes import Box
+from foveate.imaging.grounding import grounding
 from foveate.imaging.images import load_image
 from foveate.vlm.base import VLM
 from foveate.vlm.budget import TokenBudget, TokenLedger
@@ -68,6 +70,7 @@ class ZoomAgent:
         strategy: str | None = None,
         context: str | None = None,
         answer: bool = True,
+        truth: Sequence[Box] | None = None,
     ) -> ZoomResult:
         """Search (unless ``direct``) and answer. ``options``: score them; else generate free text.
 
@@ -76,6 +79,9 @@ class ZoomAgent:
         ``context``: text for the answering call only (a system message), e.g. recalled insights; the
         search's probes never see it, so that their confidences stay comparable across runs.
         ``answer=False``: search only (a workflow's reasoning node answers); ``answer`` comes back empty.
+        ``truth``: the ground-truth boxes of the objects the question is about, where known (a benchmark);
+        the result's ``grounding`` then says whether the crop answered from held them. The search never
+        sees them.
         """
         cfg = self.config
         chosen = self.strategies.get(strategy) if strategy is not None else self.strategy
@@ -117,6 +123,7 @@ class ZoomAgent:
             cues=cue_list,
             crops=crops,
             answer_box=answer_box,
+            grounding=grounding(answer_box, truth) if truth is not None else None,
             visits=meter.visits,
             probes=meter.probes,
             forward_passes=meter.passes + int(answer),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from foveate.imaging.boxes import Box
+from foveate.imaging.grounding import Grounding
 from foveate.vlm.budget import TokenBudget, TokenUsage
 from foveate.vlm.prompts import ZoomPrompts
 
@@ -100,6 +101,8 @@ class ZoomResult(BaseModel):
     """Where each cue's search ended (empty: the whole image)."""
     answer_box: Box | None = None
     """The crop the answer was given from."""
+    grounding: Grounding | None = None
+    """With ground-truth boxes (``ZoomAgent.run(truth=...)``): whether ``answer_box`` held the targets."""
     visits: list[Visit] = Field(default_factory=list)
     probes: int = 0
     forward_passes: int = 0
