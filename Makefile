@@ -30,7 +30,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check foveate tests benchmarks examples
 
 typecheck: setup
-	$(VENV)/bin/mypy foveate
+	$(VENV)/bin/mypy foveate benchmarks
 
 # the layering of docs/architecture.md (contracts in pyproject.toml)
 imports: setup
