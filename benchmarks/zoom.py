@@ -58,11 +58,12 @@ ABLATIONS: dict[str, ZoomConfig] = {
     "fast, latent probes only": ZoomConfig(
         strategy="fast",
         prompts=TINY_FAMILY.zoom.model_copy(
-            update={"existence_from_depth": None, "rank_cues_by_stop": False}
+            update={"existence_from_depth": None, "existence_below_side": None, "rank_cues_by_stop": False}
         ),
     ),
     "fast, ZoomEye's pop rule": ZoomConfig(
-        strategy="fast", prompts=TINY_FAMILY.zoom.model_copy(update={"max_pops": None})
+        strategy="fast",
+        prompts=TINY_FAMILY.zoom.model_copy(update={"max_pops": None, "pops_per_level": None}),
     ),
     # the tiny VLM's preset ranks children without a map (its attention is not localised); these rows
     # force one on: ViCrop's rel-att, and plain attention below the root's children

@@ -287,7 +287,9 @@ def _cue_agent(prompts: ZoomPrompts = PROMPTS, **kwargs: object) -> ZoomAgent:
 def test_a_later_cue_is_searched_near_the_earlier_one_first(index: int) -> None:
     image, item = generate_scene(5, index)
     cues = wording_cues(item.question)
-    latent_ranked = PROMPTS.model_copy(update={"rank_cues_by_stop": False, "max_pops": None})
+    latent_ranked = PROMPTS.model_copy(
+        update={"rank_cues_by_stop": False, "max_pops": None, "pops_per_level": None}
+    )
     near = _cue_agent(latent_ranked, local_levels=1).run(image, item.question, item.options, cues=cues)
     from_root = _cue_agent(latent_ranked, local_levels=None).run(
         image, item.question, item.options, cues=list(cues)
@@ -306,12 +308,12 @@ def test_a_later_cue_is_searched_near_the_earlier_one_first(index: int) -> None:
 def test_ranking_by_the_cue_stop_probe_gives_every_child_its_stop() -> None:
     image, item = generate_scene(5, 1)
     cues = wording_cues(item.question)
-    by_stop = _cue_agent(PROMPTS.model_copy(update={"rank_cues_by_stop": True, "max_pops": None})).run(
-        image, item.question, item.options, cues=cues
-    )
-    by_latent = _cue_agent(PROMPTS.model_copy(update={"rank_cues_by_stop": False, "max_pops": None})).run(
-        image, item.question, item.options, cues=cues
-    )
+    by_stop = _cue_agent(
+        PROMPTS.model_copy(update={"rank_cues_by_stop": True, "max_pops": None, "pops_per_level": None})
+    ).run(image, item.question, item.options, cues=cues)
+    by_latent = _cue_agent(
+        PROMPTS.model_copy(update={"rank_cues_by_stop": False, "max_pops": None, "pops_per_level": None})
+    ).run(image, item.question, item.options, cues=cues)
     children = [v for v in by_stop.visits if v.priority is not None]
     assert children and all(v.confidence is not None and v.latent is None for v in children)
     assert [v for v in by_latent.visits if v.latent is not None]
@@ -322,7 +324,14 @@ def test_ranking_by_the_cue_stop_probe_gives_every_child_its_stop() -> None:
 def test_existence_ranks_children_from_its_depth_on() -> None:
     image, item = generate_scene(5, 0)
     cues = wording_cues(item.question)
-    prompts = PROMPTS.model_copy(update={"existence_from_depth": 2, "max_pops": None})
+    prompts = PROMPTS.model_copy(
+        update={
+            "existence_from_depth": 2,
+            "existence_below_side": None,
+            "max_pops": None,
+            "pops_per_level": None,
+        }
+    )
     result = _cue_agent(prompts, first_level_side=None).run(image, item.question, item.options, cues=cues)
     children = [v for v in result.visits if v.priority is not None]
     assert {v.depth for v in children} >= {1, 2}
@@ -335,12 +344,14 @@ def test_a_pop_cap_from_the_preset_or_the_config_ends_a_lost_search(where: str) 
     image, item = generate_scene(5, 0)
     absent = next(c for c in COLORS if c not in {t.color for t in item.targets})
     lost = [f"{absent} square"]  # not in the scene: the search never stops on its own
-    prompts = PROMPTS.model_copy(update={"max_pops": 3 if where == "preset" else None})
+    prompts = PROMPTS.model_copy(
+        update={"max_pops": 3 if where == "preset" else None, "pops_per_level": None}
+    )
     # every level from the root's children, so that each expansion ranks exactly 4 nodes
     options: dict[str, object] = {"first_level_side": None}
     agent = _cue_agent(prompts, **options, **({"max_pops": 3} if where == "config" else {}))
     capped = agent.run(image, item.question, item.options, cues=lost)
-    free = _cue_agent(PROMPTS.model_copy(update={"max_pops": None}), **options).run(
+    free = _cue_agent(PROMPTS.model_copy(update={"max_pops": None, "pops_per_level": None}), **options).run(
         image, item.question, item.options, cues=lost
     )
 
@@ -498,3 +509,30 @@ def test_truth_boxes_give_the_grounding_of_the_answer_crop() -> None:
     whole = _agent("direct").run(image, item.question, item.options, truth=[corner])
     assert whole.answer_box is None and whole.grounding is not None and whole.grounding.holds_all
     assert _agent("fast").run(image, item.question, item.options, cues=cues).grounding is None
+
+
+def test_the_tiny_presets_rules_scale_with_the_image() -> None:
+    """Existence ranks views of at most two native sides and the pop cap grows with the tree: the same rule
+    gives depth 3 and 10 pops on a 2000 px image, and deeper levels and more pops on an 8000 px one."""
+    from foveate.vlm.budget import TokenLedger
+    from foveate.zoom.context import SearchContext
+    from foveate.zoom.meter import Meter
+    from foveate.zoom.strategies.fast import Fast
+
+    def context(side: int) -> SearchContext:
+        image = Image.new("RGB", (side, side))
+        config = ZoomConfig(strategy="fast", native_side=NATIVE)
+        return SearchContext(
+            seeing_oracle(), config, PROMPTS, NATIVE, image, Meter(None, None, TokenLedger())
+        )
+
+    def ranks_by_existence(ctx: SearchContext, depth: int) -> bool:
+        node = TreeNode(ctx.full, 0)
+        while node.depth < depth:
+            node = node.expand()[0]
+        return Fast._rank_prompt(ctx, node, "red square", "stop", False).startswith("Is there")
+
+    small, large = context(2000), context(8000)
+    assert [ranks_by_existence(small, d) for d in (2, 3)] == [False, True]
+    assert [ranks_by_existence(large, d) for d in (4, 5)] == [False, True]
+    assert Fast().pop_limit(small) == 10 and Fast().pop_limit(large) == 12

@@ -36,11 +36,13 @@ class ZoomPrompts(BaseModel):
       under a generic prompt) or the question's attention alone.
     - ``fast``'s one probe per child: the latent probe, or the existence probe for children at
       ``existence_from_depth`` or deeper (ZoomEye weighs existence more the deeper the node, and a model
-      may localise better by it); ``rank_cues_by_stop``: with several cues, the cue's own stop probe, so
+      may localise better by it), or, with ``existence_below_side``, for children whose longer side is at
+      most that many native sides (the same view scale on any image size); ``rank_cues_by_stop``: with
+      several cues, the cue's own stop probe, so
       that one probe per child both ranks it and says whether to stop there (worth it when the stop probe
       asks whether the cue is visible, as the tiny VLM's does). ``max_pops``: pops per cue search before
       ``fast`` answers from the best node so far (``None``: ZoomEye's rule; ``ZoomConfig.max_pops``
-      overrides).
+      overrides); ``pops_per_level``: instead, that many pops per level of the image's tree.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -72,6 +74,8 @@ class ZoomPrompts(BaseModel):
     relevance_from_depth: int = Field(default=0, ge=0)
     relevance_normalize: bool = True
     existence_from_depth: int | None = Field(default=None, ge=1)
+    existence_below_side: float | None = Field(default=None, gt=0.0)
     rank_cues_by_stop: bool = False
     max_pops: int | None = Field(default=None, ge=1)
+    pops_per_level: float | None = Field(default=None, gt=0.0)
     crop_enlarge: float = Field(default=1.2, ge=1.0, le=4.0)

@@ -33,13 +33,15 @@ FAMILY = replace(
         # Children are ranked by latent probes. Its plain attention localises below the root's children
         # (taught by ``foveate.tiny_vlm.train.focus_loss``) and rel-att hardly at all, and ranking by
         # either map cost more probes than latent probing (docs/benchmarks/zoom.md, "+ map" rows); its
-        # maps (attention_crop, crop tightening) are plain attention. Existence ranks from depth 3 and
-        # ranks relation cues ("latent probes only" row). The pop cap and these switches were chosen on
-        # the tuning seeds 7 and 8 (benchmarks/zoom.py, TUNING_SEEDS); the page reports other seeds.
+        # maps (attention_crop, crop tightening) are plain attention. Existence ranks views of at most two
+        # native sides (256 px: depth 3 of a 2000 px image, depth 5 of an 8000 px one) and ranks relation
+        # cues ("latent probes only" row); a search gets 2.5 pops per tree level (10 on a 2000 px image).
+        # Both are scale rules, chosen on the tuning seeds 7 and 8 (benchmarks/zoom.py, TUNING_SEEDS) in
+        # place of constants tuned on 2000 px scenes; the page reports other seeds and sizes.
         relevance=False,
         relevance_normalize=False,
-        existence_from_depth=3,
+        existence_below_side=2.0,
         rank_cues_by_stop=True,
-        max_pops=10,
+        pops_per_level=2.5,
     ),
 )

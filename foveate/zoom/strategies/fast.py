@@ -34,7 +34,7 @@ from foveate.imaging.boxes import Box, map_mass
 from foveate.zoom.config import ZoomConfig
 from foveate.zoom.context import Found, SearchContext, region_box
 from foveate.zoom.search import Expansion, TreeSearch, priority
-from foveate.zoom.tree import TreeNode
+from foveate.zoom.tree import TreeNode, tree_depth
 
 __all__ = ["Fast", "first_level"]
 
@@ -94,7 +94,17 @@ class Fast(TreeSearch):
         return measured
 
     def pop_limit(self, ctx: SearchContext) -> int | None:
-        return ctx.config.max_pops if ctx.config.max_pops is not None else ctx.prompts.max_pops
+        """The config's ``max_pops``, else the prompts' ``max_pops``, else their ``pops_per_level`` times the
+        tree's depth (a deeper tree is given more pops); None: ZoomEye's rule alone."""
+        cfg, p = ctx.config, ctx.prompts
+        if cfg.max_pops is not None:
+            return cfg.max_pops
+        if p.max_pops is not None:
+            return p.max_pops
+        if p.pops_per_level is not None:
+            depth = tree_depth(ctx.image.width, ctx.image.height, ctx.native_side, cfg.max_depth)
+            return max(1, round(p.pops_per_level * max(1, depth)))
+        return None
 
     def search_cue(
         self, ctx: SearchContext, cue: str, stop_prompt: str, found: list[Found], rank_by_stop: bool
@@ -155,7 +165,7 @@ class Fast(TreeSearch):
         if not cfg.ask_ahead or node.is_leaf(ctx.native_side, cfg.max_depth) or self._uses_map(ctx, node):
             return []
         kids = self._kids(ctx, node)
-        prompt = self._rank_prompt(ctx, kids[0].depth, cue, stop_prompt, rank_by_stop) if kids else ""
+        prompt = self._rank_prompt(ctx, kids[0], cue, stop_prompt, rank_by_stop) if kids else ""
         return [(kid.box, prompt) for kid in kids]
 
     @staticmethod
@@ -241,7 +251,7 @@ class Fast(TreeSearch):
         ranking probe is the stop probe itself."""
         p = ctx.prompts
         latent, existence = p.latent.format(o=cue), p.existence.format(o=cue)
-        rank_prompt = self._rank_prompt(ctx, kids[0].depth, cue, stop_prompt, rank_by_stop)
+        rank_prompt = self._rank_prompt(ctx, kids[0], cue, stop_prompt, rank_by_stop)
         kind = {latent: "latent", existence: "existence"}.get(rank_prompt)  # the Visit field it fills
         ranks = [s[0] for s in ctx.probe([k.box for k in kids], [[rank_prompt]] * len(kids))]
         best = int(np.argmax(ranks))
@@ -269,15 +279,21 @@ class Fast(TreeSearch):
         return pending
 
     @staticmethod
-    def _rank_prompt(ctx: SearchContext, depth: int, cue: str, stop_prompt: str, rank_by_stop: bool) -> str:
-        """The probe that ranks nodes at ``depth``: the cue's stop probe (``rank_by_stop``), existence from
-        the prompts' ``existence_from_depth``, latent above it."""
+    def _rank_prompt(
+        ctx: SearchContext, node: TreeNode, cue: str, stop_prompt: str, rank_by_stop: bool
+    ) -> str:
+        """The probe that ranks nodes like ``node``: the cue's stop probe (``rank_by_stop``), existence for
+        nodes at most ``existence_below_side`` native sides (else from ``existence_from_depth``), latent
+        for larger ones."""
         p = ctx.prompts
         if rank_by_stop:
             return stop_prompt
-        if p.existence_from_depth is not None and depth >= p.existence_from_depth:
-            return p.existence.format(o=cue)
-        return p.latent.format(o=cue)
+        if p.existence_below_side is not None:
+            x0, y0, x1, y1 = node.box
+            small = max(x1 - x0, y1 - y0) <= p.existence_below_side * ctx.native_side
+        else:
+            small = p.existence_from_depth is not None and node.depth >= p.existence_from_depth
+        return p.existence.format(o=cue) if small else p.latent.format(o=cue)
 
     # ------------------------------------------------------------------ several cues
     def _already_shown(
