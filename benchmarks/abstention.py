@@ -25,6 +25,7 @@ import numpy.typing as npt
 import torch
 
 from benchmarks import DEFAULT_WORLDS, parse_worlds, worlds_option, write_page
+from benchmarks.zoom import EVAL_SEEDS, TUNING_SEEDS
 from foveate.conformal import (
     ScoreConfig,
     auroc,
@@ -338,8 +339,10 @@ def main(argv: list[str] | None = None) -> None:
         "# Calibrated abstention on held-out synthetic scenes",
         "",
         f"Produced by `{command}` with `{model_label(args.model)}` on CPU ({platform.machine()}, "
-        f"{args.threads} threads). {args.n} scenes with seed {args.seed} (the zoom page uses 7, training "
-        f"1000, 1001 and 2000) in each world: {', '.join(names)} (the same targets and questions; the "
+        f"{args.threads} threads). {args.n} scenes with seed {args.seed} (zoom search was tuned on seeds "
+        f"{' and '.join(map(str, TUNING_SEEDS))} and its page evaluates {', '.join(map(str, EVAL_SEEDS))}; "
+        "training used 1000, 1001 and 2000) in each world: "
+        f"{', '.join(names)} (the same targets and questions; the "
         "harder world adds saturated distractors and photograph or texture backgrounds). Scoring both modes "
         f"took {collect_s:.0f} s ({collect_s / scenes:.2f} s per scene and world), "
         f"the statistics {time.perf_counter() - stats_start:.1f} s.",

@@ -2,7 +2,8 @@
 
 For each workflow (``direct``, ``zoom``, ``full``): a conformal-risk-control threshold is calibrated on
 held-out scenes (seed 17) from the workflow's own answers, then the workflow runs on the test scenes
-(seed 7) with that abstention gate. ``full`` starts with an empty insight memory and fills it as it
+(seed 21, the zoom page's first evaluation seed: zoom search was tuned on 7 and 8) with that abstention
+gate. ``full`` starts with an empty insight memory and fills it as it
 goes (each run's outcome is known from the ground truth). Then throughput: 32 questions answered one at
 a time versus all at once (``Workflow.batch``), with and without coalescing their probes
 (``CoalescingVLM``). Accuracy and calibration run in each world of ``--worlds`` (calibration scenes of
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=300, help="test scenes (seed --seed)")
     parser.add_argument("--n-cal", type=int, default=100, help="calibration scenes (seed --cal-seed)")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=21, help="test scenes (not a zoom tuning seed: 7, 8)")
     parser.add_argument("--cal-seed", type=int, default=17)
     parser.add_argument("--worlds", default=DEFAULT_WORLDS, help="comma-separated worlds (plain, hard)")
     parser.add_argument("--alpha", type=float, default=0.2, help="CRC: P(answered and wrong) <= alpha")
