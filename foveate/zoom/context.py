@@ -90,6 +90,12 @@ class SearchContext:
                 self.answered.update({(box, q): c for q, c in zip(qs, confs, strict=True)})
         return [[self.answered[(box, q)] for q in qs] for box, qs in zip(boxes, questions, strict=True)]
 
+    def probe_ahead(self, box: Box, prompt: str, ahead: Sequence[tuple[Box, str]]) -> float:
+        """One probe's confidence, with ``ahead``'s ``(box, prompt)`` probes asked in the same pass (their
+        answers wait in ``answered`` for whoever asks them next)."""
+        (conf,), *_ = self.probe([box, *[b for b, _ in ahead]], [[prompt], *[[q] for _, q in ahead]])
+        return conf
+
     def _probe(self, boxes: Sequence[Box], questions: Sequence[Sequence[str]]) -> list[list[float]]:
         cfg = self.config
         n = sum(len(q) for q in questions)

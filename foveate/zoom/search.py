@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Protocol, runtime_checkable
 
+from foveate.imaging.boxes import Box
 from foveate.zoom.context import Found, SearchContext
 from foveate.zoom.tree import TreeNode, tree_depth
 
@@ -109,7 +110,7 @@ class TreeSearch:
 
     def ask_ahead(
         self, ctx: SearchContext, node: TreeNode, cue: str, stop_prompt: str, rank_by_stop: bool
-    ) -> list[tuple[tuple[int, int, int, int], str]]:
+    ) -> list[tuple[Box, str]]:
         """Probes to ask in the same pass as a popped node's stop probe, ``(box, prompt)`` each; their answers
         wait in ``ctx.answered`` for ``expand``. By default none."""
         return []
@@ -180,9 +181,7 @@ class TreeSearch:
                 conf = known[node.box]
             else:
                 ahead = self.ask_ahead(ctx, node, cue, stop_prompt, rank_by_stop)
-                (conf,), *_ = ctx.probe(
-                    [node.box, *[b for b, _ in ahead]], [[stop_prompt], *[[q] for _, q in ahead]]
-                )
+                conf = ctx.probe_ahead(node.box, stop_prompt, ahead)
                 known[node.box] = conf
                 ctx.visit(cue, node.box, node.depth, conf)
                 seen(node, conf)

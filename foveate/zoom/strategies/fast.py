@@ -77,7 +77,7 @@ class Fast(TreeSearch):
             return []
         below = root.depth > 0
         ahead = self.ask_ahead(ctx, root, cue, stop_prompt, rank_by_stop) if below else []
-        (conf,), *_ = ctx.probe([root.box, *[b for b, _ in ahead]], [[stop_prompt], *[[q] for _, q in ahead]])
+        conf = ctx.probe_ahead(root.box, stop_prompt, ahead)
         ctx.visit(cue, root.box, root.depth, conf)
         measured = [(root, conf)]
         if (
@@ -145,10 +145,9 @@ class Fast(TreeSearch):
         ``ZoomPrompts``: latent, existence, or the cue's stop probe) and the best of them the stop probe: at
         most 5 probes where ZoomEye spends 9 per pop.
         """
-        cfg, p = ctx.config, ctx.prompts
+        p = ctx.prompts
         kids = self._kids(ctx, node)
-        wanted = p.relevance if cfg.relevance is None else cfg.relevance
-        if wanted and len(kids) > cfg.top_children and node.depth >= p.relevance_from_depth:
+        if self._uses_map(ctx, node, kids):
             rel = ctx.relevance(ctx.view(node.box), p.latent.format(o=cue))
             if rel is not None:
                 view = region_box(node.box, rel.region)
@@ -161,11 +160,12 @@ class Fast(TreeSearch):
     ) -> list[tuple[Box, str]]:
         """With ``ask_ahead``: a popped node's children are ranked in its stop probe's pass (wasted only when
         the stop probe fires), unless a relevance map ranks them."""
-        cfg = ctx.config
-        if not cfg.ask_ahead or node.is_leaf(ctx.native_side, cfg.max_depth) or self._uses_map(ctx, node):
+        if not ctx.config.ask_ahead:
             return []
         kids = self._kids(ctx, node)
-        prompt = self._rank_prompt(ctx, kids[0], cue, stop_prompt, rank_by_stop) if kids else ""
+        if not kids or self._uses_map(ctx, node, kids):
+            return []
+        prompt = self._rank_prompt(ctx, kids[0], cue, stop_prompt, rank_by_stop)
         return [(kid.box, prompt) for kid in kids]
 
     @staticmethod
@@ -188,14 +188,14 @@ class Fast(TreeSearch):
         return kids
 
     @staticmethod
-    def _uses_map(ctx: SearchContext, node: TreeNode) -> bool:
-        """Whether ``expand`` would rank this node's children by a relevance map."""
+    def _uses_map(ctx: SearchContext, node: TreeNode, kids: list[TreeNode]) -> bool:
+        """Whether ``node``'s ``kids`` are ranked by a relevance map (wanted, readable, worth it)."""
         cfg, p = ctx.config, ctx.prompts
         wanted = p.relevance if cfg.relevance is None else cfg.relevance
         return (
             bool(wanted)
             and ctx.vlm.profile.relevance_maps
-            and len(Fast._kids(ctx, node)) > cfg.top_children
+            and len(kids) > cfg.top_children
             and node.depth >= p.relevance_from_depth
         )
 
@@ -266,9 +266,7 @@ class Fast(TreeSearch):
             # ask that ranking in the same pass as the stop probe (one pass per level instead of two; the
             # four probes are wasted only where the search stops)
             ahead = self.ask_ahead(ctx, kids[best], cue, stop_prompt, rank_by_stop)
-            (stops[best],), *_ = ctx.probe(
-                [kids[best].box, *[b for b, _ in ahead]], [[stop_prompt], *[[q] for _, q in ahead]]
-            )
+            stops[best] = ctx.probe_ahead(kids[best].box, stop_prompt, ahead)
         pending: Expansion = []
         for i, (kid, rank, known) in enumerate(zip(kids, ranks, stops, strict=True)):
             # the best child's stop probe joins its rank, as ZoomEye's existence joins the latent probe
