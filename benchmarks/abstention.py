@@ -13,7 +13,6 @@ An abstention is never counted as a correct answer.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import platform
 import sys
 import time
@@ -24,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from benchmarks import DEFAULT_WORLDS, parse_worlds, worlds_option, write_page
+from benchmarks import DEFAULT_WORLDS, parse_worlds, sources_sha256, weights_sha256, worlds_option, write_page
 from benchmarks.zoom import EVAL_SEEDS, TUNING_SEEDS
 from foveate.conformal import (
     ScoreConfig,
@@ -217,35 +216,13 @@ def mode_section(
     return [*lines, ""]
 
 
-def weights_sha256(model: Path) -> str:
-    """The sha256 of the model folder's ``model.safetensors`` (which weights a cache was made by)."""
-    path = model / "model.safetensors"
-    if not path.is_file():
-        raise SystemExit(f"--cache needs {path} to tell which weights made the cache; it is missing")
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def code_sha256() -> str:
     """The sha256 of the code that scores: this file and the zoom, VLM, imaging and synthetic-scene packages.
 
     A cache made by other code (a changed search, prompt or scene) is refused like one made by other
     weights; the statistics below ``collect`` may change freely, but they live in this file too, so any
     edit here asks for a rescore (safe, if slow)."""
-    import foveate
-
-    root = Path(foveate.__file__).parent
-    files = [Path(__file__)]
-    for package in ("zoom", "vlm", "imaging", "synthetic"):
-        files += sorted((root / package).rglob("*.py"))
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return sources_sha256([Path(__file__)], ("zoom", "vlm", "imaging", "synthetic"))
 
 
 def load_cache(cache: Path, args: argparse.Namespace, worlds: list[str], weights: str) -> tuple[Data, float]:

@@ -36,39 +36,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks import sources_sha256
 from foveate.vlm.base import VLM, BaseVLM
 from foveate.vlm.budget import TokenLedger, TokenUsage
 from foveate.vlm.types import ImagePart, RelevanceMap, ScoreResult, VLMRequest, VLMResult, YesNoResult
 
-__all__ = ["ReplayStore", "ReplayVLM", "answering_code_sha256", "weights_sha256"]
-
-
-def weights_sha256(model: Path) -> str:
-    """The sha256 of the model folder's ``model.safetensors`` (which weights made a cache)."""
-    path = model / "model.safetensors"
-    if not path.is_file():
-        raise SystemExit(f"a cache needs {path} to tell which weights made it; it is missing")
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+__all__ = ["ReplayStore", "ReplayVLM", "answering_code_sha256"]
 
 
 def answering_code_sha256() -> str:
     """The sha256 of the code between a view and the model's answer: ``foveate.vlm``, ``foveate.tiny_vlm``
     and this file. (Search code is not in it: a changed search asks other questions, which miss.)"""
-    import foveate
-
-    root = Path(foveate.__file__).parent
-    files = [Path(__file__)]
-    for package in ("vlm", "tiny_vlm"):
-        files += sorted((root / package).rglob("*.py"))
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.relative_to(path.parents[1]).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return sources_sha256([Path(__file__)], ("vlm", "tiny_vlm"))
 
 
 def view_digest(image: Image.Image) -> str:

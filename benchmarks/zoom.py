@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import DEFAULT_WORLDS, parse_worlds, worlds_option, write_page
-from benchmarks.replay import ReplayStore, ReplayVLM, answering_code_sha256, weights_sha256
+from benchmarks import DEFAULT_WORLDS, parse_worlds, weights_sha256, worlds_option, write_page
+from benchmarks.replay import ReplayStore, ReplayVLM, answering_code_sha256
 from foveate.imaging.draw import save_trace
 from foveate.synthetic import PLAIN, World, generate_scene
 from foveate.tiny_vlm import TINY_VLM_PATH, model_label
