@@ -3,20 +3,26 @@
 `transformers serve` implements the chat-completions API (images as data URLs included)
 but ignores `logprobs`, so it proves the generate path end to end and that a server
 without log-probabilities gets a clear error. The log-probability path runs against vLLM
-in `make test-serving`.
+in `make test-serving`. Generated tokens' log-probabilities (``VLMResult.token_logprobs``) are also read
+from a fake server in this file, which answers with canned replies and records what it was sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -78,6 +84,8 @@ def test_generate_equals_local_model(server: str, tiny_model_dirs: dict[str, Pat
         got = remote.generate(req, ledger)
         want = local.generate(req)
         assert got.text == want.text  # same weights, same processor, greedy: same answer
+        assert got.token_logprobs is None and got.confidence is None  # this server returns none
+        assert want.token_logprobs is not None
         assert got.usage.generated_tokens == want.usage.generated_tokens
         assert got.usage.prompt_tokens > 0 and ledger.spent.total == got.usage.total
 
@@ -149,3 +157,144 @@ def test_async_calls_work_across_event_loops(server: str, tiny_model_dirs: dict[
     first = asyncio.run(remote.agenerate(req))
     second = asyncio.run(remote.agenerate(req))
     assert first.text == second.text
+
+
+# ---------------------------------------------------------------------------- a fake server, for logprobs
+class _FakeServer(ThreadingHTTPServer):
+    """A chat-completions server answering every request with ``text``, ``token_logprobs`` when asked for
+    them (None: no ``logprobs`` field at all) and fixed usage; ``refuse_logprobs``: HTTP 400 naming the
+    field to any request asking for it, as some servers do. ``bodies`` records what each request sent."""
+
+    def __init__(
+        self, text: str, token_logprobs: list[float] | None, *, refuse_logprobs: bool = False
+    ) -> None:
+        super().__init__(("127.0.0.1", 0), _FakeHandler)
+        self.text, self.token_logprobs, self.refuse_logprobs = text, token_logprobs, refuse_logprobs
+        self.bodies: list[dict[str, Any]] = []
+        self.usage = {"prompt_tokens": 40, "completion_tokens": 4, "total_tokens": 44}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def reply(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if self.refuse_logprobs and "logprobs" in body:
+            return 400, {"error": {"message": "logprobs is not supported with this model", "type": "invalid"}}
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": self.text},
+            "finish_reason": "stop",
+        }
+        if self.token_logprobs is not None and body.get("logprobs"):
+            entries = [
+                {"token": f"t{i}", "logprob": lp, "bytes": None, "top_logprobs": []}
+                for i, lp in enumerate(self.token_logprobs)
+            ]
+            choice["logprobs"] = {"content": entries}
+        reply = {"id": "fake", "object": "chat.completion", "created": 0, "model": body["model"]}
+        return 200, {**reply, "choices": [choice], "usage": self.usage}
+
+
+class _FakeHandler(BaseHTTPRequestHandler):
+    server: _FakeServer
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.bodies.append(body)
+        status, reply = self.server.reply(body)
+        data = json.dumps(reply).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _serving(fake: _FakeServer) -> Iterator[_FakeServer]:
+    thread = threading.Thread(target=fake.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        fake.shutdown()
+        fake.server_close()
+        thread.join(timeout=10)
+
+
+LOGPROBS = [-0.1, -0.7, -0.05, -0.002]
+
+
+@pytest.fixture
+def with_logprobs() -> Iterator[_FakeServer]:
+    yield from _serving(_FakeServer("a red square", LOGPROBS))
+
+
+@pytest.fixture
+def without_logprobs() -> Iterator[_FakeServer]:
+    yield from _serving(_FakeServer("a red square", None))
+
+
+@pytest.fixture
+def refusing_logprobs() -> Iterator[_FakeServer]:
+    yield from _serving(_FakeServer("a red square", LOGPROBS, refuse_logprobs=True))
+
+
+def test_generate_reads_each_tokens_logprob(with_logprobs: _FakeServer) -> None:
+    """``generate`` asks for ``logprobs`` (and no alternatives) and returns them; the ledger holds and is
+    charged as before: the server's reported usage."""
+    remote = OpenAIVLM(with_logprobs.url, model="fake", max_retries=0)
+    req = VLMRequest.from_prompt("What is in the picture?", [PICTURE], max_new_tokens=6, stop=["."])
+    ledger = TokenLedger(TokenBudget(max_total_tokens=10_000))
+    results = [remote.generate(req, ledger), asyncio.run(remote.agenerate(req, ledger))]
+    for body in with_logprobs.bodies:
+        assert body["logprobs"] is True and "top_logprobs" not in body
+        assert body["max_tokens"] == 6 and body["stop"] == ["."]
+    for result in results:
+        assert result.text == "a red square" and result.token_logprobs == LOGPROBS
+        assert result.confidence == pytest.approx(math.exp(sum(LOGPROBS) / len(LOGPROBS)))
+        assert result.usage.generated_tokens == 4 and result.usage.prompt_tokens == 40
+    assert ledger.calls == 2 and ledger.spent.total == sum(r.usage.total for r in results)
+    check = next(c for c in contract_checks(logprobs=False) if c.name == "generated_logprobs_are_logprobs")
+    check.run(remote, ContractInputs())
+
+
+def test_a_server_without_logprobs_still_generates(without_logprobs: _FakeServer) -> None:
+    remote = OpenAIVLM(without_logprobs.url, model="fake", max_retries=0)
+    req = VLMRequest.from_prompt("What is in the picture?", [PICTURE])
+    for result in (remote.generate(req), asyncio.run(remote.agenerate(req))):
+        assert result.text == "a red square" and result.usage.generated_tokens == 4
+        assert result.token_logprobs is None and result.confidence is None
+    assert all(body["logprobs"] is True for body in without_logprobs.bodies)
+
+
+def test_a_server_refusing_logprobs_is_asked_again_without(refusing_logprobs: _FakeServer) -> None:
+    """A server that rejects the ``logprobs`` field (HTTP 400 naming it) gets the request again without it,
+    within the same hold on the ledger, and is not asked for them again."""
+    remote = OpenAIVLM(refusing_logprobs.url, model="fake", max_retries=0)
+    req = VLMRequest.from_prompt("What is in the picture?", [PICTURE])
+    ledger = TokenLedger(TokenBudget(max_total_tokens=10_000))
+    first = remote.generate(req, ledger)
+    assert first.text == "a red square" and first.token_logprobs is None
+    assert ["logprobs" in b for b in refusing_logprobs.bodies] == [True, False]
+    again = asyncio.run(remote.agenerate(req, ledger))
+    assert again.text == "a red square" and ["logprobs" in b for b in refusing_logprobs.bodies] == [
+        True,
+        False,
+        False,
+    ]
+    assert ledger.calls == 2 and ledger.spent.total == first.usage.total + again.usage.total
+    with pytest.raises(LogprobsUnavailableError):
+        remote.yes_probability(req)  # a probe cannot do without them: refused, never guessed
+
+
+def test_other_http_errors_still_fail_generation(refusing_logprobs: _FakeServer) -> None:
+    """Only a refusal that names ``logprobs`` is retried: the server's 400 is kept as the error otherwise."""
+    refusing_logprobs.refuse_logprobs = False
+    refusing_logprobs.reply = lambda body: (400, {"error": {"message": "context too long"}})  # type: ignore[method-assign]
+    remote = OpenAIVLM(refusing_logprobs.url, model="fake", max_retries=0)
+    with pytest.raises(BackendError, match="context too long"):
+        remote.generate(VLMRequest.from_prompt("hi", [PICTURE]))
+    assert len(refusing_logprobs.bodies) == 1

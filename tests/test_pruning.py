@@ -135,6 +135,9 @@ def test_keep_one_generate_matches_transformers_generate(random_llava: Transform
     plain = random_llava.generate(req, TokenLedger())
     pruned = random_llava.generate(req, _ledger(method, layer=1))
     assert pruned.text == plain.text and pruned.usage == plain.usage
+    # the pruner's own loop reads the same token log-probabilities as transformers' generate
+    assert plain.token_logprobs is not None and len(plain.token_logprobs) == plain.usage.generated_tokens
+    assert pruned.token_logprobs == pytest.approx(plain.token_logprobs, abs=1e-4)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -393,6 +396,7 @@ def test_qwen2vl_keep_one_generate_matches_transformers_generate(sharp_qwen2vl: 
         pruned = sharp_qwen2vl.generate(req, _ledger("fastv", layer=1))
         assert plain.usage.generated_tokens == 8
         assert pruned.text == plain.text and pruned.usage == plain.usage
+        assert pruned.token_logprobs == pytest.approx(plain.token_logprobs, abs=1e-4)
 
 
 @pytest.mark.parametrize("keep", [0.25, 0.5])
@@ -451,8 +455,10 @@ def test_qwen2vl_pruned_generate_continues_unpruned_positions(sharp_qwen2vl: Tra
     vlm = sharp_qwen2vl
     req = VLMRequest.from_prompt("Describe the image.", [PICTURES[1]], max_new_tokens=6)
     enc = vlm.encode([vlm.render(req)], [req.images], "left")
-    tokens, state = vlm.pruner.generate(enc.inputs, PruneSpec("fastv", 0.25, 1), max_new_tokens=6, eos=set())
-    assert len(tokens) == 6
+    tokens, logprobs, state = vlm.pruner.generate(
+        enc.inputs, PruneSpec("fastv", 0.25, 1), max_new_tokens=6, eos=set()
+    )
+    assert len(tokens) == len(logprobs) == 6
     length = enc.lengths[0]
     extra = torch.tensor([tokens[:-1]])
     inputs = dict(enc.inputs)
@@ -464,6 +470,9 @@ def test_qwen2vl_pruned_generate_continues_unpruned_positions(sharp_qwen2vl: Tra
     kept[state.columns[0][state.valid[0]]] = True
     reference = _stock_qwen_tail(vlm, inputs, kept, 1)
     assert reference[length - 1 :].argmax(dim=-1).tolist() == tokens
+    # each token's log-probability is the pruned model's own, at that token
+    want = torch.log_softmax(reference[length - 1 :], dim=-1).gather(-1, torch.tensor(tokens)[:, None])
+    assert logprobs == pytest.approx(want.squeeze(-1).tolist(), abs=1e-4)
 
 
 def test_qwen2vl_pruning_composes_with_batching(random_qwen2vl: TransformersVLM) -> None:

@@ -7,6 +7,7 @@ a forward hook on the real model.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,9 @@ import pytest
 import torch
 
 from foveate.errors import BudgetExceeded, ModelLoadError
+from foveate.synthetic import generate_scene
 from foveate.testing.tiny_models import TINY_ARCHITECTURES
+from foveate.tiny_vlm import TINY_VLM_PATH, tiny_vlm_available
 from foveate.vlm import TokenBudget, TokenLedger, TransformersVLM, VLMRequest
 from foveate.vlm.transformers_vlm.relevance import GENERIC_PROMPT
 
@@ -64,6 +67,123 @@ def test_generate_matches_transformers_greedy(vlm: TransformersVLM) -> None:
     req = VLMRequest.from_prompt("What is the color of the circle?", [PICTURE], max_new_tokens=5)
     ids = _greedy_ids(vlm, req, 5)
     assert vlm.generate(req).text == vlm.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+def _until_eos(vlm: TransformersVLM, ids: list[int]) -> list[int]:
+    """The tokens up to and including the first end-of-sequence one."""
+    ends = [i for i, t in enumerate(ids) if t in vlm.eos_ids]
+    return ids[: ends[0] + 1] if ends else ids
+
+
+def _forward_logprobs(
+    vlm: TransformersVLM, req: VLMRequest, tokens: list[int], temperature: float = 1.0
+) -> list[float]:
+    """log p(token i | prompt, tokens before i) for each of ``tokens``, from one plain forward pass of the
+    prompt followed by the tokens (transformers itself, outside our backend); ``temperature`` scales the
+    logits first (what a sampler draws from, not the model's own probability)."""
+    enc = vlm.processor(text=[vlm.render(req)], images=[req.images], return_tensors="pt")
+    n = enc["input_ids"].shape[1]
+    extra = torch.tensor([tokens])
+    inputs = dict(enc)
+    inputs["input_ids"] = torch.cat([enc["input_ids"], extra], dim=1)
+    inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+    if "mm_token_type_ids" in enc:  # Qwen2-VL: generated tokens are text
+        inputs["mm_token_type_ids"] = torch.cat([enc["mm_token_type_ids"], torch.zeros_like(extra)], dim=1)
+    with torch.no_grad():
+        logits = vlm.model(**inputs, use_cache=False).logits[0, n - 1 : -1].float() / temperature
+    picked = torch.log_softmax(logits, dim=-1).gather(-1, extra[0].unsqueeze(-1))
+    return [float(lp) for lp in picked.squeeze(-1)]
+
+
+def test_generate_token_logprobs_are_the_models_own(vlm: TransformersVLM) -> None:
+    """One log-probability per kept token, each what a plain forward pass of the prompt and the tokens
+    transformers' greedy decoder chose gives that token; ``confidence`` is exp of their mean."""
+    req = VLMRequest.from_prompt("What is the color of the circle?", [PICTURE], max_new_tokens=5)
+    kept = _until_eos(vlm, _greedy_ids(vlm, req, 5))
+    result = vlm.generate(req)
+    assert result.token_logprobs is not None
+    assert len(result.token_logprobs) == len(kept) == result.usage.generated_tokens
+    assert all(lp <= 0 for lp in result.token_logprobs)
+    want = _forward_logprobs(vlm, req, kept)
+    assert result.token_logprobs == pytest.approx(want, abs=1e-4)
+    assert result.confidence == pytest.approx(math.exp(sum(want) / len(want)), rel=1e-4)
+
+
+def test_sampled_token_logprobs_are_the_models_not_the_samplers(vlm: TransformersVLM) -> None:
+    """Sampling at temperature 1.7: the log-probabilities are of the tokens drawn (the same draw as
+    transformers' sampler from the same seed), under the model's raw logits, not the temperature-scaled
+    distribution they were drawn from."""
+    req = VLMRequest.from_prompt("Describe the image.", [PICTURE], max_new_tokens=5, temperature=1.7, seed=5)
+    enc = vlm.processor(text=[vlm.render(req)], images=[req.images], return_tensors="pt")
+    torch.manual_seed(5)
+    out = vlm.model.generate(
+        **enc,
+        max_new_tokens=5,
+        do_sample=True,
+        temperature=1.7,
+        top_p=1.0,
+        pad_token_id=vlm.tokenizer.pad_token_id,
+    )
+    drawn = _until_eos(vlm, [int(t) for t in out[0, enc["input_ids"].shape[1] :]])
+    result = vlm.generate(req)
+    words = [t for t in drawn if t not in vlm.eos_ids]
+    assert result.text == vlm.tokenizer.decode(words, skip_special_tokens=True).strip()  # the same draw
+    assert result.token_logprobs == pytest.approx(_forward_logprobs(vlm, req, drawn), abs=1e-4)
+    assert result.token_logprobs != pytest.approx(_forward_logprobs(vlm, req, drawn, 1.7), abs=1e-4)
+
+
+def test_a_stop_string_keeps_the_logprobs_of_the_tokens_its_text_needs(vlm: TransformersVLM) -> None:
+    """Text cut at a stop string keeps the log-probabilities of the tokens the remaining text is made of."""
+    req = VLMRequest.from_prompt("Describe the image.", [PICTURE], max_new_tokens=5)
+    full = vlm.generate(req)
+    assert full.token_logprobs is not None
+    words = [t for t in _until_eos(vlm, _greedy_ids(vlm, req, 5)) if t not in vlm.eos_ids]
+    whole = vlm.tokenizer.decode(words, skip_special_tokens=True)
+    texts = [vlm.tokenizer.decode(words[:k], skip_special_tokens=True) for k in range(len(words) + 1)]
+    # the first split after token k >= 2 that token k's text ends, with the rest occurring only there
+    k = next(
+        k
+        for k in range(2, len(words))
+        if len(texts[k - 1]) < len(texts[k]) < len(whole)
+        and whole.startswith(texts[k])
+        and whole.find(whole[len(texts[k]) :]) == len(texts[k])
+    )
+    stop = whole[len(texts[k]) :]
+    cut = vlm.generate(req.model_copy(update={"options": req.options.model_copy(update={"stop": [stop]})}))
+    assert cut.text == texts[k].strip() and cut.finish_reason == "stop"
+    assert cut.token_logprobs == full.token_logprobs[:k]
+    assert cut.usage == full.usage  # every token was generated and charged, whatever the text keeps
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm() -> TransformersVLM:
+    if not tiny_vlm_available():
+        pytest.skip("the trained tiny VLM is not in this checkout")
+    return TransformersVLM(TINY_VLM_PATH, device="cpu")
+
+
+def test_tiny_vlm_confidence_is_its_answers_length_normalised_probability(tiny_vlm: TransformersVLM) -> None:
+    """The trained tiny VLM answers a scene's question with one word and the end of sequence: the word's
+    log-probability is what ``score`` gives the same text, the end's what a plain forward pass gives it,
+    and a stop string keeps the log-probabilities of the tokens its text still needs (at least one)."""
+    image, item = generate_scene(11, 0)
+    req = VLMRequest.from_prompt(item.question, [image], max_new_tokens=8)
+    result = tiny_vlm.generate(req)
+    kept = _until_eos(tiny_vlm, _greedy_ids(tiny_vlm, req, 8))
+    assert result.finish_reason == "stop" and kept[-1] in tiny_vlm.eos_ids
+    assert result.token_logprobs is not None and len(result.token_logprobs) == len(kept) == 2, result
+    want = _forward_logprobs(tiny_vlm, req, kept)
+    assert result.token_logprobs == pytest.approx(want, abs=1e-4)
+    scored = tiny_vlm.score(req, [result.text]).logprobs[0]
+    assert result.token_logprobs[0] == pytest.approx(scored, abs=1e-4)
+    assert result.confidence == pytest.approx(math.exp(sum(want) / 2), rel=1e-4)
+    assert 0.5 < result.confidence <= 1.0  # trained: sure of its answer
+    for stop in (result.text[2:], result.text[:1]):  # cut inside the word; cut to nothing
+        cut = tiny_vlm.generate(
+            req.model_copy(update={"options": req.options.model_copy(update={"stop": [stop]})})
+        )
+        assert cut.text == result.text[: result.text.find(stop)] and cut.finish_reason == "stop"
+        assert cut.token_logprobs == result.token_logprobs[:1]
 
 
 def test_score_agrees_with_greedy_one_token_answer(vlm: TransformersVLM) -> None:

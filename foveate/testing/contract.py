@@ -24,6 +24,9 @@ What is checked:
   ran;
 - ``usage_is_charged``: what a call reports spending is what its ledger was charged, with at least one
   forward pass and some prompt tokens; visual tokens match the profile's rule when it has one;
+- ``generated_logprobs_are_logprobs``: ``generate``'s ``token_logprobs`` are None (the backend cannot read
+  them) or one finite log-probability (<= 0) per kept token: at least one, at most the tokens its usage
+  says were generated (text cut at a stop string may keep fewer);
 - ``batch_equals_single``: ``yes_probabilities`` of several requests equals asking them one by one;
 - ``probe_views_equal_independent_probes``: ``probe_views`` with prefix reuse equals it without, and equals
   independent ``yes_probability`` calls;
@@ -173,6 +176,27 @@ def usage_is_charged(vlm: VLM, inp: ContractInputs) -> None:
         )
 
 
+def generated_logprobs_are_logprobs(vlm: VLM, inp: ContractInputs) -> None:
+    result = vlm.generate(VLMRequest.from_prompt(inp.question, [inp.image], max_new_tokens=4))
+    logprobs = result.token_logprobs
+    if logprobs is None:
+        return
+    generated = result.usage.generated_tokens
+    _require(
+        1 <= len(logprobs) <= generated,
+        f"{len(logprobs)} token log-probabilities for {generated} generated tokens",
+    )
+    _require(
+        all(isinstance(lp, float) and math.isfinite(lp) and lp <= 0.0 for lp in logprobs),
+        f"token log-probabilities that are not finite and <= 0: {logprobs}",
+    )
+    confidence = result.confidence
+    _require(
+        confidence is not None and 0.0 <= confidence <= 1.0,
+        f"confidence {confidence} outside [0, 1] with token log-probabilities",
+    )
+
+
 def batch_equals_single(vlm: VLM, inp: ContractInputs) -> None:
     requests = [
         VLMRequest.from_prompt(inp.probe, [inp.image]),
@@ -251,6 +275,7 @@ _CHECKS = (
     Check("scores_are_logprobs", scores_are_logprobs),
     Check("refused_before_any_work", refused_before_any_work, logprobs=False),
     Check("usage_is_charged", usage_is_charged, logprobs=False),
+    Check("generated_logprobs_are_logprobs", generated_logprobs_are_logprobs, logprobs=False),
     Check("batch_equals_single", batch_equals_single),
     Check("probe_views_equal_independent_probes", probe_views_equal_independent_probes),
     Check("relevance_as_declared", relevance_as_declared, logprobs=False),

@@ -62,8 +62,15 @@ class ScriptedVLM(BaseVLM):
         visual_tokens: int = 64,
         text_tokens: int = 20,
         model_id: str = "scripted",
+        generate_confidence: float | None = None,
     ) -> None:
+        if generate_confidence is not None and not 0.0 < generate_confidence <= 1.0:
+            raise ValueError(f"generate_confidence must be in (0, 1], got {generate_confidence}")
         self.model_id = model_id
+        self.generate_confidence = generate_confidence
+        """The ``confidence`` of every generated text: each word is one token of log-probability
+        ``log(generate_confidence)``. None (the default): ``token_logprobs`` is None, as from a server that
+        returns no log-probabilities. An empty text has none either way."""
         self.yes_script = yes
         self.score_script = score
         self.generate_script = generate
@@ -153,7 +160,16 @@ class ScriptedVLM(BaseVLM):
             words = text.split()[:limit]
             usage = self._usage(request, 1, generated=len(words))
             held.commit(usage)
-        return VLMResult(text=" ".join(words), finish_reason="stop", usage=usage, model_id=self.model_id)
+        logprobs = None
+        if self.generate_confidence is not None and words:
+            logprobs = [math.log(self.generate_confidence)] * len(words)
+        return VLMResult(
+            text=" ".join(words),
+            finish_reason="stop",
+            token_logprobs=logprobs,
+            usage=usage,
+            model_id=self.model_id,
+        )
 
     def relevance_maps(
         self,

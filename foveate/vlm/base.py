@@ -36,6 +36,7 @@ __all__ = [
     "BaseVLM",
     "group_by_view",
     "ledger_or_own",
+    "model_fingerprint",
     "probe_views_batched",
     "yes_share",
 ]
@@ -106,6 +107,11 @@ class BaseVLM:
 
     model_id: str = ""
     profile: VLMProfile = VLMProfile.unknown()
+
+    def fingerprint(self) -> str:
+        """What identifies the weights behind ``model_id`` (calibrations are keyed by it); backends that can
+        read their weights return a hash of them (``foveate.vlm.fingerprint``). Default: the id itself."""
+        return f"id:{self.model_id}"
 
     def generate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
         raise NotImplementedError
@@ -190,6 +196,11 @@ def group_by_view(flat: Sequence[YesNoResult], questions: Sequence[Sequence[str]
         out.append(list(flat[k : k + len(qs)]))
         k += len(qs)
     return out
+
+
+def model_fingerprint(vlm: VLM) -> str:
+    """``vlm.fingerprint()`` for a ``BaseVLM``; the id for any other backend that keeps the protocol."""
+    return vlm.fingerprint() if isinstance(vlm, BaseVLM) else f"id:{vlm.model_id}"
 
 
 def ledger_or_own(request: VLMRequest, ledger: TokenLedger | None) -> TokenLedger:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from foveate.vlm.base import VLM, BaseVLM
+from foveate.vlm.base import VLM, BaseVLM, model_fingerprint
 from foveate.vlm.budget import TokenBudget, TokenLedger, TokenUsage
 from foveate.vlm.profile import VLMProfile
 from foveate.vlm.types import RelevanceMap, ScoreResult, VLMRequest, VLMResult, YesNoResult
@@ -66,6 +66,9 @@ class CoalescingVLM(BaseVLM):
         self._worker.start()
 
     # ------------------------------------------------------------------ straight to the model
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.vlm)
+
     def generate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
         return self.vlm.generate(request, ledger)
 

@@ -9,6 +9,10 @@ cannot be scored and is refused; ``score_top_logprobs`` asks for more tokens for
 exponential backoff come from the official ``openai`` client; every failure is turned into
 a ``BackendError`` that names the URL.
 
+``generate`` asks for the log-probability of each generated token too (``logprobs: true``) and returns
+them as ``VLMResult.token_logprobs``; a server that returns none leaves them None, and one that refuses the
+field (HTTP 400 / 422 naming it) is asked again without it, for this call and every later one.
+
 Budget: the server tokenises, so the pre-call hold is an estimate (predicted visual tokens when the
 profile has a token rule, a conservative 1 token per 3 characters of text, plus ``max_new_tokens``); the
 ledger is then charged with the server's reported usage.
@@ -42,6 +46,7 @@ from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_or_own
 from foveate.vlm.budget import Reservation, TokenLedger, TokenUsage
 from foveate.vlm.families import FamilyRegistry, builtin_families
 from foveate.vlm.profile import VLMProfile
+from foveate.vlm.server_replies import generated_logprobs
 from foveate.vlm.types import ImagePart, ScoreResult, VLMRequest, VLMResult, YesNoResult
 from foveate.vlm.visual_tokens import VisualTokenRule
 
@@ -106,6 +111,8 @@ class OpenAIVLM(BaseVLM):
             weakref.WeakKeyDictionary()
         )
         self.model_id = model or self._first_model()
+        self._generate_logprobs = True
+        """Whether ``generate`` asks for token log-probabilities (False once the server refused them)."""
 
     @property
     def _aclient(self) -> openai.AsyncOpenAI:
@@ -131,6 +138,10 @@ class OpenAIVLM(BaseVLM):
             raise kind(
                 f"the model server at {self.base_url} answered HTTP {exc.status_code}: {text}"
             ) from exc
+
+    def fingerprint(self) -> str:
+        """The server and the name it serves: its weights are out of reach from here."""
+        return f"served:{self.base_url}#{self.model_id}"
 
     def _first_model(self) -> str:
         with self._errors():
@@ -190,6 +201,8 @@ class OpenAIVLM(BaseVLM):
             body.update(max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=top)
         else:
             body.update(max_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p)
+            if self._generate_logprobs:
+                body["logprobs"] = True  # each generated token's own log-probability (no alternatives)
             if opts.stop:
                 body["stop"] = opts.stop
             if opts.seed is not None:
@@ -284,6 +297,19 @@ class OpenAIVLM(BaseVLM):
         body = self._body(request, logprobs=logprobs, top=top)
         return body, self._estimate(request, visual, new_tokens), visual
 
+    def _refused_logprobs(self, exc: openai.APIStatusError, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The generate ``body`` without ``logprobs`` when ``exc`` is the server refusing that field (HTTP
+        400 / 422 naming it); from then on ``generate`` no longer asks. None for any other error."""
+        if "logprobs" not in body or exc.status_code not in (400, 422) or "logprob" not in str(exc).lower():
+            return None
+        logger.warning(
+            "the model server at %s refused logprobs for generation (%s); generating without them",
+            self.base_url,
+            exc,
+        )
+        self._generate_logprobs = False
+        return {k: v for k, v in body.items() if k != "logprobs"}
+
     def _generated(
         self, response: Any, visual: int, estimate: int, held: Reservation, latency: float
     ) -> VLMResult:
@@ -293,6 +319,7 @@ class OpenAIVLM(BaseVLM):
         return VLMResult(
             text=(choice.message.content or "").strip(),
             finish_reason=choice.finish_reason,
+            token_logprobs=generated_logprobs(choice),
             usage=usage,
             latency_s=latency,
             model_id=self.model_id,
@@ -322,7 +349,13 @@ class OpenAIVLM(BaseVLM):
         body, hold, visual = self._prepare(request, ledger, logprobs=False)
         with ledger.hold(hold, "generate") as held, self._errors():
             start = time.perf_counter()
-            response = self._client.chat.completions.create(**body)
+            try:
+                response = self._client.chat.completions.create(**body)
+            except openai.APIStatusError as exc:
+                retry = self._refused_logprobs(exc, body)
+                if retry is None:
+                    raise
+                response = self._client.chat.completions.create(**retry)
             return self._generated(response, visual, hold, held, time.perf_counter() - start)
 
     def _logprob_call(
@@ -367,7 +400,13 @@ class OpenAIVLM(BaseVLM):
         body, hold, visual = await asyncio.to_thread(self._prepare, request, ledger, logprobs=False)
         with ledger.hold(hold, "generate") as held, self._errors():
             start = time.perf_counter()
-            response = await self._aclient.chat.completions.create(**body)
+            try:
+                response = await self._aclient.chat.completions.create(**body)
+            except openai.APIStatusError as exc:
+                retry = self._refused_logprobs(exc, body)
+                if retry is None:
+                    raise
+                response = await self._aclient.chat.completions.create(**retry)
             return self._generated(response, visual, hold, held, time.perf_counter() - start)
 
     async def _alogprob_call(

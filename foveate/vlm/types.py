@@ -177,6 +177,25 @@ class VLMResult(_CallInfo):
 
     text: str
     finish_reason: str | None = None
+    token_logprobs: list[float] | None = None
+    """The natural-log probability the model gave each generated token it kept, in order (the
+    end-of-sequence token included when decoding stopped on it). None when the backend could not read them
+    (e.g. a server that returns no log-probabilities). A local model's are from its own distribution (raw
+    logits, not the temperature / top-p one a sampler drew from); a server's are what it reports."""
+
+    @property
+    def confidence(self) -> float | None:
+        """The length-normalised sequence probability, ``exp(mean(token_logprobs))``: the geometric mean of
+        the kept tokens' probabilities (None without log-probabilities).
+
+        Length-normalised because a longer answer is not less certain per token: the raw product of token
+        probabilities falls with every token, so it would rank any short answer above a long one it is
+        equally sure of. Normalising by length is standard in the selective generation literature (e.g.
+        Malinin & Gales 2021, "Uncertainty Estimation in Autoregressive Structured Prediction").
+        """
+        if not self.token_logprobs:
+            return None
+        return math.exp(sum(self.token_logprobs) / len(self.token_logprobs))
 
 
 class ScoreResult(_CallInfo):

@@ -404,8 +404,11 @@ class VisualTokenPruner:
         eos: set[int],
         temperature: float = 0.0,
         top_p: float = 1.0,
-    ) -> tuple[list[int], Prefill]:
+    ) -> tuple[list[int], list[float], Prefill]:
         """Decode one prompt (batch of one) after a pruned prefill; greedy when ``temperature`` is 0.
+
+        Returns the tokens, the log-probability the model gave each (``log_softmax`` of its raw logits, not
+        the temperature / top-p distribution it was sampled from), and the prefill's state.
 
         Each layer's cache holds what that layer saw (FastV's deeper layers hold fewer tokens); new
         tokens take the positions after the prompt's largest one, on every M-RoPE axis alike: what
@@ -421,9 +424,12 @@ class VisualTokenPruner:
         position = int(state.positions[0, : last + 1].max()) + 1
         axes = state.positions.shape[2:]  # () or (3,) for M-RoPE
         tokens: list[int] = []
+        logprobs: list[float] = []
         for step in range(max_new_tokens):
-            token = _choose(self.model.lm_head(hidden).float()[0], temperature, top_p)
+            logits = self.model.lm_head(hidden).float()[0]
+            token = _choose(logits, temperature, top_p)
             tokens.append(token)
+            logprobs.append(float(torch.log_softmax(logits, dim=-1)[token]))
             if token in eos or step == max_new_tokens - 1:
                 break
             x = lm.embed_tokens(torch.tensor([[token]], device=hidden.device))
@@ -440,7 +446,7 @@ class VisualTokenPruner:
                 )
             hidden = lm.norm(x)[:, -1]
             position += 1
-        return tokens, state
+        return tokens, logprobs, state
 
 
 def _choose(logits: torch.Tensor, temperature: float, top_p: float) -> int:

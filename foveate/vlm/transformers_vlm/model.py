@@ -39,6 +39,7 @@ from foveate.imaging.images import resize_to
 from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_or_own
 from foveate.vlm.budget import TokenLedger, TokenUsage
 from foveate.vlm.families import FamilyRegistry, builtin_families
+from foveate.vlm.fingerprint import source_fingerprint
 from foveate.vlm.loading import hub_load_error, resolve_model_source
 from foveate.vlm.profile import Family, VLMProfile
 from foveate.vlm.pruning import PruneSpec
@@ -51,7 +52,7 @@ from foveate.vlm.transformers_vlm.encoding import (
     single_token_ids,
     to_device,
 )
-from foveate.vlm.transformers_vlm.generation import new_tokens, until_eos
+from foveate.vlm.transformers_vlm.generation import decode_kept, new_tokens, until_eos
 from foveate.vlm.transformers_vlm.prefix_probes import probe_views_sharing_prefix
 from foveate.vlm.transformers_vlm.relevance import relevance_maps
 from foveate.vlm.transformers_vlm.scoring import option_token_ids, score_batched, spellings
@@ -129,6 +130,13 @@ class TransformersVLM(BaseVLM):
         self.eos_ids = eos_ids(self.model, self.config, self.tokenizer)
         self.profile = self._profile(registry, max_batch_size)
         self._lock = threading.RLock()
+        self._fingerprint: str | None = None
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the model folder's files (a hub id: its snapshot in the local cache), hashed once."""
+        if self._fingerprint is None:
+            self._fingerprint = source_fingerprint(self.model_id)
+        return self._fingerprint
 
     def _profile(self, registry: FamilyRegistry, max_batch_size: int) -> VLMProfile:
         """The family's facts with this model's numbers: its token rule, depth, batch size and pruning."""
@@ -255,7 +263,11 @@ class TransformersVLM(BaseVLM):
     def generate(self, request: VLMRequest, ledger: TokenLedger | None = None) -> VLMResult:
         """Free text, by transformers' ``generate``; with pruning, by ``VisualTokenPruner.generate`` (its
         own cached loop: greedy, or temperature / top-p sampling; the model's other generation-config
-        processors, e.g. a repetition penalty, are not applied there)."""
+        processors, e.g. a repetition penalty, are not applied there).
+
+        ``token_logprobs``: each kept token's log-probability under the model's raw logits (the end of
+        sequence included when decoding stopped on it). Text cut at a ``stop`` string keeps those of the
+        tokens the remaining text needs (approximate: ``generation.kept_for_text``)."""
         ledger = ledger_or_own(request, ledger)
         request = self.fit_images(request, self._budget_cap(request, ledger))
         spec = self._prune_spec(request, ledger)
@@ -267,16 +279,17 @@ class TransformersVLM(BaseVLM):
                 start = time.perf_counter()
                 generated = new_tokens(self, enc, opts, spec)
                 latency = time.perf_counter() - start
-                kept, finish = until_eos(generated[0].tolist(), self.eos_ids)
-                usage = enc.usage + TokenUsage(generated_tokens=len(kept))
+                kept, finish = until_eos(generated, self.eos_ids)
+                usage = enc.usage + TokenUsage(generated_tokens=len(kept.tokens))
                 held.commit(usage)
-        text = self.tokenizer.decode([t for t in kept if t not in self.eos_ids], skip_special_tokens=True)
-        for stop in opts.stop:
-            cut = text.find(stop)
-            if cut >= 0:
-                text, finish = text[:cut], "stop"
+        text, finish, kept = decode_kept(self.tokenizer, kept, self.eos_ids, opts.stop, finish)
         return VLMResult(
-            text=text.strip(), finish_reason=finish, usage=usage, latency_s=latency, model_id=self.model_id
+            text=text,
+            finish_reason=finish,
+            token_logprobs=kept.logprobs,
+            usage=usage,
+            latency_s=latency,
+            model_id=self.model_id,
         )
 
     # ------------------------------------------------------------------ scoring
