@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test test-serving lint typecheck imports pytest bench bench-fixture train-fixture clean
+.PHONY: setup demo test test-serving lint typecheck imports pytest bench bench-fixture train-fixture calibrate-fixture clean
 
 setup: $(STAMP)
 
@@ -53,6 +53,15 @@ bench: bench-fixture
 # The embedded tiny VLM: crop vs whole-image accuracy on 300 held-out scenes -> docs/benchmarks/fixture.md
 bench-fixture: setup
 	$(VENV)/bin/foveate bench fixture --n 300 --seed 7 --out docs/benchmarks/fixture.md
+
+# The abstention gates the embedded tiny VLM ships for its built-in workflows (its weights folder's
+# foveate_gates.json; Agent.from_defaults and `make demo` gate with them): each workflow's own answers to
+# 200 synthetic scenes of seed 5 (no benchmark page uses that seed), with and without options, at
+# alpha 0.1, LAC and CRC. Re-run after re-training or changing a built-in workflow (a test says when).
+calibrate-fixture: setup
+	scratch=$$(mktemp -d) && for flow in direct zoom full; do \
+	  $(VENV)/bin/foveate calibrate --synthetic 200 --seed 5 --workflow $$flow --alpha 0.1 \
+	    --method lac,crc --free-text --ship --db $$scratch/calibrations.db || exit 1; done
 
 # Re-train the embedded tiny VLM on CPU (seeded; writes foveate/tiny_vlm/weights)
 train-fixture: setup

@@ -92,14 +92,14 @@ def run_world(
             out.top_scores.append(found[0].score if found else float("nan"))
             context = insights_prompt(found)
             answers = {
-                "direct": agent.answer_from(image, item.question, item.options, None)[0],
+                "direct": agent.answer_from(image, item.question, item.options, None).text,
                 "direct + insights": agent.answer_from(
                     image, item.question, item.options, None, context=context
-                )[0],
+                ).text,
                 "zoomeye": result.answer,
                 "zoomeye + insights": agent.answer_from(
                     image, item.question, item.options, result.answer_box, context=context
-                )[0],
+                ).text,
             }
             for arm, answer in answers.items():
                 out.hits[arm][item.category].append(answer == item.answer)

@@ -16,6 +16,7 @@ everything from ``foveate.settings`` (flags > ``FOVEATE_*`` > ``~/.foveate/confi
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -27,8 +28,12 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel, ConfigDict, Field
 
 from foveate.conformal import ConformalCalibration, CoverageMonitor, SelectiveCalibration
-from foveate.conformal.procedure import find_calibration
+from foveate.conformal.answer_gate import AnswerGate, GateKey
+from foveate.conformal.matching import matches
+from foveate.conformal.procedure import check_gate, find_gate
+from foveate.conformal.shipped import shipped_gate
 from foveate.errors import FoveateError
+from foveate.graphs.gate_key import gate_key
 from foveate.graphs.nodes import trajectory_from_state
 from foveate.graphs.registry import Registry
 from foveate.graphs.services import Services
@@ -58,7 +63,7 @@ class Answer(BaseModel):
     question: str
     text: str | None  # the answer given (None when it abstained or is waiting for a person)
     option: str | None  # the option the model chose, even when the gate withheld it
-    confidence: float | None  # that option's probability
+    confidence: float | None  # that option's probability; a free-text answer's sequence probability
     options: list[str] = Field(default_factory=list)
     option_scores: list[float] = Field(default_factory=list)
     prediction_set: list[str] = Field(default_factory=list)
@@ -84,7 +89,7 @@ class Answer(BaseModel):
             question=out.question,
             text=out.answer if out.status == "done" else None,
             option=out.model_choice,
-            confidence=max(out.option_scores) if out.option_scores else None,
+            confidence=max(out.option_scores) if out.option_scores else out.answer_confidence,
             options=out.options,
             option_scores=out.option_scores,
             prediction_set=out.prediction_set,
@@ -109,11 +114,13 @@ class Agent:
 
     ``memory``: an ``InsightMemory``, a SQLite path or SQLAlchemy URL, or None (no recall, no remember).
     ``checkpoints``: where runs are checkpointed (SQLite path or PostgreSQL URL; None: in memory), so
-    that ``resume`` works across processes. ``calibration``: the abstention gate (see
-    ``foveate calibrate``); None answers without a guarantee. ``coalesce``: share forward passes between
-    concurrent questions (``aask`` / ``ask_many``). ``registry``: node types and conditions for a workflow
-    that uses your own (``builtin_registry().copy()`` plus yours); ``strategies``: zoom strategies for
-    its ``zoom`` nodes (``builtin_strategies()`` plus yours).
+    that ``resume`` works across processes. ``calibration``: the abstention gate (an ``AnswerGate`` from
+    ``foveate calibrate``, refused when it was made for another model, workflow or budget unless
+    ``allow_calibration_mismatch``; or a single conformal calibration); None answers without a guarantee.
+    ``coalesce``: share forward passes between concurrent questions (``aask`` / ``ask_many``).
+    ``registry``: node types and conditions for a workflow that uses your own
+    (``builtin_registry().copy()`` plus yours); ``strategies``: zoom strategies for its ``zoom`` nodes
+    (``builtin_strategies()`` plus yours).
     """
 
     def __init__(
@@ -123,7 +130,8 @@ class Agent:
         workflow: str | Path | WorkflowSpec = "full",
         budget: TokenBudget | None = None,
         memory: InsightMemory | str | Path | None = None,
-        calibration: ConformalCalibration | SelectiveCalibration | None = None,
+        calibration: AnswerGate | ConformalCalibration | SelectiveCalibration | None = None,
+        allow_calibration_mismatch: bool = False,
         checkpoints: str | Path | BaseCheckpointSaver[Any] | None = None,
         reasoner: VLM | None = None,
         coalesce: bool = False,
@@ -142,8 +150,6 @@ class Agent:
         else:
             self.memory = InsightMemory.open(memory)
             self._stack.callback(self.memory.close)
-        self.calibration = calibration
-        self.monitor = CoverageMonitor(calibration.alpha) if calibration is not None else None
         saver = (
             checkpoints
             if isinstance(checkpoints, BaseCheckpointSaver)
@@ -153,10 +159,12 @@ class Agent:
             vlm=vlm,
             reasoner=reasoner,
             memory=self.memory,
-            calibration=calibration,
             strategies=strategies if strategies is not None else builtin_strategies(),
         )
         self.workflow = Workflow(workflow, self.services, checkpointer=saver, registry=registry)
+        self.calibration: AnswerGate | ConformalCalibration | SelectiveCalibration | None = None
+        self.monitor: CoverageMonitor | None = None
+        self.set_calibration(calibration, allow_mismatch=allow_calibration_mismatch)
         self._started: dict[str, float] = {}  # stream() start times, for answer()'s latency
         self._judged: set[str] = set()  # runs whose outcome feedback already gave (monitor counted once)
 
@@ -166,7 +174,9 @@ class Agent:
         ``~/.foveate/config.toml``, then the defaults): the model or server (the embedded tiny VLM when
         neither is set), the workflow (``full``), the budgets, the insight memory (``~/.foveate/memory.db``),
         the checkpoints (``~/.foveate/runs.db``) and, when ``alpha`` is set, the newest stored calibration of
-        that model (``calibration_db``). ``overrides`` are ``Agent``'s own keyword arguments (``vlm=``,
+        that model, workflow and budget (``calibration_db``), else, with ``default_gate``, the gate the model
+        folder ships for this workflow (the embedded tiny VLM ships one for each built-in workflow at
+        alpha 0.1). ``overrides`` are ``Agent``'s own keyword arguments (``vlm=``,
         ``memory=``, ``checkpoints=None``, ...) and win over the settings."""
         settings = settings or load_settings()
         vlm = overrides.pop("vlm", None) or load_vlm(
@@ -182,11 +192,43 @@ class Agent:
                 max_visual_tokens_per_image=settings.max_visual_tokens,
             ),
         )
-        if "calibration" not in overrides and settings.alpha is not None:
-            overrides["calibration"] = find_calibration(
-                settings.calibration_db, vlm.model_id, settings.alpha, settings.method
-            )
-        return cls(vlm, **overrides)
+        gated = "calibration" in overrides
+        agent = cls(vlm, **overrides)
+        if gated:
+            return agent
+        try:
+            if settings.alpha is not None:
+                agent.set_calibration(
+                    find_gate(
+                        settings.calibration_db,
+                        agent.gate_key,
+                        settings.alpha,
+                        settings.method,
+                        allow_mismatch=settings.allow_calibration_mismatch,
+                    )
+                )
+            elif settings.default_gate:
+                agent.set_calibration(shipped_gate(vlm.model_id, agent.gate_key, settings.method))
+        except BaseException:
+            agent.close()
+            raise
+        return agent
+
+    def set_calibration(
+        self,
+        calibration: AnswerGate | ConformalCalibration | SelectiveCalibration | None,
+        *,
+        allow_mismatch: bool = False,
+        origin: str = "the calibration given",
+    ) -> None:
+        """Gate answers with ``calibration`` from now on (None: answer without a guarantee). An ``AnswerGate``
+        made for another model, workflow, strategy or budget is refused (``CalibrationMismatchError``
+        naming each difference) unless ``allow_mismatch``."""
+        if isinstance(calibration, AnswerGate) and calibration.key is not None:
+            calibration = check_gate(calibration, self.gate_key, origin=origin, allow_mismatch=allow_mismatch)
+        self.calibration = calibration
+        self.services.calibration = calibration
+        self.monitor = CoverageMonitor(calibration.alpha) if calibration is not None else None
 
     def close(self) -> None:
         self._stack.close()
@@ -197,18 +239,33 @@ class Agent:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @functools.cached_property
+    def gate_key(self) -> GateKey:
+        """What this agent's answers are (model, workflow, strategies, budget): a gate must be made for it.
+        Computed when first needed: it hashes the model's weights (seconds for a multi-GB model)."""
+        return gate_key(self.vlm, self.workflow.spec, self.budget)
+
     @property
     def model_id(self) -> str:
         return self.vlm.model_id
 
     # ------------------------------------------------------------------ asking
     def _input(
-        self, question: str, image: Any, options: Sequence[str] | None, budget: TokenBudget | None
+        self,
+        question: str,
+        image: Any,
+        options: Sequence[str] | None,
+        budget: TokenBudget | None,
+        category: str | None = None,
     ) -> RunInput:
         if image is None:
             raise FoveateError("a question needs an image: ask(question, image=PATH_OR_PIL_IMAGE)")
         return RunInput(
-            question=question, image=image, options=list(options or []), budget=budget or self.budget
+            question=question,
+            image=image,
+            options=list(options or []),
+            budget=budget or self.budget,
+            category=category,
         )
 
     def _answer(self, out: RunOutput, started: float) -> Answer:
@@ -228,14 +285,22 @@ class Agent:
         budget: TokenBudget | None = None,
         run_id: str | None = None,
         truth_boxes: Sequence[Sequence[int]] | None = None,
+        category: str | None = None,
     ) -> Answer:
         """Answer one question (``options``: scored multiple choice; else free text).
+
+        ``category``: the question's category, for a gate calibrated per category (``foveate calibrate
+        --by-category``); without one such a gate decides by its marginal calibration. A ``budget`` other
+        than the agent's gives answers the gate was not calibrated on (its guarantee is for the agent's).
 
         ``truth_boxes``: where the objects the question is about really are (a benchmark's or your labelled
         boxes, ``(x0, y0, x1, y1)`` in image pixels); the answer then says whether the crop it was given
         from held them (``Answer.grounding``). The workflow never sees them."""
         started = time.perf_counter()
-        out = self.workflow.run(self._input(question, image, options, budget), run_id=run_id)
+        gate = self.calibration
+        if budget is not None and budget != self.budget and isinstance(gate, AnswerGate) and gate.key:
+            log.warning("this question's budget is not the one the gate was calibrated for: no guarantee")
+        out = self.workflow.run(self._input(question, image, options, budget, category), run_id=run_id)
         answer = self._answer(out, started)
         if truth_boxes is not None:
             box = answer.answer_box
@@ -350,12 +415,21 @@ class Agent:
         if truth is None:
             return  # wrong, but the right option is unknown: coverage cannot be judged
         options = state.get("options") or []
-        if isinstance(self.calibration, SelectiveCalibration):
-            answered = not state.get("abstained")
-            chosen = state.get("answer")
+        answered, chosen = not state.get("abstained"), state.get("answer")
+        if not options:  # a free-text answer: the gate bounds P(answered and wrong)
+            if isinstance(self.calibration, AnswerGate):
+                self.monitor.update(not (answered and not matches(chosen or "", truth)))
+        elif _selective(self.calibration):
             self.monitor.update(not (answered and chosen != truth))
         elif truth in options:
             self.monitor.update(truth in (state.get("prediction_set") or []))
+
+
+def _selective(calibration: AnswerGate | ConformalCalibration | SelectiveCalibration | None) -> bool:
+    """Whether multiple-choice answers are gated by a threshold (CRC / LTT) rather than a set."""
+    if isinstance(calibration, AnswerGate):
+        return calibration.method in ("crc", "ltt")
+    return isinstance(calibration, SelectiveCalibration)
 
 
 def _box(values: Sequence[int]) -> Box:

@@ -91,6 +91,11 @@ class CalibrationStoreError(FoveateError, OSError):
     """A calibration database could not be opened or written; the message names it."""
 
 
+class CalibrationMismatchError(FoveateError):
+    """A calibration was made for another model, workflow, strategy or budget; the message names each
+    difference and where the calibration came from."""
+
+
 class RunError(FoveateError):
     """A run cannot be started or resumed (unknown run id, nothing to resume)."""
 

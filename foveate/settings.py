@@ -68,8 +68,16 @@ class FoveateSettings(BaseSettings):
     """Run checkpoints: a SQLite file or a PostgreSQL URL."""
     alpha: float | None = Field(default=None, gt=0.0, lt=1.0)
     """Gate answers with the newest stored calibration at this alpha (None: no gate)."""
-    method: str = "crc"
-    """With ``alpha``: which stored calibration (lac, aps, crc, ltt)."""
+    method: str = "lac"
+    """Which calibration gates multiple-choice answers, stored (with ``alpha``) or shipped: ``lac`` (a
+    prediction set; answered when it is one option, so P(answered and wrong) <= alpha too), ``aps``,
+    ``crc`` (a threshold on the top probability: answers more, no set) or ``ltt``."""
+    default_gate: bool = True
+    """Without ``alpha``: gate with the calibration the model folder ships for the workflow
+    (``foveate_gates.json``; the embedded tiny VLM ships one per built-in workflow), when one fits."""
+    allow_calibration_mismatch: bool = False
+    """Use a stored calibration made for another model, workflow or budget (its guarantee does not carry
+    over; for experiments)."""
 
     @classmethod
     def settings_customise_sources(

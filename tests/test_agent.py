@@ -11,6 +11,7 @@ import pytest
 import foveate
 from foveate.agent import Agent, Answer
 from foveate.conformal import SelectiveCalibration
+from foveate.conformal.answer_gate import AnswerGate
 from foveate.errors import FoveateError
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
 from foveate.synthetic import generate_scene
@@ -28,7 +29,10 @@ def test_from_defaults_answers_a_scene_question_end_to_end(
     with foveate.Agent.from_defaults(vlm=vlm) as agent:
         answer = agent.ask(item.question, image=image, options=item.options)
         assert isinstance(answer, Answer) and answer.workflow == "full" and answer.status == "done"
-        assert answer.option in item.options and answer.text == answer.option  # no gate: answered
+        # the embedded model's shipped gate for the full workflow decides: the option, or an abstention
+        assert isinstance(agent.calibration, AnswerGate) and agent.calibration.key == agent.gate_key
+        assert answer.option in item.options
+        assert answer.text == (None if answer.abstained else answer.option)
         assert answer.confidence == max(answer.option_scores)
         assert answer.tokens.visual_tokens > 0 and answer.latency_s > 0 and answer.probes > 0
         assert [t.split(":")[0] for t in answer.trace][:2] == ["perceive", "recall"]

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from foveate.cli.main import app
 from foveate.conformal import ConformalCalibration, SelectiveCalibration, calibrate, crc_threshold
-from foveate.conformal.procedure import PROMPT_TEMPLATE
+from foveate.conformal.answer_gate import AnswerGate
 from foveate.conformal.records import CalibrationRecord, CalibrationStore, template_hash
 from foveate.errors import CalibrationStoreError
 
@@ -91,24 +91,34 @@ def test_a_missing_database_is_not_created_when_asked_not_to(tmp_path: Path) -> 
     assert junk.read_text() == "not a database"
 
 
-def test_calibrate_cli_stores_records(tmp_path: Path) -> None:
+def test_calibrate_cli_stores_a_gate_keyed_by_model_and_workflow(tmp_path: Path) -> None:
     runner = CliRunner()
     bench, db = tmp_path / "bench", tmp_path / "cal.db"
     made = runner.invoke(app, ["bench", "make", "--n", "3", "--seed", "1", "--out", str(bench)])
     assert made.exit_code == 0, made.output
-    result = runner.invoke(
-        app, ["calibrate", "--bench", str(bench), "--alpha", "0.1", "--limit", "3", "--db", str(db)]
-    )
+    args = ["calibrate", "--bench", str(bench), "--workflow", "direct", "--alpha", "0.1", "--db", str(db)]
+    result = runner.invoke(app, [*args, "--method", "lac", "--free-text", "--out", str(tmp_path / "g.json")])
     assert result.exit_code == 0, result.output
     assert "calibration questions themselves" in result.output
     with CalibrationStore(db, create=False) as store:
-        records = store.list()
-    assert sorted(r.method for r in records) == ["aps", "crc", "lac", "ltt"]
-    assert {r.n for r in records} == {3} and {r.alpha for r in records} == {0.1}
-    assert {r.template_hash for r in records} == {template_hash(PROMPT_TEMPLATE)}
-    lac = next(r for r in records if r.method == "lac")
-    assert lac.threshold == math.inf  # 3 questions are too few for alpha = 0.1
-    assert "tiny_vlm" in lac.model_id or "tiny-random-llava" in lac.model_id
+        (record,) = store.list()
+    gate = record.result()
+    assert isinstance(gate, AnswerGate) and gate.key is not None
+    assert record.method == "lac" and record.n == 6 and record.template_hash == gate.key.sha256()
+    assert gate.calibrated_on == {"options": 3, "free_text": 3}
+    assert gate.key.workflow == "direct" and gate.key.strategy == "none"
+    assert gate.key.model_fingerprint.startswith("sha256:") and "tiny_vlm" in gate.key.model_id
+    assert gate.options is not None and gate.options.threshold == math.inf  # 3 are too few for alpha 0.1
+    assert AnswerGate.from_json((tmp_path / "g.json").read_text()) == gate
+    # the record answers only for what it was made for: another workflow is refused, naming it
+    picture = bench / "images" / "scene-1-00000.png"
+    asked = runner.invoke(
+        app,
+        ["run", str(picture), "Colour?", "--workflow", "zoom", "--alpha", "0.1", "--method", "lac"],
+        env={"FOVEATE_CALIBRATION_DB": str(db), "HOME": str(tmp_path)},
+    )
+    assert asked.exit_code == 2
+    assert "workflow: calibrated for 'direct', asked with 'zoom'" in " ".join(asked.output.split())
 
 
 def test_calibrate_cli_rejects_a_bad_method_before_writing(tmp_path: Path) -> None:

@@ -64,6 +64,9 @@ def test_demo_answers_end_to_end_with_the_full_workflow(
     for node in ("perceive", "recall", "zoom", "reason", "judge", "abstain", "remember"):
         assert f" {node} " in out
     assert "workflow answer:" in out and "lesson stored after feedback" in out
+    # the shipped gate: more scenes until it withholds one answer, saying why
+    assert "The abstention gate (AnswerGate, alpha 0.1" in out
+    assert "abstained: the LAC prediction set at alpha 0.1 holds" in out and "answered" in out
 
 
 def test_run_takes_a_workflow_file_first_and_refuses_half_an_invocation(tmp_path: Path) -> None:
@@ -117,6 +120,7 @@ def test_one_config_file_serves_every_command(tmp_path: Path, monkeypatch: pytes
     image = load_manifest(bench)[0]
     picture = bench / image.image
     args = ["run", str(picture), image.question, "--options", ",".join(image.options), "--alpha", "0.3"]
+    args += ["--method", "crc"]
     gated = runner.invoke(app, args)
     assert gated.exit_code == 0, gated.output
     out = " ".join(gated.output.split())

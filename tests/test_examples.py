@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from foveate.conformal import ConformalCalibration, SelectiveCalibration
+from foveate.conformal import SelectiveCalibration
+from foveate.conformal.answer_gate import AnswerGate
 from foveate.synthetic import COLORS
 
 pytestmark = pytest.mark.slow
@@ -148,23 +149,31 @@ def test_calibrate_your_own(tmp_path: Path) -> None:
     rows = [json.loads(x) for x in (folder / "labels.jsonl").read_text().splitlines()]
     assert len(rows) == 52 and all((folder / r["image"]).is_file() for r in rows)
     assert all(r["answer"] in r["options"] for r in rows)
-    crc = SelectiveCalibration.model_validate_json((folder / "calibration-crc.json").read_text())
-    lac = ConformalCalibration.model_validate_json((folder / "calibration-lac.json").read_text())
-    assert crc.method == "crc" and crc.alpha == 0.1 and crc.n == 40
-    assert lac.score.method == "lac" and lac.alpha == 0.2 and lac.n == 40
-    assert f"answer when confidence > {crc.threshold:.3f}" in out
-    # CRC's finite-sample rule on the calibration questions themselves: (wrong + 1) / (n + 1) <= alpha
-    assert (crc.wrong + 1) / (crc.n + 1) <= crc.alpha
-    summary = re.search(r"new questions: answered (\d+)/12, (\d+) of them right; abstained (\d+)", out)
+    gate = AnswerGate.from_json((folder / "gate.json").read_text())
+    assert (
+        gate.method == "crc" and gate.alpha == 0.1 and gate.key is not None and gate.key.workflow == "direct"
+    )
+    assert gate.calibrated_on == {"options": 40, "free_text": 40}
+    assert gate.options is not None and gate.free_text is not None
+    for cal in (gate.options, gate.free_text):
+        assert isinstance(cal, SelectiveCalibration) and cal.n == 40
+        assert f"answer when confidence > {cal.threshold:.3f}" in out
+        # CRC's finite-sample rule on the calibration answers themselves: (wrong + 1) / (n + 1) <= alpha
+        assert (cal.wrong + 1) / (cal.n + 1) <= cal.alpha
+    summary = re.search(r"new answers: answered (\d+)/24, (\d+) of them right; abstained (\d+)", out)
     assert summary is not None
     answered, right, abstained = map(int, summary.groups())
-    assert answered + abstained == 12 and right <= answered
+    assert answered + abstained == 24 and right <= answered
     decisions = re.findall(r"^  .*? -> (answered|abstained)", out, flags=re.M)
-    assert len(decisions) == 12 and decisions.count("abstained") == abstained
-    # every abstention is the loaded gate's: the top probability is at or below the saved threshold
-    for top, threshold in re.findall(r"top probability ([\d.]+) <= calibrated threshold ([\d.]+)", out):
-        assert float(top) <= float(threshold) and threshold == f"{crc.threshold:.3f}"
-    assert len(re.findall(r"calibrated threshold", out)) == abstained
+    assert len(decisions) == 24 and decisions.count("abstained") == abstained
+    # every abstention is the loaded gate's: the confidence is at or below the saved threshold of its form
+    cuts = {f"{gate.options.threshold:.3f}", f"{gate.free_text.threshold:.3f}"}
+    found = re.findall(
+        r"(?:top probability|free-text confidence) ([\d.]+) <= calibrated threshold ([\d.]+)", out
+    )
+    for confidence, threshold in found:
+        assert float(confidence) <= float(threshold) and threshold in cuts
+    assert len(found) == abstained
 
 
 def test_vllm_server_offline_starts_and_stops_a_local_server(tmp_path: Path) -> None:

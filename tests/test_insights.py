@@ -153,7 +153,7 @@ def test_a_zoom_run_on_the_vlm_becomes_insights_that_reach_the_answer(
     # the lessons go into the answering call (a system message) and change what the model reads
     plain = agent.answer_from(image, item.question, item.options, result.answer_box)
     told = agent.answer_from(image, item.question, item.options, result.answer_box, context=context)
-    assert plain[1] != told[1]
+    assert plain.probabilities != told.probabilities
 
 
 def test_drafts_validate() -> None:

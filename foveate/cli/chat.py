@@ -79,6 +79,13 @@ def chat(
         Path | None,
         typer.Option("--calibration", metavar="FILE", help="Calibration JSON for the abstention gate."),
     ] = None,
+    allow_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-calibration-mismatch",
+            help="Use a calibration made for another model, workflow or budget (no guarantee carries over).",
+        ),
+    ] = False,
 ) -> None:
     """Chat about images: ask questions, see why (/why, /show), correct the agent (/feedback); /help.
 
@@ -93,11 +100,15 @@ def chat(
         overrides: dict[str, Any] = {"workflow": flow, "vlm": load_model(settings)}
         if calibration is not None:
             overrides["calibration"] = load_calibration_file(calibration)
+            overrides["allow_calibration_mismatch"] = allow_mismatch
         return Agent.from_defaults(settings=settings, **overrides)
 
     try:
         settings = settings_from(
-            model=model, workflow=workflow, memory_db=str(memory) if memory is not None else None
+            model=model,
+            workflow=workflow,
+            memory_db=str(memory) if memory is not None else None,
+            allow_calibration_mismatch=allow_mismatch or None,
         )
         repl = ChatREPL(console, factory, workflow=settings.workflow)
         repl.max_total_tokens = settings.max_total_tokens

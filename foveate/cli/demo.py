@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 from rich.console import Console
@@ -20,7 +21,9 @@ from foveate.evaluation.fixture import native_crop
 from foveate.synthetic import SceneItem, generate_scene
 from foveate.tiny_vlm.tasks import EXISTENCE, object_name
 from foveate.vlm import TokenBudget, TokenLedger, VLMRequest
-from foveate.vlm.base import VLM
+
+if TYPE_CHECKING:
+    from foveate.agent import Agent
 
 
 def run_demo(
@@ -85,36 +88,41 @@ def run_demo(
         f"{spent.generated_tokens} generated = {spent.total} of {budget.max_total_tokens}, "
         f"in {spent.forward_passes} forward passes"
     )
-    run_workflow_part(console, vlm, image, scene_path, item, folder)
+    from foveate.agent import Agent
+
+    # the defaults a user gets (Agent.from_defaults): the full workflow and, for the embedded model, the
+    # abstention gate it ships for that workflow; memory and checkpoints stay in the demo's folder
+    with Agent.from_defaults(
+        settings=settings, vlm=vlm, workflow="full", memory=folder / "memory.db", checkpoints=None
+    ) as agent:
+        run_workflow_part(console, agent, image, scene_path, item)
+        run_gate_part(console, agent, seed, index)
 
 
 def run_workflow_part(
-    console: Console, vlm: VLM, image: Image.Image, scene_path: Path, item: SceneItem, folder: Path
+    console: Console, agent: Agent, image: Image.Image, scene_path: Path, item: SceneItem
 ) -> None:
     """The same question through the ``full`` workflow (given the scene's file, as a user would):
     it has to find the target by itself. ``image`` is that scene, already in memory, for the trace."""
-    from foveate.agent import Agent
     from foveate.imaging.boxes import Box
     from foveate.imaging.draw import save_trace
     from foveate.zoom import Visit
 
+    folder = scene_path.parent
     console.print(
         "\n[bold]The `full` workflow[/] (perceive, recall, zoom, reason, judge, abstain, remember):"
     )
-    with Agent(
-        vlm, workflow="full", memory=folder / "memory.db", budget=TokenBudget(max_total_tokens=40_000)
-    ) as agent:
-        run_id = None
-        for event in agent.stream(item.question, scene_path, item.options):
-            run_id = event.run_id
-            for text in event.messages:
-                console.print(f"  [cyan]{event.node}[/] {text}", highlight=False)
-        assert run_id is not None
-        answer = agent.answer(run_id)
-        state = agent.workflow.state(run_id)
-        agent.feedback(run_id, answer=item.answer)  # the ground truth: now the run can teach something
-        assert agent.memory is not None
-        lessons = [i.text for i in agent.memory.insights()]
+    run_id = None
+    for event in agent.stream(item.question, scene_path, item.options):
+        run_id = event.run_id
+        for text in event.messages:
+            console.print(f"  [cyan]{event.node}[/] {text}", highlight=False)
+    assert run_id is not None
+    answer = agent.answer(run_id)
+    state = agent.workflow.state(run_id)
+    agent.feedback(run_id, answer=item.answer)  # the ground truth: now the run can teach something
+    assert agent.memory is not None
+    lessons = [i.text for i in agent.memory.insights()]
     truth = item.answer
     mark = "[green]right[/]" if answer.option == truth else "[red]wrong[/]"
     console.print(
@@ -142,3 +150,38 @@ def run_workflow_part(
     )
     for text in lessons:
         console.print(f"lesson stored after feedback: {text}", highlight=False)
+
+
+def run_gate_part(console: Console, agent: Agent, seed: int, index: int, most: int = 24) -> None:
+    """More scenes through the same agent until its abstention gate has withheld one answer (and given
+    one): what the gate decided, why, and whether the withheld answer would have been right."""
+    gate = agent.calibration
+    if gate is None:
+        console.print(
+            "\nabstention gate: none loaded, so every answer above came without a guarantee "
+            "(calibrate one with `foveate calibrate`)"
+        )
+        return
+    console.print(
+        f"\n[bold]The abstention gate[/] ({type(gate).__name__}, alpha {gate.alpha:g}, calibrated on "
+        f"this model's own answers through this workflow): more scenes until it withholds one answer"
+    )
+    answered = abstained = 0
+    for i in range(index + 1, index + 1 + most):
+        image, item = generate_scene(seed, i)
+        answer = agent.ask(item.question, image=image, options=item.options, category=item.category)
+        right = answer.option == item.answer
+        mark = "[green]right[/]" if right else "[red]wrong[/]"
+        if answer.abstained:
+            abstained += 1
+            console.print(
+                f"  scene {i}: [yellow]abstained[/]: {answer.reason}; "
+                f"its choice was {answer.option} ({mark})",
+                highlight=False,
+            )
+        else:
+            answered += 1
+            kept = f"; prediction set {answer.prediction_set}" if answer.prediction_set else ""
+            console.print(f"  scene {i}: answered {answer.text} ({mark}{kept})", highlight=False)
+        if answered and abstained:
+            break

@@ -70,8 +70,18 @@ def run(
         ),
     ] = None,
     method: Annotated[
-        str | None, typer.Option("--method", help="With --alpha: lac, aps, crc or ltt [default: crc].")
+        str | None, typer.Option("--method", help="With --alpha: lac, aps, crc or ltt [default: lac].")
     ] = None,
+    allow_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-calibration-mismatch",
+            help="Use a calibration made for another model, workflow or budget (no guarantee carries over).",
+        ),
+    ] = False,
+    no_gate: Annotated[
+        bool, typer.Option("--no-gate", help="Answer without the shipped abstention gate.")
+    ] = False,
     max_total_tokens: Annotated[
         int | None,
         typer.Option("--budget", "--max-total-tokens", min=1, help="Cap on all tokens for the question."),
@@ -112,12 +122,15 @@ def run(
             checkpoints=checkpoints,
             alpha=alpha,
             method=method,
+            allow_calibration_mismatch=allow_mismatch or None,
+            default_gate=False if no_gate else None,
         )
         overrides: dict[str, Any] = {"vlm": load_model(settings)}
         if no_memory:
             overrides["memory"] = None
         if calibration is not None:
             overrides["calibration"] = load_calibration_file(calibration)
+            overrides["allow_calibration_mismatch"] = allow_mismatch
         with Agent.from_defaults(settings=settings, **overrides) as agent:
             out = _answer(agent, image, question, options, resume, answer, ask)
             model_id = agent.model_id

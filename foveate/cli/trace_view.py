@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from foveate.conformal.answer_gate import AnswerGate
+
 if TYPE_CHECKING:
     from foveate.agent import Agent, Answer
     from foveate.graphs.spec import WorkflowSpec
@@ -63,9 +65,8 @@ def why_lines(answer: Answer, state: dict[str, Any], agent: Agent, spec: Workflo
     if gate is None:
         lines.append("abstention gate: none loaded (answers carry no guarantee)")
     else:
-        lines.append(
-            f"abstention gate: {type(gate).__name__}, alpha {gate.alpha:g}, threshold {gate.threshold:.4g}"
-        )
+        said = gate.describe() if isinstance(gate, AnswerGate) else f"threshold {gate.threshold:.4g}"
+        lines.append(f"abstention gate: {type(gate).__name__}, alpha {gate.alpha:g}, {escape(said)}")
     lines.append(
         "prediction set: " + (escape(", ".join(answer.prediction_set)) if answer.prediction_set else "-")
     )

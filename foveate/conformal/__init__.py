@@ -11,12 +11,16 @@ question, e.g. ``ScoreResult.probabilities``) and knows nothing of models.
   risk control (answered-and-wrong rate) or Learn then Test (error among answered).
 - ``policy``: a small learned abstention policy, calibrated on held-out questions.
 - ``metrics``: risk-coverage, AURC, AUARC, AUROC, selective accuracy.
-- ``drift``: an online coverage monitor that warns when calibration stops holding.
+- ``drift``: an online coverage monitor that warns when calibration stops holding, and can switch on
+- ``adaptive``: adaptive conformal inference (ACI), a threshold that follows a drifting stream.
+- ``answer_gate``: ``AnswerGate``, the gate on every answer (options and free text, per category), keyed
+  by what it was calibrated for; ``procedure`` makes one, ``records`` stores it.
 """
 
 from __future__ import annotations
 
 from foveate.conformal.actions import Decision, decide, singleton_answers
+from foveate.conformal.adaptive import AdaptiveThreshold, recovery_time, running_rate
 from foveate.conformal.binomial import binomial_cdf, hoeffding_bentkus_pvalue
 from foveate.conformal.drift import CoverageMonitor, CoverageStatus
 from foveate.conformal.metrics import (
@@ -48,6 +52,7 @@ from foveate.conformal.split import (
 
 __all__ = [
     "AbstentionPolicy",
+    "AdaptiveThreshold",
     "ConformalCalibration",
     "CoverageMonitor",
     "CoverageStatus",
@@ -74,7 +79,9 @@ __all__ = [
     "option_features",
     "prediction_sets",
     "raps_scores",
+    "recovery_time",
     "risk_coverage_curve",
+    "running_rate",
     "score_matrix",
     "selective_report",
     "singleton_answers",

@@ -11,28 +11,37 @@ the calibration questions themselves*: an in-sample check, not an estimate for n
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from pydantic import ValidationError
 
+from foveate.conformal.answer_gate import AnswerGate, GateKey, OptionsCalibration
 from foveate.conformal.records import CalibrationRecord, CalibrationStore, template_hash
 from foveate.conformal.risk_control import SelectiveCalibration, crc_threshold, ltt_threshold
 from foveate.conformal.split import ConformalCalibration, calibrate
-from foveate.errors import CalibrationStoreError, ConformalError, FoveateError
+from foveate.errors import CalibrationMismatchError, CalibrationStoreError, ConformalError, FoveateError
 
 __all__ = [
     "METHODS",
     "PROMPT_TEMPLATE",
+    "LabelledScore",
     "MethodResult",
+    "calibrate_gate",
     "calibrate_methods",
+    "check_gate",
     "find_calibration",
+    "find_gate",
     "load_calibration_file",
     "save_calibrations",
+    "save_gate",
 ]
+
+log = logging.getLogger(__name__)
 
 PROMPT_TEMPLATE = "{question}"
 """How a calibration question is put to the model (its hash keys the stored record)."""
@@ -112,6 +121,88 @@ def calibrate_methods(
     return out
 
 
+@dataclass(frozen=True)
+class LabelledScore:
+    """One labelled calibration question as the workflow answered it: a multiple-choice answer
+    (``probabilities`` and the true option's index ``label``) or a free-text one (its sequence
+    ``confidence`` and whether it matched the truth, ``correct``)."""
+
+    category: str | None = None
+    probabilities: tuple[float, ...] = ()
+    label: int | None = None
+    confidence: float | None = None
+    correct: bool | None = None
+
+    @property
+    def is_options(self) -> bool:
+        return self.label is not None
+
+
+def _options_calibration(
+    rows: list[LabelledScore], alpha: float, method: str, delta: float
+) -> OptionsCalibration | None:
+    if not rows:
+        return None
+    width = max(len(r.probabilities) for r in rows)  # fewer options: the missing ones have p = 0
+    probs = np.array([list(r.probabilities) + [0.0] * (width - len(r.probabilities)) for r in rows])
+    labels = np.array([r.label for r in rows], dtype=np.int64)
+    return calibrate_methods(probs, labels, alpha, (method,), delta=delta)[0].result
+
+
+def _free_text_calibration(rows: list[LabelledScore], alpha: float) -> SelectiveCalibration | None:
+    # answers without a confidence are left out: the gate abstains on them, so they add no risk
+    scored = [r for r in rows if r.confidence is not None and math.isfinite(r.confidence)]
+    if not scored:
+        return None
+    return crc_threshold([r.confidence for r in scored], [bool(r.correct) for r in scored], alpha)
+
+
+def calibrate_gate(
+    scores: list[LabelledScore],
+    alpha: float,
+    method: str = "crc",
+    *,
+    key: GateKey | None = None,
+    by_category: bool = False,
+    delta: float = 0.1,
+    source: str = "",
+) -> AnswerGate:
+    """An ``AnswerGate`` from labelled outcomes: multiple-choice answers calibrated by ``method``, free-text
+    ones by conformal risk control on their confidence; with ``by_category``, one more calibration per
+    category (Mondrian) for each form."""
+    if method not in METHODS:
+        raise ConformalError(f"unknown calibration method {method!r}: use {', '.join(METHODS)}")
+    if not scores:
+        raise ConformalError("no labelled questions to calibrate on")
+    options = [s for s in scores if s.is_options]
+    free = [s for s in scores if not s.is_options]
+    counts = {"options": len(options), "free_text": len(free)}
+    options_by: dict[str, OptionsCalibration] = {}
+    free_by: dict[str, SelectiveCalibration] = {}
+    if by_category:
+        for name in sorted({s.category for s in scores if s.category is not None}):
+            mine = [s for s in options if s.category == name]
+            theirs = [s for s in free if s.category == name]
+            if mine:
+                options_by[name] = cast(OptionsCalibration, _options_calibration(mine, alpha, method, delta))
+                counts[f"options:{name}"] = len(mine)
+            ft = _free_text_calibration(theirs, alpha)
+            if ft is not None:
+                free_by[name] = ft
+                counts[f"free_text:{name}"] = len(theirs)
+    return AnswerGate(
+        alpha=alpha,
+        method=cast(Any, method),
+        key=key,
+        options=_options_calibration(options, alpha, method, delta),
+        free_text=_free_text_calibration(free, alpha),
+        options_by_category=options_by,
+        free_text_by_category=free_by,
+        calibrated_on=counts,
+        source=source,
+    )
+
+
 def save_calibrations(
     store: CalibrationStore, results: list[MethodResult], model_id: str, template: str = PROMPT_TEMPLATE
 ) -> list[CalibrationRecord]:
@@ -121,6 +212,63 @@ def save_calibrations(
         store.save(CalibrationRecord.from_result(r.result, model_id=model_id, template_sha256=digest))
         for r in results
     ]
+
+
+def save_gate(store: CalibrationStore, gate: AnswerGate) -> CalibrationRecord:
+    """Store a gate under its key (``GateKey.sha256``); the saved record, with its id."""
+    if gate.key is None:
+        raise ConformalError("a gate without a key cannot be stored: it would match nothing")
+    record = CalibrationRecord.from_result(
+        gate, model_id=gate.key.model_id, template_sha256=gate.key.sha256()
+    )
+    return store.save(record)
+
+
+def check_gate(gate: AnswerGate, key: GateKey, *, origin: str, allow_mismatch: bool = False) -> AnswerGate:
+    """``gate`` when it was made for ``key``; otherwise an error naming every difference and ``origin``
+    (where the gate came from), or, with ``allow_mismatch``, the gate with a warning logged."""
+    if gate.key is None or gate.key == key:
+        return gate
+    differences = "; ".join(key.differences(gate.key))
+    if allow_mismatch:
+        log.warning(
+            "using the calibration from %s although it was made for something else: %s", origin, differences
+        )
+        return gate
+    raise CalibrationMismatchError(
+        f"the calibration from {origin} was made for something else ({differences}); its guarantee does not "
+        f"carry over: run `foveate calibrate` for this model, workflow and budget, or pass the override "
+        f"(--allow-calibration-mismatch, allow_mismatch=True) to use it anyway"
+    )
+
+
+def find_gate(
+    database: str, key: GateKey, alpha: float, method: str, *, allow_mismatch: bool = False
+) -> AnswerGate:
+    """The newest gate stored for exactly ``key`` at ``alpha`` and ``method``. Without one: an error naming
+    how the newest gate at that alpha and method differs (or that there is none, and the command that makes
+    one); with ``allow_mismatch``, that nearest gate, with a warning."""
+    store = CalibrationStore(database)
+    try:
+        record = store.latest(key.model_id, key.sha256(), alpha, method)
+        nearest = store.latest_gates(alpha, method) if record is None else []
+    finally:
+        store.close()
+    if record is not None:
+        return cast(AnswerGate, record.result())
+    same_model = [r for r in nearest if r.model_id == key.model_id]
+    if not nearest:
+        raise CalibrationStoreError(
+            f"no {method} calibration at alpha {alpha} in {database}; run "
+            f"`foveate calibrate --workflow {key.workflow} --alpha {alpha} --method {method}` first"
+        )
+    closest = cast(AnswerGate, (same_model or nearest)[0].result())
+    return check_gate(
+        closest,
+        key,
+        origin=f"{database} (record {(same_model or nearest)[0].id})",
+        allow_mismatch=allow_mismatch,
+    )
 
 
 def find_calibration(
@@ -141,13 +289,17 @@ def find_calibration(
     return record.result()
 
 
-def load_calibration_file(path: Path) -> ConformalCalibration | SelectiveCalibration:
-    """A calibration JSON file: a ``ConformalCalibration`` or ``SelectiveCalibration``, as pydantic writes
-    them."""
+def load_calibration_file(path: Path) -> ConformalCalibration | SelectiveCalibration | AnswerGate:
+    """A calibration JSON file: an ``AnswerGate`` (``AnswerGate.to_json``), a ``ConformalCalibration`` or a
+    ``SelectiveCalibration``, as pydantic writes them."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise FoveateError(f"cannot read calibration file {path}: {exc.strerror}") from None
+    try:
+        return AnswerGate.from_json(text)
+    except (ValidationError, ValueError):
+        pass
     for kind in (SelectiveCalibration, ConformalCalibration):
         try:
             return kind.model_validate_json(text)

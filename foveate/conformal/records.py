@@ -19,8 +19,12 @@ The table ``calibrations`` has one row per calibration run:
   nothing) or ``-inf`` (risk control: answer everything);
 - ``threshold_text``: the exact threshold as Python writes it (``repr``: ``"0.7341"``, ``"inf"``,
   ``"-inf"``), so that NULL is never ambiguous and a finite value reads back bit for bit;
-- ``result_json``: the full pydantic result (``ConformalCalibration``, ``SelectiveCalibration`` or
-  ``AbstentionPolicy``) as JSON, infinities written ``Infinity``/``-Infinity``.
+- ``result_json``: the full pydantic result (``ConformalCalibration``, ``SelectiveCalibration``,
+  ``AbstentionPolicy`` or ``AnswerGate``) as JSON, infinities written ``Infinity``/``-Infinity``.
+
+An ``AnswerGate`` (what ``foveate calibrate`` writes) is stored with ``template_hash`` set to its
+``GateKey.sha256()``: the model and its weights, the workflow's spec, the strategies and the budget it was
+calibrated for, so that a lookup by key finds only a gate made for exactly that.
 
 The table is created on first use (``create_all``); it has its own declarative base and lives in
 a database of its own, apart from the insight memory (whose migrations refuse foreign tables).
@@ -44,6 +48,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from foveate.conformal.answer_gate import AnswerGate
 from foveate.conformal.policy import AbstentionPolicy
 from foveate.conformal.risk_control import SelectiveCalibration
 from foveate.conformal.split import ConformalCalibration
@@ -52,7 +57,7 @@ from foveate.errors import CalibrationStoreError
 
 CalibrationMethod = Literal["lac", "aps", "raps", "crc", "ltt", "learned"]
 METHODS: tuple[str, ...] = get_args(CalibrationMethod)
-CalibrationResult = ConformalCalibration | SelectiveCalibration | AbstentionPolicy
+CalibrationResult = ConformalCalibration | SelectiveCalibration | AbstentionPolicy | AnswerGate
 
 
 def template_hash(template: str) -> str:
@@ -118,6 +123,11 @@ class CalibrationRecord(BaseModel):
         elif isinstance(result, AbstentionPolicy):
             sel = result.selection
             method, alpha, n, threshold = "learned", sel.alpha, result.calibrated_on, sel.threshold
+        elif isinstance(result, AnswerGate):
+            main = result.options if result.options is not None else result.free_text
+            method, alpha = result.method, result.alpha
+            n = max(1, result.calibrated_on.get("options", 0) + result.calibrated_on.get("free_text", 0))
+            threshold = main.threshold if main is not None else math.inf
         else:
             raise TypeError(f"not a calibration result: {type(result).__name__}")
         # model_dump keeps infinities as floats; json writes them as Infinity (pydantic's JSON mode
@@ -140,6 +150,7 @@ class CalibrationRecord(BaseModel):
             "ConformalCalibration": ConformalCalibration,
             "SelectiveCalibration": SelectiveCalibration,
             "AbstentionPolicy": AbstentionPolicy,
+            "AnswerGate": AnswerGate,
         }
         kind = kinds.get(data.get("type", ""))
         if kind is None:
@@ -245,6 +256,22 @@ class CalibrationStore:
         with self._sessions() as session:
             row = session.scalars(query).first()
             return CalibrationRecord.from_row(row) if row is not None else None
+
+    def latest_gates(self, alpha: float, method: str, limit: int = 20) -> builtins.list[CalibrationRecord]:
+        """The newest ``AnswerGate`` records at this alpha and method, whatever they were made for (to say
+        how the nearest one differs when none matches)."""
+        query = (
+            select(CalibrationRow)
+            .where(
+                CalibrationRow.method == method,
+                CalibrationRow.alpha.between(alpha - 1e-12, alpha + 1e-12),
+                CalibrationRow.result_json.like('{"type": "AnswerGate"%'),
+            )
+            .order_by(CalibrationRow.created_at.desc(), CalibrationRow.id.desc())
+            .limit(limit)
+        )
+        with self._sessions() as session:
+            return [CalibrationRecord.from_row(r) for r in session.scalars(query)]
 
     def list(self, model_id: str | None = None) -> builtins.list[CalibrationRecord]:
         """Every record (of one model, if given), oldest first."""

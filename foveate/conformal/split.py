@@ -141,7 +141,7 @@ class ConformalCalibration(BaseModel):
                 confidence=confidence,
                 method=method,
                 alpha=self.alpha,
-                reason=f"the {method.upper()} set at alpha {self.alpha} holds one option",
+                reason=f"the {method.upper()} prediction set at alpha {self.alpha} holds one option",
             )
         return AbstentionResult(
             action="set" if decision.action == "set" else "abstain",
@@ -149,7 +149,11 @@ class ConformalCalibration(BaseModel):
             confidence=confidence,
             method=method,
             alpha=self.alpha,
-            reason=f"the {method.upper()} set at alpha {self.alpha} holds {len(kept)} options",
+            reason=(
+                f"the {method.upper()} prediction set at alpha {self.alpha} holds "
+                + (f"{len(kept)} options ({', '.join(kept)})" if kept else "no option")
+                + ": not sure enough to answer"
+            ),
         )
 
 

@@ -54,6 +54,7 @@ class QAState(TypedDict, total=False):
     image_sha256: str
     budget: dict[str, Any]  # TokenBudget as JSON
     expected: str | None  # the right answer, when known (benchmarks, feedback); never shown to a model
+    category: str | None  # the question's category, for a gate calibrated per category (Mondrian)
     # perception
     cues: list[str]
     perception: Annotated[list[str], operator.add]  # notes: what was seen, by which node
@@ -71,6 +72,7 @@ class QAState(TypedDict, total=False):
     # reasoning
     answer: str | None
     option_scores: list[float]
+    answer_confidence: float | None  # a free-text answer's sequence probability (None: options, or unknown)
     attempts: int  # answers produced so far (the judge's loop counter)
     verdict: str  # the judge's: "sufficient", "retry" or "give_up"
     # abstention
@@ -96,6 +98,9 @@ class RunInput(BaseModel):
     options: list[str] = Field(default_factory=list)
     budget: TokenBudget = Field(default_factory=TokenBudget)
     expected: str | None = None
+    category: str | None = None
+    """The question's category (``attribute``, ``relation``, yours): a gate calibrated per category decides
+    it by that category's calibration."""
 
 
 class RunOutput(BaseModel):
@@ -109,6 +114,7 @@ class RunOutput(BaseModel):
     answer: str | None
     options: list[str] = Field(default_factory=list)
     option_scores: list[float] = Field(default_factory=list)
+    answer_confidence: float | None = None  # a free-text answer's sequence probability
     abstained: bool = False
     abstain_reason: str = ""
     prediction_set: list[str] = Field(default_factory=list)
@@ -144,6 +150,7 @@ class RunOutput(BaseModel):
             answer=None if state.get("abstained") else state.get("answer"),
             options=state.get("options") or [],
             option_scores=state.get("option_scores") or [],
+            answer_confidence=state.get("answer_confidence"),
             abstained=bool(state.get("abstained", False)),
             abstain_reason=state.get("abstain_reason", ""),
             prediction_set=state.get("prediction_set") or [],

@@ -175,6 +175,7 @@ class Workflow:
             "image_sha256": sha,
             "budget": run.budget.model_dump(),
             "expected": run.expected,
+            "category": run.category,
             "attempts": 0,
         }
 

@@ -27,7 +27,7 @@ from foveate.imaging.images import load_image
 from foveate.vlm.base import VLM
 from foveate.vlm.budget import TokenBudget, TokenLedger
 from foveate.vlm.types import VLMRequest
-from foveate.zoom.answering import answer_from, answer_reserve
+from foveate.zoom.answering import Reply, answer_from, answer_reserve
 from foveate.zoom.config import ZoomConfig, ZoomResult
 from foveate.zoom.context import SearchContext
 from foveate.zoom.cues import parse_cues
@@ -109,16 +109,17 @@ class ZoomAgent:
                 ctx.found.append(best)
         crops = [f.box for f in ctx.found if f.box != ctx.full]
         answer_box = ctx.answer_box(crops) if crops else None
-        reply, probabilities = (
+        reply = (
             self.answer_from(img, question, options, answer_box, ledger, context=context)
             if answer
-            else ("", [])
+            else Reply("")
         )
         return ZoomResult(
             question=question,
-            answer=reply,
+            answer=reply.text,
             options=list(options or []),
-            probabilities=probabilities,
+            probabilities=reply.probabilities,
+            confidence=reply.confidence,
             strategy=chosen.name,
             cues=cue_list,
             crops=crops,
@@ -154,7 +155,7 @@ class ZoomAgent:
         ledger: TokenLedger | None = None,
         *,
         context: str | None = None,
-    ) -> tuple[str, list[float]]:
+    ) -> Reply:
         """The answering call alone (``foveate.zoom.answering.answer_from`` with this agent's prompts)."""
         return answer_from(self.vlm, self.prompts, image, question, options, box, ledger, context=context)
 

@@ -6,6 +6,7 @@ Apart from the search so that a workflow's ``reason`` node answers exactly as th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from PIL import Image
 
@@ -15,10 +16,21 @@ from foveate.vlm.budget import TokenLedger
 from foveate.vlm.prompts import ZoomPrompts
 from foveate.vlm.types import VLMRequest
 
-__all__ = ["ANSWER_TEXT_TOKENS", "answer_from", "answer_reserve"]
+__all__ = ["ANSWER_TEXT_TOKENS", "Reply", "answer_from", "answer_reserve"]
 
 ANSWER_TEXT_TOKENS = 256
 """Text tokens kept for the answering call beyond its images (question, options, template)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the answering call gave: the answer, each option's probability (multiple choice), and a
+    generated answer's length-normalised sequence probability (``VLMResult.confidence``; None for multiple
+    choice, or when the backend gave no token log-probabilities)."""
+
+    text: str
+    probabilities: list[float] = field(default_factory=list)
+    confidence: float | None = None
 
 
 def answer_from(
@@ -31,17 +43,18 @@ def answer_from(
     ledger: TokenLedger | None = None,
     *,
     context: str | None = None,
-) -> tuple[str, list[float]]:
+) -> Reply:
     """The answering call alone: from the whole image (``box`` None) or the crop (plus the whole image when
-    the prompts say so). Returns the answer and, with ``options``, their probabilities."""
+    the prompts say so): the answer and, with ``options``, their probabilities, else its confidence."""
     views = [image] if box is None else [image.crop(box)]
     if box is not None and prompts.answer_with_full_image:
         views = [image, *views]
     request = VLMRequest.from_prompt(question, images=views, system=context or None)
     if options:
         scored = vlm.score(request, list(options), ledger)
-        return scored.best, scored.probabilities
-    return vlm.generate(request, ledger).text, []
+        return Reply(scored.best, scored.probabilities)
+    generated = vlm.generate(request, ledger)
+    return Reply(generated.text, confidence=generated.confidence)
 
 
 def answer_reserve(vlm: VLM, prompts: ZoomPrompts, image: Image.Image) -> int:

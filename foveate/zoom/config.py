@@ -95,6 +95,9 @@ class ZoomResult(BaseModel):
     answer: str
     options: list[str] = Field(default_factory=list)
     probabilities: list[float] = Field(default_factory=list)
+    confidence: float | None = None
+    """A free-text answer's length-normalised sequence probability (None: multiple choice, or the backend
+    gave no token log-probabilities)."""
     strategy: str
     cues: list[str] = Field(default_factory=list)
     crops: list[Box] = Field(default_factory=list)

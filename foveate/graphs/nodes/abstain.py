@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from langgraph.types import interrupt
 
+from foveate.conformal.answer_gate import AnswerGate
 from foveate.conformal.gate import abstain_or_answer
 from foveate.graphs.nodes.common import NodeParams, say
 from foveate.graphs.registry import NodeFn
@@ -29,23 +30,48 @@ def abstain_node(params: AbstainParams, services: Services) -> NodeFn:
             state.get("option_scores") or [],
             state.get("answer"),
         )
+        gate = services.calibration
+        update: dict[str, Any]
+        why = ""  # the gate's reason, also when it answered
         if answer is None:
             update = {"abstained": True, "abstain_reason": "no answer was produced"}
-        elif services.calibration is None or not options or len(scores) != len(options):
-            why = "no calibration loaded" if services.calibration is None else "a free-text answer"
+        elif gate is None:
             return {
                 "abstained": False,
                 "abstain_reason": "",
-                "messages": say("abstain", f"answered without a guarantee ({why})"),
+                "messages": say("abstain", "answered without a guarantee (no calibration loaded)"),
             }
-        else:
-            decision = abstain_or_answer(
-                options, scores, services.calibration, on_ambiguous=params.on_ambiguous
+        elif options and len(scores) == len(options):
+            decision = (
+                gate.decide(options, scores, on_ambiguous=params.on_ambiguous, category=state.get("category"))
+                if isinstance(gate, AnswerGate)
+                else abstain_or_answer(options, scores, gate, on_ambiguous=params.on_ambiguous)
             )
+            why = decision.reason
             update = {
                 "abstained": decision.action == "abstain",
                 "abstain_reason": "" if decision.action == "answer" else decision.reason,
                 "prediction_set": decision.kept,
+            }
+        elif not isinstance(gate, AnswerGate):
+            return {
+                "abstained": False,
+                "abstain_reason": "",
+                "messages": say(
+                    "abstain",
+                    "answered without a guarantee (a free-text answer; this calibration covers "
+                    "multiple-choice answers only: calibrate with `foveate calibrate` for a gate on both)",
+                ),
+            }
+        else:
+            decision = gate.decide_free_text(
+                answer, state.get("answer_confidence"), category=state.get("category")
+            )
+            why = decision.reason
+            update = {
+                "abstained": decision.action == "abstain",
+                "abstain_reason": "" if decision.action == "answer" else decision.reason,
+                "prediction_set": [],
             }
         if update["abstained"] and params.ask_human:
             reply = interrupt(
@@ -61,7 +87,11 @@ def abstain_node(params: AbstainParams, services: Services) -> NodeFn:
             update["human"] = human
             if human.get("answer"):
                 update |= {"abstained": False, "answer": str(human["answer"]), "abstain_reason": ""}
-        said = f"abstained: {update['abstain_reason']}" if update["abstained"] else "answered"
+        said = (
+            f"abstained: {update['abstain_reason']}"
+            if update["abstained"]
+            else "answered" + (f": {why}" if why else "")
+        )
         return update | {"messages": say("abstain", said)}
 
     return abstain

@@ -12,6 +12,7 @@ from foveate.graphs.state import QAState
 from foveate.insights import lessons_prompt
 from foveate.vlm.types import VLMRequest
 from foveate.zoom import ZoomConfig
+from foveate.zoom.answering import Reply
 
 __all__ = ["ReasonParams", "reason_node"]
 
@@ -43,13 +44,14 @@ def reason_node(params: ReasonParams, services: Services) -> NodeFn:
                 request = VLMRequest.from_prompt(prompt)
                 if options:
                     scored = services.reasoner.score(request, options, ledger)
-                    answer, scores = scored.best, scored.probabilities
+                    reply = Reply(scored.best, scored.probabilities)
                 else:
-                    answer, scores = services.reasoner.generate(request, ledger).text.strip(), []
+                    generated = services.reasoner.generate(request, ledger)
+                    reply = Reply(generated.text.strip(), confidence=generated.confidence)
             else:
                 box = state.get("answer_box") if params.from_crop else None
                 agent = services.zoom_agent(ZoomConfig())
-                answer, scores = agent.answer_from(
+                reply = agent.answer_from(
                     services.image(state),
                     question,
                     options or None,
@@ -65,11 +67,13 @@ def reason_node(params: ReasonParams, services: Services) -> NodeFn:
                 "budget_exhausted": True,
                 "messages": say("reason", f"{'kept the earlier answer' if kept else 'no answer'}: {exc}"),
             }
-        top = max(scores) if scores else None
+        answer, scores = reply.text, reply.probabilities
+        top = max(scores) if scores else reply.confidence
         said = f"answer {answer!r}" + (f" (p = {top:.2f})" if top is not None else "")
         return {
             "answer": answer,
             "option_scores": scores,
+            "answer_confidence": reply.confidence,
             "attempts": attempts,
             "spent": spent(ledger),
             "messages": say("reason", said),

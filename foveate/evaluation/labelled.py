@@ -1,0 +1,83 @@
+"""Labelled questions from a user's file: JSON Lines of ``{image, question, options?, answer, category?}``.
+
+Image paths are relative to the file's folder (absolute ones are kept). A scene benchmark's
+``manifest.jsonl`` (``foveate bench make``) is such a file too: its lines carry more fields, which are
+ignored here; a folder stands for its ``manifest.jsonl``. Every problem is reported as ``FILE:LINE: what``
+and nothing is read past the first bad line, so a calibration never runs on part of a file by accident.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from foveate.errors import ManifestError
+
+__all__ = ["LabelledQuestion", "load_labelled"]
+
+
+class LabelledQuestion(BaseModel):
+    """One question with its right answer."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    image: Path
+    """The image file (resolved against the question file's folder)."""
+    question: str = Field(min_length=1)
+    """What is asked."""
+    options: list[str] = Field(default_factory=list)
+    """The choices for a multiple-choice question (empty: a free-text question)."""
+    answer: str = Field(min_length=1)
+    """The right answer: one of ``options``, or the text a free answer must match once normalised
+    (``foveate.conformal.matching``)."""
+    category: str | None = None
+    """The question's category, for per-category (Mondrian) calibration and reports."""
+
+    @model_validator(mode="after")
+    def _answer_is_an_option(self) -> LabelledQuestion:
+        if self.options and self.answer not in self.options:
+            raise ValueError(f"answer {self.answer!r} is not one of the options {self.options}")
+        if len(set(self.options)) != len(self.options):
+            raise ValueError(f"options {self.options} repeat an entry")
+        return self
+
+    @property
+    def answer_index(self) -> int | None:
+        return self.options.index(self.answer) if self.options else None
+
+
+def load_labelled(path: str | Path) -> list[LabelledQuestion]:
+    """The questions of a JSON Lines file (or a folder's ``manifest.jsonl``), with checked image paths."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / "manifest.jsonl"
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read question file {file}: {exc}") from None
+    out: list[LabelledQuestion] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{file}:{lineno}"
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{where}: not JSON ({exc.msg})") from None
+        if not isinstance(data, dict):
+            raise ManifestError(f"{where}: a line must be a JSON object with image, question and answer")
+        try:
+            item = LabelledQuestion.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'line'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ManifestError(f"{where}: {problems}") from None
+        image = item.image if item.image.is_absolute() else file.parent / item.image
+        if not image.is_file():
+            raise ManifestError(f"{where}: no image file {image}")
+        out.append(item.model_copy(update={"image": image}))
+    if not out:
+        raise ManifestError(f"{file} has no questions")
+    return out
