@@ -58,6 +58,10 @@ def test_generate_reaches_the_model(reasoner: OpenAIVLM) -> None:
     assert result.usage.text_tokens >= 15  # the whole prompt went in (an empty turn would be ~7 tokens)
     assert 1 <= result.usage.generated_tokens <= 8
     assert ledger.spent.total == result.usage.total
+    # the free-text gate's confidence: the server returns each token's log-probability when asked
+    print(f"gemma token log-probabilities: {result.token_logprobs}")
+    assert result.token_logprobs is not None and len(result.token_logprobs) >= 1
+    assert all(v <= 0.0 for v in result.token_logprobs) and result.confidence is not None
 
 
 def test_yes_probability_from_llama_logprobs(reasoner: OpenAIVLM) -> None:

@@ -91,6 +91,22 @@ def test_logprobs_match_local_transformers(remote: OpenAIVLM, local: Transformer
     assert equal >= len(report) - 2  # at most two near-ties among the views
 
 
+def test_free_text_confidence_matches_local_transformers(remote: OpenAIVLM, local: TransformersVLM) -> None:
+    """The free-text gate reads the same token log-probabilities from the server as from the model in
+    process. vLLM may leave the end-of-sequence token out of what it returns (its text holds none), where
+    the local backend counts it: the tokens both return agree."""
+    for index in range(3):
+        for name, image, item in views(index):
+            request = VLMRequest.from_prompt(item.question, [image], max_new_tokens=8)
+            got, want = remote.generate(request), local.generate(request)
+            assert got.text == want.text, f"scene {index} {name}"
+            assert got.token_logprobs is not None and want.token_logprobs is not None
+            assert len(want.token_logprobs) - 1 <= len(got.token_logprobs) <= len(want.token_logprobs)
+            for a, b in zip(got.token_logprobs, want.token_logprobs, strict=False):
+                assert abs(np.exp(a) - np.exp(b)) <= TOLERANCE, f"scene {index} {name}: {a} vs {b}"
+            print(f"scene {index} {name}: {got.text!r} vLLM {got.token_logprobs} local {want.token_logprobs}")
+
+
 def test_async_calls_match_sync(remote: OpenAIVLM) -> None:
     image, item = scene(1)
     request = VLMRequest.from_prompt(item.question, [image])

@@ -122,6 +122,17 @@ def test_mondrian_coverage_holds_per_category_where_marginal_does_not() -> None:
             assert risk(marginal) > 0.1 + 0.02
 
 
+def test_the_same_weights_in_another_folder_are_the_same_model() -> None:
+    here, there = _key(model_id="/a/weights"), _key(model_id="/b/copy")
+    assert here.matches(there) and here.sha256() == there.sha256() and here.differences(there) == []
+    served = _key(model_fingerprint="served:http://h/v1#m", model_id="m")
+    other = served.model_copy(update={"model_id": "n"})
+    assert not served.matches(other) and served.differences(other) == [
+        "model_id: calibrated for 'n', asked with 'm'"
+    ]
+    assert not here.matches(_key(model_fingerprint="sha256:bb"))
+
+
 def test_a_gate_round_trips_through_json_and_the_store(tmp_path: Path) -> None:
     gate = calibrate_gate(_scores(10, seed=5), 0.05, "crc", key=_key(), by_category=True)
     assert gate.free_text is not None and math.isinf(gate.free_text.threshold)  # 10 are too few at 0.05

@@ -43,7 +43,8 @@ class GateKey(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     model_id: str
-    """The model's id: its folder, hub id or served name."""
+    """The model's id: its folder, hub id or served name. Where the fingerprint hashes the weights
+    (``sha256:...``) the id is a label only: the same weights in another folder are the same model."""
     model_fingerprint: str
     """A hash of its weights (local models) or the server and served name (a server backend)."""
     workflow: str
@@ -56,14 +57,30 @@ class GateKey(BaseModel):
     budget: str
     """The per-question token budget (``TokenBudget``) as canonical JSON."""
 
+    def identity(self) -> dict[str, str]:
+        """The fields that say which answers these are: all of them, less ``model_id`` when the fingerprint
+        hashes the weights (a folder moved or copied elsewhere holds the same model)."""
+        fields = self.model_dump()
+        if self.model_fingerprint.startswith("sha256:"):
+            del fields["model_id"]
+        return fields
+
+    def matches(self, other: GateKey) -> bool:
+        """Whether ``other`` names the same answers (``identity``)."""
+        return self.identity() == other.identity()
+
     def sha256(self) -> str:
-        """SHA-256 of the key as canonical JSON: what a stored record is found by."""
-        return hashlib.sha256(self.model_dump_json().encode("utf-8")).hexdigest()
+        """SHA-256 of the identity as canonical JSON: what a stored record is found by."""
+        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def differences(self, other: GateKey) -> list[str]:
         """What differs from ``other`` (the calibration's key), one phrase per field, for a refusal."""
         out: list[str] = []
+        mine_fields, their_fields = self.identity(), other.identity()
         for name in GateKey.model_fields:
+            if name not in mine_fields and name not in their_fields:
+                continue
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine != theirs:
                 out.append(f"{name}: calibrated for {_short(theirs)}, asked with {_short(mine)}")

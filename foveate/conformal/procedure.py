@@ -227,7 +227,7 @@ def save_gate(store: CalibrationStore, gate: AnswerGate) -> CalibrationRecord:
 def check_gate(gate: AnswerGate, key: GateKey, *, origin: str, allow_mismatch: bool = False) -> AnswerGate:
     """``gate`` when it was made for ``key``; otherwise an error naming every difference and ``origin``
     (where the gate came from), or, with ``allow_mismatch``, the gate with a warning logged."""
-    if gate.key is None or gate.key == key:
+    if gate.key is None or gate.key.matches(key):
         return gate
     differences = "; ".join(key.differences(gate.key))
     if allow_mismatch:
@@ -250,7 +250,8 @@ def find_gate(
     one); with ``allow_mismatch``, that nearest gate, with a warning."""
     store = CalibrationStore(database)
     try:
-        record = store.latest(key.model_id, key.sha256(), alpha, method)
+        found = store.latest_gates(alpha, method, key_sha256=key.sha256(), limit=1)
+        record = found[0] if found else None
         nearest = store.latest_gates(alpha, method) if record is None else []
     finally:
         store.close()

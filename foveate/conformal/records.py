@@ -257,9 +257,12 @@ class CalibrationStore:
             row = session.scalars(query).first()
             return CalibrationRecord.from_row(row) if row is not None else None
 
-    def latest_gates(self, alpha: float, method: str, limit: int = 20) -> builtins.list[CalibrationRecord]:
-        """The newest ``AnswerGate`` records at this alpha and method, whatever they were made for (to say
-        how the nearest one differs when none matches)."""
+    def latest_gates(
+        self, alpha: float, method: str, *, key_sha256: str | None = None, limit: int = 20
+    ) -> builtins.list[CalibrationRecord]:
+        """The newest ``AnswerGate`` records at this alpha and method, newest first: those made for the key
+        with this ``GateKey.sha256`` (whatever the model's folder is called), or, without one, whatever they
+        were made for (to say how the nearest one differs when none matches)."""
         query = (
             select(CalibrationRow)
             .where(
@@ -270,6 +273,8 @@ class CalibrationStore:
             .order_by(CalibrationRow.created_at.desc(), CalibrationRow.id.desc())
             .limit(limit)
         )
+        if key_sha256 is not None:
+            query = query.where(CalibrationRow.template_hash == key_sha256)
         with self._sessions() as session:
             return [CalibrationRecord.from_row(r) for r in session.scalars(query)]
 

@@ -60,7 +60,10 @@ def pick_gate(
     fits = [
         g
         for g in gates
-        if g.key == key and g.method == method and (alpha is None or abs(g.alpha - alpha) < 1e-12)
+        if g.key is not None
+        and g.key.matches(key)
+        and g.method == method
+        and (alpha is None or abs(g.alpha - alpha) < 1e-12)
     ]
     if fits:
         return min(fits, key=lambda g: g.alpha), []
