@@ -243,14 +243,15 @@ def refusing_logprobs() -> Iterator[_FakeServer]:
 
 
 def test_generate_reads_each_tokens_logprob(with_logprobs: _FakeServer) -> None:
-    """``generate`` asks for ``logprobs`` (and no alternatives) and returns them; the ledger holds and is
-    charged as before: the server's reported usage."""
+    """``generate`` asks for ``logprobs`` (and one alternative: llama-cpp-python's server returns none
+    without ``top_logprobs``) and returns them; the ledger holds and is charged as before: the server's
+    reported usage."""
     remote = OpenAIVLM(with_logprobs.url, model="fake", max_retries=0)
     req = VLMRequest.from_prompt("What is in the picture?", [PICTURE], max_new_tokens=6, stop=["."])
     ledger = TokenLedger(TokenBudget(max_total_tokens=10_000))
     results = [remote.generate(req, ledger), asyncio.run(remote.agenerate(req, ledger))]
     for body in with_logprobs.bodies:
-        assert body["logprobs"] is True and "top_logprobs" not in body
+        assert body["logprobs"] is True and body["top_logprobs"] == 1
         assert body["max_tokens"] == 6 and body["stop"] == ["."]
     for result in results:
         assert result.text == "a red square" and result.token_logprobs == LOGPROBS

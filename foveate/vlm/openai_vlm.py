@@ -202,7 +202,9 @@ class OpenAIVLM(BaseVLM):
         else:
             body.update(max_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p)
             if self._generate_logprobs:
-                body["logprobs"] = True  # each generated token's own log-probability (no alternatives)
+                # each generated token's own log-probability; top_logprobs 1 because llama-cpp-python's
+                # server returns none without it (it passes top_logprobs on as its logprobs count)
+                body.update(logprobs=True, top_logprobs=1)
             if opts.stop:
                 body["stop"] = opts.stop
             if opts.seed is not None:
@@ -308,7 +310,7 @@ class OpenAIVLM(BaseVLM):
             exc,
         )
         self._generate_logprobs = False
-        return {k: v for k, v in body.items() if k != "logprobs"}
+        return {k: v for k, v in body.items() if k not in ("logprobs", "top_logprobs")}
 
     def _generated(
         self, response: Any, visual: int, estimate: int, held: Reservation, latency: float
