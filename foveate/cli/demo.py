@@ -125,18 +125,25 @@ def run_workflow_part(
     lessons = [i.text for i in agent.memory.insights()]
     truth = item.answer
     mark = "[green]right[/]" if answer.option == truth else "[red]wrong[/]"
-    console.print(
-        f"workflow answer: [bold]{answer.text}[/] ({mark}; p = {answer.confidence or 0:.2f}); "
-        f"ground truth: [bold]{truth}[/]"
-    )
+    p = answer.confidence or 0.0
+    if answer.abstained:
+        console.print(
+            f"workflow abstained: {answer.reason}; its choice was [bold]{answer.option}[/] ({mark}; "
+            f"p = {p:.2f}); ground truth: [bold]{truth}[/]"
+        )
+    else:
+        console.print(
+            f"workflow answer: [bold]{answer.text}[/] ({mark}; p = {p:.2f}); ground truth: [bold]{truth}[/]"
+        )
     box = state.get("answer_box")
     if box:
         x0, y0, x1, y1 = box
         inside = [
             t for t in item.targets if x0 <= t.box[0] and y0 <= t.box[1] and t.box[2] <= x1 and t.box[3] <= y1
         ]
+        share = (x1 - x0) * (y1 - y0) / (image.width * image.height)
         console.print(
-            f"it answered from the crop {box} ({(x1 - x0) * (y1 - y0) / (image.width * image.height):.1%} of "
+            f"it {'looked at' if answer.abstained else 'answered from'} the crop {box} ({share:.1%} of "
             f"the image), which {'holds' if inside else 'misses'} the target"
         )
         crop_box: Box = (x0, y0, x1, y1)
