@@ -1,12 +1,14 @@
-"""The calibration procedure: labelled option probabilities -> a calibration per method -> stored records.
+"""The calibration procedure: labelled outcomes -> an ``AnswerGate`` -> a stored record -> the gate again.
 
 ``calibrate_methods`` runs every requested method on one (n, K) matrix of option probabilities and the
 true options: split conformal sets (LAC, APS) and answer-or-abstain thresholds on the top option's
-probability (conformal risk control, Learn then Test). Each result comes with its coverage / accuracy *on
-the calibration questions themselves*: an in-sample check, not an estimate for new questions.
-``save_calibrations`` stores them under the model and the prompt template; ``find_calibration`` and
-``load_calibration_file`` get one back for the gate. ``foveate calibrate``, ``foveate run --alpha`` and
-``Agent`` use these, so a record written by one is the record the others read.
+probability (conformal risk control, Learn then Test), each with its coverage / accuracy *on the
+calibration questions themselves* (an in-sample check, not an estimate for new questions).
+``calibrate_gate`` makes the gate of one workflow's answers (``LabelledScore``: multiple choice and free
+text, optionally per category); ``save_gate`` stores it under its key, ``find_gate`` finds the one made for
+a key (refusing, by name, one made for anything else) and ``load_calibration_file`` reads one written as
+JSON. ``foveate calibrate``, ``foveate run --alpha`` and ``Agent`` use these, so a record written by one is
+the record the others read.
 """
 
 from __future__ import annotations
@@ -21,33 +23,27 @@ import numpy as np
 from pydantic import ValidationError
 
 from foveate.conformal.answer_gate import AnswerGate, GateKey, OptionsCalibration
-from foveate.conformal.records import CalibrationRecord, CalibrationStore, template_hash
+from foveate.conformal.records import CalibrationRecord, CalibrationStore
 from foveate.conformal.risk_control import SelectiveCalibration, crc_threshold, ltt_threshold
 from foveate.conformal.split import ConformalCalibration, calibrate
 from foveate.errors import CalibrationMismatchError, CalibrationStoreError, ConformalError, FoveateError
 
 __all__ = [
     "METHODS",
-    "PROMPT_TEMPLATE",
     "LabelledScore",
     "MethodResult",
     "calibrate_gate",
     "calibrate_methods",
     "check_gate",
-    "find_calibration",
     "find_gate",
     "load_calibration_file",
-    "save_calibrations",
     "save_gate",
 ]
 
 log = logging.getLogger(__name__)
 
-PROMPT_TEMPLATE = "{question}"
-"""How a calibration question is put to the model (its hash keys the stored record)."""
-
 METHODS = ("lac", "aps", "crc", "ltt")
-"""The methods ``foveate calibrate`` runs (``all``)."""
+"""The methods a gate can decide multiple-choice answers by (``foveate calibrate --method``)."""
 
 
 @dataclass(frozen=True)
@@ -203,17 +199,6 @@ def calibrate_gate(
     )
 
 
-def save_calibrations(
-    store: CalibrationStore, results: list[MethodResult], model_id: str, template: str = PROMPT_TEMPLATE
-) -> list[CalibrationRecord]:
-    """Each result stored under ``model_id`` and the template's hash; the saved records, with their ids."""
-    digest = template_hash(template)
-    return [
-        store.save(CalibrationRecord.from_result(r.result, model_id=model_id, template_sha256=digest))
-        for r in results
-    ]
-
-
 def save_gate(store: CalibrationStore, gate: AnswerGate) -> CalibrationRecord:
     """Store a gate under its key (``GateKey.sha256``); the saved record, with its id."""
     if gate.key is None:
@@ -270,24 +255,6 @@ def find_gate(
         origin=f"{database} (record {(same_model or nearest)[0].id})",
         allow_mismatch=allow_mismatch,
     )
-
-
-def find_calibration(
-    database: str, model_id: str, alpha: float, method: str, template: str = PROMPT_TEMPLATE
-) -> Any:
-    """The newest calibration stored for this model, prompt template, alpha and method; an error naming
-    the database and the command that makes one when there is none."""
-    store = CalibrationStore(database)
-    try:
-        record = store.latest(model_id, template_hash(template), alpha, method)
-    finally:
-        store.close()
-    if record is None:
-        raise CalibrationStoreError(
-            f"no {method} calibration at alpha {alpha} for {model_id} in {database}; "
-            f"run `foveate calibrate --bench DIR --alpha {alpha}` first"
-        )
-    return record.result()
 
 
 def load_calibration_file(path: Path) -> ConformalCalibration | SelectiveCalibration | AnswerGate:
