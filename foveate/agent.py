@@ -117,6 +117,7 @@ class Agent:
     that ``resume`` works across processes. ``calibration``: the abstention gate (an ``AnswerGate`` from
     ``foveate calibrate``, refused when it was made for another model, workflow or budget unless
     ``allow_calibration_mismatch``; or a single conformal calibration); None answers without a guarantee.
+    ``adaptive``: with a CRC gate, feedback that reveals drift switches on adaptive conformal inference.
     ``coalesce``: share forward passes between concurrent questions (``aask`` / ``ask_many``).
     ``registry``: node types and conditions for a workflow that uses your own
     (``builtin_registry().copy()`` plus yours); ``strategies``: zoom strategies for its ``zoom`` nodes
@@ -132,6 +133,7 @@ class Agent:
         memory: InsightMemory | str | Path | None = None,
         calibration: AnswerGate | ConformalCalibration | SelectiveCalibration | None = None,
         allow_calibration_mismatch: bool = False,
+        adaptive: bool = False,
         checkpoints: str | Path | BaseCheckpointSaver[Any] | None = None,
         reasoner: VLM | None = None,
         coalesce: bool = False,
@@ -162,6 +164,7 @@ class Agent:
             strategies=strategies if strategies is not None else builtin_strategies(),
         )
         self.workflow = Workflow(workflow, self.services, checkpointer=saver, registry=registry)
+        self.adaptive = adaptive
         self.calibration: AnswerGate | ConformalCalibration | SelectiveCalibration | None = None
         self.monitor: CoverageMonitor | None = None
         self.set_calibration(calibration, allow_mismatch=allow_calibration_mismatch)
@@ -229,6 +232,8 @@ class Agent:
         self.calibration = calibration
         self.services.calibration = calibration
         self.monitor = CoverageMonitor(calibration.alpha) if calibration is not None else None
+        if self.adaptive and isinstance(calibration, AnswerGate):
+            self.monitor = calibration.adaptive_monitor()
 
     def close(self) -> None:
         self._stack.close()
@@ -420,7 +425,10 @@ class Agent:
             if isinstance(self.calibration, AnswerGate):
                 self.monitor.update(not (answered and not matches(chosen or "", truth)))
         elif _selective(self.calibration):
-            self.monitor.update(not (answered and chosen != truth))
+            self.monitor.update_selective(answered, chosen == truth)
+            if self.monitor.threshold is not None and isinstance(self.calibration, AnswerGate):
+                # drift seen: the gate now answers above the adaptive threshold (ACI)
+                self.services.calibration = self.calibration.with_options_threshold(self.monitor.threshold)
         elif truth in options:
             self.monitor.update(truth in (state.get("prediction_set") or []))
 

@@ -262,3 +262,39 @@ def test_free_text_matching_is_a_normalised_exact_match() -> None:
     assert normalise_answer("  The Left!  ") == "left"
     assert matches("It is blue.", "blue") and matches("Two", "2") and matches("an apple", ["pear", "apple"])
     assert not matches("navy", "blue") and not matches("", "blue") and not matches("blue green", "blue")
+
+
+def test_an_adaptive_agent_switches_on_aci_when_feedback_shows_drift(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Calibrated where a confident answer is right, then the world changes: every confident answer is
+    wrong. The monitor detects it from feedback, switches the adaptive threshold on (and says so), and the
+    agent stops answering what it answered before."""
+    picture = _image(tmp_path)
+    vlm = ScriptedVLM(score=lambda images, prompt, options: [0.9, 0.05, 0.03, 0.02])
+    rng = np.random.default_rng(11)
+    calm = []
+    for _ in range(300):  # before: a top probability above 0.85 is right 97% of the time
+        top = float(rng.uniform(0.3, 1.0))
+        right = rng.uniform() < (0.97 if top > 0.85 else 0.4)
+        probs = (top, (1 - top) / 3, (1 - top) / 3, (1 - top) / 3)
+        calm.append(LabelledScore(probabilities=probs, label=0 if right else 1))
+    with Agent(vlm, workflow="direct") as plain:
+        key = plain.gate_key
+    gate = calibrate_gate(calm, 0.1, "crc", key=key)
+    assert gate.options is not None and gate.options.threshold < 0.9 and len(gate.options_scores) == 300
+    with pytest.raises(Exception, match="CRC gate"):
+        calibrate_gate(calm, 0.1, "lac", key=key).adaptive_monitor()
+    answers = []
+    with (
+        caplog.at_level(logging.WARNING),
+        Agent(vlm, workflow="direct", calibration=gate, adaptive=True) as agent,
+    ):
+        for _ in range(80):
+            answer = agent.ask("What colour is it?", image=picture, options=OPTIONS)
+            answers.append(answer.abstained)
+            if not answer.abstained:
+                agent.feedback(answer.run_id, answer="green")  # the world changed: it is wrong now
+        assert agent.monitor is not None and agent.monitor.adapting
+    assert "adaptive threshold switched on" in caplog.text
+    assert not answers[0] and answers[-1]  # answered at first, abstains once the threshold has moved

@@ -29,8 +29,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from foveate.conformal.actions import AbstentionResult
+from foveate.conformal.adaptive import AdaptiveThreshold
+from foveate.conformal.drift import CoverageMonitor
 from foveate.conformal.risk_control import SelectiveCalibration
 from foveate.conformal.split import ConformalCalibration
+from foveate.errors import ConformalError
 
 __all__ = ["AnswerGate", "GateKey", "OptionsCalibration"]
 
@@ -114,6 +117,9 @@ class AnswerGate(BaseModel):
     """Labelled questions behind each calibration: ``options``, ``free_text``, ``options:CATEGORY``..."""
     source: str = ""
     """Where the labelled questions came from (a file, or a synthetic benchmark and its seed)."""
+    options_scores: list[tuple[float, bool]] = Field(default_factory=list)
+    """Each multiple-choice calibration answer's top probability and whether it was right: what adaptive
+    conformal inference re-reads the threshold from under drift (``adaptive_monitor``)."""
 
     # ------------------------------------------------------------------ deciding
     def decide(
@@ -188,6 +194,27 @@ class AnswerGate(BaseModel):
         parts += [one(f"free_text:{c}", cal) for c, cal in self.free_text_by_category.items()]
         made = f"; made for workflow {self.key.workflow!r} on {self.key.model_id}" if self.key else ""
         return f"{self.method} thresholds: " + ", ".join(parts) + made
+
+    def with_options_threshold(self, threshold: float) -> AnswerGate:
+        """The gate with multiple-choice answers decided at ``threshold`` (an adaptive threshold's current
+        value); only for a threshold method (CRC / LTT)."""
+        if not isinstance(self.options, SelectiveCalibration):
+            raise ConformalError(f"a {self.method} gate decides by sets: its threshold cannot move")
+        return self.model_copy(update={"options": self.options.model_copy(update={"threshold": threshold})})
+
+    def adaptive_monitor(self, *, gamma: float = 0.02, window: int = 100) -> CoverageMonitor:
+        """A coverage monitor over the last ``window`` feedbacks that switches on adaptive conformal inference
+        (``AdaptiveThreshold``, step ``gamma``) on this gate's multiple-choice calibration answers when it
+        detects drift; a CRC gate with its calibration answers (``options_scores``) only."""
+        if self.method != "crc" or not self.options_scores:
+            raise ConformalError(
+                "an adaptive threshold needs a CRC gate that kept its calibration answers "
+                f"(this one: {self.method}, {len(self.options_scores)} answers kept)"
+            )
+        confidence = [c for c, _ in self.options_scores]
+        correct = [ok for _, ok in self.options_scores]
+        adapt = AdaptiveThreshold(confidence, correct, self.alpha, gamma=gamma)
+        return CoverageMonitor(self.alpha, window=window, adapt=adapt)
 
     # ------------------------------------------------------------------ storing
     def to_json(self) -> str:

@@ -196,6 +196,7 @@ def calibrate_gate(
         free_text_by_category=free_by,
         calibrated_on=counts,
         source=source,
+        options_scores=[(max(s.probabilities), int(np.argmax(s.probabilities)) == s.label) for s in options],
     )
 
 
