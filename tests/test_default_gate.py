@@ -93,3 +93,15 @@ def test_a_gate_file_beside_other_weights_is_not_used(tiny: TransformersVLM, hom
         pytest.raises(CalibrationMismatchError, match="model_fingerprint: calibrated for 'sha256:00'"),
     ):
         agent.set_calibration(changed)
+
+
+def test_the_shipped_crc_gate_can_adapt_under_drift(
+    tiny: TransformersVLM, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FOVEATE_METHOD", "crc")
+    with Agent.from_defaults(
+        vlm=tiny, workflow="zoom", memory=None, checkpoints=None, adaptive=True
+    ) as agent:
+        gate = agent.calibration
+        assert isinstance(gate, AnswerGate) and gate.method == "crc" and len(gate.options_scores) >= 150
+        assert agent.monitor is not None and agent.monitor.adapt is not None and not agent.monitor.adapting
