@@ -308,8 +308,9 @@ def bcea_section(data: Data, worlds: list[str], splits: int, seed: int, noise: f
             rows: dict[str, dict[str, list[float]]] = {"whole image": {}, "post-zoom": {}}
             for cal, test in halves:
                 for source in rows:
-                    crc = calibrate_gate(option_rows(d, source, cal), alpha, "crc").options
-                    lac = calibrate_gate(option_rows(d, source, cal), alpha, "lac").options
+                    labelled = option_rows(d, source, cal)
+                    crc = calibrate_gate(labelled, alpha, "crc").options
+                    lac = calibrate_gate(labelled, alpha, "lac").options
                     assert crc is not None and lac is not None
                     answered, wrong = option_outcome(d, "post-zoom", test, np.full(test.size, crc.threshold))
                     cover = lac_cover(d, "post-zoom", test, lac, {})
@@ -398,8 +399,9 @@ def mondrian_section(
             cats = d["categories"][test]
             for mondrian in (False, True):
                 label = "per category" if mondrian else "marginal"
-                crc = calibrate_gate(option_rows(d, mode, cal), alpha, "crc", by_category=mondrian)
-                lac = calibrate_gate(option_rows(d, mode, cal), alpha, "lac", by_category=mondrian)
+                labelled = option_rows(d, mode, cal)
+                crc = calibrate_gate(labelled, alpha, "crc", by_category=mondrian)
+                lac = calibrate_gate(labelled, alpha, "lac", by_category=mondrian)
                 free = calibrate_gate(free_rows(d, mode, cal), alpha, "crc", by_category=mondrian)
                 assert crc.options is not None and free.free_text is not None
                 by_crc = {c: g.threshold for c, g in crc.options_by_category.items()}

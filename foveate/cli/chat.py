@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from foveate.cli.common import fail, load_model, settings_from
+from foveate.cli.common import AllowMismatchOpt, fail, load_model, settings_from
 from foveate.cli.repl import ChatREPL, SlashCompleter, history_path
 from foveate.errors import FoveateError
 
@@ -79,13 +79,7 @@ def chat(
         Path | None,
         typer.Option("--calibration", metavar="FILE", help="Calibration JSON for the abstention gate."),
     ] = None,
-    allow_mismatch: Annotated[
-        bool,
-        typer.Option(
-            "--allow-calibration-mismatch",
-            help="Use a calibration made for another model, workflow or budget (no guarantee carries over).",
-        ),
-    ] = False,
+    allow_mismatch: AllowMismatchOpt = False,
 ) -> None:
     """Chat about images: ask questions, see why (/why, /show), correct the agent (/feedback); /help.
 

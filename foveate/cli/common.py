@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from foveate.vlm.base import VLM
 
 __all__ = [
+    "AllowMismatchOpt",
     "EndpointOpt",
     "FamilyOpt",
     "ModelOpt",
@@ -62,6 +63,13 @@ FamilyOpt = Annotated[
 ]
 VisualCapOpt = Annotated[
     int | None, typer.Option("--max-visual-tokens", min=1, help="Cap on visual tokens per image.")
+]
+AllowMismatchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-calibration-mismatch",
+        help="Use a calibration made for another model, workflow or budget (no guarantee carries over).",
+    ),
 ]
 TotalCapOpt = Annotated[
     int | None,

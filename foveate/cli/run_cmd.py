@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from foveate.cli.common import FamilyOpt, console, fail, load_model, settings_from
+from foveate.cli.common import AllowMismatchOpt, FamilyOpt, console, fail, load_model, settings_from
 from foveate.errors import FoveateError
 
 if TYPE_CHECKING:
@@ -72,13 +72,7 @@ def run(
     method: Annotated[
         str | None, typer.Option("--method", help="With --alpha: lac, aps, crc or ltt [default: lac].")
     ] = None,
-    allow_mismatch: Annotated[
-        bool,
-        typer.Option(
-            "--allow-calibration-mismatch",
-            help="Use a calibration made for another model, workflow or budget (no guarantee carries over).",
-        ),
-    ] = False,
+    allow_mismatch: AllowMismatchOpt = False,
     no_gate: Annotated[
         bool, typer.Option("--no-gate", help="Answer without the shipped abstention gate.")
     ] = False,
