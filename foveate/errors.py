@@ -87,6 +87,10 @@ class ManifestError(FoveateError, ValueError):
     """A benchmark manifest is missing or one of its lines is not a valid scene item."""
 
 
+class DatasetFormatError(ManifestError):
+    """A benchmark folder or file is not in its format; the message names the first thing that differs."""
+
+
 class CalibrationStoreError(FoveateError, OSError):
     """A calibration database could not be opened or written; the message names it."""
 

@@ -1,7 +1,7 @@
 """The ``foveate`` command line (typer): the commands, wired together. Rich output lives in ``foveate.cli``
 and only there; each command is a module of its own (``call_cmd``, ``run_cmd``, ``chat``,
-``calibrate_cmd``, ``memory_cmd``, ``graph_cmd``, ``bench_cmd``, ``demo``), and what they share is in
-``common``.
+``calibrate_cmd``, ``eval_cmd``, ``batch_cmd``, ``memory_cmd``, ``graph_cmd``, ``bench_cmd``, ``demo``), and
+what they share is in ``common`` (and ``progress``, the bar of long commands).
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from foveate.cli.batch_cmd import batch as batch_command
 from foveate.cli.bench_cmd import bench_app
 from foveate.cli.calibrate_cmd import calibrate as calibrate_command
 from foveate.cli.call_cmd import call as call_command
 from foveate.cli.chat import chat as chat_command
 from foveate.cli.common import EndpointOpt, ModelOpt, console, err_console, fail
+from foveate.cli.eval_cmd import eval_command
 from foveate.cli.graph_cmd import graph_app
 from foveate.cli.memory_cmd import memory_app
 from foveate.cli.run_cmd import run as run_command
@@ -49,6 +51,8 @@ app.command("call")(call_command)
 app.command("run")(run_command)
 app.command("chat")(chat_command)
 app.command("calibrate")(calibrate_command)
+app.command("eval")(eval_command)
+app.command("batch")(batch_command)
 app.add_typer(memory_app, name="memory")
 app.add_typer(graph_app, name="graph")
 app.add_typer(bench_app, name="bench")

@@ -1,0 +1,101 @@
+"""A question file of one's own: JSON Lines of ``{id?, image, question, options?, answer?, category?,
+boxes?}``, image paths relative to the file, ``boxes`` as ``[x0, y0, x1, y1]`` in image pixels.
+
+``foveate eval jsonl`` reads it strictly (the first bad line stops the load, named ``FILE:LINE``);
+``foveate batch`` reads it leniently: each bad line becomes a problem with its line number and the rest
+are answered. A line without ``id`` is named by its line number (``line-12``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from foveate.errors import DatasetFormatError
+from foveate.evaluation.datasets.question import BenchQuestion
+
+__all__ = ["LineProblem", "read_question_file"]
+
+
+class LineProblem(BaseModel):
+    """A line of a question file that cannot be asked, and why."""
+
+    model_config = ConfigDict(frozen=True)
+    line: int
+    """Its line number (from 1)."""
+    error: str
+    """What is wrong with it."""
+
+
+class _Line(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str | int | None = None
+    image: str = Field(min_length=1)
+    question: str = Field(min_length=1)
+    options: list[str] = Field(default_factory=list)
+    answer: str | None = None
+    category: str | None = None
+    boxes: list[tuple[int, int, int, int]] = Field(default_factory=list)
+
+
+def read_question_file(
+    path: str | Path, *, strict: bool = True
+) -> tuple[list[BenchQuestion], list[LineProblem]]:
+    """The questions of a JSONL file and, when not ``strict``, the lines that could not be read."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetFormatError(f"cannot read question file {file}: {exc}") from None
+    questions: list[BenchQuestion] = []
+    problems: list[LineProblem] = []
+    seen: set[str] = set()
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            question = _question(line, lineno, file)
+            if question.id in seen:
+                raise ValueError(f"id {question.id!r} appears twice")
+        except ValueError as exc:  # includes DatasetFormatError
+            if strict:
+                raise DatasetFormatError(f"{file}:{lineno}: {exc}") from None
+            problems.append(LineProblem(line=lineno, error=str(exc)))
+            continue
+        seen.add(question.id)
+        questions.append(question)
+    if not questions and strict:
+        raise DatasetFormatError(f"{file} has no questions")
+    return questions, problems
+
+
+def _question(line: str, lineno: int, file: Path) -> BenchQuestion:
+    try:
+        data: Any = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError("a line must be a JSON object with image and question")
+    try:
+        item = _Line.model_validate(data)
+        image = Path(item.image).expanduser()
+        image = image if image.is_absolute() else file.parent / image
+        if not image.is_file():
+            raise ValueError(f"no image file {image}")
+        return BenchQuestion(
+            id=str(item.id) if item.id is not None else f"line-{lineno}",
+            image=image,
+            question=item.question,
+            options=item.options,
+            answer=item.answer,
+            split=item.category or "all",
+            category=item.category,
+            boxes=item.boxes,
+        )
+    except ValidationError as exc:
+        raise ValueError(
+            "; ".join(f"{'.'.join(map(str, e['loc'])) or 'line'}: {e['msg']}" for e in exc.errors())
+        ) from None

@@ -1,0 +1,171 @@
+"""Questions in flight at once, the way that is fastest for where the model runs.
+
+- **A server** (``OpenAIVLM``): threads in this process, one request each; the server batches them.
+- **A local model on a GPU, or a large one**: threads sharing one ``CoalescingVLM``, so that concurrent
+  probes share forward passes (the GPU does the work and the GIL is free meanwhile).
+- **A small local model on the CPU**: worker processes, each with its own copy of the agent. A local
+  ``TransformersVLM`` runs one call at a time (its lock) and the Python around each call holds the GIL, so
+  threads in one process use about one core whatever their number: on this project's 2-core machine 8
+  coalesced threads answered at 0.9x the questions per second of one at a time (docs/benchmarks/batch.md),
+  processes use every core.
+
+``Answerers`` hides the choice: ``ask(label, question)`` from any thread, blocking until the answer comes.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from foveate.agent import Agent, Answer
+from foveate.evaluation.datasets import BenchQuestion
+from foveate.graphs.spec import WorkflowSpec
+from foveate.settings import FoveateSettings
+from foveate.vlm.base import VLM
+
+__all__ = ["AgentRecipe", "Answerers", "choose_mode"]
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["threads", "coalesced", "processes"]
+
+SMALL_MODEL_PARAMETERS = 500_000_000  # fp32 ~2 GB: a copy per worker process is affordable on a CPU box
+
+
+@dataclass(frozen=True)
+class AgentRecipe:
+    """How to build an agent, picklable, so that a worker process builds the same one: the settings (model,
+    budget, gate), the workflow, and whether the gate is off (an evaluation answers every question)."""
+
+    settings: FoveateSettings
+    workflow: WorkflowSpec | str
+    gate: bool = True
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, vlm: VLM | None = None, **extra: Any) -> Agent:
+        kwargs: dict[str, Any] = {"workflow": self.workflow, **self.overrides, **extra}
+        if vlm is not None:
+            kwargs["vlm"] = vlm
+        if not self.gate:
+            kwargs["calibration"] = None
+        return Agent.from_defaults(settings=self.settings, **kwargs)
+
+
+def is_server(vlm: VLM) -> bool:
+    """Whether the model is behind an OpenAI-compatible server (which batches parallel requests itself)."""
+    from foveate.vlm.openai_vlm import OpenAIVLM
+
+    return isinstance(vlm, OpenAIVLM)
+
+
+def choose_mode(vlm: VLM, concurrency: int) -> tuple[Mode, int]:
+    """How ``concurrency`` questions run at once on ``vlm``, and how many worker processes (0: none)."""
+    if concurrency <= 1 or is_server(vlm):
+        return "threads", 0
+    from foveate.vlm.transformers_vlm import TransformersVLM
+
+    small = isinstance(vlm, TransformersVLM) and vlm.model.num_parameters() <= SMALL_MODEL_PARAMETERS
+    if isinstance(vlm, TransformersVLM) and vlm.device.type == "cpu" and small:
+        return "processes", max(1, min(concurrency, os.cpu_count() or 1))
+    return "coalesced", 0
+
+
+class Answerers:
+    """One agent per label (``recipes``), asked from any thread; each worker process builds them all."""
+
+    def __init__(self, vlm: VLM, recipes: dict[str, AgentRecipe], *, concurrency: int = 1) -> None:
+        self.mode, self.workers = choose_mode(vlm, concurrency)
+        self.concurrency = concurrency
+        self.recipes = recipes
+        self._stack = ExitStack()
+        self.agents: dict[str, Agent] = {}
+        model: VLM = vlm
+        if self.mode == "coalesced":
+            from foveate.vlm.batching import CoalescingVLM
+
+            model = self._stack.enter_context(CoalescingVLM(vlm))
+        # this process's agents: they answer in thread modes, and name what is measured in every mode
+        for label, recipe in recipes.items():
+            agent = recipe.build(model)
+            self._stack.callback(agent.close)
+            self.agents[label] = agent
+        self._pool: ProcessPoolExecutor | None = None
+        if self.mode == "processes":
+            threads = max(1, (os.cpu_count() or 1) // self.workers)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                # spawn, not fork: a forked copy of a process holding torch's thread pools can hang
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(recipes, threads),
+            )
+            self._stack.callback(self._pool.shutdown, wait=True, cancel_futures=True)
+        log.info("%d in flight: %s (%d worker processes)", concurrency, self.mode, self.workers)
+
+    def describe(self) -> str:
+        if self.mode == "processes":
+            return f"{self.workers} worker processes, each with its own copy of the model (a small CPU model)"
+        if self.mode == "coalesced":
+            return "threads sharing forward passes (CoalescingVLM)"
+        return "threads (parallel requests to the server)" if self.concurrency > 1 else "one at a time"
+
+    def ask(self, label: str, question: BenchQuestion, *, boxes: bool = False) -> Answer:
+        """``label``'s answer to ``question`` (with ``boxes``, graded for grounding against its boxes)."""
+        if self._pool is not None:
+            return self._pool.submit(_ask_in_worker, label, question, boxes).result()
+        return _ask(self.agents[label], question, boxes)
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> Answerers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _ask(agent: Agent, q: BenchQuestion, boxes: bool) -> Answer:
+    return agent.ask(
+        q.question,
+        image=q.image,
+        options=q.options or None,
+        truth_boxes=q.boxes if boxes and q.boxes else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- workers
+# A worker process's own agents: built once by the pool's initializer, used by every task it runs. This is
+# state of the worker process (which exists for nothing else), never of the process that imports foveate.
+_WORKER: dict[str, Agent] = {}
+
+
+def _start_worker(recipes: dict[str, AgentRecipe], threads: int) -> None:
+    import threading
+
+    import torch
+
+    # a parent killed with SIGKILL never tells its workers: without this they wait forever on its queue,
+    # each holding a model (seen: two orphans of 650 MB idle after `kill -9` of `foveate batch`)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+    torch.set_num_threads(threads)
+    for label, recipe in recipes.items():
+        _WORKER[label] = recipe.build()
+
+
+def _exit_with(sentinel: int) -> None:
+    from multiprocessing.connection import wait
+
+    wait([sentinel])
+    os._exit(1)
+
+
+def _ask_in_worker(label: str, question: BenchQuestion, boxes: bool) -> Answer:
+    return _ask(_WORKER[label], question, boxes)
