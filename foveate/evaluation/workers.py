@@ -3,11 +3,11 @@
 - **A server** (``OpenAIVLM``): threads in this process, one request each; the server batches them.
 - **A local model on a GPU, or a large one**: threads sharing one ``CoalescingVLM``, so that concurrent
   probes share forward passes (the GPU does the work and the GIL is free meanwhile).
-- **A small local model on the CPU**: worker processes, each with its own copy of the agent. A local
-  ``TransformersVLM`` runs one call at a time (its lock) and the Python around each call holds the GIL, so
-  threads in one process use about one core whatever their number: on this project's 2-core machine 8
-  coalesced threads answered at 0.9x the questions per second of one at a time (docs/benchmarks/batch.md),
-  processes use every core.
+- **A small local model on the CPU**: this process and one worker process per other core, each with its
+  own copy of the agent. A local ``TransformersVLM`` runs one call at a time (its lock) and the Python
+  around each call holds the GIL, so threads in one process use about one core whatever their number: on
+  this project's 2-core machine 8 coalesced threads answered at 0.9x the questions per second of one at a
+  time, processes at more (docs/benchmarks/batch.md).
 
 ``Answerers`` hides the choice: ``ask(label, question)`` from any thread, blocking until the answer comes.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from foveate.graphs.spec import WorkflowSpec
 from foveate.settings import FoveateSettings
 from foveate.vlm.base import VLM
 
-__all__ = ["AgentRecipe", "Answerers", "choose_mode"]
+__all__ = ["AgentRecipe", "Answerers", "Mode", "choose_mode", "is_server"]
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +71,32 @@ def choose_mode(vlm: VLM, concurrency: int) -> tuple[Mode, int]:
     from foveate.vlm.transformers_vlm import TransformersVLM
 
     small = isinstance(vlm, TransformersVLM) and vlm.model.num_parameters() <= SMALL_MODEL_PARAMETERS
-    if isinstance(vlm, TransformersVLM) and vlm.device.type == "cpu" and small:
-        return "processes", max(1, min(concurrency, os.cpu_count() or 1))
+    if isinstance(vlm, TransformersVLM) and vlm.device.type == "cpu" and small and (os.cpu_count() or 1) > 1:
+        return "processes", _workers(concurrency)
     return "coalesced", 0
+
+
+def _workers(concurrency: int) -> int:
+    """Worker processes beside this one (which answers too): one per other core, no more than needed."""
+    return max(1, min(concurrency - 1, (os.cpu_count() or 2) - 1))
 
 
 class Answerers:
     """One agent per label (``recipes``), asked from any thread; each worker process builds them all."""
 
-    def __init__(self, vlm: VLM, recipes: dict[str, AgentRecipe], *, concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        vlm: VLM,
+        recipes: dict[str, AgentRecipe],
+        *,
+        concurrency: int = 1,
+        mode: Mode | None = None,
+    ) -> None:
+        """``mode``: force one way of running questions at once (None: ``choose_mode``'s choice)."""
         self.mode, self.workers = choose_mode(vlm, concurrency)
+        if mode is not None and mode != self.mode:
+            self.mode = mode
+            self.workers = _workers(concurrency) if mode == "processes" else 0
         self.concurrency = concurrency
         self.recipes = recipes
         self._stack = ExitStack()
@@ -94,9 +111,21 @@ class Answerers:
             agent = recipe.build(model)
             self._stack.callback(agent.close)
             self.agents[label] = agent
+        # lanes: who answers the next question. This process is one lane from the start; each worker
+        # process is another, taking one question at a time, so no question waits in a worker's queue
+        # while a lane is free, and this process answers while the workers are still starting.
+        self._lanes: queue.Queue[int] = queue.Queue()
+        self._lanes.put(0)
         self._pool: ProcessPoolExecutor | None = None
         if self.mode == "processes":
-            threads = max(1, (os.cpu_count() or 1) // self.workers)
+            threads = max(1, (os.cpu_count() or 1) // (self.workers + 1))
+            # every process gets its share of the cores: torch's default (all of them, in each process)
+            # oversubscribes, measured 33.3 s against 29.9 s for 120 questions on 2 cores. Process-wide, so
+            # this process's previous setting comes back on close.
+            import torch
+
+            self._stack.callback(torch.set_num_threads, torch.get_num_threads())
+            torch.set_num_threads(threads)
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 # spawn, not fork: a forked copy of a process holding torch's thread pools can hang
@@ -105,20 +134,33 @@ class Answerers:
                 initargs=(recipes, threads),
             )
             self._stack.callback(self._pool.shutdown, wait=True, cancel_futures=True)
+            for lane in range(1, self.workers + 1):
+                self._pool.submit(_ready)  # start the workers now, not at the first question
+                self._lanes.put(lane)
         log.info("%d in flight: %s (%d worker processes)", concurrency, self.mode, self.workers)
 
     def describe(self) -> str:
         if self.mode == "processes":
-            return f"{self.workers} worker processes, each with its own copy of the model (a small CPU model)"
+            plural = "es" if self.workers > 1 else ""
+            return (
+                f"this process and {self.workers} worker process{plural}, each with its own copy of the "
+                "model (a small model on the CPU)"
+            )
         if self.mode == "coalesced":
             return "threads sharing forward passes (CoalescingVLM)"
-        return "threads (parallel requests to the server)" if self.concurrency > 1 else "one at a time"
+        return "threads, one request each" if self.concurrency > 1 else "one at a time"
 
     def ask(self, label: str, question: BenchQuestion, *, boxes: bool = False) -> Answer:
         """``label``'s answer to ``question`` (with ``boxes``, graded for grounding against its boxes)."""
-        if self._pool is not None:
+        if self._pool is None:
+            return _ask(self.agents[label], question, boxes)
+        lane = self._lanes.get()
+        try:
+            if lane == 0:
+                return _ask(self.agents[label], question, boxes)
             return self._pool.submit(_ask_in_worker, label, question, boxes).result()
-        return _ask(self.agents[label], question, boxes)
+        finally:
+            self._lanes.put(lane)
 
     def close(self) -> None:
         self._stack.close()
@@ -156,8 +198,16 @@ def _start_worker(recipes: dict[str, AgentRecipe], threads: int) -> None:
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
     torch.set_num_threads(threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the parent's progress bar is the one the user reads
+    hf_logging.set_verbosity_error()
     for label, recipe in recipes.items():
         _WORKER[label] = recipe.build()
+
+
+def _ready() -> None:
+    """Nothing: submitted once per worker so that the pool starts it (and builds its agents) at once."""
 
 
 def _exit_with(sentinel: int) -> None:
