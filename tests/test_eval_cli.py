@@ -149,3 +149,30 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     assert result.output.strip().count("\n") == 0 and "not a V* Bench folder" in result.output
     result = _eval("vstar", str(tmp_path / "mme"), "--strategy", "zoomy", "--out", str(tmp_path / "o"))
     assert result.exit_code == 2 and "no zoom strategy 'zoomy'" in result.output
+
+
+def test_letters_protocol_lists_options_and_maps_letters_back(tmp_path: Path) -> None:
+    bench, out = write_vstar(tmp_path / "vstar", 4, seed=3, size_range=SIZE), tmp_path / "out"
+    result = _eval("vstar", str(bench), "--options", "letters", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    lines = _results(out)
+    for line in lines:
+        assert line["choice"] in _options(bench, line["question_id"])  # a letter mapped back to its text
+        assert line["correct"] == (line["choice"] == line["truth"])
+    assert "listed in the question as (A) text" in (out / "report.md").read_text()
+    again = _eval("vstar", str(bench), "--out", str(out), "--resume")  # texts now: another protocol
+    assert again.exit_code == 2 and "options" in again.output
+
+
+def _options(bench: Path, question_id: str) -> list[str]:
+    return list(json.loads((bench / f"{question_id}.json").read_text())["options"])
+
+
+def test_asked_with_letters_round_trips() -> None:
+    from foveate.evaluation.datasets import BenchQuestion
+
+    q = BenchQuestion(id="1", image=Path("x.png"), question="Which?", options=["red", "blue"], answer="blue")
+    text, marks = q.asked(letters=True)
+    assert marks == ["A", "B"] and text.startswith("Which?\n(A) red\n(B) blue\n")
+    assert [q.option_for(m, letters=True) for m in marks] == ["red", "blue"]
+    assert q.asked() == ("Which?", ["red", "blue"]) and q.option_for("blue") == "blue"

@@ -53,6 +53,14 @@ def eval_command(
         int, typer.Option("--concurrency", "-j", min=1, help="Questions in flight at once.")
     ] = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the results already in --out.")] = False,
+    options: Annotated[
+        str | None,
+        typer.Option(
+            "--options",
+            help="How options are asked: texts (scored as texts) or letters (listed as (A) text, letters "
+            "scored) [default: letters against a server, which scores first tokens only; else texts].",
+        ),
+    ] = None,
     model: ModelOpt = None,
     endpoint: EndpointOpt = None,
     family: FamilyOpt = None,
@@ -70,6 +78,9 @@ def eval_command(
     words += [f"--out={out}"] + ([f"--limit={limit}"] if limit else []) + [f"--concurrency={concurrency}"]
     words += [f"--model={model}"] if model else []
     words += [f"--endpoint={endpoint}"] if endpoint else []
+    if options not in (None, "texts", "letters"):
+        raise fail(f"--options is texts or letters, not {options!r}")
+    words += [f"--options={options}"] if options else []
     try:
         entries = eval_entries(workflow or [], strategy or [])
         settings = settings_from(
@@ -98,6 +109,7 @@ def eval_command(
                 source=str(path),
                 vlm=vlm,
                 limit=limit,
+                options=options,  # type: ignore[arg-type]
                 concurrency=concurrency,
                 resume=resume,
                 command=shlex.join(words),

@@ -17,10 +17,10 @@ from pydantic import ValidationError
 from foveate.errors import ManifestError
 from foveate.evaluation.datasets import BenchQuestion
 from foveate.evaluation.evaluate import EvalEntry, EvalRecord, Progress, evaluate, record_key
-from foveate.evaluation.protocol import EvalProtocol, input_resolution
+from foveate.evaluation.protocol import EvalProtocol, OptionFormat, input_resolution
 from foveate.evaluation.report import write_plot, write_report
 from foveate.evaluation.results_file import ResultsFile
-from foveate.evaluation.workers import AgentRecipe, Answerers
+from foveate.evaluation.workers import AgentRecipe, Answerers, is_server
 from foveate.imaging.images import load_image
 from foveate.settings import FoveateSettings
 from foveate.vlm.base import VLM
@@ -71,16 +71,20 @@ def run_eval(
     source: str,
     vlm: VLM | None = None,
     limit: int | None = None,
+    options: OptionFormat | None = None,
     concurrency: int = 1,
     resume: bool = False,
     command: str = "",
     progress: Progress | None = None,
 ) -> EvalOutcome:
     """Answer ``questions`` with every entry (direct first) on the model of ``settings`` (or ``vlm``, the
-    model it names, already loaded), writing into ``out``; then the report and the plot."""
+    model it names, already loaded), writing into ``out``; then the report and the plot. ``options``: how
+    multiple-choice options are asked (None: ``letters`` on a server, which scores first tokens only, else
+    ``texts``)."""
     if not questions:
         raise ManifestError(f"no questions to evaluate in {source}")
     vlm = vlm or load_vlm(settings.model, settings.endpoint, family=settings.family)
+    options = options or ("letters" if is_server(vlm) else "texts")
     recipes = {
         entry.label: AgentRecipe(
             settings, entry.spec, gate=False, overrides={"memory": None, "checkpoints": None}
@@ -89,13 +93,16 @@ def run_eval(
     }
     out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        answerers = stack.enter_context(Answerers(vlm, recipes, concurrency=concurrency))
+        answerers = stack.enter_context(
+            Answerers(vlm, recipes, concurrency=concurrency, letters=options == "letters")
+        )
         budget = next(iter(answerers.agents.values())).budget
         size = load_image(questions[0].image).size
         protocol = EvalProtocol(
             format=fmt,
             path=source,
             limit=limit,
+            options=options,
             model_id=vlm.model_id,
             resolution=input_resolution(vlm, budget, size),
             budget=budget.model_dump(mode="json", exclude_defaults=True),

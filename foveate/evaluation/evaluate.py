@@ -127,7 +127,12 @@ def eval_entries(workflows: Sequence[str] = (), strategies: Sequence[str] = ()) 
 
 
 def _record(
-    q: BenchQuestion, entry: str, session: str, started: float, got: Answer | BaseException
+    q: BenchQuestion,
+    entry: str,
+    session: str,
+    started: float,
+    got: Answer | BaseException,
+    letters: bool = False,
 ) -> EvalRecord:
     base: dict[str, Any] = {
         "question_id": q.id,
@@ -144,7 +149,7 @@ def _record(
         return EvalRecord(
             **base, correct=False if q.answer is not None else None, error=f"{type(got).__name__}: {got}"
         )
-    choice = got.option if q.options else got.text
+    choice = q.option_for(got.option, letters=letters) if q.options else got.text
     correct: bool | None = None
     if q.answer is not None:
         correct = choice == q.answer if q.options else (choice is not None and matches(choice, q.answer))
@@ -189,7 +194,8 @@ def evaluate(
         def finished(q: BenchQuestion, got: tuple[float, Answer] | BaseException, label: str = label) -> None:
             nonlocal count, answered
             started, answer = (time.time(), got) if isinstance(got, BaseException) else got
-            results.write(_record(q, label, session, started, answer).model_dump(mode="json"))
+            record = _record(q, label, session, started, answer, answerers.letters)
+            results.write(record.model_dump(mode="json"))
             count += 1
             answered += 1
             if progress is not None:

@@ -8,7 +8,10 @@ fixed and written at the top of every report, and a resumed run must keep it:
 - the direct baseline (the built-in ``direct`` workflow: one look at the whole image) runs on the same
   questions in the same run, always, and its row comes first;
 - options are scored in the order the benchmark stores them, as their texts (the model's choice is the
-  option it scores highest; no letters are generated and parsed), as SEAL and ZoomEye score V*;
+  option it scores highest; nothing generated is parsed), as SEAL and ZoomEye score V*; a server
+  (``OpenAIVLM``) returns only first-token log-probabilities, which cannot tell apart options that begin
+  alike (V*'s spatial options are whole sentences), so there the options are listed in the question as
+  ``(A) text`` and the letters are scored, as VLMEvalKit and lmms-eval ask HR-Bench and MME-RealWorld;
 - no abstention gate: every question gets the model's choice, so accuracy is over all questions;
 - the model's input resolution (how a benchmark image becomes visual tokens) and the token budget are
   stated; each entry (model, weights, workflow spec, strategies, budget) is identified by its ``GateKey``.
@@ -16,7 +19,7 @@ fixed and written at the top of every report, and a resumed run must keep it:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,12 +28,19 @@ from foveate.errors import ManifestError
 from foveate.vlm.base import VLM
 from foveate.vlm.budget import TokenBudget
 
-__all__ = ["PROTOCOL_LINES", "EvalProtocol", "input_resolution"]
+__all__ = ["OPTION_LINES", "PROTOCOL_LINES", "EvalProtocol", "OptionFormat", "input_resolution"]
 
+OptionFormat = Literal["texts", "letters"]
+
+OPTION_LINES = {
+    "texts": "Options were scored as texts in the benchmark's stored order; the choice is the highest-scored "
+    "option (nothing generated is parsed), as SEAL and ZoomEye score V*.",
+    "letters": "Options were listed in the question as (A) text, (B) text ... in the benchmark's stored "
+    "order, and the letters scored (a server returns first-token log-probabilities only); the choice is the "
+    "highest-scored letter's option (nothing generated is parsed).",
+}
 PROTOCOL_LINES = (
     "The direct baseline (one look at the whole image) ran on the same questions in the same run.",
-    "Options were scored as texts in the benchmark's stored order; the choice is the highest-scored "
-    "option (no letters generated or parsed), as SEAL and ZoomEye score V*.",
     "No abstention gate: every question counts; accuracy is over all questions (micro), per split and "
     "overall, with 95% bootstrap intervals (2000 resamples over questions).",
     "A question whose run failed (an unreadable image, a budget too small for any answer) counts as wrong "
@@ -48,6 +58,8 @@ class EvalProtocol(BaseModel):
     """Where the benchmark was read from."""
     limit: int | None = None
     """``--limit``: how many questions, taken from each split in turn (None: all)."""
+    options: OptionFormat = "texts"
+    """How options were asked: scored as ``texts``, or listed in the question and scored as ``letters``."""
     model_id: str
     """The model's id."""
     resolution: str
@@ -59,7 +71,7 @@ class EvalProtocol(BaseModel):
 
     def check_resume(self, stored: EvalProtocol) -> None:
         """Refuse to continue results made under another protocol, naming the first difference."""
-        for field in ("format", "limit", "model_id", "budget"):
+        for field in ("format", "limit", "options", "model_id", "budget"):
             mine, theirs = getattr(self, field), getattr(stored, field)
             if mine != theirs:
                 raise ManifestError(

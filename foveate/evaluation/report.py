@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from foveate.evaluation.evaluate import EvalRecord
-from foveate.evaluation.protocol import PROTOCOL_LINES, EvalProtocol
+from foveate.evaluation.protocol import OPTION_LINES, PROTOCOL_LINES, EvalProtocol
 
 __all__ = ["EntrySummary", "bootstrap_interval", "summarise", "write_plot", "write_report"]
 
@@ -167,7 +167,7 @@ def write_report(
         + f"; {concurrency} in flight in the last session"
         + (f" ({how})" if how else "")
         + ".",
-        *(f"- {line}" for line in PROTOCOL_LINES),
+        *(f"- {line}" for line in (PROTOCOL_LINES[0], OPTION_LINES[protocol.options], *PROTOCOL_LINES[1:])),
         "- Entries: "
         + "; ".join(
             f"`{label}` = workflow {key.workflow} (strategies: {key.strategy})"

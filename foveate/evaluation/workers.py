@@ -91,8 +91,11 @@ class Answerers:
         *,
         concurrency: int = 1,
         mode: Mode | None = None,
+        letters: bool = False,
     ) -> None:
-        """``mode``: force one way of running questions at once (None: ``choose_mode``'s choice)."""
+        """``mode``: force one way of running questions at once (None: ``choose_mode``'s choice).
+        ``letters``: ask multiple-choice questions with lettered options (``BenchQuestion.asked``)."""
+        self.letters = letters
         self.mode, self.workers = choose_mode(vlm, concurrency)
         if mode is not None and mode != self.mode:
             self.mode = mode
@@ -153,12 +156,12 @@ class Answerers:
     def ask(self, label: str, question: BenchQuestion, *, boxes: bool = False) -> Answer:
         """``label``'s answer to ``question`` (with ``boxes``, graded for grounding against its boxes)."""
         if self._pool is None:
-            return _ask(self.agents[label], question, boxes)
+            return _ask(self.agents[label], question, boxes, self.letters)
         lane = self._lanes.get()
         try:
             if lane == 0:
-                return _ask(self.agents[label], question, boxes)
-            return self._pool.submit(_ask_in_worker, label, question, boxes).result()
+                return _ask(self.agents[label], question, boxes, self.letters)
+            return self._pool.submit(_ask_in_worker, label, question, boxes, self.letters).result()
         finally:
             self._lanes.put(lane)
 
@@ -172,11 +175,12 @@ class Answerers:
         self.close()
 
 
-def _ask(agent: Agent, q: BenchQuestion, boxes: bool) -> Answer:
+def _ask(agent: Agent, q: BenchQuestion, boxes: bool, letters: bool) -> Answer:
+    text, options = q.asked(letters=letters)
     return agent.ask(
-        q.question,
+        text,
         image=q.image,
-        options=q.options or None,
+        options=options or None,
         truth_boxes=q.boxes if boxes and q.boxes else None,
     )
 
@@ -217,5 +221,5 @@ def _exit_with(sentinel: int) -> None:
     os._exit(1)
 
 
-def _ask_in_worker(label: str, question: BenchQuestion, boxes: bool) -> Answer:
-    return _ask(_WORKER[label], question, boxes)
+def _ask_in_worker(label: str, question: BenchQuestion, boxes: bool, letters: bool) -> Answer:
+    return _ask(_WORKER[label], question, boxes, letters)

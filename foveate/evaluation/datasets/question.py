@@ -14,7 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from foveate.imaging.boxes import Box
 
-__all__ = ["BenchQuestion"]
+__all__ = ["LETTER_INSTRUCTION", "BenchQuestion"]
+
+LETTER_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+"""What follows the lettered options (the wording of LLaVA's evaluations and V*'s test_questions.jsonl)."""
 
 
 class BenchQuestion(BaseModel):
@@ -49,3 +52,20 @@ class BenchQuestion(BaseModel):
             if not (box[0] < box[2] and box[1] < box[3]):
                 raise ValueError(f"box {list(box)} is not (x0, y0, x1, y1) with x0 < x1 and y0 < y1")
         return self
+
+    def asked(self, *, letters: bool = False) -> tuple[str, list[str]]:
+        """The question and options as the model is asked them: the options' texts, or (``letters``) the
+        options listed in the question as ``(A) text`` and the letters scored, for a backend that scores
+        only single tokens (a server: ``OpenAIVLM``)."""
+        if not letters or not self.options:
+            return self.question, list(self.options)
+        marks = [chr(ord("A") + i) for i in range(len(self.options))]
+        listed = "\n".join(f"({m}) {o}" for m, o in zip(marks, self.options, strict=True))
+        return f"{self.question}\n{listed}\n{LETTER_INSTRUCTION}", marks
+
+    def option_for(self, choice: str | None, *, letters: bool = False) -> str | None:
+        """The option text a model's choice stands for (a letter when asked with ``letters``)."""
+        if choice is None or not letters or not self.options:
+            return choice
+        index = ord(choice.strip()[:1] or "?") - ord("A")
+        return self.options[index] if 0 <= index < len(self.options) else None
