@@ -142,3 +142,18 @@ def test_pool_keeps_at_most_n_in_flight_and_hands_back_errors() -> None:
     serial: dict[int, Any] = {}
     run_bounded(range(4), work, lambda i, r: serial.__setitem__(i, r), concurrency=1)
     assert serial == {0: 0, 1: 1, 2: 4, 3: 9}
+
+
+def test_shards_split_a_file_into_disjoint_parts(tmp_path: Path, env: dict[str, str]) -> None:
+    questions = write_jsonl(tmp_path / "questions.jsonl", 5, seed=9, size_range=SIZE)
+    got = []
+    for k in range(2):
+        out = tmp_path / f"part-{k}.jsonl"
+        args = ["batch", str(questions), "--out", str(out), "-w", "direct", "--shard", f"{k}/2"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        got.append(_ids(out))
+    assert sorted(got[0]) == [f"scene-9-{i:05d}" for i in (0, 2, 4)]
+    assert sorted(got[1]) == [f"scene-9-{i:05d}" for i in (1, 3)]
+    bad = runner.invoke(app, ["batch", str(questions), "--out", str(tmp_path / "x.jsonl"), "--shard", "2/2"])
+    assert bad.exit_code == 2 and "--shard is K/N" in bad.output

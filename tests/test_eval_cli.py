@@ -176,3 +176,24 @@ def test_asked_with_letters_round_trips() -> None:
     assert marks == ["A", "B"] and text.startswith("Which?\n(A) red\n(B) blue\n")
     assert [q.option_for(m, letters=True) for m in marks] == ["red", "blue"]
     assert q.asked() == ("Which?", ["red", "blue"]) and q.option_for("blue") == "blue"
+
+
+def test_the_report_does_not_depend_on_the_order_answers_finished() -> None:
+    import random
+
+    from foveate.evaluation.evaluate import EvalRecord
+    from foveate.evaluation.report import summarise
+
+    rng = random.Random(0)
+    records = [
+        EvalRecord(question_id=f"q{i}", entry=entry, split="s", correct=rng.random() < 0.6, finished=1.0)
+        for entry in ("direct", "fast")
+        for i in range(40)
+    ]
+    shuffled = records[:]
+    rng.shuffle(shuffled)
+    shuffled.sort(key=lambda r: r.entry != "direct")  # direct still first, its questions in another order
+    a, b = summarise(records), summarise(shuffled)
+    assert [s.entry for s in a] == [s.entry for s in b] == ["direct", "fast"]
+    for x, y in zip(a, b, strict=True):
+        assert (x.overall.low, x.overall.high, x.vs_direct) == (y.overall.low, y.overall.high, y.vs_direct)

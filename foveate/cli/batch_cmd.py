@@ -10,7 +10,7 @@ shares forward passes between them, a server gets N requests at once.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.markup import escape
@@ -43,6 +43,13 @@ def batch(
         int, typer.Option("--concurrency", "-j", min=1, help="Questions in flight at once.")
     ] = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Answer only what --out lacks.")] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="K/N: only the questions whose place in the file is K modulo N (N processes, one file).",
+        ),
+    ] = None,
     checkpoints: Annotated[
         str | None,
         typer.Option(
@@ -69,8 +76,10 @@ def batch(
     from foveate.evaluation.results_file import ResultsFile
     from foveate.evaluation.workers import AgentRecipe, Answerers
 
+    part, parts = _shard(shard)
     try:
         items, problems = read_question_file(questions, strict=False)
+        items = [q for i, q in enumerate(items) if i % parts == part]
         for problem in problems:
             err_console.print(
                 f"[yellow]skipped[/] {escape(str(questions))}:{problem.line}: {escape(problem.error)}",
@@ -94,7 +103,9 @@ def batch(
             settings, settings.workflow, overrides={"memory": memory, "checkpoints": checkpoints}
         )
         with (
-            Answerers(vlm, {"batch": recipe}, concurrency=concurrency) as answerers,
+            Answerers(
+                vlm, {"batch": recipe}, concurrency=concurrency, mode=_one_process(memory, checkpoints)
+            ) as answerers,
             ResultsFile(out, lambda line: str(line["id"])) as results,
             question_progress() as bar,
         ):
@@ -125,3 +136,20 @@ def batch(
             highlight=False,
         )
         raise typer.Exit(code=1)
+
+
+def _shard(text: str | None) -> tuple[int, int]:
+    """``K/N`` as (K, N), checked; no shard is 0/1."""
+    if text is None:
+        return 0, 1
+    k, _, n = text.partition("/")
+    if not (k.strip().isdigit() and n.strip().isdigit()) or not 0 <= int(k) < int(n):
+        raise fail(f"--shard is K/N with 0 <= K < N, e.g. 0/4; not {text!r}")
+    return int(k), int(n)
+
+
+def _one_process(*stores: str | None) -> Literal["coalesced"] | None:
+    """Keep to one process when a store is a SQLite file: several processes writing one wait on its lock
+    (PostgreSQL URLs take many writers)."""
+    files = [s for s in stores if s is not None and not s.startswith(("postgresql", "postgres:"))]
+    return "coalesced" if files else None

@@ -103,8 +103,12 @@ def _paired(records: Sequence[EvalRecord], direct: Sequence[EvalRecord]) -> tupl
 def summarise(records: Sequence[EvalRecord]) -> list[EntrySummary]:
     """One summary per entry, in the order entries first appear (direct first)."""
     by_entry: dict[str, list[EvalRecord]] = defaultdict(list)
-    for r in records:
+    # questions in id order: answers finish in any order when several are in flight, and the bootstrap
+    # must resample the same sequence to give the same interval for the same results
+    for r in sorted(records, key=lambda r: r.question_id):
         by_entry[r.entry].append(r)
+    first = list(dict.fromkeys(r.entry for r in records))
+    by_entry = {entry: by_entry[entry] for entry in first}
     direct = by_entry.get("direct", [])
     splits = sorted({r.split for r in records})
     out = []

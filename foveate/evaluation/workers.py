@@ -6,8 +6,8 @@
 - **A small local model on the CPU**: this process and one worker process per other core, each with its
   own copy of the agent. A local ``TransformersVLM`` runs one call at a time (its lock) and the Python
   around each call holds the GIL, so threads in one process use about one core whatever their number: on
-  this project's 2-core machine 8 coalesced threads answered at 0.9x the questions per second of one at a
-  time, processes at more (docs/benchmarks/batch.md).
+  this project's 2-core machine 8 coalesced threads answered at 0.97x the questions per second of one at
+  a time, this process and one worker at 1.37x (docs/benchmarks/batch.md).
 
 ``Answerers`` hides the choice: ``ask(label, question)`` from any thread, blocking until the answer comes.
 """
