@@ -27,7 +27,7 @@ from foveate.evaluation.datasets import read_question_file
 from foveate.evaluation.results_file import ResultsFile
 from foveate.evaluation.workers import AgentRecipe, Answerers, Mode, choose_mode
 from foveate.settings import FoveateSettings
-from foveate.testing.bench_formats import write_jsonl
+from foveate.synthetic.formats import write_jsonl
 from foveate.tiny_vlm import TINY_VLM_PATH, model_label
 from foveate.vlm.transformers_vlm import TransformersVLM
 

@@ -15,7 +15,7 @@ from foveate.evaluation.datasets import load_benchmark
 from foveate.evaluation.eval_folder import run_eval
 from foveate.evaluation.evaluate import eval_entries
 from foveate.settings import FoveateSettings
-from foveate.testing.bench_formats import write_vstar
+from foveate.synthetic.formats import write_vstar
 from foveate.vlm import OpenAIVLM, TransformersVLM
 
 

@@ -21,7 +21,7 @@ from foveate.cli.main import app
 from foveate.errors import ManifestError
 from foveate.evaluation.pool import run_bounded
 from foveate.evaluation.results_file import ResultsFile
-from foveate.testing.bench_formats import write_jsonl
+from foveate.synthetic.formats import write_jsonl
 
 runner = CliRunner()
 SIZE = (512, 640)

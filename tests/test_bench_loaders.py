@@ -10,8 +10,8 @@ import pytest
 
 from foveate.errors import DatasetFormatError
 from foveate.evaluation.datasets import first_of_each_split, load_benchmark, read_question_file
+from foveate.synthetic.formats import write_hrbench, write_jsonl, write_mme_realworld, write_vstar
 from foveate.synthetic.scenes import generate_scene
-from foveate.testing.bench_formats import write_hrbench, write_jsonl, write_mme_realworld, write_vstar
 
 SIZE = (256, 320)  # loaders never look at pixels beyond opening them: tiny scenes keep these fast
 
@@ -155,3 +155,20 @@ def test_a_question_file_read_leniently_reports_each_bad_line(tmp_path: Path) ->
     assert "not JSON" in problems[0].error and "no image file" in problems[1].error
     with pytest.raises(DatasetFormatError, match=r"q.jsonl:2: not JSON"):
         read_question_file(path, strict=True)
+
+
+def test_bench_make_writes_each_format_for_foveate_eval(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from foveate.cli.main import app
+
+    runner = CliRunner()
+    for fmt in ("vstar", "hrbench", "mme-realworld", "jsonl"):
+        out = tmp_path / fmt
+        result = runner.invoke(app, ["bench", "make", "--format", fmt, "--n", "2", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        path = result.output.split(f"foveate eval {fmt} ", 1)[1].split()[0]
+        questions = load_benchmark(fmt, Path(path), images_dir=tmp_path / "img")
+        assert len(questions) == (8 if fmt == "hrbench" else 2)
+    bad = runner.invoke(app, ["bench", "make", "--format", "coco", "--n", "1", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "no format 'coco'" in bad.output

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from foveate.cli.main import app
-from foveate.testing.bench_formats import write_hrbench, write_jsonl, write_mme_realworld, write_vstar
+from foveate.synthetic.formats import write_hrbench, write_jsonl, write_mme_realworld, write_vstar
 
 runner = CliRunner()
 SIZE = (512, 640)  # big enough that the tiny VLM's 128 px whole-image view misses small targets

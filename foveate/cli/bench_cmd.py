@@ -28,15 +28,29 @@ def bench_make(
             "photograph or texture backgrounds; needs scikit-image's bundled photographs).",
         ),
     ] = "plain",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="manifest (foveate's own), or a published benchmark's layout for foveate eval: vstar, "
+            "hrbench, mme-realworld, jsonl.",
+        ),
+    ] = "manifest",
 ) -> None:
-    """Write a synthetic high-resolution benchmark: PNG scenes plus a JSONL manifest."""
+    """Write a synthetic high-resolution benchmark: PNG scenes plus a JSONL manifest, or the same scenes in
+    V* Bench, HR-Bench, MME-RealWorld-Lite or question-file layout (to try foveate eval offline)."""
     from foveate.synthetic import make_benchmark, world_named
+    from foveate.synthetic.formats import write_format
 
     try:
-        items = make_benchmark(out, n=n, seed=seed, world=world_named(world))
+        if fmt == "manifest":
+            items = make_benchmark(out, n=n, seed=seed, world=world_named(world))
+            console.print(f"wrote {len(items)} scenes to {out} (manifest: {out / 'manifest.jsonl'})")
+            return
+        path = write_format(fmt, out, n, seed=seed, world=world_named(world))
     except (FoveateError, OSError, ValueError, ImportError) as exc:
         raise fail(exc) from None
-    console.print(f"wrote {len(items)} scenes to {out} (manifest: {out / 'manifest.jsonl'})")
+    console.print(f"wrote {n} scenes as {fmt}: foveate eval {fmt} {path}", highlight=False, soft_wrap=True)
 
 
 @bench_app.command("fixture")
