@@ -197,3 +197,19 @@ def test_the_report_does_not_depend_on_the_order_answers_finished() -> None:
     assert [s.entry for s in a] == [s.entry for s in b] == ["direct", "fast"]
     for x, y in zip(a, b, strict=True):
         assert (x.overall.low, x.overall.high, x.vs_direct) == (y.overall.low, y.overall.high, y.vs_direct)
+
+
+def test_free_text_questions_are_matched_after_normalising(tmp_path: Path) -> None:
+    from foveate.conformal.matching import matches
+
+    path = write_jsonl(tmp_path / "q" / "questions.jsonl", 3, seed=2, size_range=SIZE)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for line in lines:
+        del line["options"]  # the same questions, answered in free text
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out"
+    result = _eval("jsonl", str(path), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    for record in _results(out):
+        assert record["choice"] is not None and record["error"] is None
+        assert record["correct"] == matches(record["choice"], record["truth"])

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict
 
 from foveate.agent import Answer
+from foveate.conformal.matching import matches
 from foveate.errors import BackendError
 from foveate.evaluation.datasets import BenchQuestion
 from foveate.evaluation.pool import run_bounded
@@ -81,6 +82,15 @@ class BatchOutcome:
         return self.answered / self.wall_s if self.wall_s > 0 else 0.0
 
 
+def _correct(q: BenchQuestion, chosen: str | None) -> bool | None:
+    """Whether the model's choice (or free-text answer, normalised) is the labelled answer."""
+    if q.answer is None:
+        return None
+    if q.options:
+        return chosen == q.answer
+    return chosen is not None and matches(chosen, q.answer)
+
+
 def _line(q: BenchQuestion, got: Answer | BaseException) -> BatchAnswer:
     if isinstance(got, BaseException):
         return BatchAnswer(
@@ -97,7 +107,7 @@ def _line(q: BenchQuestion, got: Answer | BaseException) -> BatchAnswer:
         reason=got.reason,
         status=got.status,
         run_id=got.run_id,
-        correct=None if q.answer is None else chosen == q.answer,
+        correct=_correct(q, chosen),
         total_tokens=got.tokens.total,
         probes=got.probes,
         latency_s=got.latency_s,
