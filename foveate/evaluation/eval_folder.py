@@ -117,6 +117,7 @@ def run_eval(
             kept = protocol.model_copy(update={"entries": {**earlier.entries, **protocol.entries}})
         done = results.done(results.open(resume=resume))
         stored.write_text(json.dumps(kept.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
+        answerers.wait_ready()  # each entry's questions per second without the workers' start-up
         answered = evaluate(
             questions, answerers, results, done=done, concurrency=concurrency, progress=progress
         )

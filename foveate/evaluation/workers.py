@@ -18,7 +18,7 @@ import logging
 import multiprocessing
 import os
 import queue
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -120,6 +120,7 @@ class Answerers:
         self._lanes: queue.Queue[int] = queue.Queue()
         self._lanes.put(0)
         self._pool: ProcessPoolExecutor | None = None
+        self._ready: list[Future[None]] = []
         if self.mode == "processes":
             threads = max(1, (os.cpu_count() or 1) // (self.workers + 1))
             # every process gets its share of the cores: torch's default (all of them, in each process)
@@ -138,7 +139,9 @@ class Answerers:
             )
             self._stack.callback(self._pool.shutdown, wait=True, cancel_futures=True)
             for lane in range(1, self.workers + 1):
-                self._pool.submit(_ready)  # start the workers now, not at the first question
+                self._ready.append(
+                    self._pool.submit(_ready)
+                )  # start the workers now, not at the first question
                 self._lanes.put(lane)
         log.info("%d in flight: %s (%d worker processes)", concurrency, self.mode, self.workers)
 
@@ -152,6 +155,12 @@ class Answerers:
         if self.mode == "coalesced":
             return "threads sharing forward passes (CoalescingVLM)"
         return "threads, one request each" if self.concurrency > 1 else "one at a time"
+
+    def wait_ready(self) -> None:
+        """Block until every worker process has built its agents (a measurement that must not count their
+        start-up calls this first; ``foveate batch`` does not, and answers in this process meanwhile)."""
+        for future in self._ready:
+            future.result()
 
     def ask(self, label: str, question: BenchQuestion, *, boxes: bool = False) -> Answer:
         """``label``'s answer to ``question`` (with ``boxes``, graded for grounding against its boxes)."""
