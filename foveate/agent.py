@@ -77,6 +77,7 @@ class Answer(BaseModel):
     insights: list[dict[str, Any]] = Field(default_factory=list)
     trace: list[str] = Field(default_factory=list)  # "node: message", in order
     tokens: TokenUsage = Field(default_factory=TokenUsage)
+    overruns: list[str] = Field(default_factory=list)  # calls that spent more than they held: see budget
     probes: int = 0
     latency_s: float = 0.0
     workflow: str = ""
@@ -102,6 +103,7 @@ class Answer(BaseModel):
             insights=out.insights,
             trace=[f"{m.get('node', '')}: {m.get('text', '')}" for m in out.messages],
             tokens=out.usage,
+            overruns=out.overruns,
             probes=out.probes,
             latency_s=latency_s,
             workflow=workflow,

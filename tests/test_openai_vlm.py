@@ -27,12 +27,27 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from foveate.errors import BackendError, LogprobsUnavailableError
+from foveate.errors import BackendError, BudgetExceeded, LogprobsUnavailableError, UnsupportedRequestError
 from foveate.testing.contract import Check, ContractInputs, contract_checks
 from foveate.vlm import OpenAIVLM, TokenBudget, TokenLedger, TransformersVLM, VLMRequest
 
 PICTURE = np.random.default_rng(7).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+
+
+def _served(url: str, model_dir: str) -> OpenAIVLM:
+    """The client of the served tiny LLaVA, with the visual-token rule read off its own processor (what
+    bounds the visual tokens a capped call holds: without it such a call is refused)."""
+    from transformers import AutoConfig, AutoProcessor
+
+    from foveate.vlm import builtin_families
+
+    rule = builtin_families().read_rule(
+        AutoProcessor.from_pretrained(model_dir), AutoConfig.from_pretrained(model_dir)
+    )
+    return OpenAIVLM(url, model=model_dir, max_retries=0, token_rule=rule)
 
 
 def _free_port() -> int:
@@ -76,7 +91,7 @@ def server(tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFa
 
 def test_generate_equals_local_model(server: str, tiny_model_dirs: dict[str, Path]) -> None:
     model_dir = str(tiny_model_dirs["llava"])
-    remote = OpenAIVLM(server, model=model_dir, max_retries=0)
+    remote = _served(server, model_dir)
     local = TransformersVLM(model_dir)
     for question in ("What is the color of the circle?", "Describe the image."):
         req = VLMRequest.from_prompt(question, [PICTURE], max_new_tokens=6)
@@ -146,7 +161,7 @@ def test_the_server_backend_keeps_the_contract(
 ) -> None:
     """The VLM contract's checks that need no log-probabilities (this server returns none: the ones that
     read them run against vLLM in ``make test-serving``), and that scoring is refused without them."""
-    check.run(OpenAIVLM(server, model=str(tiny_model_dirs["llava"]), max_retries=0), ContractInputs())
+    check.run(_served(server, str(tiny_model_dirs["llava"])), ContractInputs())
 
 
 def test_async_calls_work_across_event_loops(server: str, tiny_model_dirs: dict[str, Path]) -> None:
@@ -246,7 +261,7 @@ def test_generate_reads_each_tokens_logprob(with_logprobs: _FakeServer) -> None:
     """``generate`` asks for ``logprobs`` (and one alternative: llama-cpp-python's server returns none
     without ``top_logprobs``) and returns them; the ledger holds and is charged as before: the server's
     reported usage."""
-    remote = OpenAIVLM(with_logprobs.url, model="fake", max_retries=0)
+    remote = OpenAIVLM(with_logprobs.url, model="fake", max_retries=0, family="llava")
     req = VLMRequest.from_prompt("What is in the picture?", [PICTURE], max_new_tokens=6, stop=["."])
     ledger = TokenLedger(TokenBudget(max_total_tokens=10_000))
     results = [remote.generate(req, ledger), asyncio.run(remote.agenerate(req, ledger))]
@@ -263,7 +278,7 @@ def test_generate_reads_each_tokens_logprob(with_logprobs: _FakeServer) -> None:
 
 
 def test_a_server_without_logprobs_still_generates(without_logprobs: _FakeServer) -> None:
-    remote = OpenAIVLM(without_logprobs.url, model="fake", max_retries=0)
+    remote = OpenAIVLM(without_logprobs.url, model="fake", max_retries=0, family="llava")
     req = VLMRequest.from_prompt("What is in the picture?", [PICTURE])
     for result in (remote.generate(req), asyncio.run(remote.agenerate(req))):
         assert result.text == "a red square" and result.usage.generated_tokens == 4
@@ -274,7 +289,7 @@ def test_a_server_without_logprobs_still_generates(without_logprobs: _FakeServer
 def test_a_server_refusing_logprobs_is_asked_again_without(refusing_logprobs: _FakeServer) -> None:
     """A server that rejects the ``logprobs`` field (HTTP 400 naming it) gets the request again without it,
     within the same hold on the ledger, and is not asked for them again."""
-    remote = OpenAIVLM(refusing_logprobs.url, model="fake", max_retries=0)
+    remote = OpenAIVLM(refusing_logprobs.url, model="fake", max_retries=0, family="llava")
     req = VLMRequest.from_prompt("What is in the picture?", [PICTURE])
     ledger = TokenLedger(TokenBudget(max_total_tokens=10_000))
     first = remote.generate(req, ledger)
@@ -295,7 +310,89 @@ def test_other_http_errors_still_fail_generation(refusing_logprobs: _FakeServer)
     """Only a refusal that names ``logprobs`` is retried: the server's 400 is kept as the error otherwise."""
     refusing_logprobs.refuse_logprobs = False
     refusing_logprobs.reply = lambda body: (400, {"error": {"message": "context too long"}})  # type: ignore[method-assign]
-    remote = OpenAIVLM(refusing_logprobs.url, model="fake", max_retries=0)
+    remote = OpenAIVLM(refusing_logprobs.url, model="fake", max_retries=0, family="llava")
     with pytest.raises(BackendError, match="context too long"):
         remote.generate(VLMRequest.from_prompt("hi", [PICTURE]))
     assert len(refusing_logprobs.bodies) == 1
+
+
+# ---------------------------------------------------------------------------- budgets against a server
+def test_a_capped_call_with_no_visual_bound_is_refused_before_it_is_sent(with_logprobs: _FakeServer) -> None:
+    """The 605-of-100 case: a server reporting 600 prompt tokens, a 100-token budget and a model of no
+    declared family. Nothing bounds the image's tokens, so the call is refused and never sent (before,
+    it went through and the ledger read 605 spent of 100)."""
+    with_logprobs.usage = {"prompt_tokens": 600, "completion_tokens": 5, "total_tokens": 605}
+    remote = OpenAIVLM(with_logprobs.url, model="fake", max_retries=0)
+    ledger = TokenLedger(TokenBudget(max_total_tokens=100))
+    with pytest.raises(UnsupportedRequestError, match=r"100-token budget.*--family"):
+        remote.generate(VLMRequest.from_prompt("What is it?", [PICTURE], max_new_tokens=5), ledger)
+    assert with_logprobs.bodies == [] and ledger.spent.total == 0
+    free = TokenLedger()  # no cap: nothing to hold, the call runs and is charged what was reported
+    assert remote.generate(VLMRequest.from_prompt("What is it?", [PICTURE]), free).usage.total == 605
+
+
+def test_an_overrun_is_recorded_and_stops_the_question(with_logprobs: _FakeServer) -> None:
+    remote = OpenAIVLM(with_logprobs.url, model="fake", max_retries=0, family="llava")
+    request = VLMRequest.from_prompt("What is it?", [PICTURE], max_new_tokens=5)
+    with_logprobs.usage = {"prompt_tokens": 5000, "completion_tokens": 5, "total_tokens": 5005}  # lies
+    ledger = TokenLedger(TokenBudget(max_total_tokens=6000))
+    remote.generate(request, ledger)
+    assert len(ledger.overruns) == 1 and ledger.overruns[0].used == 5005
+    with pytest.raises(BudgetExceeded, match="went over what it held"):
+        remote.generate(request, ledger)
+    assert len(with_logprobs.bodies) == 1  # the second call was never sent
+
+
+def test_generation_is_capped_at_what_the_budget_has_left(with_logprobs: _FakeServer) -> None:
+    remote = OpenAIVLM(with_logprobs.url, model="fake", max_retries=0, family="llava")
+    request = VLMRequest.from_prompt("What is it?", [PICTURE], max_new_tokens=4000)
+    ledger = TokenLedger(TokenBudget(max_total_tokens=1000))
+    remote.generate(request, ledger)
+    sent = with_logprobs.bodies[0]["max_tokens"]
+    bound = 576 + OpenAIVLM._text_bound(request)  # LLaVA-1.5's 24 x 24 patches for any image
+    assert sent == 1000 - bound < 4000
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    limit=st.integers(min_value=1, max_value=20_000),
+    reports=st.lists(st.integers(min_value=0, max_value=5000), min_size=1, max_size=5),
+    new_tokens=st.integers(min_value=1, max_value=600),
+)
+def test_a_budget_is_never_exceeded_silently(
+    with_logprobs: _FakeServer, limit: int, reports: list[int], new_tokens: int
+) -> None:
+    """Over random budgets and reported usages (some above any estimate): each call is either refused
+    before it is sent, or sent; a report above the hold is an overrun on the ledger, after which no call
+    is sent; without an overrun the spend never passes the cap."""
+    remote = OpenAIVLM(with_logprobs.url, model="fake", max_retries=0, family="llava")
+    ledger = TokenLedger(TokenBudget(max_total_tokens=limit))
+    request = VLMRequest.from_prompt("What is it?", [PICTURE], max_new_tokens=new_tokens)
+    for prompt in reports:
+        with_logprobs.usage = {"prompt_tokens": prompt, "completion_tokens": 1, "total_tokens": prompt + 1}
+        sent_before, overran_before = len(with_logprobs.bodies), bool(ledger.overruns)
+        try:
+            remote.generate(request, ledger)
+        except BudgetExceeded:
+            assert len(with_logprobs.bodies) == sent_before  # refused before it was sent
+            continue
+        assert not overran_before  # nothing is sent once a call went over
+        assert with_logprobs.bodies[-1]["max_tokens"] <= limit
+        if not ledger.overruns:
+            assert ledger.spent.total <= limit
+    with_logprobs.bodies.clear()
+
+
+def test_after_an_overrun_the_workflow_makes_no_further_call(with_logprobs: _FakeServer) -> None:
+    """Across nodes too: the state carries the overrun, so every later node's ledger refuses, and the
+    answer says which call went over and by how much."""
+    from foveate import Agent
+
+    with_logprobs.usage = {"prompt_tokens": 5000, "completion_tokens": 5, "total_tokens": 5005}
+    remote = OpenAIVLM(with_logprobs.url, model="fake", max_retries=0, family="llava")
+    budget = TokenBudget(max_total_tokens=8000)
+    with Agent(remote, workflow="full", budget=budget, memory=None, checkpoints=None) as agent:
+        answer = agent.ask("What is the color of the star?", image=PICTURE, options=["red", "blue"])
+    assert len(with_logprobs.bodies) == 1  # the first call overspent; nothing was sent after it
+    assert answer.overruns and "5005 tokens against the" in answer.overruns[0]
+    assert answer.text is None and answer.tokens.total == 5005

@@ -189,6 +189,8 @@ def _report(out: Answer, model_id: str) -> None:
         console.print(f"[bold]abstained[/]: {escape(out.reason)}")
     else:
         console.print(f"answer: [bold]{escape(str(out.text))}[/]")
+    for overrun in out.overruns:
+        console.print(f"[bold yellow]over budget[/]: {escape(overrun)}", highlight=False, soft_wrap=True)
     u = out.tokens
     console.print(
         f"run {out.run_id}  model: {model_id}  tokens: {u.visual_tokens} visual + {u.text_tokens} text + "

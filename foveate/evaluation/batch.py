@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from foveate.agent import Answer
 from foveate.conformal.matching import matches
@@ -54,6 +54,8 @@ class BatchAnswer(BaseModel):
     """With a labelled question: whether the model's choice is the right answer."""
     total_tokens: int = 0
     """Tokens the question cost."""
+    overruns: list[str] = Field(default_factory=list)
+    """Calls that spent more than they held (a server reporting more than its bound)."""
     probes: int = 0
     """Yes/no probes the search asked."""
     latency_s: float = 0.0
@@ -109,6 +111,7 @@ def _line(q: BenchQuestion, got: Answer | BaseException) -> BatchAnswer:
         run_id=got.run_id,
         correct=_correct(q, chosen),
         total_tokens=got.tokens.total,
+        overruns=got.overruns,
         probes=got.probes,
         latency_s=got.latency_s,
         finished=time.time(),

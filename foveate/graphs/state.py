@@ -85,6 +85,7 @@ class QAState(TypedDict, total=False):
     insight_ids: list[int]
     # accounting and the conversation
     spent: Annotated[dict[str, int], add_usage]
+    overruns: Annotated[list[str], operator.add]  # calls that spent more than they held (a server's report)
     messages: Annotated[list[dict[str, str]], operator.add]  # {"node", "text"}: a readable log
 
 
@@ -125,6 +126,7 @@ class RunOutput(BaseModel):
     probes: int = 0
     attempts: int = 0
     usage: TokenUsage = Field(default_factory=TokenUsage)
+    overruns: list[str] = Field(default_factory=list)  # calls that spent more than they held
     memory_run_id: int | None = None
     messages: list[dict[str, str]] = Field(default_factory=list)
 
@@ -161,6 +163,7 @@ class RunOutput(BaseModel):
             probes=int(state.get("probes") or 0),
             attempts=int(state.get("attempts") or 0),
             usage=usage_of(state),
+            overruns=list(state.get("overruns") or []),
             memory_run_id=state.get("run_id"),
             messages=state.get("messages") or [],
         )

@@ -181,6 +181,7 @@ class CoalescingVLM(BaseVLM):
             start += len(job.views)
             if job.ledger is not None:
                 used = TokenUsage.sum(r.usage for row in mine for r in row)
-                with job.ledger.hold(0, "coalesced probes") as reservation:
+                # after the fact, so hold exactly what was spent (only uncapped ledgers are coalesced)
+                with job.ledger.hold(used.total, "coalesced probes") as reservation:
                     reservation.commit(used)
             job.future.set_result(mine)

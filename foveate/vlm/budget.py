@@ -4,18 +4,27 @@ A ``TokenBudget`` is configuration. A ``TokenLedger`` is the running account of 
 question: every VLM call first *holds* the tokens it is about to spend (raising
 ``BudgetExceeded`` before any model work if they do not fit), then charges what it really
 spent. Holding is what makes the check safe when several calls run concurrently.
+
+A hold is meant to be an upper bound. Where a backend cannot know the exact count beforehand (a server
+reports usage after the call), a call can still spend more than it held: ``commit`` compares the two,
+records the overrun on the ledger (``TokenLedger.overruns``), and from then on a capped ledger refuses every
+further call, naming the call that overspent and by how much. The spend is always what was reported.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from foveate.errors import BudgetExceeded
+
+log = logging.getLogger(__name__)
 
 
 class TokenUsage(BaseModel):
@@ -82,6 +91,22 @@ class TokenBudget(BaseModel):
     layer: int = Field(default=2, ge=1)
 
 
+@dataclass(frozen=True)
+class Overrun:
+    """A call that spent more tokens than it held."""
+
+    what: str
+    """The call (``generate``, ``logprob probe`` ...)."""
+    held: int
+    """Tokens it held beforehand: the bound it was allowed."""
+    used: int
+    """Tokens it reported spending."""
+
+    def __str__(self) -> str:
+        over = self.used - self.held
+        return f"{self.what} spent {self.used} tokens against the {self.held} it held ({over} over)"
+
+
 class TokenLedger:
     """Running token account for one question; thread-safe."""
 
@@ -89,6 +114,7 @@ class TokenLedger:
         self.budget = budget or TokenBudget()
         self.spent = TokenUsage()
         self.calls = 0
+        self.overruns: list[Overrun] = []
         self._held = 0
         self._lock = threading.Lock()
 
@@ -112,6 +138,13 @@ class TokenLedger:
         the spend happen under one lock, so a concurrent call never sees the tokens as free.
         """
         with self._lock:
+            if self.limit is not None and self.overruns:
+                raise BudgetExceeded(
+                    f"{what} refused: an earlier call on this question went over what it held "
+                    f"({self.overruns[0]}), so the {self.limit}-token budget no longer bounds the question",
+                    needed=tokens,
+                    remaining=self.limit - self.spent.total - self._held,
+                )
             if self.limit is not None:
                 available = self.limit - self.spent.total - self._held
                 if tokens > available:
@@ -122,7 +155,7 @@ class TokenLedger:
                         remaining=available,
                     )
             self._held += tokens
-        reservation = Reservation(self, tokens)
+        reservation = Reservation(self, tokens, what)
         try:
             yield reservation
         finally:
@@ -132,17 +165,24 @@ class TokenLedger:
 class Reservation:
     """Tokens held on a ledger for one call; ``commit`` turns the hold into spent tokens."""
 
-    def __init__(self, ledger: TokenLedger, tokens: int) -> None:
+    def __init__(self, ledger: TokenLedger, tokens: int, what: str = "call") -> None:
         self._ledger = ledger
         self.tokens = tokens
+        self.what = what
         self._open = True
 
     def commit(self, usage: TokenUsage) -> None:
-        """Release the hold and record what the call really spent, atomically."""
+        """Release the hold and record what the call really spent, atomically; a spend above the hold is
+        recorded as an overrun (a capped ledger then refuses further calls)."""
         with self._ledger._lock:
             self._release_locked()
             self._ledger.spent = self._ledger.spent + usage
             self._ledger.calls += 1
+            if usage.total > self.tokens:
+                overrun = Overrun(self.what, self.tokens, usage.total)
+                self._ledger.overruns.append(overrun)
+                if self._ledger.limit is not None:
+                    log.warning("token budget overrun: %s", overrun)
 
     def release(self) -> None:
         with self._ledger._lock:

@@ -13,9 +13,14 @@ a ``BackendError`` that names the URL.
 them as ``VLMResult.token_logprobs``; a server that returns none leaves them None, and one that refuses the
 field (HTTP 400 / 422 naming it) is asked again without it, for this call and every later one.
 
-Budget: the server tokenises, so the pre-call hold is an estimate (predicted visual tokens when the
-profile has a token rule, a conservative 1 token per 3 characters of text, plus ``max_new_tokens``); the
-ledger is then charged with the server's reported usage.
+Budget: the server tokenises, so the pre-call hold is an upper bound computed here: the visual tokens the
+family's arithmetic gives (``token_rule``), one token per UTF-8 byte of text (no tokenizer makes more:
+byte-level BPE and SentencePiece with byte fallback spend at most one token per byte) plus a margin for the
+chat template's markers, plus the tokens it may generate, which are capped in the request (``max_tokens``)
+at what the question's budget has left. With no token rule nothing bounds what the server makes of an
+image, so under a ``max_total_tokens`` such a call is refused before it is sent. The ledger is charged with
+the server's reported usage; a report above the hold is recorded as an overrun and stops the question's
+further calls (``foveate.vlm.budget``).
 
 The served model's profile (``foveate.vlm.profile``) is declared by the caller: its family by name
 (``family="qwen2_vl"``: the family's facts and its reference checkpoint's token rule), a token rule read
@@ -51,6 +56,15 @@ from foveate.vlm.types import ImagePart, ScoreResult, VLMRequest, VLMResult, Yes
 from foveate.vlm.visual_tokens import VisualTokenRule
 
 logger = logging.getLogger(__name__)
+
+# The chat template's own tokens, bounded from above (a text token is at least one byte, so the text itself
+# is bounded by its bytes). Measured on the chat templates of the LLaVA, Qwen2-VL and Idefics3 test models and
+# the tiny VLM: 7 to 10 tokens around a one-message, one-image prompt besides its text and image
+# placeholder; Qwen's templates add a default system turn of about a dozen more. The margins below (88 for
+# such a prompt) are several times that.
+TEMPLATE_TOKENS = 64
+TOKENS_PER_MESSAGE = 16
+TOKENS_PER_IMAGE = 8
 
 
 def png_data_uri(img: Image.Image) -> str:
@@ -150,8 +164,8 @@ class OpenAIVLM(BaseVLM):
             raise BackendError(f"the model server at {self.base_url} lists no models")
         return str(models[0].id)
 
-    def _fit(self, request: VLMRequest, ledger: TokenLedger) -> tuple[VLMRequest, int]:
-        """Resize images to the cap and predict their visual tokens (0 when unknown)."""
+    def _fit(self, request: VLMRequest, ledger: TokenLedger) -> tuple[VLMRequest, int | None]:
+        """Resize images to the cap and predict their visual tokens (None: images and no token rule)."""
         cap = (request.budget.max_visual_tokens_per_image if request.budget else None) or (
             ledger.budget.max_visual_tokens_per_image
         )
@@ -167,10 +181,9 @@ class OpenAIVLM(BaseVLM):
                 height, width = rule.fit(img.height, img.width, cap)
                 fitted.append(resize_to(img, height, width))
             request = request.with_images(fitted)
-        visual = 0
-        if rule is not None:
-            visual = sum(rule.tokens_for(img.height, img.width) for img in request.images)
-        return request, visual
+        if rule is None:
+            return request, (None if request.images else 0)
+        return request, sum(rule.tokens_for(img.height, img.width) for img in request.images)
 
     @staticmethod
     def messages(request: VLMRequest) -> list[dict[str, Any]]:
@@ -193,14 +206,17 @@ class OpenAIVLM(BaseVLM):
             out.append({"role": message.role, "content": parts})
         return out
 
-    def _body(self, request: VLMRequest, *, logprobs: bool, top: int | None = None) -> dict[str, Any]:
+    def _body(
+        self, request: VLMRequest, *, logprobs: bool, top: int | None = None, max_tokens: int | None = None
+    ) -> dict[str, Any]:
         opts = request.options
         body: dict[str, Any] = {"model": self.model_id, "messages": self.messages(request)}
         if logprobs:
             top = top or self.top_logprobs
             body.update(max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=top)
         else:
-            body.update(max_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p)
+            new = opts.max_new_tokens if max_tokens is None else max_tokens
+            body.update(max_tokens=new, temperature=opts.temperature, top_p=opts.top_p)
             if self._generate_logprobs:
                 # each generated token's own log-probability; top_logprobs 1 because llama-cpp-python's
                 # server returns none without it (it passes top_logprobs on as its logprobs count)
@@ -212,9 +228,15 @@ class OpenAIVLM(BaseVLM):
         return body
 
     @staticmethod
-    def _estimate(request: VLMRequest, visual: int, new_tokens: int) -> int:
-        chars = sum(len(m.text) for m in request.messages)
-        return visual + math.ceil(chars / 3) + new_tokens
+    def _text_bound(request: VLMRequest) -> int:
+        """At most how many text tokens the server makes of the request's text and chat template."""
+        text = sum(len(m.text.encode("utf-8")) for m in request.messages)
+        return (
+            TEMPLATE_TOKENS
+            + TOKENS_PER_MESSAGE * len(request.messages)
+            + TOKENS_PER_IMAGE * len(request.images)
+            + text
+        )
 
     @staticmethod
     def _usage(response: Any, visual: int, estimate: int) -> TokenUsage:
@@ -294,10 +316,24 @@ class OpenAIVLM(BaseVLM):
         self, request: VLMRequest, ledger: TokenLedger, *, logprobs: bool, top: int | None = None
     ) -> tuple[dict[str, Any], int, int]:
         """The HTTP body, the tokens to hold, and the predicted visual tokens."""
-        request, visual = self._fit(request, ledger)
+        request, fitted = self._fit(request, ledger)
+        if fitted is None and ledger.limit is not None:
+            raise UnsupportedRequestError(
+                f"cannot hold this call within the question's {ledger.limit}-token budget: nothing bounds "
+                f"how many visual tokens the server at {self.base_url} makes of an image. Declare the served "
+                "model's family (OpenAIVLM(family=...), --family, or token_rule=...), or set no "
+                "max_total_tokens"
+            )
+        visual = fitted or 0
+        prompt = visual + self._text_bound(request)
         new_tokens = 1 if logprobs else request.options.max_new_tokens
-        body = self._body(request, logprobs=logprobs, top=top)
-        return body, self._estimate(request, visual, new_tokens), visual
+        remaining = ledger.remaining
+        if not logprobs and remaining is not None:
+            # the server may write no more than the budget has left after the prompt (the hold refuses
+            # the call when not even one token is left)
+            new_tokens = max(1, min(new_tokens, remaining - prompt))
+        body = self._body(request, logprobs=logprobs, top=top, max_tokens=new_tokens)
+        return body, prompt + new_tokens, visual
 
     def _refused_logprobs(self, exc: openai.APIStatusError, body: dict[str, Any]) -> dict[str, Any] | None:
         """The generate ``body`` without ``logprobs`` when ``exc`` is the server refusing that field (HTTP

@@ -129,6 +129,7 @@ class ZoomAgent:
             probes=meter.probes,
             forward_passes=meter.passes + int(answer),
             usage=ledger.spent,
+            overruns=[str(o) for o in ledger.overruns],
             wall_s=time.perf_counter() - start,
             budget_exhausted=exhausted,
             notes=notes,

@@ -112,4 +112,6 @@ class ZoomResult(BaseModel):
     usage: TokenUsage = Field(default_factory=TokenUsage)
     wall_s: float = 0.0
     budget_exhausted: bool = False
+    overruns: list[str] = Field(default_factory=list)
+    """Calls that spent more than they held (a server reporting more than its bound): the search stopped."""
     notes: list[str] = Field(default_factory=list)

@@ -10,7 +10,7 @@ from foveate.errors import BudgetExceeded
 from foveate.graphs.state import QAState
 from foveate.vlm.budget import TokenBudget, TokenLedger, TokenUsage
 
-__all__ = ["NodeParams", "question_ledger", "say", "spent", "tokens_left"]
+__all__ = ["NodeParams", "overruns", "question_ledger", "say", "spent", "tokens_left"]
 
 
 class NodeParams(BaseModel):
@@ -23,6 +23,14 @@ def question_ledger(state: QAState | dict[str, Any]) -> TokenLedger:
     """A ledger holding what is left of the question's budget after the nodes before this one."""
     budget = TokenBudget.model_validate(state.get("budget") or {})
     spent = TokenUsage(**(state.get("spent") or {})).total
+    overruns = state.get("overruns") or []
+    if budget.max_total_tokens is not None and overruns:
+        raise BudgetExceeded(
+            f"no further call on this question: {overruns[0]}, so its {budget.max_total_tokens}-token "
+            "budget no longer bounds it",
+            needed=1,
+            remaining=budget.max_total_tokens - spent,
+        )
     if budget.max_total_tokens is not None:
         left = budget.max_total_tokens - spent
         if left < 1:
@@ -37,6 +45,11 @@ def question_ledger(state: QAState | dict[str, Any]) -> TokenLedger:
 
 def spent(ledger: TokenLedger) -> dict[str, int]:
     return ledger.spent.model_dump()
+
+
+def overruns(ledger: TokenLedger) -> list[str]:
+    """The ledger's overruns, for the state (later nodes then make no call under a capped budget)."""
+    return [str(o) for o in ledger.overruns]
 
 
 def say(node: str, text: str) -> list[dict[str, str]]:

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from foveate.errors import BudgetExceeded
-from foveate.graphs.nodes.common import NodeParams, question_ledger, say, spent
+from foveate.graphs.nodes.common import NodeParams, overruns, question_ledger, say, spent
 from foveate.graphs.registry import NodeFn
 from foveate.graphs.services import Services
 from foveate.graphs.state import QAState
@@ -64,6 +64,7 @@ def perceive_node(params: PerceiveParams, services: Services) -> NodeFn:
             "cues": cues,
             "perception": notes,
             "spent": spent(ledger),
+            "overruns": overruns(ledger),
             "messages": say("perceive", f"looking for: {', '.join(cues) or 'the question as a whole'}"),
         }
         return update

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from foveate.errors import BudgetExceeded, GraphSpecError
-from foveate.graphs.nodes.common import NodeParams, question_ledger, say, spent
+from foveate.graphs.nodes.common import NodeParams, overruns, question_ledger, say, spent
 from foveate.graphs.registry import NodeFn
 from foveate.graphs.services import Services
 from foveate.graphs.state import QAState
@@ -76,6 +76,7 @@ def reason_node(params: ReasonParams, services: Services) -> NodeFn:
             "answer_confidence": reply.confidence,
             "attempts": attempts,
             "spent": spent(ledger),
+            "overruns": overruns(ledger),
             "messages": say("reason", said),
         }
 

@@ -61,6 +61,7 @@ def zoom_node(params: ZoomParams, services: Services) -> NodeFn:
                 "budget_exhausted": True,
                 "zoom_notes": result.notes,
                 "spent": result.usage.model_dump(),
+                "overruns": result.overruns,
                 "messages": say("zoom", "no tokens left for another search; keeping the earlier crop"),
             }
         crops = [list(c) for c in result.crops]
@@ -75,6 +76,7 @@ def zoom_node(params: ZoomParams, services: Services) -> NodeFn:
             "zoom_notes": result.notes,
             "perception": [f"zoom ({strategy}): {len(result.visits)} views probed; settled on {where}"],
             "spent": result.usage.model_dump(),
+            "overruns": result.overruns,
             "messages": say("zoom", f"{strategy} search: {result.probes} probes, settled on {where}"),
         }
 
