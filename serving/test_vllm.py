@@ -158,3 +158,37 @@ def test_zoom_workflow_against_vllm_checkpointed_in_postgresql(remote: OpenAIVLM
     assert again.option == answer.option and again.crops == answer.crops
     assert again.option_scores == pytest.approx(answer.option_scores)
     assert state["question"] == item.question and state["visits"]
+
+
+def _spend(
+    remote: OpenAIVLM, kind: int, item: SceneItem, img: Image.Image, ledger: TokenLedger, new: int
+) -> None:
+    if kind == 0:
+        remote.generate(VLMRequest.from_prompt(item.question, [img], max_new_tokens=new), ledger)
+    elif kind == 1:
+        remote.score(VLMRequest.from_prompt(item.question, [img]), item.options, ledger)
+    else:
+        remote.yes_probability(VLMRequest.from_prompt("Is there a star? Answer Yes or No.", [img]), ledger)
+
+
+def test_random_budgets_are_never_exceeded_on_vllm(remote: OpenAIVLM) -> None:
+    """64 random budgets, each spent by generate, score and probe calls in random order on real scenes: a
+    call is refused before it is sent or stays within what it held (vLLM's own token counts never pass
+    foveate's bound), and the question's spend never passes its cap."""
+    from foveate.errors import BudgetExceeded
+
+    rng = np.random.default_rng(64)
+    refused = sent = 0
+    for trial in range(64):
+        img, item = scene(trial % N_PARITY_SCENES)
+        ledger = TokenLedger(TokenBudget(max_total_tokens=int(rng.integers(20, 3000))))
+        for kind in rng.permutation(3):
+            try:
+                _spend(remote, int(kind), item, img, ledger, int(rng.integers(1, 400)))
+                sent += 1
+            except BudgetExceeded:
+                refused += 1
+        assert ledger.overruns == [], ledger.overruns
+        assert ledger.limit is not None and ledger.spent.total <= ledger.limit
+    print(f"random budgets on vLLM: {sent} calls within their holds, {refused} refused before sending")
+    assert sent and refused  # both sides of the property were exercised
