@@ -56,9 +56,9 @@ class FoveateSettings(BaseSettings):
     """The model's family when its config cannot say (a served model: ``qwen2_vl``, ``llava``...)."""
     workflow: str = "full"
     """Built-in workflow name (direct, zoom, full) or a YAML file."""
-    max_total_tokens: int | None = Field(default=None, ge=1)
+    max_total_tokens: int | None = Field(default=None, ge=1, le=10**12)
     """Cap on all tokens spent on one question."""
-    max_visual_tokens: int | None = Field(default=None, ge=1)
+    max_visual_tokens: int | None = Field(default=None, ge=1, le=10**12)
     """Cap on visual tokens per image."""
     memory_db: str = Field(default_factory=lambda: _home("memory.db"))
     """The insight memory: a SQLite file or a SQLAlchemy URL."""

@@ -62,7 +62,8 @@ FamilyOpt = Annotated[
     ),
 ]
 VisualCapOpt = Annotated[
-    int | None, typer.Option("--max-visual-tokens", min=1, help="Cap on visual tokens per image.")
+    int | None,
+    typer.Option("--max-visual-tokens", min=1, max=10**12, help="Cap on visual tokens per image."),
 ]
 AllowMismatchOpt = Annotated[
     bool,
@@ -73,7 +74,9 @@ AllowMismatchOpt = Annotated[
 ]
 TotalCapOpt = Annotated[
     int | None,
-    typer.Option("--budget", "--max-total-tokens", min=1, help="Cap on all tokens spent on the question."),
+    typer.Option(
+        "--budget", "--max-total-tokens", min=1, max=10**12, help="Cap on all tokens spent on the question."
+    ),
 ]
 
 

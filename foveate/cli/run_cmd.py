@@ -78,10 +78,13 @@ def run(
     ] = False,
     max_total_tokens: Annotated[
         int | None,
-        typer.Option("--budget", "--max-total-tokens", min=1, help="Cap on all tokens for the question."),
+        typer.Option(
+            "--budget", "--max-total-tokens", min=1, max=10**12, help="Cap on all tokens for the question."
+        ),
     ] = None,
     max_visual_tokens: Annotated[
-        int | None, typer.Option("--max-visual-tokens", min=1, help="Cap on visual tokens per image.")
+        int | None,
+        typer.Option("--max-visual-tokens", min=1, max=10**12, help="Cap on visual tokens per image."),
     ] = None,
     ask: Annotated[
         bool, typer.Option("--ask/--no-ask", help="Ask me when the run pauses for a person.")

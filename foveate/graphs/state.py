@@ -13,7 +13,7 @@ import operator
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from foveate.vlm.budget import TokenBudget, TokenUsage
 
@@ -89,12 +89,17 @@ class QAState(TypedDict, total=False):
     messages: Annotated[list[dict[str, str]], operator.add]  # {"node", "text"}: a readable log
 
 
+MAX_OPTIONS = 26
+"""Most options a question may have (each is scored against the image: 500 options took 64,000 visual tokens
+in one call); A-Z for a lettered protocol."""
+
+
 class RunInput(BaseModel):
     """A question for a workflow (the Python API and the CLI build one; ``Workflow.start_state`` turns it
     into the initial state)."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
-    question: str = Field(min_length=1)
+    question: str
     image: Any  # a path, PIL image, bytes or array: whatever ``load_image`` takes
     options: list[str] = Field(default_factory=list)
     budget: TokenBudget = Field(default_factory=TokenBudget)
@@ -102,6 +107,36 @@ class RunInput(BaseModel):
     category: str | None = None
     """The question's category (``attribute``, ``relation``, yours): a gate calibrated per category decides
     it by that category's calibration."""
+
+    @field_validator("question")
+    @classmethod
+    def _words(cls, question: str) -> str:
+        if not question.strip():
+            raise ValueError("the question is empty")
+        try:
+            question.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes from a command line arrive as lone surrogates
+            raise ValueError("the question is not valid UTF-8 text") from None
+        return question
+
+    @field_validator("options")
+    @classmethod
+    def _choices(cls, options: list[str]) -> list[str]:
+        # each option's probability is what the gate reads: a repeated option splits it (and can flip the
+        # answer), a single option is always "chosen" with probability 1, which claims nothing
+        if len(options) == 1:
+            raise ValueError(f"one option ({options[0]!r}) is not a choice: give two or more, or none")
+        if len(options) > MAX_OPTIONS:
+            raise ValueError(f"{len(options)} options: at most {MAX_OPTIONS} (each is scored on the image)")
+        seen: set[str] = set()
+        for option in options:
+            key = option.strip()
+            if not key:
+                raise ValueError("an option is empty")
+            if key in seen:
+                raise ValueError(f"option {key!r} is given twice")
+            seen.add(key)
+        return options
 
 
 class RunOutput(BaseModel):

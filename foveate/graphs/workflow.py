@@ -28,6 +28,7 @@ from typing import Any, Literal
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.errors import GraphRecursionError
 from langgraph.types import Command, StateSnapshot
 from pydantic import BaseModel, ConfigDict
 
@@ -194,7 +195,8 @@ class Workflow:
     def run(self, run: RunInput, *, run_id: str | None = None) -> RunOutput:
         """Answer one question to the end (or to a pause for a person: ``status == "waiting"``)."""
         run_id = self._fresh(run_id)
-        self.graph.invoke(dict(self.start_state(run)), self.config(run_id), durability=self.durability)
+        with self._steps():
+            self.graph.invoke(dict(self.start_state(run)), self.config(run_id), durability=self.durability)
         return self.output(run_id)
 
     def stream(self, run: RunInput | None, *, run_id: str | None = None) -> Iterator[NodeEvent]:
@@ -203,16 +205,17 @@ class Workflow:
             raise RunError("stream needs a question or the id of a run to resume")
         run_id = self._fresh(run_id) if run is not None else (run_id or new_run_id())
         payload = self.start_state(run) if run is not None else None
-        for chunk in self.graph.stream(
-            payload,
-            self.config(run_id),
-            stream_mode="updates",
-            durability=self.durability,
-        ):
-            for node, update in chunk.items():
-                update = update if isinstance(update, dict) else {"value": update}
-                said = [m["text"] for m in update.get("messages", []) if isinstance(m, dict)]
-                yield NodeEvent(run_id=run_id, node=node, update=update, messages=said)
+        with self._steps():
+            for chunk in self.graph.stream(
+                payload,
+                self.config(run_id),
+                stream_mode="updates",
+                durability=self.durability,
+            ):
+                for node, update in chunk.items():
+                    update = update if isinstance(update, dict) else {"value": update}
+                    said = [m["text"] for m in update.get("messages", []) if isinstance(m, dict)]
+                    yield NodeEvent(run_id=run_id, node=node, update=update, messages=said)
 
     def resume(self, run_id: str, human: dict[str, Any] | str | None = None) -> RunOutput:
         """Continue a run: after a crash, from its last completed node; after a pause for a person,
@@ -223,10 +226,24 @@ class Workflow:
             # never an empty dict: LangGraph reads {} as a map of interrupt ids and resumes nothing
             reply: dict[str, Any] = {"answer": human} if isinstance(human, str) else dict(human or {})
             reply.setdefault("answer", None)
-            self.graph.invoke(Command(resume=reply), self.config(run_id), durability=self.durability)
+            with self._steps():
+                self.graph.invoke(Command(resume=reply), self.config(run_id), durability=self.durability)
         elif snapshot.next:
-            self.graph.invoke(None, self.config(run_id), durability=self.durability)
+            with self._steps():
+                self.graph.invoke(None, self.config(run_id), durability=self.durability)
         return self.output(run_id)
+
+    @contextmanager
+    def _steps(self) -> Iterator[None]:
+        """LangGraph's step-limit error names its own ``recursion_limit``; the workflow's author wrote
+        ``max_steps``: say that, and where."""
+        try:
+            yield
+        except GraphRecursionError:
+            raise RunError(
+                f"workflow {self.spec.name!r} ran {self.spec.max_steps} steps without reaching END: a loop "
+                "that never exits? Raise max_steps in its YAML if the loop is meant to run longer"
+            ) from None
 
     def _snapshot(self, run_id: str) -> StateSnapshot:
         snapshot = self.graph.get_state(self.config(run_id))
@@ -251,7 +268,8 @@ class Workflow:
         ids = [new_run_id() for _ in runs]
         states = [self.start_state(r) for r in runs]
         configs = [self.config(i, max_concurrency=max_concurrency) for i in ids]
-        self.graph.batch([dict(x) for x in states], configs, durability=self.durability)
+        with self._steps():
+            self.graph.batch([dict(x) for x in states], configs, durability=self.durability)
         return [self.output(i) for i in ids]
 
     async def abatch(self, runs: Sequence[RunInput], *, max_concurrency: int = 8) -> list[RunOutput]:
@@ -261,7 +279,8 @@ class Workflow:
         ids = [new_run_id() for _ in runs]
         states = [self.start_state(r) for r in runs]
         configs = [self.config(i, max_concurrency=max_concurrency) for i in ids]
-        await self.graph.abatch([dict(x) for x in states], configs, durability=self.durability)
+        with self._steps():
+            await self.graph.abatch([dict(x) for x in states], configs, durability=self.durability)
         return await asyncio.to_thread(lambda: [self.output(i) for i in ids])
 
 

@@ -64,6 +64,10 @@ class TokenUsage(BaseModel):
         )
 
 
+MAX_TOKENS = 10**12
+"""The largest token cap a budget takes."""
+
+
 class TokenBudget(BaseModel):
     """Caps on what a question may cost.
 
@@ -84,8 +88,10 @@ class TokenBudget(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True)
-    max_visual_tokens_per_image: int | None = Field(default=None, ge=1)
-    max_total_tokens: int | None = Field(default=None, ge=1)
+    # at most 10^12: far above any model's context, and within the 64-bit integers checkpoints store (a
+    # budget above 2^64 failed deep in the checkpoint serializer)
+    max_visual_tokens_per_image: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    max_total_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     prune: Literal["cls", "fastv"] | None = None
     keep: float = Field(default=1.0, gt=0.0, le=1.0)
     layer: int = Field(default=2, ge=1)
