@@ -185,7 +185,7 @@ class Agent:
         ``memory=``, ``checkpoints=None``, ...) and win over the settings."""
         settings = settings or load_settings()
         vlm = overrides.pop("vlm", None) or load_vlm(
-            settings.model, settings.endpoint, family=settings.family
+            settings.model, settings.endpoint, family=settings.family, **settings.backend_options()
         )
         overrides.setdefault("workflow", settings.workflow)
         overrides.setdefault("memory", settings.memory_db)

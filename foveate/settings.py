@@ -54,6 +54,10 @@ class FoveateSettings(BaseSettings):
     """OpenAI-compatible server URL (vLLM), instead of a local model."""
     family: str | None = None
     """The model's family when its config cannot say (a served model: ``qwen2_vl``, ``llava``...)."""
+    server_timeout: float = Field(default=60.0, gt=0.0, le=3600.0)
+    """With ``endpoint``: seconds to wait for one reply before the try counts as failed."""
+    server_retries: int = Field(default=2, ge=0, le=20)
+    """With ``endpoint``: tries after a failed one (with exponential backoff) before the call fails."""
     workflow: str = "full"
     """Built-in workflow name (direct, zoom, full) or a YAML file."""
     max_total_tokens: int | None = Field(default=None, ge=1, le=10**12)
@@ -78,6 +82,12 @@ class FoveateSettings(BaseSettings):
     allow_calibration_mismatch: bool = False
     """Use a stored calibration made for another model, workflow or budget (its guarantee does not carry
     over; for experiments)."""
+
+    def backend_options(self) -> dict[str, Any]:
+        """What ``load_vlm`` passes to the backend besides the model: a server's timeout and retries."""
+        if not self.endpoint:
+            return {}
+        return {"timeout": self.server_timeout, "max_retries": self.server_retries}
 
     @classmethod
     def settings_customise_sources(

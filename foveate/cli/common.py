@@ -22,6 +22,8 @@ __all__ = [
     "EndpointOpt",
     "FamilyOpt",
     "ModelOpt",
+    "RetriesOpt",
+    "TimeoutOpt",
     "TotalCapOpt",
     "VisualCapOpt",
     "console",
@@ -72,6 +74,26 @@ AllowMismatchOpt = Annotated[
         help="Use a calibration made for another model, workflow or budget (no guarantee carries over).",
     ),
 ]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        min=0.1,
+        max=3600.0,
+        help="With --endpoint: seconds to wait for a reply before a try fails [default: 60].",
+        show_default=False,
+    ),
+]
+RetriesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--retries",
+        min=0,
+        max=20,
+        help="With --endpoint: tries after a failed one before the call fails [default: 2].",
+        show_default=False,
+    ),
+]
 TotalCapOpt = Annotated[
     int | None,
     typer.Option(
@@ -102,4 +124,4 @@ def load_model(settings: FoveateSettings) -> VLM:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    return load_vlm(settings.model, settings.endpoint, family=settings.family)
+    return load_vlm(settings.model, settings.endpoint, family=settings.family, **settings.backend_options())

@@ -18,6 +18,8 @@ from foveate.cli.common import (
     EndpointOpt,
     FamilyOpt,
     ModelOpt,
+    RetriesOpt,
+    TimeoutOpt,
     TotalCapOpt,
     VisualCapOpt,
     console,
@@ -64,6 +66,8 @@ def eval_command(
     model: ModelOpt = None,
     endpoint: EndpointOpt = None,
     family: FamilyOpt = None,
+    timeout: TimeoutOpt = None,
+    retries: RetriesOpt = None,
     max_total_tokens: TotalCapOpt = None,
     max_visual_tokens: VisualCapOpt = None,
 ) -> None:
@@ -87,6 +91,8 @@ def eval_command(
             model=model,
             endpoint=endpoint,
             family=family,
+            server_timeout=timeout,
+            server_retries=retries,
             max_total_tokens=max_total_tokens,
             max_visual_tokens=max_visual_tokens,
         )

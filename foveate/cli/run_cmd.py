@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from foveate.cli.common import AllowMismatchOpt, FamilyOpt, console, fail, load_model, settings_from
+from foveate.cli.common import (
+    AllowMismatchOpt,
+    FamilyOpt,
+    RetriesOpt,
+    TimeoutOpt,
+    console,
+    fail,
+    load_model,
+    settings_from,
+)
 from foveate.errors import FoveateError
 
 if TYPE_CHECKING:
@@ -48,6 +57,8 @@ def run(
     model: Annotated[str | None, typer.Option("--model", help="Local model folder.")] = None,
     endpoint: Annotated[str | None, typer.Option("--endpoint", help="OpenAI-compatible server URL.")] = None,
     family: FamilyOpt = None,
+    timeout: TimeoutOpt = None,
+    retries: RetriesOpt = None,
     checkpoints: Annotated[
         str | None, typer.Option("--checkpoints", help="SQLite file or PostgreSQL URL for run checkpoints.")
     ] = None,
@@ -112,6 +123,8 @@ def run(
             model=model,
             endpoint=endpoint,
             family=family,
+            server_timeout=timeout,
+            server_retries=retries,
             workflow=workflow,
             max_total_tokens=max_total_tokens,
             max_visual_tokens=max_visual_tokens,

@@ -83,7 +83,9 @@ def run_eval(
     ``texts``)."""
     if not questions:
         raise ManifestError(f"no questions to evaluate in {source}")
-    vlm = vlm or load_vlm(settings.model, settings.endpoint, family=settings.family)
+    vlm = vlm or load_vlm(
+        settings.model, settings.endpoint, family=settings.family, **settings.backend_options()
+    )
     options = options or ("letters" if is_server(vlm) else "texts")
     recipes = {
         entry.label: AgentRecipe(
