@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from foveate.conformal import ConformalCalibration, CoverageMonitor, SelectiveCalibration
 from foveate.conformal.answer_gate import AnswerGate, GateKey
@@ -267,23 +267,13 @@ class Agent:
     ) -> RunInput:
         if image is None:
             raise FoveateError("a question needs an image: ask(question, image=PATH_OR_PIL_IMAGE)")
-        if not isinstance(question, str):
-            raise FoveateError(f"a question is text (str), not {type(question).__name__}")
-        try:
-            return RunInput(
-                question=question,
-                image=image,
-                options=list(options or []),
-                budget=budget or self.budget,
-                category=category,
-            )
-        except ValidationError as exc:
-            raise FoveateError(
-                "; ".join(
-                    f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
-                    for e in exc.errors()
-                )
-            ) from None
+        return RunInput.checked(
+            question=question,
+            image=image,
+            options=list(options or []),
+            budget=budget or self.budget,
+            category=category,
+        )
 
     def _answer(self, out: RunOutput, started: float) -> Answer:
         return Answer.from_output(

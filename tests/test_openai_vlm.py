@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from foveate.errors import BackendError, BudgetExceeded, LogprobsUnavailableError, UnsupportedRequestError
 from foveate.testing.contract import Check, ContractInputs, contract_checks
 from foveate.vlm import OpenAIVLM, TokenBudget, TokenLedger, TransformersVLM, VLMRequest
+from foveate.vlm.server_budget import text_bound
 
 PICTURE = np.random.default_rng(7).integers(0, 255, (240, 320, 3), dtype=np.uint8)
 
@@ -349,7 +350,7 @@ def test_generation_is_capped_at_what_the_budget_has_left(with_logprobs: _FakeSe
     ledger = TokenLedger(TokenBudget(max_total_tokens=1000))
     remote.generate(request, ledger)
     sent = with_logprobs.bodies[0]["max_tokens"]
-    bound = 576 + OpenAIVLM._text_bound(request)  # LLaVA-1.5's 24 x 24 patches for any image
+    bound = 576 + text_bound(request)  # LLaVA-1.5's 24 x 24 patches for any image
     assert sent == 1000 - bound < 4000
 
 

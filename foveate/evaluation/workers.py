@@ -110,10 +110,14 @@ class Answerers:
 
             model = self._stack.enter_context(CoalescingVLM(vlm))
         # this process's agents: they answer in thread modes, and name what is measured in every mode
-        for label, recipe in recipes.items():
-            agent = recipe.build(model)
-            self._stack.callback(agent.close)
-            self.agents[label] = agent
+        try:
+            for label, recipe in recipes.items():
+                agent = recipe.build(model)
+                self._stack.callback(agent.close)
+                self.agents[label] = agent
+        except BaseException:  # a workflow that does not load: close what was opened, then say why
+            self._stack.close()
+            raise
         # lanes: who answers the next question. This process is one lane from the start; each worker
         # process is another, taking one question at a time, so no question waits in a worker's queue
         # while a lane is free, and this process answers while the workers are still starting.
@@ -139,9 +143,8 @@ class Answerers:
             )
             self._stack.callback(self._pool.shutdown, wait=True, cancel_futures=True)
             for lane in range(1, self.workers + 1):
-                self._ready.append(
-                    self._pool.submit(_ready)
-                )  # start the workers now, not at the first question
+                # start the workers now, not at the first question
+                self._ready.append(self._pool.submit(_ready))
                 self._lanes.put(lane)
         log.info("%d in flight: %s (%d worker processes)", concurrency, self.mode, self.workers)
 

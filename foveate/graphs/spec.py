@@ -22,31 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from foveate.errors import GraphSpecError
 from foveate.graphs.registry import Registry
+from foveate.graphs.yaml_source import MAX_EXPANDED_NODES, WorkflowLoader, expanded_size, read_source
 
 END_NAME = "END"
 START_NAME = "START"
 _NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 PathKey = tuple[str | int, ...]
-
-MAX_WORKFLOW_BYTES = 4_000_000
-"""The largest workflow file read (a 10,000-node workflow is well under 1 MB)."""
-MAX_EXPANDED_NODES = 1_000_000
-"""The most YAML values a workflow may expand to, aliases included."""
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans: only true/false, so route labels ``yes``/``no``/``on``/``off``
-    stay strings instead of silently becoming ``True``/``False`` (YAML 1.1's rule)."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
 
 
 class NodeSpec(BaseModel):
@@ -130,7 +112,7 @@ def load_workflow(source: str | Path, registry: Registry | None) -> tuple[Workfl
     ending in ``.yaml``/``.yml`` or naming an existing file, and YAML text otherwise. With
     ``registry=None`` only the structure is checked (node types, conditions and params are not).
     """
-    filename, text = _read(source)
+    filename, text = read_source(source)
     data, source_map = _parse(text, filename)
     if not isinstance(data, dict):
         raise source_map.error(
@@ -144,37 +126,15 @@ def load_workflow(source: str | Path, registry: Registry | None) -> tuple[Workfl
     return spec, source_map
 
 
-def _read(source: str | Path) -> tuple[str, str]:
-    if isinstance(source, str):
-        one_line = "\n" not in source and "\r" not in source
-        if not (one_line and (source.endswith((".yaml", ".yml")) or Path(source).is_file())):
-            if len(source) > MAX_WORKFLOW_BYTES:
-                raise GraphSpecError(f"<string>: {len(source):,} characters is not a workflow")
-            return "<string>", source
-        source = Path(source)
-    if source.exists() and not source.is_file():  # a FIFO or a device would block or never end
-        raise GraphSpecError(f"{source}: not a regular file")
-    try:
-        size = source.stat().st_size
-        if size > MAX_WORKFLOW_BYTES:
-            raise GraphSpecError(
-                f"{source}: {size:,} bytes is not a workflow (at most {MAX_WORKFLOW_BYTES:,} bytes are read)"
-            )
-        return str(source), source.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise GraphSpecError(f"{source}: cannot read workflow: {reason}") from None
-
-
 def _parse(text: str, filename: str) -> tuple[Any, SourceMap]:
     source_map = SourceMap(filename)
-    loader = _Loader(text)
+    loader = WorkflowLoader(text)
     try:
         root = loader.get_single_node()
         if root is None:
             source_map.lines[()] = 1
             return None, source_map
-        size = _expanded_size(root, {})
+        size = expanded_size(root, {})
         if size > MAX_EXPANDED_NODES:
             # aliases of aliases: 490 bytes of YAML expanded to 22 GB before this check (a "billion laughs")
             raise GraphSpecError(
@@ -192,22 +152,6 @@ def _parse(text: str, filename: str) -> tuple[Any, SourceMap]:
         raise GraphSpecError(f"{filename}: invalid YAML: {exc}") from None
     finally:
         loader.dispose()
-
-
-def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
-    """How many values ``node`` stands for once every alias is expanded, counted without expanding: an
-    alias is the same node object as its anchor, so each distinct node is counted once and reused."""
-    key = id(node)
-    if key in memo:
-        return memo[key]
-    memo[key] = 1  # a node reached again while counting itself (a recursive alias) adds no more
-    total = 1
-    if isinstance(node, yaml.MappingNode):
-        total += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
-    elif isinstance(node, yaml.SequenceNode):
-        total += sum(_expanded_size(item, memo) for item in node.value)
-    memo[key] = min(total, MAX_EXPANDED_NODES + 1)
-    return memo[key]
 
 
 def _record(node: yaml.Node, path: PathKey, source_map: SourceMap) -> None:

@@ -13,8 +13,9 @@ import operator
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from foveate.errors import FoveateError
 from foveate.vlm.budget import TokenBudget, TokenUsage
 
 __all__ = ["QAState", "RunInput", "RunOutput", "add_usage", "model_choice", "top_choice", "usage_of"]
@@ -107,6 +108,21 @@ class RunInput(BaseModel):
     category: str | None = None
     """The question's category (``attribute``, ``relation``, yours): a gate calibrated per category decides
     it by that category's calibration."""
+
+    @classmethod
+    def checked(cls, **fields: Any) -> RunInput:
+        """A run input, or a ``FoveateError`` saying in one line what is wrong with the question."""
+        if not isinstance(fields.get("question"), str):
+            raise FoveateError(f"a question is text (str), not {type(fields.get('question')).__name__}")
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            raise FoveateError(
+                "; ".join(
+                    f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                    for e in exc.errors()
+                )
+            ) from None
 
     @field_validator("question")
     @classmethod

@@ -51,20 +51,12 @@ from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_or_own
 from foveate.vlm.budget import Reservation, TokenLedger, TokenUsage
 from foveate.vlm.families import FamilyRegistry, builtin_families
 from foveate.vlm.profile import VLMProfile
+from foveate.vlm.server_budget import reported_usage, text_bound
 from foveate.vlm.server_replies import generated_logprobs
 from foveate.vlm.types import ImagePart, ScoreResult, VLMRequest, VLMResult, YesNoResult
 from foveate.vlm.visual_tokens import VisualTokenRule
 
 logger = logging.getLogger(__name__)
-
-# The chat template's own tokens, bounded from above (a text token is at least one byte, so the text itself
-# is bounded by its bytes). Measured on the chat templates of the LLaVA, Qwen2-VL and Idefics3 test models and
-# the tiny VLM: 7 to 10 tokens around a one-message, one-image prompt besides its text and image
-# placeholder; Qwen's templates add a default system turn of about a dozen more. The margins below (88 for
-# such a prompt) are several times that.
-TEMPLATE_TOKENS = 64
-TOKENS_PER_MESSAGE = 16
-TOKENS_PER_IMAGE = 8
 
 
 def png_data_uri(img: Image.Image) -> str:
@@ -227,34 +219,6 @@ class OpenAIVLM(BaseVLM):
                 body["seed"] = opts.seed
         return body
 
-    @staticmethod
-    def _text_bound(request: VLMRequest) -> int:
-        """At most how many text tokens the server makes of the request's text and chat template."""
-        text = sum(len(m.text.encode("utf-8")) for m in request.messages)
-        return (
-            TEMPLATE_TOKENS
-            + TOKENS_PER_MESSAGE * len(request.messages)
-            + TOKENS_PER_IMAGE * len(request.images)
-            + text
-        )
-
-    @staticmethod
-    def _usage(response: Any, visual: int, estimate: int) -> TokenUsage:
-        usage = getattr(response, "usage", None)
-        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion = int(getattr(usage, "completion_tokens", 0) or 0)
-        if usage is None:
-            # The server reported nothing: charge the conservative estimate rather than zero.
-            logger.warning("the server returned no token usage; charging the estimate (%d tokens)", estimate)
-            return TokenUsage(visual_tokens=visual, text_tokens=max(estimate - visual, 0), forward_passes=1)
-        visual = min(visual, prompt) if prompt else visual
-        return TokenUsage(
-            visual_tokens=visual,
-            text_tokens=max(prompt - visual, 0),
-            generated_tokens=completion,
-            forward_passes=1,
-        )
-
     def _top_logprobs(self, response: Any) -> dict[str, float]:
         """The first generated position's top tokens, as {token text: logprob}."""
         try:
@@ -325,7 +289,7 @@ class OpenAIVLM(BaseVLM):
                 "max_total_tokens"
             )
         visual = fitted or 0
-        prompt = visual + self._text_bound(request)
+        prompt = visual + text_bound(request)
         new_tokens = 1 if logprobs else request.options.max_new_tokens
         remaining = ledger.remaining
         if not logprobs and remaining is not None:
@@ -351,7 +315,7 @@ class OpenAIVLM(BaseVLM):
     def _generated(
         self, response: Any, visual: int, estimate: int, held: Reservation, latency: float
     ) -> VLMResult:
-        usage = self._usage(response, visual, estimate)
+        usage = reported_usage(response, visual, estimate)
         held.commit(usage)
         choice = response.choices[0]
         return VLMResult(
@@ -366,7 +330,7 @@ class OpenAIVLM(BaseVLM):
     def _probed(
         self, response: Any, visual: int, estimate: int, held: Reservation
     ) -> tuple[dict[str, float], TokenUsage]:
-        usage = self._usage(response, visual, estimate)
+        usage = reported_usage(response, visual, estimate)
         held.commit(usage)
         return self._top_logprobs(response), usage
 
