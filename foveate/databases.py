@@ -7,13 +7,14 @@ opens it, so that foveate never writes into somebody else's file.
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 from sqlalchemy import URL, make_url
 
 from foveate.errors import FoveateError
 
-__all__ = ["SQLITE_HEADER", "as_url", "check_sqlite_file", "describe", "sqlite_file"]
+__all__ = ["SQLITE_HEADER", "as_url", "check_sqlite_file", "describe", "quick_check", "sqlite_file"]
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -55,4 +56,26 @@ def check_sqlite_file(path: Path, what: str, error: type[FoveateError]) -> None:
         raise error(
             f"{what} {path} is not a SQLite database (it starts with {header[:8]!r}); foveate left it "
             "untouched: point foveate at another file, or move this one away"
+        )
+
+
+def quick_check(path: Path, what: str, error: type[FoveateError]) -> None:
+    """Refuse, before anything is written into it, a SQLite file that fails SQLite's own ``quick_check``
+    (a damaged page, a broken index): writing into a damaged file can lose what it still holds. A missing
+    or empty file passes. Read-only: the check itself never writes."""
+    check_sqlite_file(path, what, error)
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    import sqlite3
+
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)) as conn:
+            rows = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)")]
+    except sqlite3.DatabaseError as exc:
+        rows = [str(exc)]
+    if rows != ["ok"]:
+        problem = " ".join(rows[0].replace("*** in database main ***", "").split())[:160]
+        raise error(
+            f"{what} {path} fails SQLite's integrity check ({problem}); foveate writes nothing into it: "
+            "restore it from a copy, or point foveate at another file"
         )

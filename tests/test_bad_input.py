@@ -150,3 +150,34 @@ def test_a_server_that_never_answers_fails_in_the_time_asked(tmp_path: Path) -> 
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"the model server at {url} timed out" in result.stderr and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0, result.stderr
+
+
+def _damaged_sqlite(path: Path) -> bytes:
+    """A SQLite file with a valid header and a page of its table overwritten (a bad disk, a torn copy)."""
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("create table t(id integer primary key, x text)")
+        conn.executemany("insert into t(x) values (?)", [(f"row {i} " * 20,) for i in range(3000)])
+    conn.close()
+    with path.open("r+b") as handle:
+        handle.seek(4096 * 5 + 100)
+        handle.write(b"\xde\xad\xbe\xef" * 200)
+    return path.read_bytes()
+
+
+def test_foveate_writes_nothing_into_a_damaged_calibration_or_checkpoint_file(tmp_path: Path) -> None:
+    from foveate.conformal.records import CalibrationStore
+    from foveate.errors import CalibrationStoreError
+    from foveate.graphs.workflow import open_checkpointer
+
+    for name, opening, error in (
+        ("calibrations.db", CalibrationStore, CalibrationStoreError),
+        ("runs.db", open_checkpointer, RunError),
+    ):
+        path = tmp_path / name
+        before = _damaged_sqlite(path)
+        with pytest.raises(error, match="fails SQLite's integrity check") as info, opening(path):  # type: ignore[operator]
+            pass
+        assert "\n" not in str(info.value) and str(path) in str(info.value)
+        assert path.read_bytes() == before  # untouched

@@ -52,7 +52,7 @@ from foveate.conformal.answer_gate import AnswerGate
 from foveate.conformal.policy import AbstentionPolicy
 from foveate.conformal.risk_control import SelectiveCalibration
 from foveate.conformal.split import ConformalCalibration
-from foveate.databases import as_url, check_sqlite_file, describe, sqlite_file
+from foveate.databases import as_url, describe, quick_check, sqlite_file
 from foveate.errors import CalibrationStoreError
 
 CalibrationMethod = Literal["lac", "aps", "raps", "crc", "ltt", "learned"]
@@ -188,7 +188,7 @@ class CalibrationStore:
         self.path: Path | None = sqlite_file(self.url)
         self.name = describe(self.url)
         if self.path is not None:
-            check_sqlite_file(self.path, "calibration database", CalibrationStoreError)
+            quick_check(self.path, "calibration database", CalibrationStoreError)
             if not self.path.exists() or self.path.stat().st_size == 0:
                 if not create:
                     raise CalibrationStoreError(f"no calibration database at {self.path}")

@@ -32,6 +32,7 @@ from langgraph.errors import GraphRecursionError
 from langgraph.types import Command, StateSnapshot
 from pydantic import BaseModel, ConfigDict
 
+from foveate.databases import quick_check
 from foveate.errors import GraphSpecError, RunError
 from foveate.graphs.compiler import compile_workflow, run_config
 from foveate.graphs.nodes import builtin_registry
@@ -109,6 +110,7 @@ def open_checkpointer(target: str | Path | None) -> Iterator[BaseCheckpointSaver
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     path = Path(text).expanduser()
+    quick_check(path, "checkpoint database", RunError)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         conn = sqlite3.connect(path, check_same_thread=False)
