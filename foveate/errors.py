@@ -7,6 +7,17 @@ budget) so that a user can fix it without reading a traceback. They all derive f
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def validation_problems(exc: Any, whole: str = "value") -> str:
+    """A pydantic ``ValidationError`` in one line: ``field.path: what``, ``; ``-separated (``whole`` names an
+    error about the value as a whole), without pydantic's ``Value error, `` prefix on our own checks."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or whole}: {str(e['msg']).removeprefix('Value error, ')}"
+        for e in exc.errors()
+    )
+
 
 class FoveateError(Exception):
     """Base class of the errors foveate raises deliberately."""

@@ -29,7 +29,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from foveate.errors import SettingsError
+from foveate.errors import SettingsError, validation_problems
 
 __all__ = ["FoveateSettings", "SettingsError", "config_path", "load_settings"]
 
@@ -107,10 +107,9 @@ def load_settings(**flags: Any) -> FoveateSettings:
     try:
         return FoveateSettings(**given)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise SettingsError(
-            f"invalid settings ({problems}); check the flags, FOVEATE_* environment variables and "
-            f"{config_path()}"
+            f"invalid settings ({validation_problems(exc)}); check the flags, FOVEATE_* environment "
+            f"variables and {config_path()}"
         ) from None
     except (OSError, ValueError) as exc:  # an unreadable or malformed TOML file
         raise SettingsError(f"cannot read config file {config_path()}: {exc}") from None

@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from foveate.cli.common import (
     AllowMismatchOpt,
+    ConcurrencyOpt,
     EndpointOpt,
     FamilyOpt,
     ModelOpt,
@@ -41,9 +42,7 @@ def batch(
     workflow: Annotated[
         str | None, typer.Option("--workflow", "-w", help="Built-in workflow or YAML file [default: full].")
     ] = None,
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", "-j", min=1, help="Questions in flight at once.")
-    ] = 1,
+    concurrency: ConcurrencyOpt = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Answer only what --out lacks.")] = False,
     shard: Annotated[
         str | None,

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AllowMismatchOpt",
+    "ConcurrencyOpt",
     "EndpointOpt",
     "FamilyOpt",
     "ModelOpt",
@@ -73,6 +74,9 @@ AllowMismatchOpt = Annotated[
         "--allow-calibration-mismatch",
         help="Use a calibration made for another model, workflow or budget (no guarantee carries over).",
     ),
+]
+ConcurrencyOpt = Annotated[
+    int, typer.Option("--concurrency", "-j", min=1, help="Questions in flight at once.")
 ]
 TimeoutOpt = Annotated[
     float | None,

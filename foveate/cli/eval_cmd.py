@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from foveate.cli.common import (
+    ConcurrencyOpt,
     EndpointOpt,
     FamilyOpt,
     ModelOpt,
@@ -51,9 +52,7 @@ def eval_command(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Only N questions, taken from each split in turn.")
     ] = None,
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", "-j", min=1, help="Questions in flight at once.")
-    ] = 1,
+    concurrency: ConcurrencyOpt = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the results already in --out.")] = False,
     options: Annotated[
         str | None,

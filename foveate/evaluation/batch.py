@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field
 
 from foveate.agent import Answer
-from foveate.conformal.matching import matches
 from foveate.errors import BackendError
 from foveate.evaluation.datasets import BenchQuestion
 from foveate.evaluation.pool import run_bounded
@@ -84,15 +83,6 @@ class BatchOutcome:
         return self.answered / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def _correct(q: BenchQuestion, chosen: str | None) -> bool | None:
-    """Whether the model's choice (or free-text answer, normalised) is the labelled answer."""
-    if q.answer is None:
-        return None
-    if q.options:
-        return chosen == q.answer
-    return chosen is not None and matches(chosen, q.answer)
-
-
 def _line(q: BenchQuestion, got: Answer | BaseException) -> BatchAnswer:
     if isinstance(got, BaseException):
         return BatchAnswer(
@@ -109,7 +99,7 @@ def _line(q: BenchQuestion, got: Answer | BaseException) -> BatchAnswer:
         reason=got.reason,
         status=got.status,
         run_id=got.run_id,
-        correct=_correct(q, chosen),
+        correct=q.is_right(chosen),
         total_tokens=got.tokens.total,
         overruns=got.overruns,
         probes=got.probes,

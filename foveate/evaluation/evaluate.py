@@ -17,7 +17,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from foveate.agent import Answer
-from foveate.conformal.matching import matches
 from foveate.errors import FoveateError
 from foveate.evaluation.datasets import BenchQuestion
 from foveate.evaluation.pool import run_bounded
@@ -79,8 +78,13 @@ class EvalRecord(BaseModel):
     """Why the run failed, when it did."""
 
 
+def result_key(entry: str, question_id: str) -> str:
+    """What one finished question of one entry is known by in ``results.jsonl`` (resume skips it)."""
+    return f"{entry}\t{question_id}"
+
+
 def record_key(line: dict[str, Any]) -> str:
-    return f"{line['entry']}\t{line['question_id']}"
+    return result_key(line["entry"], line["question_id"])
 
 
 @dataclass(frozen=True)
@@ -146,17 +150,12 @@ def _record(
         "targets": len(q.boxes),
     }
     if isinstance(got, BaseException):
-        return EvalRecord(
-            **base, correct=False if q.answer is not None else None, error=f"{type(got).__name__}: {got}"
-        )
+        return EvalRecord(**base, correct=q.is_right(None), error=f"{type(got).__name__}: {got}")
     choice = q.option_for(got.option, letters=letters) if q.options else got.text
-    correct: bool | None = None
-    if q.answer is not None:
-        correct = choice == q.answer if q.options else (choice is not None and matches(choice, q.answer))
     return EvalRecord(
         **base,
         choice=choice,
-        correct=correct,
+        correct=q.is_right(choice),
         confidence=got.confidence,
         probes=got.probes,
         forward_passes=got.tokens.forward_passes,
@@ -182,7 +181,7 @@ def evaluate(
     session = uuid.uuid4().hex[:8]
     answered = 0
     for label in answerers.agents:
-        todo = [q for q in questions if f"{label}\t{q.id}" not in done]
+        todo = [q for q in questions if result_key(label, q.id) not in done]
         count = len(questions) - len(todo)
         if progress is not None:
             progress(label, count, len(questions))

@@ -8,12 +8,12 @@ and nothing is read past the first bad line, so a calibration never runs on part
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from foveate.errors import ManifestError
+from foveate.evaluation.datasets.jsonl import question_from_line
 
 __all__ = ["LabelledQuestion", "load_labelled"]
 
@@ -48,7 +48,9 @@ class LabelledQuestion(BaseModel):
 
 
 def load_labelled(path: str | Path) -> list[LabelledQuestion]:
-    """The questions of a JSON Lines file (or a folder's ``manifest.jsonl``), with checked image paths."""
+    """The questions of a JSON Lines file (or a folder's ``manifest.jsonl``), with checked image paths. Each
+    line is read as a question file's line is (``foveate.evaluation.datasets.jsonl``), and must carry its
+    right answer."""
     file = Path(path)
     if file.is_dir():
         file = file / "manifest.jsonl"
@@ -60,24 +62,21 @@ def load_labelled(path: str | Path) -> list[LabelledQuestion]:
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        where = f"{file}:{lineno}"
         try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"{where}: not JSON ({exc.msg})") from None
-        if not isinstance(data, dict):
-            raise ManifestError(f"{where}: a line must be a JSON object with image, question and answer")
-        try:
-            item = LabelledQuestion.model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'line'}: {e['msg']}" for e in exc.errors()
+            question = question_from_line(line, lineno, file)
+        except ValueError as exc:
+            raise ManifestError(f"{file}:{lineno}: {exc}") from None
+        if not question.answer:
+            raise ManifestError(f"{file}:{lineno}: no answer (a labelled question needs its right answer)")
+        out.append(
+            LabelledQuestion(
+                image=question.image,
+                question=question.question,
+                options=question.options,
+                answer=question.answer,
+                category=question.category,
             )
-            raise ManifestError(f"{where}: {problems}") from None
-        image = item.image if item.image.is_absolute() else file.parent / item.image
-        if not image.is_file():
-            raise ManifestError(f"{where}: no image file {image}")
-        out.append(item.model_copy(update={"image": image}))
+        )
     if not out:
         raise ManifestError(f"{file} has no questions")
     return out

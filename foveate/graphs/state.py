@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from foveate.errors import FoveateError
+from foveate.errors import FoveateError, validation_problems
 from foveate.vlm.budget import TokenBudget, TokenUsage
 
 __all__ = ["QAState", "RunInput", "RunOutput", "add_usage", "model_choice", "top_choice", "usage_of"]
@@ -117,12 +117,7 @@ class RunInput(BaseModel):
         try:
             return cls(**fields)
         except ValidationError as exc:
-            raise FoveateError(
-                "; ".join(
-                    f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
-                    for e in exc.errors()
-                )
-            ) from None
+            raise FoveateError(validation_problems(exc, "question")) from None
 
     @field_validator("question")
     @classmethod

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from foveate.errors import ManifestError
+from foveate.errors import ManifestError, validation_problems
 from foveate.synthetic.items import SceneItem
 from foveate.synthetic.scenes import generate_scene
 
@@ -60,10 +60,9 @@ def load_manifest(path_or_dir: str | Path) -> list[SceneItem]:
         try:
             items.append(SceneItem.model_validate_json(line))
         except ValidationError as exc:
-            errors = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '<item>'}: {e['msg']}" for e in exc.errors()
-            )
-            raise ManifestError(f"{path}, line {lineno}: not a valid scene item: {errors}") from None
+            raise ManifestError(
+                f"{path}, line {lineno}: not a valid scene item: {validation_problems(exc, '<item>')}"
+            ) from None
     return items
 
 

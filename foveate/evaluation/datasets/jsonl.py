@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from foveate.errors import DatasetFormatError
+from foveate.errors import DatasetFormatError, validation_problems
 from foveate.evaluation.datasets.question import BenchQuestion
 
-__all__ = ["LineProblem", "read_question_file"]
+__all__ = ["LineProblem", "question_from_line", "read_question_file"]
 
 
 class LineProblem(BaseModel):
@@ -57,7 +57,7 @@ def read_question_file(
         if not line.strip():
             continue
         try:
-            question = _question(line, lineno, file)
+            question = question_from_line(line, lineno, file)
             if question.id in seen:
                 raise ValueError(f"id {question.id!r} appears twice")
         except ValueError as exc:  # includes DatasetFormatError
@@ -72,7 +72,9 @@ def read_question_file(
     return questions, problems
 
 
-def _question(line: str, lineno: int, file: Path) -> BenchQuestion:
+def question_from_line(line: str, lineno: int, file: Path) -> BenchQuestion:
+    """One line of a question file as a question (its image resolved against the file's folder), or a
+    ``ValueError`` saying what is wrong with it (without the line's place: the caller adds it)."""
     try:
         data: Any = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -96,6 +98,4 @@ def _question(line: str, lineno: int, file: Path) -> BenchQuestion:
             boxes=item.boxes,
         )
     except ValidationError as exc:
-        raise ValueError(
-            "; ".join(f"{'.'.join(map(str, e['loc'])) or 'line'}: {e['msg']}" for e in exc.errors())
-        ) from None
+        raise ValueError(validation_problems(exc, "line")) from None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from foveate.conformal.matching import matches
 from foveate.imaging.boxes import Box
 
 __all__ = ["LETTER_INSTRUCTION", "BenchQuestion"]
@@ -52,6 +53,15 @@ class BenchQuestion(BaseModel):
             if not (box[0] < box[2] and box[1] < box[3]):
                 raise ValueError(f"box {list(box)} is not (x0, y0, x1, y1) with x0 < x1 and y0 < y1")
         return self
+
+    def is_right(self, choice: str | None) -> bool | None:
+        """Whether ``choice`` (the option chosen, or a free-text answer, compared once normalised) is the
+        right answer; None for an unlabelled question."""
+        if self.answer is None:
+            return None
+        if self.options:
+            return choice == self.answer
+        return choice is not None and matches(choice, self.answer)
 
     def asked(self, *, letters: bool = False) -> tuple[str, list[str]]:
         """The question and options as the model is asked them: the options' texts, or (``letters``) the
