@@ -7,6 +7,9 @@ opens it, so that foveate never writes into somebody else's file.
 
 from __future__ import annotations
 
+import os
+import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -14,7 +17,15 @@ from sqlalchemy import URL, make_url
 
 from foveate.errors import FoveateError
 
-__all__ = ["SQLITE_HEADER", "as_url", "check_sqlite_file", "describe", "quick_check", "sqlite_file"]
+__all__ = [
+    "SQLITE_HEADER",
+    "as_url",
+    "check_sqlite_file",
+    "describe",
+    "quick_check",
+    "read_only_connector",
+    "sqlite_file",
+]
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -59,6 +70,31 @@ def check_sqlite_file(path: Path, what: str, error: type[FoveateError]) -> None:
         )
 
 
+def read_only_connector(path: Path) -> Callable[[], sqlite3.Connection]:
+    """Opens ``path`` for reading only (SQLAlchemy's ``creator``), for commands that only read.
+
+    In a folder this process can write, the file is opened as usual (never created: ``mode=rw``) with
+    ``PRAGMA query_only``: every write is refused, and SQLite still tidies its ``-wal`` and ``-shm`` files
+    away on close (a ``mode=ro`` connection left them behind). SQLite reads a WAL database through a
+    ``-shm`` file it must be able to create, so in a folder this process cannot write (a read-only mount,
+    another user's folder) even ``mode=ro`` fails with "unable to open database file"; there the file is
+    opened ``immutable`` (nobody can be writing it from a folder nobody can write), unless a ``-wal`` file
+    holds commits not yet in the database, which only ``mode=ro`` reads.
+    """
+    base = path.resolve().as_uri()
+    wal = path.with_name(path.name + "-wal")
+    if os.access(path.parent, os.W_OK):
+
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(f"{base}?mode=rw", uri=True, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA query_only = ON")
+            return conn
+
+        return connect
+    uri = f"{base}?mode=ro" if wal.exists() and wal.stat().st_size > 0 else f"{base}?mode=ro&immutable=1"
+    return lambda: sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+
+
 def quick_check(path: Path, what: str, error: type[FoveateError]) -> None:
     """Refuse, before anything is written into it, a SQLite file that fails SQLite's own ``quick_check``
     (a damaged page, a broken index): writing into a damaged file can lose what it still holds. A missing
@@ -66,8 +102,6 @@ def quick_check(path: Path, what: str, error: type[FoveateError]) -> None:
     check_sqlite_file(path, what, error)
     if not path.exists() or path.stat().st_size == 0:
         return
-    import sqlite3
-
     try:
         with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)) as conn:
             rows = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)")]

@@ -63,6 +63,12 @@ class BudgetExceeded(FoveateError):
         self.remaining = remaining
 
 
+class ContextLengthError(FoveateError, ValueError):
+    """A prompt is longer than the model's context window; raised before any forward pass (a local model)
+    or from the server's refusal. The message names the model, both lengths and where the window comes
+    from. Not a ``BudgetExceeded``: no smaller spend fixes it, so no node degrades around it."""
+
+
 class VisualTokenCapError(BudgetExceeded, ValueError):
     """No resize of an image can bring it under the per-image visual-token cap."""
 

@@ -91,3 +91,13 @@ def test_reason_node_with_model_text_answers(
     if options:
         assert out.answer in options
         assert sum(out.option_scores) == pytest.approx(1.0)
+
+
+def test_a_prompt_past_the_servers_window_is_a_context_length_error(reasoner: OpenAIVLM) -> None:
+    """The server runs with --n_ctx 2048; llama-cpp-python refuses a longer prompt in OpenAI's words."""
+    from foveate.errors import ContextLengthError
+
+    ledger = TokenLedger(TokenBudget())
+    with pytest.raises(ContextLengthError, match="context"):
+        reasoner.generate(VLMRequest.from_prompt("What colour is the sky? " * 600, max_new_tokens=4), ledger)
+    assert ledger.spent.total == 0

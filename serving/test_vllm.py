@@ -192,3 +192,15 @@ def test_random_budgets_are_never_exceeded_on_vllm(remote: OpenAIVLM) -> None:
         assert ledger.limit is not None and ledger.spent.total <= ledger.limit
     print(f"random budgets on vLLM: {sent} calls within their holds, {refused} refused before sending")
     assert sent and refused  # both sides of the property were exercised
+
+
+def test_a_prompt_past_the_served_window_is_a_context_length_error(remote: OpenAIVLM) -> None:
+    """vLLM runs with --max-model-len 512; it refuses a longer prompt before its model runs, and foveate
+    reads the refusal into ``ContextLengthError`` (one line on the command line), spending nothing."""
+    from foveate.errors import ContextLengthError
+
+    ledger = TokenLedger(TokenBudget())
+    img, _ = scene(0)
+    with pytest.raises(ContextLengthError, match="maximum context length is 512"):
+        remote.generate(VLMRequest.from_prompt("Is it red? " * 400, images=[img]), ledger)
+    assert ledger.spent.total == 0

@@ -30,7 +30,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from foveate.errors import BackendError, BudgetExceeded, LogprobsUnavailableError, UnsupportedRequestError
+from foveate.errors import (
+    BackendError,
+    BudgetExceeded,
+    ContextLengthError,
+    LogprobsUnavailableError,
+    UnsupportedRequestError,
+)
 from foveate.testing.contract import Check, ContractInputs, contract_checks
 from foveate.vlm import OpenAIVLM, TokenBudget, TokenLedger, TransformersVLM, VLMRequest
 from foveate.vlm.server_budget import text_bound
@@ -188,12 +194,19 @@ class _FakeServer(ThreadingHTTPServer):
         self.text, self.token_logprobs, self.refuse_logprobs = text, token_logprobs, refuse_logprobs
         self.bodies: list[dict[str, Any]] = []
         self.usage = {"prompt_tokens": 40, "completion_tokens": 4, "total_tokens": 44}
+        self.window: int | None = None  # set: refuse longer prompts (in bytes) with vLLM's words
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
 
     def reply(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if self.window is not None and len(json.dumps(body["messages"])) > self.window:
+            said = (
+                f"This model's maximum context length is {self.window} tokens. However, you requested "
+                f"{len(json.dumps(body['messages']))} tokens in the messages. Please reduce the length."
+            )
+            return 400, {"error": {"message": said, "type": "BadRequestError", "code": 400}}
         if self.refuse_logprobs and "logprobs" in body:
             return 400, {"error": {"message": "logprobs is not supported with this model", "type": "invalid"}}
         choice: dict[str, Any] = {
@@ -397,3 +410,13 @@ def test_after_an_overrun_the_workflow_makes_no_further_call(with_logprobs: _Fak
     assert len(with_logprobs.bodies) == 1  # the first call overspent; nothing was sent after it
     assert answer.overruns and "5005 tokens against the" in answer.overruns[0]
     assert answer.text is None and answer.tokens.total == 5005
+
+
+def test_a_prompt_past_the_servers_window_is_one_clear_error(with_logprobs: _FakeServer) -> None:
+    """A server checks its own window before its model runs (vLLM answers HTTP 400): the refusal is a
+    ``ContextLengthError`` naming the server and its words, not a generic backend failure."""
+    with_logprobs.window = 4096
+    vlm = OpenAIVLM(with_logprobs.url, "fake")
+    with pytest.raises(ContextLengthError, match=r"127\.0\.0\.1.*maximum context length is 4096"):
+        vlm.generate(VLMRequest.from_prompt("What? " * 2000))
+    assert vlm.generate(VLMRequest.from_prompt("What?")).text == "a red square"

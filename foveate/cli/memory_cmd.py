@@ -2,8 +2,8 @@
 
 The database is ``--db`` (a SQLite file or any SQLAlchemy URL), else ``$FOVEATE_MEMORY_DB``, else
 ``~/.foveate/memory.db``. Every command needs an existing memory: none of them creates one, and
-the read commands (``ls``, ``search``, ``export``) write nothing but an index cache that already
-exists beside the database (``ls`` and ``export`` not even that).
+the read commands (``ls``, ``search``, ``export``) open the database read-only and write nothing, not
+even an index cache (``search`` reads one that exists), so a memory on a read-only mount can be read.
 
 Only ``search`` embeds text, so only ``search`` loads an embedding model: by default the one the
 stored insights were embedded with (``hashing-256`` needs no model; ``all-MiniLM-L6-v2`` is the
@@ -91,7 +91,7 @@ def stored_embedders(url: URL) -> list[tuple[str, int]]:
     from foveate.memory.schema import InsightRow
     from foveate.memory.store import MemoryStore
 
-    store = MemoryStore(url)
+    store = MemoryStore(url, read_only=True)
     try:
         with store.reading() as session:
             rows = session.execute(
@@ -146,8 +146,11 @@ def make_embedder(name: str) -> TextEmbedder:
     return SentenceTransformerEmbedder(name)
 
 
-def _open(url: URL, embedder: TextEmbedder, *, keep_index_file: bool) -> InsightMemory:
-    """Open the memory; with ``keep_index_file`` an existing index cache is used (never a new one)."""
+def _open(
+    url: URL, embedder: TextEmbedder, *, keep_index_file: bool, read_only: bool = True
+) -> InsightMemory:
+    """Open the memory (read-only unless told); with ``keep_index_file`` an existing index cache is used
+    (never a new one)."""
     from foveate.databases import sqlite_file
     from foveate.memory import InsightMemory
 
@@ -155,13 +158,13 @@ def _open(url: URL, embedder: TextEmbedder, *, keep_index_file: bool) -> Insight
     path = sqlite_file(url)
     if keep_index_file and path is not None and path.with_name(path.name + ".faiss").exists():
         index_path = None  # the default, beside the database
-    return InsightMemory.open(url, embedder=embedder, index_path=index_path)
+    return InsightMemory.open(url, embedder=embedder, index_path=index_path, read_only=read_only)
 
 
-def _open_without_model(url: URL) -> InsightMemory:
+def _open_without_model(url: URL, *, read_only: bool = True) -> InsightMemory:
     stored = stored_embedders(url)
     name, dim = stored[0] if stored else ("none", 8)
-    return _open(url, StoredVectorsOnly(name, dim), keep_index_file=False)
+    return _open(url, StoredVectorsOnly(name, dim), keep_index_file=False, read_only=read_only)
 
 
 @memory_app.command("ls")
@@ -267,7 +270,7 @@ def memory_rm(
 
     try:
         url = existing_memory(db)
-        with _open_without_model(url) as memory:
+        with _open_without_model(url, read_only=False) as memory:
             missing = [i for i in dict.fromkeys(ids) if (found := memory.get(i)) is None or found.deleted]
             if missing:
                 raise InsightMemoryError(

@@ -25,8 +25,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from foveate.errors import IndexFileError
+from foveate.memory.index_files import atomic_write, file_lock, sidecar_path
 
 log = logging.getLogger(__name__)
 # faiss is a SWIG module whose bundled type hints lag behind it (keyword search parameters, downcasts)
@@ -328,10 +327,10 @@ class VectorIndex:
     def save(self, path: Path, meta: dict[str, Any]) -> dict[str, Any]:
         """Write the index and then its sidecar, each atomically; returns the sidecar written."""
         path = Path(path)
-        with _file_lock(path, exclusive=True):
+        with file_lock(path, exclusive=True):
             for stale in path.parent.glob(f".{path.name}.*.tmp"):
                 stale.unlink(missing_ok=True)  # left by a writer that was killed mid-save
-            digest = _atomic_write(path, faiss.serialize_index(self._index).tobytes())
+            digest = atomic_write(path, faiss.serialize_index(self._index).tobytes())
             sidecar = {
                 "format": SIDECAR_FORMAT,
                 **meta,
@@ -345,7 +344,7 @@ class VectorIndex:
                 "bytes": path.stat().st_size,
                 "written_at": datetime.now(timezone.utc).isoformat(),
             }
-            _atomic_write(sidecar_path(path), json.dumps(sidecar, indent=1).encode())
+            atomic_write(sidecar_path(path), json.dumps(sidecar, indent=1).encode())
         return sidecar
 
     @classmethod
@@ -355,7 +354,7 @@ class VectorIndex:
         """Read an index and check it against its sidecar; raises ``IndexFileError`` if anything is off."""
         path = Path(path)
         side = sidecar_path(path)
-        with _file_lock(path, exclusive=False):
+        with file_lock(path, exclusive=False):
             if not path.exists() or not side.exists():
                 raise IndexFileError(f"{path if not path.exists() else side} is missing")
             try:
@@ -411,46 +410,3 @@ def _omp_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(before)
-
-
-def sidecar_path(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
-def _atomic_write(path: Path, data: bytes) -> str:
-    """Write ``data`` to ``path`` via a temporary file in the same folder; returns its SHA-256."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return hashlib.sha256(data).hexdigest()
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path, *, exclusive: bool) -> Iterator[None]:
-    """An advisory lock beside the index, so that a save and a load in two processes do not interleave."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: saves are still atomic, just not serialised
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

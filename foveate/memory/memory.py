@@ -77,6 +77,8 @@ class InsightMemory:
     - ``save_every``: the index file is rewritten after this many changes, and on ``close``.
     - ``on_model_change``: stored insights embedded by another model are an error (``"error"``),
       or are embedded again with this one (``"reembed"``).
+    - ``read_only``: write nothing, not even the index file (an existing one is read); adding or
+      deleting is an error. For reading a memory on a read-only mount or in another user's folder.
     """
 
     def __init__(
@@ -90,8 +92,10 @@ class InsightMemory:
         image_weight: float = 0.1,
         save_every: int = 100,
         on_model_change: Literal["error", "reembed"] = "error",
+        read_only: bool = False,
     ) -> None:
-        self.store = MemoryStore(database)  # first: a bad database fails before a model is loaded
+        # first: a bad database fails before a model is loaded
+        self.store = MemoryStore(database, read_only=read_only)
         try:
             self.embedder: TextEmbedder = embedder if embedder is not None else SentenceTransformerEmbedder()
         except BaseException:

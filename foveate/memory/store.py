@@ -3,12 +3,15 @@
 SQLite files are opened in WAL mode with a busy timeout, foreign keys on and ``synchronous=FULL``,
 and every write transaction starts with ``BEGIN IMMEDIATE`` so that two processes writing at once
 queue up instead of failing. A file that is not a SQLite database, or a database that holds some
-other program's tables, is refused with an error naming it, and is never written to.
+other program's tables, is refused with an error naming it, and is never written to. ``read_only``
+opens without writing anything at all (no WAL switch, no migration, no folder made): for the commands that
+only read, so that a memory on a read-only mount or in another user's folder can still be listed.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -23,8 +26,8 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from foveate.databases import as_url, check_sqlite_file, describe, sqlite_file
-from foveate.errors import MemoryDatabaseError
+from foveate.databases import as_url, check_sqlite_file, describe, read_only_connector, sqlite_file
+from foveate.errors import InsightMemoryError, MemoryDatabaseError
 from foveate.memory.schema import MemoryState
 
 log = logging.getLogger(__name__)
@@ -62,17 +65,21 @@ def _configure_sqlite(engine: Engine) -> None:
 class MemoryStore:
     """The database side of the memory: an engine, migrated to the newest schema, and sessions on it."""
 
-    def __init__(self, target: str | Path | URL, *, echo: bool = False) -> None:
+    def __init__(self, target: str | Path | URL, *, echo: bool = False, read_only: bool = False) -> None:
         self.url = as_url(target)
         self.path = sqlite_file(self.url)
         self.name = describe(self.url)
+        self.read_only = read_only
         kwargs: dict[str, Any] = {"echo": echo}
         if self.url.get_backend_name() == "sqlite":
             if self.path is None:  # in-memory: one shared connection, or every session sees a new database
                 kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
             else:
                 check_sqlite_file(self.path, "memory database", MemoryDatabaseError)
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if read_only:
+                    kwargs["creator"] = read_only_connector(self.path)
+                else:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
         else:
             kwargs["pool_pre_ping"] = True
         try:
@@ -92,8 +99,11 @@ class MemoryStore:
             raise
         except (DatabaseError, OperationalError) as exc:
             self.engine.dispose()
+            hint = ""
+            if self.path is not None and not read_only and not os.access(self.path.parent, os.W_OK):
+                hint = f" (foveate cannot write in {self.path.parent}; commands that only read still can)"
             raise MemoryDatabaseError(
-                f"cannot open memory database {self.name}: {exc.orig if exc.orig is not None else exc}"
+                f"cannot open memory database {self.name}: {exc.orig if exc.orig is not None else exc}{hint}"
             ) from exc
 
     # -- schema ---------------------------------------------------------------------------------
@@ -131,6 +141,9 @@ class MemoryStore:
         known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
         with self.engine.connect() as conn:  # look first, without writing anything
             self._check_ours(conn, known)
+            if self.read_only:
+                self._check_newest(conn, ScriptDirectory.from_config(config).get_current_head())
+                return
         if self.is_sqlite:
             self._enable_wal()
         with self._writer.begin() as conn:
@@ -158,6 +171,21 @@ class MemoryStore:
                 "foveate memory; it was left untouched: give the memory its own database"
             )
 
+    def _check_newest(self, conn: Connection, head: str | None) -> None:
+        """Refuse, when opened read-only, a memory whose schema this foveate would first migrate."""
+        tables = set(inspect(conn).get_table_names())
+        current = (
+            {row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))}
+            if "alembic_version" in tables
+            else set()
+        )
+        if current != {head}:
+            raise MemoryDatabaseError(
+                f"memory database {self.name} is at schema revision {', '.join(sorted(current)) or 'none'}, "
+                f"not this foveate's {head}; commands that only read never migrate: open it once with one "
+                "that writes (foveate run, foveate memory rm)"
+            )
+
     # -- sessions -------------------------------------------------------------------------------
 
     @contextmanager
@@ -174,6 +202,8 @@ class MemoryStore:
         lock on ``memory_state``) two writers queue here, and everything read inside the block is
         current. Commits on leaving the block.
         """
+        if self.read_only:
+            raise InsightMemoryError(f"memory database {self.name} was opened read-only; nothing was written")
         with self._writes() as session, session.begin():
             revision = session.execute(
                 update(MemoryState)

@@ -53,9 +53,10 @@ class IndexSync:
         self.index = VectorIndex(embedder.dim, index_config)
 
     def flush(self) -> None:
-        """Catch the index up with the database and write it (atomically) with its sidecar."""
+        """Catch the index up with the database and write it (atomically) with its sidecar; a read-only
+        memory keeps its index in this process only."""
         with self._lock:
-            if self.index_path is None:
+            if self.index_path is None or self.store.read_only:
                 self.unsaved = 0
                 return
             with self.store.reading() as session:

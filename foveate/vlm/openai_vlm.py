@@ -45,10 +45,11 @@ from typing import Any
 import openai
 from PIL import Image
 
-from foveate.errors import BackendError, LogprobsUnavailableError, UnsupportedRequestError
+from foveate.errors import BackendError, ContextLengthError, LogprobsUnavailableError, UnsupportedRequestError
 from foveate.imaging.images import resize_to
 from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_or_own
 from foveate.vlm.budget import Reservation, TokenLedger, TokenUsage
+from foveate.vlm.context_window import is_context_refusal
 from foveate.vlm.families import FamilyRegistry, builtin_families
 from foveate.vlm.profile import VLMProfile
 from foveate.vlm.server_budget import reported_usage, text_bound
@@ -140,6 +141,8 @@ class OpenAIVLM(BaseVLM):
             raise BackendError(f"cannot reach the model server at {self.base_url}: {exc}") from exc
         except openai.APIStatusError as exc:
             text = str(exc)
+            if is_context_refusal(text):  # the server's own window check, made before its model runs
+                raise ContextLengthError(f"the model server at {self.base_url} refused: {text}") from exc
             kind = LogprobsUnavailableError if "logprob" in text.lower() else BackendError
             raise kind(
                 f"the model server at {self.base_url} answered HTTP {exc.status_code}: {text}"

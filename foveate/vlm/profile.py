@@ -117,6 +117,9 @@ class VLMProfile:
     """Decoder layers of the language model (FastV's saving depends on them); None: unknown."""
     max_batch_size: int = 16
     """Most sequences one forward pass (or one burst of server requests) carries."""
+    context_length: int | None = None
+    """Most tokens one sequence (prompt and generated text) may hold: the model's context window, from its
+    config or the server's model card; None: unknown (a server then enforces its own)."""
     prune_methods: tuple[str, ...] = ()
     """Visual-token pruning methods this backend can run, preferred first (``"fastv"``, ``"cls"``)."""
     prefix_reuse: bool = False

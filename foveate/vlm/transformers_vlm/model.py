@@ -4,21 +4,18 @@ Loads with ``AutoProcessor`` + ``AutoModelForImageTextToText`` and renders promp
 chat template, so any model of a supported family works without per-model prompt code. Its profile
 (``vlm.profile``) comes from the model's family (``foveate.vlm.families``) with the numbers of the loaded
 model: the visual-token rule read off its processor, its language model's depth, the pruning methods that
-run on it. All three operations read real logits:
-
-- ``score`` reads the log-probability of each option's tokens (``foveate.vlm.transformers_vlm.scoring``).
-- ``yes_probability`` sums the next-token probability of the single-token spellings of "Yes" and of "No"
-  and normalises over the two.
-- ``generate`` decodes free text.
+run on it. All operations read real logits: ``score`` each option's tokens (``scoring``),
+``yes_probability`` the single-token spellings of "Yes" and "No" normalised over the two; ``generate``
+decodes free text.
 
 ``probe_views`` shares each view's encoding among its questions where the family allows
 (``prefix_probes``); ``relevance_maps`` reads attention (``relevance``).
 
 Budgets: images are resized to the per-image visual-token cap *before* the processor runs, and the exact
 token count of the processed prompt is held on the ledger before the model is called, so
-``BudgetExceeded`` never costs a forward pass. A budget with ``prune`` set runs the language model on fewer
-visual tokens (``foveate.vlm.pruning``); the ledger then holds and charges the visual tokens the language
-model really computes.
+``BudgetExceeded`` never costs a forward pass; nor does a prompt longer than the model's context window
+(``ContextLengthError``, ``foveate.vlm.context_window``). A budget with ``prune`` set runs the language
+model on fewer visual tokens (``foveate.vlm.pruning``); the ledger then holds and charges those.
 """
 
 from __future__ import annotations
@@ -38,6 +35,7 @@ from foveate.errors import ModelLoadError, UnsupportedRequestError
 from foveate.imaging.images import resize_to
 from foveate.vlm.base import NO_WORDS, YES_WORDS, BaseVLM, ledger_or_own
 from foveate.vlm.budget import TokenLedger, TokenUsage
+from foveate.vlm.context_window import check_prompt_fits, context_length_of, room_to_generate
 from foveate.vlm.families import FamilyRegistry, builtin_families
 from foveate.vlm.fingerprint import source_fingerprint
 from foveate.vlm.loading import hub_load_error, resolve_model_source
@@ -124,11 +122,13 @@ class TransformersVLM(BaseVLM):
         )
         text_config = getattr(self.config, "text_config", self.config)
         self.lm_depth = int(text_config.num_hidden_layers)
+        self.window = context_length_of(self.config)  # (tokens, the config key it came from) or None
         self.pruner = VisualTokenPruner(self.model, self.image_token_id, self.model_id, self.family_facts)
         self.yes_ids = single_token_ids(self.tokenizer, YES_WORDS)
         self.no_ids = single_token_ids(self.tokenizer, NO_WORDS)
         self.eos_ids = eos_ids(self.model, self.config, self.tokenizer)
-        self.profile = self._profile(registry, max_batch_size)
+        window = self.window[0] if self.window else None
+        self.profile = self._profile(registry, max_batch_size).with_(context_length=window)
         self._lock = threading.RLock()
         self._fingerprint: str | None = None
 
@@ -242,6 +242,8 @@ class TransformersVLM(BaseVLM):
         mask = batch.get("attention_mask", torch.ones_like(ids))
         lengths = [int(x) for x in mask.sum(dim=1)]
         visual = [int(x) for x in ((ids == self.image_token_id) & mask.bool()).sum(dim=1)]
+        if self.window is not None:
+            check_prompt_fits(max(lengths), self.window[0], self.model_id, f"{self.window[1]} in its config")
         return Encoded(inputs=dict(batch), lengths=lengths, visual=visual)
 
     def to_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -275,6 +277,8 @@ class TransformersVLM(BaseVLM):
         with self._lock:
             enc = self.encode([self.render(request)], [request.images], padding_side="left")
             self._plan(enc, [len(request.images)], spec)
+            room = room_to_generate(enc.lengths[0], opts.max_new_tokens, self.profile.context_length)
+            opts = opts.model_copy(update={"max_new_tokens": room})
             with ledger.hold(enc.charged_lengths[0] + opts.max_new_tokens, "generate") as held:
                 start = time.perf_counter()
                 generated = new_tokens(self, enc, opts, spec)
@@ -440,9 +444,6 @@ class TransformersVLM(BaseVLM):
         if pruning or not reuse_prefix or not shared or not self.profile.prefix_reuse:
             return super().probe_views(views, questions, ledger, reuse_prefix=False)
         return probe_views_sharing_prefix(self, views, questions, ledger)
-
-    def _fitted(self, request: VLMRequest, ledger: TokenLedger) -> VLMRequest:
-        return self.fit_images(request, self._budget_cap(request, ledger))
 
     def relevance_maps(
         self,

@@ -36,8 +36,9 @@ def probe_views_sharing_prefix(
     if not vlm.no_ids:
         raise UnsupportedRequestError(f"the tokenizer of {vlm.model_id} has no single token for No")
     base = ledger if ledger is not None else TokenLedger()
+    cap = base.budget.max_visual_tokens_per_image  # the requests are built here, without budgets of their own
     requests = [
-        [vlm._fitted(VLMRequest.from_prompt(q, images=[v]), base) for q in qs]
+        [vlm.fit_images(VLMRequest.from_prompt(q, images=[v]), cap) for q in qs]
         for v, qs in zip(views, questions, strict=True)
     ]
     results: list[list[YesNoResult]] = [[] for _ in views]

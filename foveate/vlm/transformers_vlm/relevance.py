@@ -54,8 +54,9 @@ def relevance_maps(
     grid_of = family.relevance_grid
     base = ledger if ledger is not None else TokenLedger()
     texts_per_view = 2 if normalize else 1
+    cap = base.budget.max_visual_tokens_per_image  # the requests are built here, without budgets of their own
     requests = [
-        vlm._fitted(VLMRequest.from_prompt(text, images=[view]), base)
+        vlm.fit_images(VLMRequest.from_prompt(text, images=[view]), cap)
         for view, q in zip(views, questions, strict=True)
         for text in ((q, GENERIC_PROMPT) if normalize else (q,))
     ]
