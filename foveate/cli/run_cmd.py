@@ -27,6 +27,7 @@ from foveate.cli.common import (
     load_model,
     settings_from,
 )
+from foveate.cli.waiting import waiting_on_model
 from foveate.errors import FoveateError
 
 if TYPE_CHECKING:
@@ -142,7 +143,8 @@ def run(
             overrides["calibration"] = load_calibration_file(calibration)
             overrides["allow_calibration_mismatch"] = allow_mismatch
         with Agent.from_defaults(settings=settings, **overrides) as agent:
-            out = _answer(agent, image, question, options, resume, answer, ask)
+            shown = _Shown(settings.endpoint, settings.server_timeout)
+            out = _answer(agent, image, question, options, resume, answer, ask, shown)
             model_id = agent.model_id
     except FoveateError as exc:
         raise fail(exc) from None
@@ -157,6 +159,7 @@ def _answer(
     resume: str | None,
     answer: str | None,
     ask: bool,
+    show: _Shown,
 ) -> Answer:
     """Run (or resume) to the end or to a pause, showing each node; with ``ask``, put pauses to the person."""
     if resume is not None:
@@ -166,11 +169,11 @@ def _answer(
         elif before.status == "waiting":
             out = before  # --ask: the loop below puts the question to the person
         else:
-            out = agent.answer(_show(agent.resume_stream(resume)) or resume)
+            out = agent.answer(show(agent.resume_stream(resume)) or resume)
     else:
         assert image is not None and question is not None
         choices = [o.strip() for o in (options or "").split(",") if o.strip()]
-        run_id = _show(agent.stream(question, image=image, options=choices or None))
+        run_id = show(agent.stream(question, image=image, options=choices or None))
         assert run_id is not None
         out = agent.answer(run_id)
     while out.status == "waiting" and ask:
@@ -184,14 +187,22 @@ def _answer(
     return out
 
 
-def _show(events: Iterator[NodeEvent]) -> str | None:
-    """Print each node's messages as it finishes; the run's id."""
-    run_id = None
-    for event in events:
-        run_id = event.run_id
-        for text in event.messages or [""]:
-            console.print(f"[cyan]{escape(event.node)}[/] {escape(text)}")
-    return run_id
+class _Shown:
+    """Prints each node's messages as it finishes, with a spinner and retry notes while the model works."""
+
+    def __init__(self, server: str | None, timeout: float) -> None:
+        self.server, self.timeout = server, timeout
+
+    def __call__(self, events: Iterator[NodeEvent]) -> str | None:
+        """Show the events; the run's id."""
+        run_id = None
+        with waiting_on_model(self.server, self.timeout) as waiting:
+            for event in events:
+                run_id = event.run_id
+                for text in event.messages or [""]:
+                    console.print(f"[cyan]{escape(event.node)}[/] {escape(text)}")
+                waiting.node_done(event.node)
+        return run_id
 
 
 def _report(out: Answer, model_id: str) -> None:
