@@ -104,6 +104,11 @@ class ManifestError(FoveateError, ValueError):
     """A benchmark manifest is missing or one of its lines is not a valid scene item."""
 
 
+class ResultsWriteError(FoveateError, OSError):
+    """A results file (``foveate batch`` / ``eval``) could not be written (a full disk); the message names
+    it. The file was cut back to its last whole line, so ``--resume`` goes on from it."""
+
+
 class DatasetFormatError(ManifestError):
     """A benchmark folder or file is not in its format; the message names the first thing that differs."""
 

@@ -4,19 +4,21 @@ Each finished question is one line, written whole, flushed and synced to disk be
 a run killed at any moment loses at most the questions in flight: on resume the keys already in the file
 are skipped. A kill in the middle of a write leaves a last line without its newline; resuming cuts that
 line off (its question is then answered again, and written once). Any other unreadable line is an error
-naming the line: the file is never rewritten past it.
+naming the line: the file is never rewritten past it. A write that fails (a full disk) is cut back to the
+last whole line before the error is raised, so the file stays resumable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from foveate.errors import ManifestError
+from foveate.errors import ManifestError, ResultsWriteError
 
 __all__ = ["ResultsFile"]
 
@@ -28,7 +30,7 @@ class ResultsFile:
         self.path = path
         self.key = key
         self._lock = threading.Lock()
-        self._handle: IO[str] | None = None
+        self._fd: int | None = None
 
     def open(self, *, resume: bool) -> list[dict[str, Any]]:
         """Start the file (refusing one that exists unless ``resume``) and return the lines it holds."""
@@ -40,7 +42,7 @@ class ResultsFile:
                 )
             lines = self._read_and_repair()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = self.path.open("a", encoding="utf-8")
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         return lines
 
     def done(self, lines: list[dict[str, Any]]) -> set[str]:
@@ -48,19 +50,28 @@ class ResultsFile:
 
     def write(self, line: dict[str, Any]) -> None:
         """Append one line and make it durable before returning (threads may call this at once)."""
-        text = json.dumps(line, ensure_ascii=False) + "\n"
+        data = memoryview((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
         with self._lock:
-            if self._handle is None:
+            if self._fd is None:
                 raise ManifestError(f"{self.path} is not open")
-            self._handle.write(text)
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
+            whole = os.lseek(self._fd, 0, os.SEEK_END)
+            try:
+                while data:
+                    data = data[os.write(self._fd, data) :]
+                os.fsync(self._fd)
+            except OSError as exc:
+                with contextlib.suppress(OSError):  # shrinking needs no free space
+                    os.ftruncate(self._fd, whole)
+                raise ResultsWriteError(
+                    f"cannot write {self.path}: {exc.strerror or exc}; every line before is whole, and "
+                    "--resume goes on from them once the cause is gone"
+                ) from exc
 
     def close(self) -> None:
         with self._lock:
-            if self._handle is not None:
-                self._handle.close()
-                self._handle = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def __enter__(self) -> ResultsFile:
         return self

@@ -119,10 +119,24 @@ def open_checkpointer(target: str | Path | None) -> Iterator[BaseCheckpointSaver
         raise RunError(f"cannot use {path} for checkpoints: {exc}") from exc
     try:
         sqlite_saver = SqliteSaver(conn)
-        sqlite_saver.setup()
+        try:
+            sqlite_saver.setup()
+        except sqlite3.Error as exc:  # a full disk: SQLite rolled the setup back
+            raise RunError(f"cannot use {path} for checkpoints: {exc}") from exc
         yield sqlite_saver
     finally:
         conn.close()
+
+
+def checkpoint_file(saver: BaseCheckpointSaver[Any]) -> str:
+    """The file of a SQLite checkpointer (how errors name it), else its kind."""
+    conn = getattr(saver, "conn", None)
+    if isinstance(conn, sqlite3.Connection):
+        try:
+            return str(conn.execute("PRAGMA database_list").fetchone()[2])
+        except sqlite3.Error:
+            pass
+    return type(saver).__name__
 
 
 def image_cache_dir() -> Path:
@@ -168,8 +182,12 @@ class Workflow:
             path = self.image_cache / f"{sha}.png"
             if not path.exists():  # fast PNG settings: a 2000 px scene takes ~0.6 s at the default level
                 tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
-                image.save(tmp, format="PNG", compress_level=1)
-                tmp.replace(path)
+                try:
+                    image.save(tmp, format="PNG", compress_level=1)
+                    tmp.replace(path)
+                except OSError as exc:  # a full disk: nothing is half-written under the image's name
+                    tmp.unlink(missing_ok=True)
+                    raise RunError(f"cannot keep the image in {self.image_cache}: {exc}") from exc
         self.services.remember_image(str(path), image)
         return {
             "question": run.question,
@@ -197,7 +215,7 @@ class Workflow:
     def run(self, run: RunInput, *, run_id: str | None = None) -> RunOutput:
         """Answer one question to the end (or to a pause for a person: ``status == "waiting"``)."""
         run_id = self._fresh(run_id)
-        with self._steps():
+        with self._steps(run_id):
             self.graph.invoke(dict(self.start_state(run)), self.config(run_id), durability=self.durability)
         return self.output(run_id)
 
@@ -207,7 +225,7 @@ class Workflow:
             raise RunError("stream needs a question or the id of a run to resume")
         run_id = self._fresh(run_id) if run is not None else (run_id or new_run_id())
         payload = self.start_state(run) if run is not None else None
-        with self._steps():
+        with self._steps(run_id):
             for chunk in self.graph.stream(
                 payload,
                 self.config(run_id),
@@ -228,17 +246,18 @@ class Workflow:
             # never an empty dict: LangGraph reads {} as a map of interrupt ids and resumes nothing
             reply: dict[str, Any] = {"answer": human} if isinstance(human, str) else dict(human or {})
             reply.setdefault("answer", None)
-            with self._steps():
+            with self._steps(run_id):
                 self.graph.invoke(Command(resume=reply), self.config(run_id), durability=self.durability)
         elif snapshot.next:
-            with self._steps():
+            with self._steps(run_id):
                 self.graph.invoke(None, self.config(run_id), durability=self.durability)
         return self.output(run_id)
 
     @contextmanager
-    def _steps(self) -> Iterator[None]:
+    def _steps(self, run_id: str | None = None) -> Iterator[None]:
         """LangGraph's step-limit error names its own ``recursion_limit``; the workflow's author wrote
-        ``max_steps``: say that, and where."""
+        ``max_steps``: say that, and where. A checkpoint that cannot be written (a full disk) stops the run
+        at its last saved step: say so, and how to go on."""
         try:
             yield
         except GraphRecursionError:
@@ -246,6 +265,21 @@ class Workflow:
                 f"workflow {self.spec.name!r} ran {self.spec.max_steps} steps without reaching END: a loop "
                 "that never exits? Raise max_steps in its YAML if the loop is meant to run longer"
             ) from None
+        except sqlite3.Error as exc:  # LangGraph's SQLite saver writes through the sqlite3 module itself
+            where = f"cannot write checkpoint database {checkpoint_file(self.checkpointer)}: {exc}"
+            if run_id is not None and self._saved(run_id):
+                raise RunError(
+                    f"{where}; run {run_id} stopped at its last saved step: once there is room, "
+                    f"`foveate run --resume {run_id}` goes on from there"
+                ) from exc
+            raise RunError(f"{where}; nothing of this run was saved: ask again once there is room") from exc
+
+    def _saved(self, run_id: str) -> bool:
+        """Whether the run has a checkpoint to resume from (reading works on a full disk)."""
+        try:
+            return bool(self.graph.get_state(self.config(run_id)).values)
+        except sqlite3.Error:
+            return False
 
     def _snapshot(self, run_id: str) -> StateSnapshot:
         snapshot = self.graph.get_state(self.config(run_id))

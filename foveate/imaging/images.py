@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import io
+import os
 import re
+import stat
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -44,11 +47,18 @@ def _check_pixels(width: int, height: int, max_pixels: int, source: str) -> None
 def _open_bytes(data: bytes, source: str, max_pixels: int) -> Image.Image:
     if not data:
         raise ImageLoadError(f"image from {source} is empty (0 bytes)")
+    return _decode(io.BytesIO(data), source, max_pixels)
+
+
+def _decode(stream: BinaryIO, source: str, max_pixels: int) -> Image.Image:
+    """Decode from a stream: PIL reads the header first, so the size is checked before any pixel data is
+    read, and a file is never read whole into memory (a 20 GB file with a small image's header costs no
+    more than the image)."""
     try:
         with warnings.catch_warnings():
             # Our own limit (checked from the header, before decoding) is the one that counts.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(stream)
             _check_pixels(img.width, img.height, max_pixels, source)
             img.load()
     except ImageLoadError:
@@ -142,20 +152,39 @@ def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
             "a numpy array or a data: URI"
         )
     if isinstance(source, (str, Path)):
-        path = Path(source).expanduser()
-        if not path.exists():
-            raise ImageLoadError(f"image file not found: {path}")
-        if not path.is_file():
-            raise ImageLoadError(f"image path is not a file: {path}")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ImageLoadError(f"cannot read image file {path}: {exc}") from exc
-        return _open_bytes(data, str(path), max_pixels)
+        return _from_file(Path(source).expanduser(), max_pixels)
     raise ImageLoadError(
         f"unsupported image input of type {type(source).__name__}; "
         "use a path, PIL image, numpy array, bytes or data: URI"
     )
+
+
+def _from_file(path: Path, max_pixels: int) -> Image.Image:
+    """A regular file's image. Anything else is refused before it is opened: a FIFO or a device would
+    block or never end (``/dev/zero``); a symlink loop is named as one, not as a missing file."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageLoadError(f"image path is a symlink loop: {path}") from exc
+        if path.is_symlink():
+            target = os.readlink(path)
+            raise ImageLoadError(f"image path is a symlink to nothing: {path} -> {target}") from exc
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise ImageLoadError(f"image file not found: {path}") from exc
+        raise ImageLoadError(f"cannot read image file {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a FIFO, a device, a socket)"
+        raise ImageLoadError(f"image path is {kind}: {path}")
+    if info.st_size == 0:
+        raise ImageLoadError(f"image from {path} is empty (0 bytes)")
+    try:
+        with path.open("rb") as stream:
+            return _decode(stream, str(path), max_pixels)
+    except ImageLoadError:
+        raise
+    except OSError as exc:  # unreadable: permissions, an I/O error
+        raise ImageLoadError(f"cannot read image file {path}: {exc.strerror or exc}") from exc
 
 
 def to_data_uri(img: Image.Image, fmt: str = "PNG") -> str:

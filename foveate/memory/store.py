@@ -204,14 +204,20 @@ class MemoryStore:
         """
         if self.read_only:
             raise InsightMemoryError(f"memory database {self.name} was opened read-only; nothing was written")
-        with self._writes() as session, session.begin():
-            revision = session.execute(
-                update(MemoryState)
-                .where(MemoryState.id == 1)
-                .values(revision=MemoryState.revision + 1)
-                .returning(MemoryState.revision)
-            ).scalar_one()
-            yield session, revision
+        try:
+            with self._writes() as session, session.begin():
+                revision = session.execute(
+                    update(MemoryState)
+                    .where(MemoryState.id == 1)
+                    .values(revision=MemoryState.revision + 1)
+                    .returning(MemoryState.revision)
+                ).scalar_one()
+                yield session, revision
+        except OperationalError as exc:  # a full disk, a lost server: the transaction was rolled back
+            raise InsightMemoryError(
+                f"cannot write memory database {self.name}: {exc.orig if exc.orig is not None else exc}; "
+                "this change was not stored, everything stored before is intact"
+            ) from exc
 
     def revision(self, session: Session) -> int:
         return session.execute(select(MemoryState.revision).where(MemoryState.id == 1)).scalar_one()

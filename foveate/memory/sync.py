@@ -61,14 +61,22 @@ class IndexSync:
                 return
             with self.store.reading() as session:
                 self.catch_up(session, self.store.revision(session))
-            self.index.save(
-                self.index_path,
-                {
-                    "revision": self.watermark,
-                    "embedding_model": self.embedder.name,
-                    "database": self.store.name,
-                },
-            )
+            meta = {
+                "revision": self.watermark,
+                "embedding_model": self.embedder.name,
+                "database": self.store.name,
+            }
+            try:
+                self.index.save(self.index_path, meta)
+            except OSError as exc:
+                # The file is a cache, written atomically: the one on disk (if any) stays whole, and the
+                # next open catches it up or rebuilds it from the database. Nothing is lost; say so.
+                log.warning(
+                    "could not write memory index %s (%s); it will be caught up on the next open",
+                    self.index_path,
+                    exc,
+                )
+                return
             self.unsaved = 0
 
     def changed(self, count: int = 1) -> None:
