@@ -38,7 +38,7 @@ from foveate.graphs.nodes import trajectory_from_state
 from foveate.graphs.registry import Registry
 from foveate.graphs.services import Services
 from foveate.graphs.spec import WorkflowSpec
-from foveate.graphs.state import RunInput, RunOutput, model_choice
+from foveate.graphs.state import MAX_OPTIONS, RunInput, RunOutput, model_choice
 from foveate.graphs.workflow import NodeEvent, Workflow, open_checkpointer
 from foveate.imaging.boxes import Box
 from foveate.imaging.grounding import Grounding, grounding
@@ -123,7 +123,7 @@ class Agent:
     ``coalesce``: share forward passes between concurrent questions (``aask`` / ``ask_many``).
     ``registry``: node types and conditions for a workflow that uses your own
     (``builtin_registry().copy()`` plus yours); ``strategies``: zoom strategies for its ``zoom`` nodes
-    (``builtin_strategies()`` plus yours).
+    (``builtin_strategies()`` plus yours). ``max_options``: most options a question may have.
     """
 
     def __init__(
@@ -141,8 +141,10 @@ class Agent:
         coalesce: bool = False,
         registry: Registry | None = None,
         strategies: StrategyRegistry | None = None,
+        max_options: int = MAX_OPTIONS,
     ) -> None:
         self._stack = ExitStack()
+        self.max_options = max_options
         self.vlm = vlm
         self.budget = budget or TokenBudget()
         if coalesce:
@@ -188,6 +190,7 @@ class Agent:
             settings.model, settings.endpoint, family=settings.family, **settings.backend_options()
         )
         overrides.setdefault("workflow", settings.workflow)
+        overrides.setdefault("max_options", settings.max_options)
         overrides.setdefault("memory", settings.memory_db)
         overrides.setdefault("checkpoints", settings.checkpoints)
         overrides.setdefault(
@@ -268,6 +271,7 @@ class Agent:
         if image is None:
             raise FoveateError("a question needs an image: ask(question, image=PATH_OR_PIL_IMAGE)")
         return RunInput.checked(
+            max_options=self.max_options,
             question=question,
             image=image,
             options=list(options or []),

@@ -64,6 +64,9 @@ class FoveateSettings(BaseSettings):
     """Cap on all tokens spent on one question."""
     max_visual_tokens: int | None = Field(default=None, ge=1, le=10**12)
     """Cap on visual tokens per image."""
+    max_options: int = Field(default=26, ge=2, le=1000)
+    """Most options a question may have: each is scored against the image (500 options took 64,000
+    visual tokens in one 132 s call). 26 = A to Z, what a lettered protocol can name."""
     memory_db: str = Field(default_factory=lambda: _home("memory.db"))
     """The insight memory: a SQLite file or a SQLAlchemy URL."""
     calibration_db: str = Field(default_factory=lambda: _home("calibrations.db"))

@@ -46,6 +46,24 @@ def test_questions_that_cannot_be_asked_are_refused_before_any_call(
         agent.ask(question, image=PICTURE, options=options)
 
 
+def test_the_cap_on_options_is_a_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from foveate.settings import load_settings
+
+    few = Agent(ScriptedVLM(), workflow="direct", memory=None, checkpoints=None, max_options=3)
+    with pytest.raises(FoveateError, match="4 options: at most 3"):
+        few.ask("Which?", image=PICTURE, options=["a", "b", "c", "d"])
+    assert few.ask("Which?", image=PICTURE, options=["a", "b", "c"]).text in {"a", "b", "c"}
+    monkeypatch.setenv("FOVEATE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("FOVEATE_MAX_OPTIONS", "40")
+    settings = load_settings()
+    assert settings.max_options == 40
+    many = Agent.from_defaults(
+        settings=settings, vlm=ScriptedVLM(), workflow="direct", memory=None, checkpoints=None
+    )
+    options = [f"o{i}" for i in range(30)]
+    assert many.ask("Which?", image=PICTURE, options=options).text in options
+
+
 def test_a_question_in_bytes_is_refused(agent: Agent) -> None:
     with pytest.raises(FoveateError, match="text"):
         agent.ask(b"\xff\xfe what?", image=PICTURE)  # type: ignore[arg-type]

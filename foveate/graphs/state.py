@@ -13,7 +13,7 @@ import operator
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from foveate.errors import FoveateError, validation_problems
 from foveate.vlm.budget import TokenBudget, TokenUsage
@@ -91,8 +91,9 @@ class QAState(TypedDict, total=False):
 
 
 MAX_OPTIONS = 26
-"""Most options a question may have (each is scored against the image: 500 options took 64,000 visual tokens
-in one call); A-Z for a lettered protocol."""
+"""Most options a question may have unless the caller says otherwise (``RunInput.checked(max_options=)``,
+setting ``max_options``): each is scored against the image (500 options took 64,000 visual tokens in one
+call); A-Z for a lettered protocol."""
 
 
 class RunInput(BaseModel):
@@ -110,12 +111,12 @@ class RunInput(BaseModel):
     it by that category's calibration."""
 
     @classmethod
-    def checked(cls, **fields: Any) -> RunInput:
+    def checked(cls, *, max_options: int = MAX_OPTIONS, **fields: Any) -> RunInput:
         """A run input, or a ``FoveateError`` saying in one line what is wrong with the question."""
         if not isinstance(fields.get("question"), str):
             raise FoveateError(f"a question is text (str), not {type(fields.get('question')).__name__}")
         try:
-            return cls(**fields)
+            return cls.model_validate(fields, context={"max_options": max_options})
         except ValidationError as exc:
             raise FoveateError(validation_problems(exc, "question")) from None
 
@@ -132,13 +133,16 @@ class RunInput(BaseModel):
 
     @field_validator("options")
     @classmethod
-    def _choices(cls, options: list[str]) -> list[str]:
+    def _choices(cls, options: list[str], info: ValidationInfo) -> list[str]:
         # each option's probability is what the gate reads: a repeated option splits it (and can flip the
         # answer), a single option is always "chosen" with probability 1, which claims nothing
         if len(options) == 1:
             raise ValueError(f"one option ({options[0]!r}) is not a choice: give two or more, or none")
-        if len(options) > MAX_OPTIONS:
-            raise ValueError(f"{len(options)} options: at most {MAX_OPTIONS} (each is scored on the image)")
+        limit = int((info.context or {}).get("max_options", MAX_OPTIONS))
+        if len(options) > limit:
+            raise ValueError(
+                f"{len(options)} options: at most {limit} (each is scored on the image; setting max_options)"
+            )
         seen: set[str] = set()
         for option in options:
             key = option.strip()
