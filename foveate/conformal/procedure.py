@@ -26,6 +26,7 @@ from foveate.conformal.answer_gate import AnswerGate, GateKey, OptionsCalibratio
 from foveate.conformal.records import CalibrationRecord, CalibrationStore
 from foveate.conformal.risk_control import SelectiveCalibration, crc_threshold, ltt_threshold
 from foveate.conformal.split import ConformalCalibration, calibrate
+from foveate.databases import as_url, sqlite_file
 from foveate.errors import CalibrationMismatchError, CalibrationStoreError, ConformalError, FoveateError
 
 __all__ = [
@@ -234,13 +235,16 @@ def find_gate(
     """The newest gate stored for exactly ``key`` at ``alpha`` and ``method``. Without one: an error naming
     how the newest gate at that alpha and method differs (or that there is none, and the command that makes
     one); with ``allow_mismatch``, that nearest gate, with a warning."""
-    store = CalibrationStore(database)
-    try:
-        found = store.latest_gates(alpha, method, key_sha256=key.sha256(), limit=1)
-        record = found[0] if found else None
-        nearest = store.latest_gates(alpha, method) if record is None else []
-    finally:
-        store.close()
+    path = sqlite_file(as_url(database))
+    record, nearest = None, []
+    if path is None or (path.exists() and path.stat().st_size > 0):  # opened read-only: nothing created
+        store = CalibrationStore(database, read_only=True)
+        try:
+            found = store.latest_gates(alpha, method, key_sha256=key.sha256(), limit=1)
+            record = found[0] if found else None
+            nearest = store.latest_gates(alpha, method) if record is None else []
+        finally:
+            store.close()
     if record is not None:
         return cast(AnswerGate, record.result())
     same_model = [r for r in nearest if r.model_id == key.model_id]

@@ -52,7 +52,7 @@ from foveate.conformal.answer_gate import AnswerGate
 from foveate.conformal.policy import AbstentionPolicy
 from foveate.conformal.risk_control import SelectiveCalibration
 from foveate.conformal.split import ConformalCalibration
-from foveate.databases import as_url, describe, quick_check, sqlite_file
+from foveate.databases import as_url, describe, quick_check, read_only_connector, sqlite_file
 from foveate.errors import CalibrationStoreError
 
 CalibrationMethod = Literal["lac", "aps", "raps", "crc", "ltt", "learned"]
@@ -178,10 +178,11 @@ class CalibrationRecord(BaseModel):
 class CalibrationStore:
     """Calibration records in a database: a SQLite file path (created if missing) or a SQLAlchemy URL.
 
-    ``create=False`` refuses a SQLite file that does not exist yet instead of creating it.
+    ``create=False`` refuses a SQLite file that does not exist yet instead of creating it. ``read_only``
+    (which implies it) writes nothing, not even the tables: for reading gates from a read-only place.
     """
 
-    def __init__(self, target: str | Path | URL, *, create: bool = True) -> None:
+    def __init__(self, target: str | Path | URL, *, create: bool = True, read_only: bool = False) -> None:
         self.url = as_url(target)
         backend = self.url.get_backend_name()
         kwargs: dict[str, Any] = {}
@@ -190,16 +191,19 @@ class CalibrationStore:
         if self.path is not None:
             quick_check(self.path, "calibration database", CalibrationStoreError)
             if not self.path.exists() or self.path.stat().st_size == 0:
-                if not create:
+                if not create or read_only:
                     raise CalibrationStoreError(f"no calibration database at {self.path}")
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30}
+            if read_only:
+                kwargs = {"creator": read_only_connector(self.path)}
         else:
             if backend == "sqlite":
                 kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
         try:
             self.engine = create_engine(self.url, **kwargs)
-            Base.metadata.create_all(self.engine)
+            if not read_only:
+                Base.metadata.create_all(self.engine)
         except (SQLAlchemyError, ImportError) as exc:
             raise CalibrationStoreError(f"cannot open calibration database {self.name}: {exc}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -253,9 +257,8 @@ class CalibrationStore:
             .order_by(CalibrationRow.created_at.desc(), CalibrationRow.id.desc())
             .limit(1)
         )
-        with self._sessions() as session:
-            row = session.scalars(query).first()
-            return CalibrationRecord.from_row(row) if row is not None else None
+        rows = self._rows(query)
+        return rows[0] if rows else None
 
     def latest_gates(
         self, alpha: float, method: str, *, key_sha256: str | None = None, limit: int = 20
@@ -275,13 +278,19 @@ class CalibrationStore:
         )
         if key_sha256 is not None:
             query = query.where(CalibrationRow.template_hash == key_sha256)
-        with self._sessions() as session:
-            return [CalibrationRecord.from_row(r) for r in session.scalars(query)]
+        return self._rows(query)
 
     def list(self, model_id: str | None = None) -> builtins.list[CalibrationRecord]:
         """Every record (of one model, if given), oldest first."""
         query = select(CalibrationRow).order_by(CalibrationRow.id)
         if model_id is not None:
             query = query.where(CalibrationRow.model_id == model_id)
-        with self._sessions() as session:
-            return [CalibrationRecord.from_row(r) for r in session.scalars(query)]
+        return self._rows(query)
+
+    def _rows(self, query: Any) -> builtins.list[CalibrationRecord]:
+        """The records a query selects; an unreadable database (not foveate's, damaged) is one error."""
+        try:
+            with self._sessions() as session:
+                return [CalibrationRecord.from_row(r) for r in session.scalars(query)]
+        except SQLAlchemyError as exc:
+            raise CalibrationStoreError(f"cannot read calibration database {self.name}: {exc}") from exc

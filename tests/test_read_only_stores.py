@@ -1,6 +1,6 @@
-"""A memory that can only be read (a read-only mount, another user's folder) is still listed, searched and
-exported, and nothing about it changes; the commands that write say in one line why they cannot (issue 25:
-"a memory database in a read-only folder cannot even be listed")."""
+"""Stores that can only be read (a read-only mount, another user's folder): a memory is still listed,
+searched and exported, a gate still looked up, and nothing about them changes; the commands that write say
+in one line why they cannot (issue 25: "a memory database in a read-only folder cannot even be listed")."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from foveate.cli.main import app
-from foveate.errors import InsightMemoryError, MemoryDatabaseError
+from foveate.conformal.answer_gate import GateKey
+from foveate.conformal.procedure import find_gate
+from foveate.conformal.records import CalibrationStore
+from foveate.errors import CalibrationStoreError, InsightMemoryError, MemoryDatabaseError
 from foveate.memory import HashingEmbedder, InsightMemory
 
 TIPS = ["Small red squares hide in corners; zoom there first.", "Read chart axes before the bars."]
@@ -35,21 +38,17 @@ def _fill(folder: Path) -> Path:
     return db
 
 
-@pytest.fixture
-def read_only_memory(tmp_path: Path) -> Iterator[Path]:
-    """A filled memory in a folder this process cannot write: a read-only bind mount when running as
-    root (root ignores permission bits), the folder's write bits taken away otherwise."""
-    folder = tmp_path / "memory"
-    folder.mkdir()
-    _fill(folder)
+def _read_only(folder: Path, tmp_path: Path) -> Iterator[Path]:
+    """``folder`` as a folder this process cannot write: a read-only bind mount when running as root (root
+    ignores permission bits), the folder's write bits taken away otherwise."""
     if os.geteuid() != 0:
         folder.chmod(0o555)
         try:
-            yield folder / "memory.db"
+            yield folder
         finally:
             folder.chmod(0o755)
         return
-    mounted = tmp_path / "mounted"
+    mounted = tmp_path / f"{folder.name}-mounted"
     mounted.mkdir()
     if subprocess.run(["mount", "--bind", str(folder), str(mounted)], capture_output=True).returncode:
         pytest.skip("running as root without the right to mount: no read-only folder to test in")
@@ -57,9 +56,32 @@ def read_only_memory(tmp_path: Path) -> Iterator[Path]:
         remount = ["mount", "-o", "remount,bind,ro", str(mounted)]
         if subprocess.run(remount, capture_output=True).returncode:
             pytest.skip("cannot remount read-only here")
-        yield mounted / "memory.db"
+        yield mounted
     finally:
         subprocess.run(["umount", str(mounted)], capture_output=True)
+
+
+@pytest.fixture
+def read_only_memory(tmp_path: Path) -> Iterator[Path]:
+    """A filled memory in a folder this process cannot write."""
+    folder = tmp_path / "memory"
+    folder.mkdir()
+    _fill(folder)
+    for mounted in _read_only(folder, tmp_path):
+        yield mounted / "memory.db"
+
+
+@pytest.fixture
+def read_only_calibrations(tmp_path: Path) -> Iterator[Path]:
+    """A calibration database (no gate in it) and a foreign SQLite file, in a folder this process cannot
+    write."""
+    folder = tmp_path / "calibrations"
+    folder.mkdir()
+    CalibrationStore(folder / "calibrations.db").close()
+    with sqlite3.connect(folder / "foreign.db") as conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+    conn.close()
+    yield from _read_only(folder, tmp_path)
 
 
 def test_a_read_only_memory_is_listed_searched_and_exported(
@@ -108,3 +130,21 @@ def test_a_memory_that_needs_migrating_is_not_migrated_by_a_read(tmp_path: Path)
     with pytest.raises(MemoryDatabaseError, match="revision none.*commands that only read never migrate"):
         InsightMemory(db, embedder=HashingEmbedder(), read_only=True)
     assert _files(tmp_path) == before
+
+
+def test_gates_are_looked_up_in_a_read_only_calibration_database(read_only_calibrations: Path) -> None:
+    """Looking a gate up writes nothing (before: the tables were created on open, in any file)."""
+    before = _files(read_only_calibrations)
+    key = GateKey(
+        model_id="m",
+        model_fingerprint="id:m",
+        workflow="direct",
+        workflow_sha256="0" * 64,
+        strategy="none",
+        budget="{}",
+    )
+    with pytest.raises(CalibrationStoreError, match="no lac calibration at alpha 0.1"):
+        find_gate(str(read_only_calibrations / "calibrations.db"), key, 0.1, "lac")
+    with pytest.raises(CalibrationStoreError, match=r"cannot read calibration database .*foreign\.db"):
+        find_gate(str(read_only_calibrations / "foreign.db"), key, 0.1, "lac")
+    assert _files(read_only_calibrations) == before
