@@ -27,6 +27,8 @@ from typing import Any, Literal
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel, ConfigDict, Field
 
+from foveate.agent_args import check_agent_args, check_questions
+from foveate.agent_args import truth_boxes as checked_boxes
 from foveate.conformal import ConformalCalibration, CoverageMonitor, SelectiveCalibration
 from foveate.conformal.answer_gate import AnswerGate, GateKey
 from foveate.conformal.matching import matches
@@ -40,7 +42,6 @@ from foveate.graphs.services import Services
 from foveate.graphs.spec import WorkflowSpec
 from foveate.graphs.state import MAX_OPTIONS, RunInput, RunOutput, model_choice
 from foveate.graphs.workflow import NodeEvent, Workflow, open_checkpointer
-from foveate.imaging.boxes import Box
 from foveate.imaging.grounding import Grounding, grounding
 from foveate.insights import extract_insights
 from foveate.memory import InsightMemory
@@ -143,6 +144,7 @@ class Agent:
         strategies: StrategyRegistry | None = None,
         max_options: int = MAX_OPTIONS,
     ) -> None:
+        check_agent_args(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
         self._stack = ExitStack()
         self.max_options = max_options
         self.vlm = vlm
@@ -274,7 +276,7 @@ class Agent:
             max_options=self.max_options,
             question=question,
             image=image,
-            options=list(options or []),
+            options=list(options) if options is not None and _listable(options) else (options or []),
             budget=budget or self.budget,
             category=category,
         )
@@ -308,15 +310,16 @@ class Agent:
         boxes, ``(x0, y0, x1, y1)`` in image pixels); the answer then says whether the crop it was given
         from held them (``Answer.grounding``). The workflow never sees them."""
         started = time.perf_counter()
+        boxes = checked_boxes(truth_boxes) if truth_boxes is not None else None  # before, not after, the run
         gate = self.calibration
         if budget is not None and budget != self.budget and isinstance(gate, AnswerGate) and gate.key:
             log.warning("this question's budget is not the one the gate was calibrated for: no guarantee")
         out = self.workflow.run(self._input(question, image, options, budget, category), run_id=run_id)
         answer = self._answer(out, started)
-        if truth_boxes is not None:
+        if boxes is not None:
             box = answer.answer_box
             crop = (box[0], box[1], box[2], box[3]) if box else None
-            answer = answer.model_copy(update={"grounding": grounding(crop, [_box(b) for b in truth_boxes])})
+            answer = answer.model_copy(update={"grounding": grounding(crop, boxes)})
         return answer
 
     def stream(
@@ -352,7 +355,9 @@ class Agent:
     ) -> list[Answer]:
         """Several ``(question, image, options)`` at once."""
         started = time.perf_counter()
-        runs = [self._input(q, img, opts, None) for q, img, opts in questions]
+        runs = [
+            self._input(q, img, opts, None) for q, img, opts in check_questions(questions, max_concurrency)
+        ]
         return [
             self._answer(out, started) for out in self.workflow.batch(runs, max_concurrency=max_concurrency)
         ]
@@ -446,11 +451,6 @@ def _selective(calibration: AnswerGate | ConformalCalibration | SelectiveCalibra
     return isinstance(calibration, SelectiveCalibration)
 
 
-def _box(values: Sequence[int]) -> Box:
-    """A ground-truth box as four integers; ``ValueError`` naming it otherwise."""
-    if len(values) != 4:
-        raise ValueError(f"a truth box is (x0, y0, x1, y1), got {list(values)}")
-    x0, y0, x1, y1 = (int(v) for v in values)
-    if x1 <= x0 or y1 <= y0:
-        raise ValueError(f"a truth box needs x0 < x1 and y0 < y1, got {list(values)}")
-    return (x0, y0, x1, y1)
+def _listable(options: Any) -> bool:
+    """A sequence of options that ``list`` keeps whole (a str would become its characters)."""
+    return isinstance(options, Sequence) and not isinstance(options, (str, bytes))

@@ -35,7 +35,8 @@ def as_url(target: str | Path | URL) -> URL:
     if isinstance(target, URL):
         return target
     if isinstance(target, Path) or "://" not in str(target):
-        return URL.create("sqlite", database=str(Path(target).expanduser().resolve()))
+        # absolute, not resolved: a symlink loop must reach the checks that name it, not raise here
+        return URL.create("sqlite", database=os.path.abspath(Path(target).expanduser()))
     return make_url(str(target))
 
 
@@ -59,6 +60,10 @@ def check_sqlite_file(path: Path, what: str, error: type[FoveateError]) -> None:
     a SQLite database; an empty or missing file passes (SQLite creates it)."""
     if path.is_dir():
         raise error(f"{what} {path} is a directory, not a SQLite file")
+    if path.is_symlink() and not path.exists():
+        raise error(f"{what} {path} is a symlink that leads nowhere (a loop, or a missing target)")
+    if path.exists() and not path.is_file():
+        raise error(f"{what} {path} is not a regular file (a FIFO, a device, a socket)")
     if not path.exists() or path.stat().st_size == 0:
         return
     with path.open("rb") as fh:

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -75,7 +75,7 @@ class FoveateSettings(BaseSettings):
     """Run checkpoints: a SQLite file or a PostgreSQL URL."""
     alpha: float | None = Field(default=None, gt=0.0, lt=1.0)
     """Gate answers with the newest stored calibration at this alpha (None: no gate)."""
-    method: str = "lac"
+    method: Literal["lac", "aps", "crc", "ltt"] = "lac"
     """Which calibration gates multiple-choice answers, stored (with ``alpha``) or shipped: ``lac`` (a
     prediction set; answered when it is one option, so P(answered and wrong) <= alpha too), ``aps``,
     ``crc`` (a threshold on the top probability: answers more, no set) or ``ltt``."""
@@ -85,6 +85,12 @@ class FoveateSettings(BaseSettings):
     allow_calibration_mismatch: bool = False
     """Use a stored calibration made for another model, workflow or budget (its guarantee does not carry
     over; for experiments)."""
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_any_case(cls, value: Any) -> Any:
+        # a typo must not pass: an unknown method used to switch the shipped gate off without a word
+        return value.strip().lower() if isinstance(value, str) else value
 
     def backend_options(self) -> dict[str, Any]:
         """What ``load_vlm`` passes to the backend besides the model: a server's timeout and retries."""

@@ -101,7 +101,7 @@ def test_truth_boxes_say_whether_the_answer_crop_held_the_targets(vlm: Transform
         plain = agent.ask(item.question, image=image, options=item.options)
         seen = agent.ask(item.question, image=image, options=item.options, truth_boxes=truth)
         elsewhere = agent.ask(item.question, image=image, options=item.options, truth_boxes=far)
-        with pytest.raises(ValueError, match="x0 < x1"):
+        with pytest.raises(FoveateError, match="x0 < x1"):
             agent.ask(item.question, image=image, options=item.options, truth_boxes=[[5, 5, 5, 9]])
     assert plain.grounding is None and seen.answer_box is not None  # the search answered from a crop
     assert seen.grounding is not None and seen.grounding.crop == tuple(seen.answer_box)

@@ -31,7 +31,8 @@ from foveate.cli.common import (
     load_model,
     settings_from,
 )
-from foveate.errors import FoveateError
+from foveate.errors import FoveateError, ManifestError
+from foveate.files import output_file
 
 __all__ = ["batch"]
 
@@ -81,6 +82,7 @@ def batch(
 
     part, parts = _shard(shard)
     try:
+        output_file(out, "results file (--out)", ManifestError)
         items, problems = read_question_file(questions, strict=False)
         items = [q for i, q in enumerate(items) if i % parts == part]
         for problem in problems:

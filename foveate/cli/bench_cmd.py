@@ -18,8 +18,8 @@ bench_app = typer.Typer(help="Synthetic benchmarks and measurements.", no_args_i
 @bench_app.command("make")
 def bench_make(
     out: Annotated[Path, typer.Option("--out", help="Folder to write images/ and manifest.jsonl to.")],
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of scenes.")] = 200,
-    seed: Annotated[int, typer.Option("--seed", help="Benchmark seed.")] = 1,
+    n: Annotated[int, typer.Option("--n", min=1, max=1_000_000, help="Number of scenes.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Benchmark seed.")] = 1,
     world: Annotated[
         str,
         typer.Option(
@@ -60,7 +60,7 @@ def bench_fixture(
     ),
     n: Annotated[int, typer.Option("--n", min=1, help="Held-out scenes to measure on.")] = 300,
     seed: Annotated[
-        int, typer.Option("--seed", help="Held-out scene seed (training uses 1000, 1001 and 2000).")
+        int, typer.Option("--seed", min=0, help="Held-out scene seed (training uses 1000, 1001 and 2000).")
     ] = 7,
     model: ModelOpt = None,
     worlds: Annotated[
@@ -77,6 +77,8 @@ def bench_fixture(
         command += f" --worlds {worlds}"
     try:
         chosen = [world_named(w.strip()) for w in worlds.split(",") if w.strip()]
+        if not chosen:
+            raise ValueError(f"--worlds {worlds!r} names no world: give plain, hard or both")
         write_fixture_report(Path(model) if model else default_model_path(), out, n, seed, command, chosen)
     except (FoveateError, ValueError, ImportError) as exc:
         raise fail(exc) from None

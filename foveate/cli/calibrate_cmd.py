@@ -55,7 +55,7 @@ def calibrate(
         int | None,
         typer.Option("--synthetic", min=1, help="Instead: N synthetic scenes made now (see --seed)."),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="With --synthetic: the scenes' seed.")] = 5,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="With --synthetic: the scenes' seed.")] = 5,
     workflow: Annotated[
         str | None,
         typer.Option("--workflow", "-w", help="The workflow that will answer [default: full]."),

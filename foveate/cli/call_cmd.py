@@ -18,6 +18,7 @@ from foveate.cli.common import (
     fail,
     load_model,
     settings_from,
+    split_options,
 )
 from foveate.errors import FoveateError
 
@@ -36,13 +37,16 @@ def call(
     max_visual_tokens: VisualCapOpt = None,
     max_total_tokens: TotalCapOpt = None,
     max_new_tokens: Annotated[
-        int, typer.Option(min=1, help="Most tokens to generate (free-text answers).")
+        int, typer.Option(min=1, max=32768, help="Most tokens to generate (free-text answers).")
     ] = 64,
 ) -> None:
     """One model call about one image: score the options, or generate an answer (no search, no workflow)."""
+    from foveate.graphs.state import RunInput
     from foveate.vlm import TokenBudget, TokenLedger, VLMRequest
 
     try:
+        choices = split_options(options)
+        RunInput.checked(question=question, image=image, options=choices)  # the checks `run` makes
         settings = settings_from(
             model=model,
             endpoint=endpoint,
@@ -56,8 +60,7 @@ def call(
         request = VLMRequest.from_prompt(question, [image], budget=budget, max_new_tokens=max_new_tokens)
         vlm = load_model(settings)
         ledger = TokenLedger(budget)
-        if options:
-            choices = [o.strip() for o in options.split(",") if o.strip()]
+        if choices:
             scored = vlm.score(request, choices, ledger)
             table = Table("option", "log-prob", "probability")
             for opt, lp, p in zip(scored.options, scored.logprobs, scored.probabilities, strict=True):

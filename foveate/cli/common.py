@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from foveate.errors import FoveateError
+
 if TYPE_CHECKING:
     from foveate.settings import FoveateSettings
     from foveate.vlm.base import VLM
@@ -32,6 +34,7 @@ __all__ = [
     "fail",
     "load_model",
     "settings_from",
+    "split_options",
 ]
 
 console = Console()
@@ -129,3 +132,14 @@ def load_model(settings: FoveateSettings) -> VLM:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     return load_vlm(settings.model, settings.endpoint, family=settings.family, **settings.backend_options())
+
+
+def split_options(text: str | None) -> list[str]:
+    """``--options red,blue`` as a list; None when not given. One that names nothing (``""``, ``",,"``) is
+    refused here, and an empty item (``red,,blue``) is kept, for the question's checks to refuse."""
+    if text is None:
+        return []
+    choices = [o.strip() for o in text.split(",")]
+    if not any(choices):
+        raise FoveateError(f"--options {text!r} names no option: give them comma-separated, e.g. red,blue")
+    return choices

@@ -73,7 +73,7 @@ def eval_command(
     """Evaluate on V* Bench, HR-Bench, MME-RealWorld or your JSONL, with the direct baseline always beside."""
     from foveate.cli.progress import question_progress
     from foveate.evaluation.datasets import load_benchmark
-    from foveate.evaluation.eval_folder import run_eval
+    from foveate.evaluation.eval_folder import results_folder, run_eval
     from foveate.evaluation.evaluate import eval_entries
 
     words = ["foveate", "eval", fmt, str(path)]
@@ -95,7 +95,7 @@ def eval_command(
             max_total_tokens=max_total_tokens,
             max_visual_tokens=max_visual_tokens,
         )
-        questions = load_benchmark(fmt, path, images_dir=out / "images", limit=limit)
+        questions = load_benchmark(fmt, path, images_dir=results_folder(out) / "images", limit=limit)
         vlm = load_model(settings)
         with question_progress() as bar:
             tasks: dict[str, object] = {}

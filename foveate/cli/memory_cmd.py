@@ -57,11 +57,12 @@ def existing_memory(db: str | None) -> URL:
     from sqlalchemy import create_engine, inspect
     from sqlalchemy.exc import SQLAlchemyError
 
-    from foveate.databases import as_url, describe, sqlite_file
+    from foveate.databases import as_url, check_sqlite_file, describe, sqlite_file
 
     url = as_url(db or default_memory_db())
     path = sqlite_file(url)
     if path is not None:
+        check_sqlite_file(path, "memory database", MemoryDatabaseError)  # a folder, a loop, a FIFO
         if not path.is_file():
             hint = "" if db else " (give --db, or set $FOVEATE_MEMORY_DB)"
             raise MemoryDatabaseError(f"no memory database at {path}{hint}")
@@ -135,6 +136,8 @@ def make_embedder(name: str) -> TextEmbedder:
     from foveate.memory import HashingEmbedder, SentenceTransformerEmbedder
     from foveate.memory.embeddings import DEFAULT_MODEL
 
+    if not name.strip():
+        raise InsightMemoryError("--embedder is empty: give hashing, minilm, or a model folder or name")
     match = _HASHING.match(name.strip().lower())
     if match:
         try:
@@ -226,6 +229,8 @@ def memory_search(
     from foveate.memory.store import describe
 
     try:
+        if not query.strip():
+            raise InsightMemoryError("the query is empty: give a question or phrase to search for")
         url = existing_memory(db)
         if embedder is None:
             stored = stored_embedders(url)
@@ -262,7 +267,7 @@ def memory_search(
 
 @memory_app.command("rm")
 def memory_rm(
-    ids: Annotated[list[int], typer.Argument(help="Ids of the insights to delete.")],
+    ids: Annotated[list[int], typer.Argument(min=1, max=2**63 - 1, help="Ids of the insights to delete.")],
     db: DbOpt = None,
 ) -> None:
     """Delete insights by id. If any id is unknown (or already deleted), nothing is deleted."""
@@ -289,23 +294,44 @@ def memory_export(
     include_deleted: Annotated[
         bool, typer.Option("--include-deleted", help="Export deleted ones too.")
     ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the file if it exists.")] = False,
 ) -> None:
     """Write the insights as JSON Lines (one object per insight, no vectors)."""
+    from foveate.databases import sqlite_file
+    from foveate.files import output_file
     from foveate.memory.store import describe
 
     try:
         url = existing_memory(db)
+        if path != "-":
+            target = output_file(path, "export file", InsightMemoryError)
+            _check_export_target(target, sqlite_file(url), force)
         with _open_without_model(url) as memory:
             if path == "-":
                 memory.export(sys.stdout, include_deleted=include_deleted)
                 return
-            target = Path(path)
-            tmp = target.with_name(target.name + ".tmp")
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             try:
                 count = memory.export(tmp, include_deleted=include_deleted)
                 os.replace(tmp, target)
+            except OSError as exc:
+                raise InsightMemoryError(f"cannot write {target}: {exc.strerror or exc}") from None
             finally:
                 tmp.unlink(missing_ok=True)
-    except (FoveateError, OSError) as exc:
+    except FoveateError as exc:
         raise fail(exc) from None
     console.print(f"exported {count} insights from {describe(url)} to {target}", soft_wrap=True)
+
+
+def _check_export_target(target: Path, database: Path | None, force: bool) -> None:
+    """Refuse to write over the memory itself (its database, journal or index files), ever, and over any
+    other existing file unless ``force``: ``foveate memory export mem.db --db mem.db`` once replaced the
+    database with its own export."""
+    if database is not None and target.exists():
+        ours = {
+            database.name + suffix for suffix in ("", "-wal", "-shm", ".faiss", ".faiss.json", ".faiss.lock")
+        }
+        if target.resolve().parent == database.resolve().parent and target.resolve().name in ours:
+            raise InsightMemoryError(f"{target} is part of the memory being exported; write somewhere else")
+    if target.exists() and not force:
+        raise InsightMemoryError(f"{target} exists: add --force to replace it, or write somewhere else")

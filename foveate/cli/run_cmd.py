@@ -26,6 +26,7 @@ from foveate.cli.common import (
     fail,
     load_model,
     settings_from,
+    split_options,
 )
 from foveate.cli.waiting import waiting_on_model
 from foveate.errors import FoveateError
@@ -118,6 +119,8 @@ def run(
         raise fail("give [WORKFLOW.yaml] IMAGE QUESTION, or --resume RUN_ID")
     if resume is not None and words:
         raise fail("--resume continues a run; give no IMAGE or QUESTION with it")
+    if words and not words[0].strip():
+        raise fail("the image path is empty")
     image, question = (Path(words[0]), words[1]) if words else (None, None)
     try:
         settings = settings_from(
@@ -172,7 +175,7 @@ def _answer(
             out = agent.answer(show(agent.resume_stream(resume)) or resume)
     else:
         assert image is not None and question is not None
-        choices = [o.strip() for o in (options or "").split(",") if o.strip()]
+        choices = split_options(options)
         run_id = show(agent.stream(question, image=image, options=choices or None))
         assert run_id is not None
         out = agent.answer(run_id)

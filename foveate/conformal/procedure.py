@@ -28,6 +28,7 @@ from foveate.conformal.risk_control import SelectiveCalibration, crc_threshold, 
 from foveate.conformal.split import ConformalCalibration, calibrate
 from foveate.databases import as_url, sqlite_file
 from foveate.errors import CalibrationMismatchError, CalibrationStoreError, ConformalError, FoveateError
+from foveate.files import regular_file
 
 __all__ = [
     "METHODS",
@@ -265,10 +266,11 @@ def find_gate(
 def load_calibration_file(path: Path) -> ConformalCalibration | SelectiveCalibration | AnswerGate:
     """A calibration JSON file: an ``AnswerGate`` (``AnswerGate.to_json``), a ``ConformalCalibration`` or a
     ``SelectiveCalibration``, as pydantic writes them."""
+    path = regular_file(path, "calibration file")
     try:
         text = path.read_text()
-    except OSError as exc:
-        raise FoveateError(f"cannot read calibration file {path}: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FoveateError(f"cannot read calibration file {path}: {exc}") from None
     try:
         return AnswerGate.from_json(text)
     except (ValidationError, ValueError):

@@ -61,6 +61,15 @@ class EvalOutcome:
         return self.out / "accuracy_vs_tokens.png"
 
 
+def results_folder(out: Path) -> Path:
+    """``out`` when it can hold an evaluation's files: named, and a folder if anything is there."""
+    if not str(out).strip():
+        raise ManifestError("the --out folder is empty: name a folder for the results")
+    if out.exists() and not out.is_dir():
+        raise ManifestError(f"--out {out} is a file, not a folder: name a folder for the results")
+    return out
+
+
 def run_eval(
     questions: Sequence[BenchQuestion],
     settings: FoveateSettings,
@@ -93,7 +102,7 @@ def run_eval(
         )
         for entry in entries
     }
-    out.mkdir(parents=True, exist_ok=True)
+    results_folder(out).mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         answerers = stack.enter_context(
             Answerers(vlm, recipes, concurrency=concurrency, letters=options == "letters")

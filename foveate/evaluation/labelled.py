@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from foveate.errors import ManifestError
 from foveate.evaluation.datasets.jsonl import question_from_line
+from foveate.files import regular_file
 
 __all__ = ["LabelledQuestion", "load_labelled"]
 
@@ -52,8 +53,9 @@ def load_labelled(path: str | Path) -> list[LabelledQuestion]:
     line is read as a question file's line is (``foveate.evaluation.datasets.jsonl``), and must carry its
     right answer."""
     file = Path(path)
-    if file.is_dir():
+    if str(path).strip() and file.is_dir():
         file = file / "manifest.jsonl"
+    file = regular_file(file, "question file", ManifestError)
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from foveate.errors import ManifestError, ResultsWriteError
+from foveate.files import output_file
 
 __all__ = ["ResultsFile"]
 
@@ -35,6 +36,7 @@ class ResultsFile:
     def open(self, *, resume: bool) -> list[dict[str, Any]]:
         """Start the file (refusing one that exists unless ``resume``) and return the lines it holds."""
         lines: list[dict[str, Any]] = []
+        self.path = output_file(self.path, "results file", ManifestError)
         if self.path.exists():
             if not resume:
                 raise ManifestError(

@@ -150,6 +150,8 @@ def _parse(text: str, filename: str) -> tuple[Any, SourceMap]:
         raise GraphSpecError(f"{filename}{line}: invalid YAML: {what}") from None
     except yaml.YAMLError as exc:
         raise GraphSpecError(f"{filename}: invalid YAML: {exc}") from None
+    except RecursionError:  # PyYAML composes and walks nodes recursively: 100,000 "[" exhausted the stack
+        raise GraphSpecError(f"{filename}: its YAML nests too deeply for a workflow") from None
     finally:
         loader.dispose()
 

@@ -115,6 +115,10 @@ class RunInput(BaseModel):
         """A run input, or a ``FoveateError`` saying in one line what is wrong with the question."""
         if not isinstance(fields.get("question"), str):
             raise FoveateError(f"a question is text (str), not {type(fields.get('question')).__name__}")
+        options = fields.get("options")
+        if options is not None and (isinstance(options, (str, bytes)) or not isinstance(options, Sequence)):
+            # a str, dict or set would be split into characters, keys or an arbitrary order
+            raise FoveateError(f"options are a list of strings, not {type(options).__name__}")
         try:
             return cls.model_validate(fields, context={"max_options": max_options})
         except ValidationError as exc:
@@ -148,6 +152,10 @@ class RunInput(BaseModel):
             key = option.strip()
             if not key:
                 raise ValueError("an option is empty")
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"option {key!r} is not valid UTF-8 text") from None
             if key in seen:
                 raise ValueError(f"option {key!r} is given twice")
             seen.add(key)

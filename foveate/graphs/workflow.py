@@ -204,6 +204,7 @@ class Workflow:
         """A run id for a new run: an existing run's state would add up with the new one's."""
         if run_id is None:
             return new_run_id()
+        check_run_id(run_id)
         if self.graph.get_state(self.config(run_id)).values:
             raise RunError(f"run {run_id!r} already exists; resume it, or start a new run with another id")
         return run_id
@@ -282,6 +283,7 @@ class Workflow:
             return False
 
     def _snapshot(self, run_id: str) -> StateSnapshot:
+        check_run_id(run_id)
         snapshot = self.graph.get_state(self.config(run_id))
         if not snapshot.values:
             raise RunError(f"no run {run_id!r} in this checkpointer")
@@ -329,6 +331,17 @@ def _as_file(image: Any) -> Path | None:
         return path.resolve() if path.is_file() else None
     except OSError:  # a name too long to be a path
         return None
+
+
+def check_run_id(run_id: Any) -> None:
+    """A run id is non-empty UTF-8 text (it keys the checkpoints); anything else is refused, in one line,
+    before a run starts (an int, "", undecodable bytes from a command line)."""
+    if not isinstance(run_id, str) or not run_id.strip():
+        raise RunError(f"a run id is non-empty text, not {run_id!r}")
+    try:
+        run_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RunError(f"run id {run_id!r} is not valid UTF-8 text") from None
 
 
 def new_run_id() -> str:

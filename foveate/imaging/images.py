@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import errno
 import io
-import os
 import re
-import stat
 import warnings
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,6 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from foveate.errors import ImageLoadError, ImageTooLargeError
+from foveate.files import regular_file
 
 # 100 megapixels: 10k x 10k. Larger than any V* / HR-Bench 8K image, small enough to be safe.
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -68,7 +66,9 @@ def _decode(stream: BinaryIO, source: str, max_pixels: int) -> Image.Image:
             f"image from {source} is too large to decode safely ({exc}); foveate's limit is "
             f"{max_pixels:,} pixels (a decompression-bomb guard)"
         ) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{source} is not an image foveate can read (unknown format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageLoadError(f"cannot decode image from {source}: {exc}") from exc
     return to_rgb(img)
 
@@ -152,6 +152,8 @@ def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
             "a numpy array or a data: URI"
         )
     if isinstance(source, (str, Path)):
+        if not str(source).strip():
+            raise ImageLoadError("the image path is empty")
         return _from_file(Path(source).expanduser(), max_pixels)
     raise ImageLoadError(
         f"unsupported image input of type {type(source).__name__}; "
@@ -162,21 +164,8 @@ def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
 def _from_file(path: Path, max_pixels: int) -> Image.Image:
     """A regular file's image. Anything else is refused before it is opened: a FIFO or a device would
     block or never end (``/dev/zero``); a symlink loop is named as one, not as a missing file."""
-    try:
-        info = path.stat()
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ImageLoadError(f"image path is a symlink loop: {path}") from exc
-        if path.is_symlink():
-            target = os.readlink(path)
-            raise ImageLoadError(f"image path is a symlink to nothing: {path} -> {target}") from exc
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            raise ImageLoadError(f"image file not found: {path}") from exc
-        raise ImageLoadError(f"cannot read image file {path}: {exc.strerror or exc}") from exc
-    if not stat.S_ISREG(info.st_mode):
-        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a FIFO, a device, a socket)"
-        raise ImageLoadError(f"image path is {kind}: {path}")
-    if info.st_size == 0:
+    path = regular_file(path, "image file", ImageLoadError)
+    if path.stat().st_size == 0:
         raise ImageLoadError(f"image from {path} is empty (0 bytes)")
     try:
         with path.open("rb") as stream:

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from foveate.errors import ManifestError, validation_problems
+from foveate.files import regular_file
 from foveate.synthetic.items import SceneItem
 from foveate.synthetic.scenes import generate_scene
 
@@ -47,8 +48,9 @@ def load_manifest(path_or_dir: str | Path) -> list[SceneItem]:
     Blank lines are skipped. A bad line raises :class:`ManifestError` naming the file and the line number.
     """
     path = Path(path_or_dir)
-    if path.is_dir():
+    if str(path_or_dir).strip() and path.is_dir():
         path = path / MANIFEST_NAME
+    path = regular_file(path, "scene manifest", ManifestError)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from foveate.errors import DatasetFormatError, validation_problems
 from foveate.evaluation.datasets.question import BenchQuestion
+from foveate.files import regular_file
+from foveate.graphs.state import RunInput
 
 __all__ = ["LineProblem", "question_from_line", "read_question_file"]
 
@@ -45,7 +47,7 @@ def read_question_file(
     path: str | Path, *, strict: bool = True
 ) -> tuple[list[BenchQuestion], list[LineProblem]]:
     """The questions of a JSONL file and, when not ``strict``, the lines that could not be read."""
-    file = Path(path)
+    file = regular_file(path, "question file", DatasetFormatError)
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -87,6 +89,9 @@ def question_from_line(line: str, lineno: int, file: Path) -> BenchQuestion:
         image = image if image.is_absolute() else file.parent / image
         if not image.is_file():
             raise ValueError(f"no image file {image}")
+        # the checks a question gets when it is asked (blank, not UTF-8, options repeated, empty or
+        # alone), made here so that such a line is reported by number rather than "answered" with an error
+        RunInput.model_validate({"question": item.question, "image": image, "options": item.options})
         return BenchQuestion(
             id=str(item.id) if item.id is not None else f"line-{lineno}",
             image=image,

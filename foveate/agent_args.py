@@ -1,0 +1,95 @@
+"""What ``Agent`` is given, checked when it is given: a wrong type fails at construction (or before a
+question runs) in one line naming the argument, not as an ``AttributeError`` deep in the first question, nor
+after a question has been answered and paid for (``truth_boxes``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from foveate.conformal import ConformalCalibration, SelectiveCalibration
+from foveate.conformal.answer_gate import AnswerGate
+from foveate.errors import FoveateError
+from foveate.graphs.registry import Registry
+from foveate.graphs.spec import WorkflowSpec
+from foveate.imaging.boxes import Box
+from foveate.memory import InsightMemory
+from foveate.vlm.base import VLM
+from foveate.vlm.budget import TokenBudget
+from foveate.zoom import StrategyRegistry
+
+__all__ = ["check_agent_args", "check_questions", "truth_boxes"]
+
+_PATHLIKE = (str, Path)
+
+
+def _wrong(name: str, value: Any, expected: str) -> FoveateError:
+    return FoveateError(f"Agent({name}=...) takes {expected}, not {type(value).__name__} {value!r:.60}")
+
+
+def check_agent_args(**given: Any) -> None:
+    """Each of ``Agent``'s arguments of the right kind; a ``FoveateError`` naming the first that is not."""
+    kinds: dict[str, tuple[tuple[type, ...], str]] = {
+        "workflow": ((*_PATHLIKE, WorkflowSpec), "a built-in name, a YAML path or a WorkflowSpec"),
+        "budget": ((TokenBudget, type(None)), "a TokenBudget or None"),
+        "memory": ((*_PATHLIKE, InsightMemory, type(None)), "an InsightMemory, a path or URL, or None"),
+        "calibration": (
+            (AnswerGate, ConformalCalibration, SelectiveCalibration, type(None)),
+            "an AnswerGate, ConformalCalibration, SelectiveCalibration or None",
+        ),
+        "checkpoints": (
+            (*_PATHLIKE, BaseCheckpointSaver, type(None)),
+            "a path or URL, a checkpointer, or None",
+        ),
+        "reasoner": ((VLM, type(None)), "a VLM or None"),
+        "registry": ((Registry, type(None)), "a Registry or None"),
+        "strategies": ((StrategyRegistry, type(None)), "a StrategyRegistry or None"),
+        "allow_calibration_mismatch": ((bool,), "True or False"),
+        "adaptive": ((bool,), "True or False"),
+        "coalesce": ((bool,), "True or False"),
+    }
+    vlm = given.pop("vlm")
+    if not isinstance(vlm, VLM):
+        raise _wrong("vlm", vlm, "a VLM (TransformersVLM, OpenAIVLM, load_vlm(...))")
+    for name, value in given.items():
+        types, expected = kinds.get(name, ((object,), ""))
+        if not isinstance(value, types):
+            raise _wrong(name, value, expected)
+    limit = given.get("max_options")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 2):
+        raise _wrong("max_options", limit, "an int of at least 2")
+
+
+def truth_boxes(values: Any) -> list[Box]:
+    """Ground-truth boxes as four whole pixels each, checked before the question runs."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise FoveateError(f"truth_boxes are a list of (x0, y0, x1, y1), not {type(values).__name__}")
+    boxes = []
+    for box in values:
+        if isinstance(box, (str, bytes)) or not isinstance(box, Sequence) or len(box) != 4:
+            raise FoveateError(f"a truth box is (x0, y0, x1, y1), got {box!r}")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in box):
+            raise FoveateError(f"a truth box holds four finite numbers, got {list(box)}")
+        x0, y0, x1, y1 = (int(v) for v in box)
+        if x1 <= x0 or y1 <= y0:
+            raise FoveateError(f"a truth box needs x0 < x1 and y0 < y1, got {list(box)}")
+        boxes.append((x0, y0, x1, y1))
+    return boxes
+
+
+def check_questions(questions: Any, max_concurrency: Any) -> list[tuple[str, Any, Sequence[str] | None]]:
+    """``ask_many``'s ``(question, image, options)`` triples (a pair means no options)."""
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+        raise FoveateError(f"max_concurrency is a whole number of at least 1, not {max_concurrency!r}")
+    if isinstance(questions, (str, bytes)) or not isinstance(questions, Sequence):
+        raise FoveateError("ask_many takes a list of (question, image, options) tuples")
+    out = []
+    for item in questions:
+        if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+            raise FoveateError(f"ask_many takes (question, image, options) tuples, got {item!r:.80}")
+        out.append((item[0], item[1], item[2] if len(item) == 3 else None))
+    return out
