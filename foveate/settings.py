@@ -86,6 +86,13 @@ class FoveateSettings(BaseSettings):
     """Use a stored calibration made for another model, workflow or budget (its guarantee does not carry
     over; for experiments)."""
 
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip().lower().startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not a server URL (http://HOST:PORT/v1)")
+        return value
+
     @field_validator("method", mode="before")
     @classmethod
     def _method_any_case(cls, value: Any) -> Any:

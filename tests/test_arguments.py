@@ -82,6 +82,12 @@ CASES = [
     (["memory", "export", "mem.db", "--db", "mem.db"], "part of the memory being exported"),
     (["memory", "export", "p.png", "--db", "mem.db"], "exists: add --force"),
     (["run", "", "What?", "--no-memory"], "the image path is empty"),
+    (["run", "p.png", "What?", "--no-memory", "--answer", "yes"], "give it with --resume"),
+    (["run", "p.png", "What?", "--no-memory", "--endpoint", "notaurl"], "is not a server URL"),
+    (
+        ["calibrate", "--workflow", "direct", "--db", "cal.db", "--synthetic", "2", "--out", "adir"],
+        "adir cannot",
+    ),
 ]
 
 

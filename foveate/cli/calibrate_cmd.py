@@ -125,6 +125,9 @@ def calibrate(
         raise fail(f"--delta must be in (0, 1), got {delta}")
     if out is not None and len(methods) > 1:
         raise fail("--out writes one gate: give one --method with it")
+    if out is not None and (not str(out).strip() or out.is_dir() or not out.parent.is_dir()):
+        # checked now, not after the whole calibration (whose gate would already be in the database)
+        raise fail(f"--out {out} cannot be written: name a file in an existing folder")
     if (questions is None) == (synthetic is None):
         raise fail("give the labelled questions: --questions FILE_OR_FOLDER, or --synthetic N")
     try:

@@ -119,6 +119,8 @@ def run(
         raise fail("give [WORKFLOW.yaml] IMAGE QUESTION, or --resume RUN_ID")
     if resume is not None and words:
         raise fail("--resume continues a run; give no IMAGE or QUESTION with it")
+    if answer is not None and resume is None:
+        raise fail("--answer replies to a paused run: give it with --resume RUN_ID")
     if words and not words[0].strip():
         raise fail("the image path is empty")
     image, question = (Path(words[0]), words[1]) if words else (None, None)

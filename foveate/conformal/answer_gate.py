@@ -86,8 +86,23 @@ class GateKey(BaseModel):
                 continue
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine != theirs:
-                out.append(f"{name}: calibrated for {_short(theirs)}, asked with {_short(mine)}")
+                out.append(_difference(name, theirs, mine))
         return out
+
+
+def _difference(name: str, theirs: str, mine: str) -> str:
+    """One field's difference; for a JSON object (the budget) the keys that differ, since two long
+    objects cut to fit looked alike ("max_t…er_image" in both)."""
+    try:
+        old, new = json.loads(theirs), json.loads(mine)
+    except ValueError:
+        old = new = None
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        return f"{name}: " + ", ".join(
+            f"{k} calibrated for {old.get(k)!r}, asked with {new.get(k)!r}" for k in keys
+        )
+    return f"{name}: calibrated for {_short(theirs)}, asked with {_short(mine)}"
 
 
 def _short(value: str) -> str:
