@@ -83,6 +83,7 @@ CASES = [
     (["memory", "export", "p.png", "--db", "mem.db"], "exists: add --force"),
     (["run", "", "What?", "--no-memory"], "the image path is empty"),
     (["run", "p.png", "What?", "--no-memory", "--answer", "yes"], "give it with --resume"),
+    (["chat", "--image", "missing.png"], "image file not found"),
     (["run", "p.png", "What?", "--no-memory", "--endpoint", "notaurl"], "is not a server URL"),
     (
         ["calibrate", "--workflow", "direct", "--db", "cal.db", "--synthetic", "2", "--out", "adir"],

@@ -6,7 +6,6 @@ plain lines from a pipe) and builds the agent from the flags and ``foveate.setti
 
 from __future__ import annotations
 
-import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,8 +105,8 @@ def chat(
         )
         repl = ChatREPL(console, factory, workflow=settings.workflow)
         repl.max_total_tokens = settings.max_total_tokens
-        for path in image or []:
-            repl.handle(f"/image {shlex.quote(str(path))}")
+        for path in image or []:  # a bad --image stops here, before the model loads (not a line mid-chat)
+            repl.add_image(Path(path).expanduser())
         console.print("loading model...")
         agent = repl.load()
     except FoveateError as exc:

@@ -202,7 +202,8 @@ class ChatREPL:
         return True
 
     # ------------------------------------------------------------------ settings
-    def _add_image(self, path: Path) -> None:
+    def add_image(self, path: Path) -> None:
+        """Load an image to ask about (questions go to the last one); ``ImageLoadError`` naming a bad one."""
         from foveate.imaging.images import load_image
 
         with load_image(path) as image:  # missing or corrupt: ImageLoadError naming the file
@@ -221,7 +222,7 @@ class ChatREPL:
                 )
             return
         for word in shlex.split(arg):
-            self._add_image(Path(word).expanduser())
+            self.add_image(Path(word).expanduser())
         if len(self.images) > 1:
             self._say(f"{len(self.images)} images loaded; questions are asked about the last one")
 
