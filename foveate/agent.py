@@ -27,7 +27,7 @@ from typing import Any, Literal
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel, ConfigDict, Field
 
-from foveate.agent_args import check_agent_args, check_questions
+from foveate.agent_args import check_agent_args, check_questions, listable
 from foveate.agent_args import truth_boxes as checked_boxes
 from foveate.conformal import ConformalCalibration, CoverageMonitor, SelectiveCalibration
 from foveate.conformal.answer_gate import AnswerGate, GateKey
@@ -276,7 +276,7 @@ class Agent:
             max_options=self.max_options,
             question=question,
             image=image,
-            options=list(options) if options is not None and _listable(options) else (options or []),
+            options=list(options) if listable(options) else ([] if options is None else options),
             budget=budget or self.budget,
             category=category,
         )
@@ -449,8 +449,3 @@ def _selective(calibration: AnswerGate | ConformalCalibration | SelectiveCalibra
     if isinstance(calibration, AnswerGate):
         return calibration.method in ("crc", "ltt")
     return isinstance(calibration, SelectiveCalibration)
-
-
-def _listable(options: Any) -> bool:
-    """A sequence of options that ``list`` keeps whole (a str would become its characters)."""
-    return isinstance(options, Sequence) and not isinstance(options, (str, bytes))

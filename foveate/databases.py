@@ -7,6 +7,7 @@ opens it, so that foveate never writes into somebody else's file.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 from collections.abc import Callable
@@ -61,7 +62,13 @@ def check_sqlite_file(path: Path, what: str, error: type[FoveateError]) -> None:
     if path.is_dir():
         raise error(f"{what} {path} is a directory, not a SQLite file")
     if path.is_symlink() and not path.exists():
-        raise error(f"{what} {path} is a symlink that leads nowhere (a loop, or a missing target)")
+        try:
+            os.stat(path)
+        except OSError as exc:  # a link made ahead of the file is fine (SQLite creates the target)
+            if exc.errno == errno.ELOOP or not Path(os.path.realpath(path)).parent.is_dir():
+                raise error(
+                    f"{what} {path} is a symlink that leads nowhere (a loop, or no such folder)"
+                ) from None
     if path.exists() and not path.is_file():
         raise error(f"{what} {path} is not a regular file (a FIFO, a device, a socket)")
     if not path.exists() or path.stat().st_size == 0:
@@ -82,12 +89,12 @@ def read_only_connector(path: Path) -> Callable[[], sqlite3.Connection]:
     ``PRAGMA query_only``: every write is refused, and SQLite still tidies its ``-wal`` and ``-shm`` files
     away on close (a ``mode=ro`` connection left them behind). SQLite reads a WAL database through a
     ``-shm`` file it must be able to create, so in a folder this process cannot write (a read-only mount,
-    another user's folder) even ``mode=ro`` fails with "unable to open database file"; there the file is
-    opened ``immutable`` (nobody can be writing it from a folder nobody can write), unless a ``-wal`` file
-    holds commits not yet in the database, which only ``mode=ro`` reads.
+    another user's folder) even ``mode=ro`` fails with "unable to open database file". On a read-only
+    filesystem, where nothing can be writing, the file is then opened ``immutable``, unless a ``-wal`` or
+    ``-journal`` holds commits the file lacks; elsewhere ``mode=ro`` (its failure is named by the caller).
     """
-    base = path.resolve().as_uri()
-    wal = path.with_name(path.name + "-wal")
+    path = path.resolve()  # the file SQLite opens, and the folder its -wal and -shm go in
+    base = path.as_uri()
     if os.access(path.parent, os.W_OK):
 
         def connect() -> sqlite3.Connection:
@@ -96,7 +103,14 @@ def read_only_connector(path: Path) -> Callable[[], sqlite3.Connection]:
             return conn
 
         return connect
-    uri = f"{base}?mode=ro" if wal.exists() and wal.stat().st_size > 0 else f"{base}?mode=ro&immutable=1"
+    # immutable only where nothing can write (a read-only filesystem) and no journal holds commits the file
+    # lacks: in another user's folder its owner may be writing, and immutable reads take no locks
+    journals = [path.with_name(path.name + s) for s in ("-wal", "-journal")]
+    frozen = bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    if frozen and not any(j.exists() and j.stat().st_size > 0 for j in journals):
+        uri = f"{base}?mode=ro&immutable=1"
+    else:
+        uri = f"{base}?mode=ro"
     return lambda: sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
 
 

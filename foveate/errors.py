@@ -130,6 +130,16 @@ class SettingsError(FoveateError, ValueError):
     """A setting in the environment or the config file is invalid."""
 
 
+class CheckpointWriteError(RunError, OSError):
+    """A run's checkpoint (or its cached image) could not be written: a full disk, a locked database. An
+    ``OSError`` too, so that batch runs leave the question to ``--resume`` rather than record it."""
+
+
+class MemoryWriteError(InsightMemoryError, OSError):
+    """A change to the insight memory could not be stored (a full disk); what was stored before is intact.
+    An ``OSError`` too, so that batch runs leave the question to ``--resume``."""
+
+
 class ChatError(FoveateError):
     """A line the REPL cannot act on (bad argument, nothing asked yet); shown as one line."""
 

@@ -89,7 +89,10 @@ class FoveateSettings(BaseSettings):
     @field_validator("endpoint")
     @classmethod
     def _endpoint_is_a_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip().lower().startswith(("http://", "https://")):
+        value = value.strip() if value is not None else None
+        if not value:  # FOVEATE_ENDPOINT= switches the server off, as it always did
+            return None
+        if not value.lower().startswith(("http://", "https://")):
             raise ValueError(f"{value!r} is not a server URL (http://HOST:PORT/v1)")
         return value
 

@@ -5,6 +5,7 @@ wrong result; and nothing the user had is overwritten."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import sys
@@ -208,3 +209,54 @@ def test_ask_many_takes_pairs_and_refuses_a_bad_concurrency() -> None:
         agent.ask_many([("What?", PICTURE)], max_concurrency=0)
     with pytest.raises(FoveateError, match="tuples"):
         agent.ask_many("abc")  # type: ignore[arg-type]
+
+
+def test_what_users_pass_from_numpy_pandas_and_iterators_still_works() -> None:
+    """The checks refuse the wrong kinds, not the usual ones: a numpy array of options, numpy boxes, a
+    zip of questions (a review of the checks found each refused at first)."""
+    agent = Agent(ScriptedVLM(), workflow="direct", memory=None, checkpoints=None)
+    answer = agent.ask("Which?", image=PICTURE, options=np.array(["a", "b"]))
+    assert answer.text in {"a", "b"}
+    boxed = agent.ask("Which?", image=PICTURE, options=["a", "b"], truth_boxes=[np.array([0, 0, 8, 8])])
+    assert boxed.grounding is not None
+    answers = agent.ask_many(zip(["What?", "Which?"], [PICTURE, PICTURE], [None, ["a", "b"]], strict=True))
+    assert len(answers) == 2
+
+
+def test_an_empty_endpoint_means_no_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from foveate.settings import load_settings
+
+    monkeypatch.setenv("FOVEATE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("FOVEATE_ENDPOINT", "")
+    assert load_settings().endpoint is None
+    monkeypatch.setenv("FOVEATE_ENDPOINT", " http://127.0.0.1:8000/v1 ")
+    assert load_settings().endpoint == "http://127.0.0.1:8000/v1"
+
+
+def test_the_options_setting_reaches_question_files(tmp_path: Path) -> None:
+    from foveate.evaluation.datasets import read_question_file
+
+    Image.fromarray(PICTURE).save(tmp_path / "p.png")
+    line = {"image": "p.png", "question": "Which?", "options": [f"o{i}" for i in range(30)]}
+    (tmp_path / "q.jsonl").write_text(json.dumps(line) + "\n")
+    asked, problems = read_question_file(tmp_path / "q.jsonl", strict=False)
+    assert not asked and "at most 26" in problems[0].error
+    asked, problems = read_question_file(tmp_path / "q.jsonl", strict=False, max_options=40)
+    assert len(asked) == 1 and not problems
+
+
+def test_export_knows_the_memory_through_a_symlink(place: Path) -> None:
+    (place / "link.db").symlink_to(place / "mem.db")
+    before = (place / "mem.db").read_bytes()
+    refused = runner.invoke(app, ["memory", "export", "mem.db", "--db", "link.db", "--force"])
+    assert refused.exit_code == 2 and "part of the memory" in refused.output
+    assert (place / "mem.db").read_bytes() == before
+
+
+def test_storage_faults_in_a_run_are_left_for_resume() -> None:
+    """A batch writes an error line for a question only when asking again cannot help; a full disk under
+    the checkpoints or the memory is an OSError too, so the question waits for --resume."""
+    from foveate.errors import CheckpointWriteError, MemoryWriteError, RunError
+
+    assert issubclass(CheckpointWriteError, RunError) and issubclass(CheckpointWriteError, OSError)
+    assert issubclass(MemoryWriteError, OSError)

@@ -73,3 +73,33 @@ def test_the_agent_and_the_command_line_refuse_in_one_line(
     assert result.exit_code == 2, result.output
     assert "reads at most 4,096" in result.output and "Traceback" not in result.output
     assert result.output.strip().count("\n") == 0
+
+
+def test_one_long_prompt_does_not_fail_the_questions_merged_with_it(vlm: TransformersVLM) -> None:
+    """Coalesced probes from several questions run as one batch; a prompt past the window in it is refused
+    for its own question only (the batch is asked again job by job)."""
+    import threading
+
+    from foveate.vlm.batching import CoalescingVLM
+
+    outcomes: dict[str, object] = {}
+    with CoalescingVLM(vlm, max_wait_s=0.5) as shared:
+        start = threading.Barrier(2)
+
+        def ask(name: str, question: str) -> None:
+            start.wait()
+            try:
+                outcomes[name] = shared.probe_views([PICTURE], [[question]])
+            except ContextLengthError as exc:
+                outcomes[name] = exc
+
+        threads = [
+            threading.Thread(target=ask, args=("long", LONG)),
+            threading.Thread(target=ask, args=("short", "Is the picture grey?")),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert isinstance(outcomes["long"], ContextLengthError)
+    assert isinstance(outcomes["short"], list) and 0.0 <= outcomes["short"][0][0].p_yes <= 1.0

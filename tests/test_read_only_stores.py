@@ -78,6 +78,9 @@ def read_only_calibrations(tmp_path: Path) -> Iterator[Path]:
     folder = tmp_path / "calibrations"
     folder.mkdir()
     CalibrationStore(folder / "calibrations.db").close()
+    with sqlite3.connect(folder / "blank.db") as blank:
+        blank.execute("PRAGMA user_version = 1")
+    blank.close()
     with sqlite3.connect(folder / "foreign.db") as conn:
         conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
     conn.close()
@@ -119,15 +122,15 @@ def test_read_only_opening_writes_nothing_and_refuses_writes(tmp_path: Path) -> 
     assert not (tmp_path / "none.db").exists()
 
 
-def test_a_memory_that_needs_migrating_is_not_migrated_by_a_read(tmp_path: Path) -> None:
-    """A SQLite file with no schema yet (any older schema alike) would be migrated by a writing open; a
-    read-only open refuses it, names the way out, and leaves the file as it was."""
+def test_a_database_without_a_memory_is_not_given_one_by_a_read(tmp_path: Path) -> None:
+    """A SQLite file with no schema would be given one by a writing open; a read-only open refuses it and
+    leaves the file as it was."""
     db = tmp_path / "memory.db"
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA user_version = 7")
     conn.close()
     before = _files(tmp_path)
-    with pytest.raises(MemoryDatabaseError, match="revision none.*commands that only read never migrate"):
+    with pytest.raises(MemoryDatabaseError, match="holds no foveate memory"):
         InsightMemory(db, embedder=HashingEmbedder(), read_only=True)
     assert _files(tmp_path) == before
 
@@ -145,6 +148,8 @@ def test_gates_are_looked_up_in_a_read_only_calibration_database(read_only_calib
     )
     with pytest.raises(CalibrationStoreError, match="no lac calibration at alpha 0.1"):
         find_gate(str(read_only_calibrations / "calibrations.db"), key, 0.1, "lac")
-    with pytest.raises(CalibrationStoreError, match=r"cannot read calibration database .*foreign\.db"):
+    with pytest.raises(CalibrationStoreError, match=r"foreign\.db holds other tables \(notes\)"):
         find_gate(str(read_only_calibrations / "foreign.db"), key, 0.1, "lac")
     assert _files(read_only_calibrations) == before
+    with pytest.raises(CalibrationStoreError, match="no lac calibration"):  # no tables yet: none stored
+        find_gate(str(read_only_calibrations / "blank.db"), key, 0.1, "lac")

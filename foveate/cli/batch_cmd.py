@@ -82,17 +82,6 @@ def batch(
 
     part, parts = _shard(shard)
     try:
-        output_file(out, "results file (--out)", ManifestError)
-        items, problems = read_question_file(questions, strict=False)
-        items = [q for i, q in enumerate(items) if i % parts == part]
-        for problem in problems:
-            err_console.print(
-                f"[yellow]skipped[/] {escape(str(questions))}:{problem.line}: {escape(problem.error)}",
-                highlight=False,
-                soft_wrap=True,
-            )
-        if not items:
-            raise FoveateError(f"{questions} has no question that can be asked")
         settings = settings_from(
             model=model,
             endpoint=endpoint,
@@ -105,6 +94,17 @@ def batch(
             allow_calibration_mismatch=allow_mismatch or None,
             default_gate=False if no_gate else None,
         )
+        output_file(out, "results file (--out)", ManifestError)
+        items, problems = read_question_file(questions, strict=False, max_options=settings.max_options)
+        items = [q for i, q in enumerate(items) if i % parts == part]
+        for problem in problems:
+            err_console.print(
+                f"[yellow]skipped[/] {escape(str(questions))}:{problem.line}: {escape(problem.error)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if not items:
+            raise FoveateError(f"{questions} has no question that can be asked")
         vlm = load_model(settings)
         recipe = AgentRecipe(
             settings, settings.workflow, overrides={"memory": memory, "checkpoints": checkpoints}

@@ -143,10 +143,12 @@ def calibrate(
         with tempfile.TemporaryDirectory(prefix="foveate-calibrate-") as scratch:
             if synthetic is not None:
                 make_benchmark(Path(scratch), synthetic, seed)
-                labelled, source = load_labelled(scratch), f"synthetic scenes, seed {seed}, n {synthetic}"
+                labelled = load_labelled(scratch, max_options=settings.max_options)
+                source = f"synthetic scenes, seed {seed}, n {synthetic}"
             else:
                 assert questions is not None
-                labelled, source = load_labelled(questions), str(questions)
+                labelled = load_labelled(questions, max_options=settings.max_options)
+                source = str(questions)
             if limit is not None:
                 labelled = labelled[:limit]
             store = CalibrationStore(settings.calibration_db)  # before the model: a bad database fails fast

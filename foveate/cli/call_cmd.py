@@ -45,8 +45,6 @@ def call(
     from foveate.vlm import TokenBudget, TokenLedger, VLMRequest
 
     try:
-        choices = split_options(options)
-        RunInput.checked(question=question, image=image, options=choices)  # the checks `run` makes
         settings = settings_from(
             model=model,
             endpoint=endpoint,
@@ -54,6 +52,9 @@ def call(
             max_total_tokens=max_total_tokens,
             max_visual_tokens=max_visual_tokens,
         )
+        choices = split_options(options)
+        checks = {"question": question, "image": image, "options": choices}  # the checks `run` makes
+        RunInput.checked(max_options=settings.max_options, **checks)
         budget = TokenBudget(
             max_visual_tokens_per_image=settings.max_visual_tokens, max_total_tokens=settings.max_total_tokens
         )

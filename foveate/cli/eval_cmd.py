@@ -95,7 +95,13 @@ def eval_command(
             max_total_tokens=max_total_tokens,
             max_visual_tokens=max_visual_tokens,
         )
-        questions = load_benchmark(fmt, path, images_dir=results_folder(out) / "images", limit=limit)
+        questions = load_benchmark(
+            fmt,
+            path,
+            images_dir=results_folder(out) / "images",
+            limit=limit,
+            max_options=settings.max_options,
+        )
         vlm = load_model(settings)
         with question_progress() as bar:
             tasks: dict[str, object] = {}

@@ -328,10 +328,13 @@ def _check_export_target(target: Path, database: Path | None, force: bool) -> No
     other existing file unless ``force``: ``foveate memory export mem.db --db mem.db`` once replaced the
     database with its own export."""
     if database is not None and target.exists():
-        ours = {
-            database.name + suffix for suffix in ("", "-wal", "-shm", ".faiss", ".faiss.json", ".faiss.lock")
-        }
-        if target.resolve().parent == database.resolve().parent and target.resolve().name in ours:
-            raise InsightMemoryError(f"{target} is part of the memory being exported; write somewhere else")
+        suffixes = ("", "-wal", "-shm", ".faiss", ".faiss.json", ".faiss.lock")
+        for base in {database, database.resolve()}:  # by file identity: a symlink, a bind mount, any case
+            for suffix in suffixes:
+                own = base.with_name(base.name + suffix)
+                if own.exists() and os.path.samefile(target, own):
+                    raise InsightMemoryError(
+                        f"{target} is part of the memory being exported; write somewhere else"
+                    )
     if target.exists() and not force:
         raise InsightMemoryError(f"{target} exists: add --force to replace it, or write somewhere else")

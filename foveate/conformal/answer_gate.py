@@ -98,11 +98,21 @@ def _difference(name: str, theirs: str, mine: str) -> str:
     except ValueError:
         old = new = None
     if isinstance(old, dict) and isinstance(new, dict):
-        keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-        return f"{name}: " + ", ".join(
-            f"{k} calibrated for {old.get(k)!r}, asked with {new.get(k)!r}" for k in keys
-        )
+        keys = sorted(k for k in old.keys() | new.keys() if old.get(k, _ABSENT) != new.get(k, _ABSENT))
+        said = [
+            f"{k} calibrated for {old.get(k, _ABSENT)!r}, asked with {new.get(k, _ABSENT)!r}" for k in keys
+        ]
+        if said:  # else the texts differ only in form (1 and 1.0): show them whole
+            return f"{name}: " + ", ".join(said)
     return f"{name}: calibrated for {_short(theirs)}, asked with {_short(mine)}"
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+_ABSENT = _Absent()
 
 
 def _short(value: str) -> str:

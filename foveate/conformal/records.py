@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import URL, DateTime, Float, Integer, String, Text, create_engine, select
+from sqlalchemy import URL, DateTime, Float, Integer, String, Text, create_engine, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -204,6 +204,7 @@ class CalibrationStore:
             self.engine = create_engine(self.url, **kwargs)
             if not read_only:
                 Base.metadata.create_all(self.engine)
+            self._empty = read_only and not self._holds_calibrations()
         except (SQLAlchemyError, ImportError) as exc:
             raise CalibrationStoreError(f"cannot open calibration database {self.name}: {exc}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -287,8 +288,22 @@ class CalibrationStore:
             query = query.where(CalibrationRow.model_id == model_id)
         return self._rows(query)
 
+    def _holds_calibrations(self) -> bool:
+        """Whether a database opened read-only has foveate's table; one with only other tables is refused
+        (it is not a calibration database), one with none holds no calibration yet."""
+        tables = set(inspect(self.engine).get_table_names())
+        if CalibrationRow.__tablename__ in tables:
+            return True
+        if tables:
+            raise CalibrationStoreError(
+                f"{self.name} holds other tables ({', '.join(sorted(tables)[:5])}), not calibrations"
+            )
+        return False
+
     def _rows(self, query: Any) -> builtins.list[CalibrationRecord]:
         """The records a query selects; an unreadable database (not foveate's, damaged) is one error."""
+        if self._empty:
+            return []
         try:
             with self._sessions() as session:
                 return [CalibrationRecord.from_row(r) for r in session.scalars(query)]

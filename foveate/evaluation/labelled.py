@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from foveate.errors import ManifestError
 from foveate.evaluation.datasets.jsonl import question_from_line
 from foveate.files import regular_file
+from foveate.graphs.state import MAX_OPTIONS
 
 __all__ = ["LabelledQuestion", "load_labelled"]
 
@@ -48,7 +49,7 @@ class LabelledQuestion(BaseModel):
         return self.options.index(self.answer) if self.options else None
 
 
-def load_labelled(path: str | Path) -> list[LabelledQuestion]:
+def load_labelled(path: str | Path, *, max_options: int = MAX_OPTIONS) -> list[LabelledQuestion]:
     """The questions of a JSON Lines file (or a folder's ``manifest.jsonl``), with checked image paths. Each
     line is read as a question file's line is (``foveate.evaluation.datasets.jsonl``), and must carry its
     right answer."""
@@ -65,7 +66,7 @@ def load_labelled(path: str | Path) -> list[LabelledQuestion]:
         if not line.strip():
             continue
         try:
-            question = question_from_line(line, lineno, file)
+            question = question_from_line(line, lineno, file, max_options=max_options)
         except ValueError as exc:
             raise ManifestError(f"{file}:{lineno}: {exc}") from None
         if not question.answer:

@@ -11,6 +11,7 @@ last whole line before the error is raised, so the file stays resumable.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import threading
@@ -56,8 +57,9 @@ class ResultsFile:
         with self._lock:
             if self._fd is None:
                 raise ManifestError(f"{self.path} is not open")
-            whole = os.lseek(self._fd, 0, os.SEEK_END)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)  # another process appending: its lines are not cut back
             try:
+                whole = os.lseek(self._fd, 0, os.SEEK_END)
                 while data:
                     data = data[os.write(self._fd, data) :]
                 os.fsync(self._fd)
@@ -68,6 +70,8 @@ class ResultsFile:
                     f"cannot write {self.path}: {exc.strerror or exc}; every line before is whole, and "
                     "--resume goes on from them once the cause is gone"
                 ) from exc
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         with self._lock:

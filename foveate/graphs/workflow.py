@@ -33,7 +33,7 @@ from langgraph.types import Command, StateSnapshot
 from pydantic import BaseModel, ConfigDict
 
 from foveate.databases import quick_check
-from foveate.errors import GraphSpecError, RunError
+from foveate.errors import CheckpointWriteError, GraphSpecError, RunError
 from foveate.graphs.compiler import compile_workflow, run_config
 from foveate.graphs.nodes import builtin_registry
 from foveate.graphs.registry import Registry
@@ -187,7 +187,7 @@ class Workflow:
                     tmp.replace(path)
                 except OSError as exc:  # a full disk: nothing is half-written under the image's name
                     tmp.unlink(missing_ok=True)
-                    raise RunError(f"cannot keep the image in {self.image_cache}: {exc}") from exc
+                    raise CheckpointWriteError(f"cannot keep the image in {self.image_cache}: {exc}") from exc
         self.services.remember_image(str(path), image)
         return {
             "question": run.question,
@@ -268,12 +268,13 @@ class Workflow:
             ) from None
         except sqlite3.Error as exc:  # LangGraph's SQLite saver writes through the sqlite3 module itself
             where = f"cannot write checkpoint database {checkpoint_file(self.checkpointer)}: {exc}"
+            when = "once there is room" if "full" in str(exc).lower() else "once the cause is gone"
             if run_id is not None and self._saved(run_id):
-                raise RunError(
-                    f"{where}; run {run_id} stopped at its last saved step: once there is room, "
-                    f"`foveate run --resume {run_id}` goes on from there"
+                raise CheckpointWriteError(
+                    f"{where}; run {run_id} stopped at its last saved step: {when}, resume it "
+                    f"(`foveate run --resume {run_id}`, Agent.resume) to go on from there"
                 ) from exc
-            raise RunError(f"{where}; nothing of this run was saved: ask again once there is room") from exc
+            raise CheckpointWriteError(f"{where}; nothing of this run was saved: ask again {when}") from exc
 
     def _saved(self, run_id: str) -> bool:
         """Whether the run has a checkpoint to resume from (reading works on a full disk)."""

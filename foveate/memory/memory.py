@@ -143,7 +143,7 @@ class InsightMemory:
             if self._closed:
                 return
             try:
-                if self._sync.unsaved:
+                if self._sync.unsaved or self._sync.retry_on_close:
                     self.flush()
             finally:
                 self._closed = True

@@ -4,8 +4,9 @@ SQLite files are opened in WAL mode with a busy timeout, foreign keys on and ``s
 and every write transaction starts with ``BEGIN IMMEDIATE`` so that two processes writing at once
 queue up instead of failing. A file that is not a SQLite database, or a database that holds some
 other program's tables, is refused with an error naming it, and is never written to. ``read_only``
-opens without writing anything at all (no WAL switch, no migration, no folder made): for the commands that
-only read, so that a memory on a read-only mount or in another user's folder can still be listed.
+opens without writing (no WAL switch, no folder made; only a foveate memory of an older schema is migrated
+first, where it can be, as reads always did): for the commands that only read, so that a memory on a
+read-only mount or in another user's folder can still be listed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from foveate.databases import as_url, check_sqlite_file, describe, read_only_connector, sqlite_file
-from foveate.errors import InsightMemoryError, MemoryDatabaseError
+from foveate.errors import InsightMemoryError, MemoryDatabaseError, MemoryWriteError
 from foveate.memory.schema import MemoryState
 
 log = logging.getLogger(__name__)
@@ -142,8 +143,12 @@ class MemoryStore:
         with self.engine.connect() as conn:  # look first, without writing anything
             self._check_ours(conn, known)
             if self.read_only:
-                self._check_newest(conn, ScriptDirectory.from_config(config).get_current_head())
-                return
+                head = ScriptDirectory.from_config(config).get_current_head()
+                if self._revisions(conn) == {head}:
+                    return
+        if self.read_only:  # older: migrate once where foveate may write (as reads always did), else say so
+            self._migrate_for_reading(head)
+            return
         if self.is_sqlite:
             self._enable_wal()
         with self._writer.begin() as conn:
@@ -171,19 +176,28 @@ class MemoryStore:
                 "foveate memory; it was left untouched: give the memory its own database"
             )
 
-    def _check_newest(self, conn: Connection, head: str | None) -> None:
-        """Refuse, when opened read-only, a memory whose schema this foveate would first migrate."""
-        tables = set(inspect(conn).get_table_names())
-        current = (
-            {row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))}
-            if "alembic_version" in tables
-            else set()
-        )
+    @staticmethod
+    def _revisions(conn: Connection) -> set[str]:
+        if "alembic_version" not in set(inspect(conn).get_table_names()):
+            return set()
+        return {row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))}
+
+    def _migrate_for_reading(self, head: str | None) -> None:
+        """A memory opened read-only whose schema is older than this foveate's: migrated by a writing open
+        where that works (as the read commands always did after an upgrade); else refused, naming the way
+        out. A database with no foveate schema at all is refused, never given one by a read."""
+        with self.engine.connect() as conn:
+            current = self._revisions(conn)
+        if not current:
+            raise MemoryDatabaseError(f"{self.name} holds no foveate memory (no schema); nothing was written")
+        with suppress(MemoryDatabaseError):  # a folder foveate cannot write: said below
+            MemoryStore(self.url).close()
+        with self.engine.connect() as conn:
+            current = self._revisions(conn)
         if current != {head}:
             raise MemoryDatabaseError(
-                f"memory database {self.name} is at schema revision {', '.join(sorted(current)) or 'none'}, "
-                f"not this foveate's {head}; commands that only read never migrate: open it once with one "
-                "that writes (foveate run, foveate memory rm)"
+                f"memory database {self.name} is at schema revision {', '.join(sorted(current))}, not this "
+                f"foveate's {head}, and cannot be migrated here: open it once where foveate can write it"
             )
 
     # -- sessions -------------------------------------------------------------------------------
@@ -214,7 +228,7 @@ class MemoryStore:
                 ).scalar_one()
                 yield session, revision
         except OperationalError as exc:  # a full disk, a lost server: the transaction was rolled back
-            raise InsightMemoryError(
+            raise MemoryWriteError(
                 f"cannot write memory database {self.name}: {exc.orig if exc.orig is not None else exc}; "
                 "this change was not stored, everything stored before is intact"
             ) from exc

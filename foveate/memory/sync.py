@@ -49,6 +49,7 @@ class IndexSync:
         self.save_every = save_every
         self._lock = lock
         self.unsaved = 0
+        self.retry_on_close = False  # a save failed (a full disk): try once more on close
         self.watermark = 0  # every change up to this database revision is in the index
         self.index = VectorIndex(embedder.dim, index_config)
 
@@ -76,8 +77,9 @@ class IndexSync:
                     self.index_path,
                     exc,
                 )
+                self.unsaved, self.retry_on_close = 0, True  # not again on every add: once more on close
                 return
-            self.unsaved = 0
+            self.unsaved, self.retry_on_close = 0, False
 
     def changed(self, count: int = 1) -> None:
         self.unsaved += count

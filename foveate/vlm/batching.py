@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from foveate.errors import ContextLengthError
 from foveate.vlm.base import VLM, BaseVLM, model_fingerprint
 from foveate.vlm.budget import TokenBudget, TokenLedger, TokenUsage
 from foveate.vlm.profile import VLMProfile
@@ -169,6 +170,13 @@ class CoalescingVLM(BaseVLM):
         questions = [q for j in group for q in j.questions]
         try:
             results = self._call(views, questions, None, reuse_prefix)
+        except ContextLengthError as exc:
+            if len(group) == 1:
+                group[0].future.set_exception(exc)
+                return
+            for job in group:  # one question's long prompt must not fail the questions merged with it
+                self._serve([job], reuse_prefix)
+            return
         except BaseException as exc:  # hand the failure to every caller, keep the worker alive
             for job in group:
                 job.future.set_exception(exc)

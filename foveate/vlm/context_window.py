@@ -3,8 +3,9 @@
 Past it a model does not fail by itself: rotary positions extrapolate and the answer comes out anyway,
 from a prompt the model was never trained to read (a 100 KB question, 24.8k tokens, was answered by the
 tiny VLM, whose window is 4,096). So a local backend measures each prompt after tokenising and refuses one
-that does not fit before any forward pass, and caps generation at the room left (as a server caps
-``max_tokens``). A server enforces its own window; its refusal is read into the same error here.
+that does not fit before any forward pass, and caps generation at the room left. A server enforces its own
+window, and its refusal is read into the same error here; vLLM also refuses a prompt that fits when
+prompt + ``max_tokens`` does not (the local backend would answer it, with fewer new tokens).
 """
 
 from __future__ import annotations

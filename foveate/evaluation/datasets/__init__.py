@@ -15,6 +15,7 @@ from foveate.evaluation.datasets.jsonl import LineProblem, read_question_file
 from foveate.evaluation.datasets.mme_realworld import load_mme_realworld
 from foveate.evaluation.datasets.question import BenchQuestion
 from foveate.evaluation.datasets.vstar import load_vstar
+from foveate.graphs.state import MAX_OPTIONS
 
 __all__ = ["FORMATS", "BenchQuestion", "LineProblem", "load_benchmark", "read_question_file"]
 
@@ -22,7 +23,7 @@ FORMATS = ("vstar", "hrbench", "mme-realworld", "jsonl")
 
 
 def load_benchmark(
-    fmt: str, path: str | Path, *, images_dir: Path, limit: int | None = None
+    fmt: str, path: str | Path, *, images_dir: Path, limit: int | None = None, max_options: int = MAX_OPTIONS
 ) -> list[BenchQuestion]:
     """The questions of the benchmark at ``path`` in format ``fmt``; with ``limit``, the first ``limit``
     taken from each split in turn (so that ``--limit 20`` of V* has attribute and spatial questions).
@@ -35,7 +36,7 @@ def load_benchmark(
     elif name in ("mme-realworld", "mme-realworld-lite"):
         questions = load_mme_realworld(path)
     elif name == "jsonl":
-        questions, _ = read_question_file(path, strict=True)
+        questions, _ = read_question_file(path, strict=True, max_options=max_options)
     else:
         raise DatasetFormatError(f"no benchmark format {fmt!r}; known: {', '.join(FORMATS)}")
     seen: set[str] = set()

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from foveate.errors import DatasetFormatError, validation_problems
 from foveate.evaluation.datasets.question import BenchQuestion
 from foveate.files import regular_file
-from foveate.graphs.state import RunInput
+from foveate.graphs.state import MAX_OPTIONS, RunInput
 
 __all__ = ["LineProblem", "question_from_line", "read_question_file"]
 
@@ -44,9 +44,10 @@ class _Line(BaseModel):
 
 
 def read_question_file(
-    path: str | Path, *, strict: bool = True
+    path: str | Path, *, strict: bool = True, max_options: int = MAX_OPTIONS
 ) -> tuple[list[BenchQuestion], list[LineProblem]]:
-    """The questions of a JSONL file and, when not ``strict``, the lines that could not be read."""
+    """The questions of a JSONL file and, when not ``strict``, the lines that could not be read (each
+    checked as it will be asked, with at most ``max_options`` options: the setting)."""
     file = regular_file(path, "question file", DatasetFormatError)
     try:
         text = file.read_text(encoding="utf-8")
@@ -59,7 +60,7 @@ def read_question_file(
         if not line.strip():
             continue
         try:
-            question = question_from_line(line, lineno, file)
+            question = question_from_line(line, lineno, file, max_options=max_options)
             if question.id in seen:
                 raise ValueError(f"id {question.id!r} appears twice")
         except ValueError as exc:  # includes DatasetFormatError
@@ -74,7 +75,9 @@ def read_question_file(
     return questions, problems
 
 
-def question_from_line(line: str, lineno: int, file: Path) -> BenchQuestion:
+def question_from_line(
+    line: str, lineno: int, file: Path, *, max_options: int = MAX_OPTIONS
+) -> BenchQuestion:
     """One line of a question file as a question (its image resolved against the file's folder), or a
     ``ValueError`` saying what is wrong with it (without the line's place: the caller adds it)."""
     try:
@@ -91,7 +94,8 @@ def question_from_line(line: str, lineno: int, file: Path) -> BenchQuestion:
             raise ValueError(f"no image file {image}")
         # the checks a question gets when it is asked (blank, not UTF-8, options repeated, empty or
         # alone), made here so that such a line is reported by number rather than "answered" with an error
-        RunInput.model_validate({"question": item.question, "image": image, "options": item.options})
+        asked = {"question": item.question, "image": image, "options": item.options}
+        RunInput.model_validate(asked, context={"max_options": max_options})
         return BenchQuestion(
             id=str(item.id) if item.id is not None else f"line-{lineno}",
             image=image,
