@@ -4,6 +4,11 @@ Paths, PIL images, numpy arrays, raw bytes and ``data:`` URIs are accepted. URLs
 refused on purpose: foveate never downloads anything at run time. Sizes are checked from
 the file header *before* pixels are decoded, so a decompression bomb is refused without
 allocating memory for it.
+
+Images are seen as their owner sees them: a phone photo's EXIF orientation is applied (crop boxes,
+traces and answers are in the upright frame), pixels deeper than 8 bits are scaled by their range
+(``foveate.imaging.depth``), and a file of several frames (GIF, multi-page TIFF) gives the ``frame``
+asked for, the first by default, with a warning that says so.
 """
 
 from __future__ import annotations
@@ -11,16 +16,20 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import logging
 import re
 import warnings
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from foveate.errors import ImageLoadError, ImageTooLargeError
 from foveate.files import regular_file
+from foveate.imaging.depth import to_uint8
+
+log = logging.getLogger(__name__)
 
 # 100 megapixels: 10k x 10k. Larger than any V* / HR-Bench 8K image, small enough to be safe.
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -42,13 +51,13 @@ def _check_pixels(width: int, height: int, max_pixels: int, source: str) -> None
         )
 
 
-def _open_bytes(data: bytes, source: str, max_pixels: int) -> Image.Image:
+def _open_bytes(data: bytes, source: str, max_pixels: int, frame: int | None = None) -> Image.Image:
     if not data:
         raise ImageLoadError(f"image from {source} is empty (0 bytes)")
-    return _decode(io.BytesIO(data), source, max_pixels)
+    return _decode(io.BytesIO(data), source, max_pixels, frame)
 
 
-def _decode(stream: BinaryIO, source: str, max_pixels: int) -> Image.Image:
+def _decode(stream: BinaryIO, source: str, max_pixels: int, frame: int | None = None) -> Image.Image:
     """Decode from a stream: PIL reads the header first, so the size is checked before any pixel data is
     read, and a file is never read whole into memory (a 20 GB file with a small image's header costs no
     more than the image)."""
@@ -58,7 +67,9 @@ def _decode(stream: BinaryIO, source: str, max_pixels: int) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(stream)
             _check_pixels(img.width, img.height, max_pixels, source)
+            _seek(img, frame, source)
             img.load()
+            upright = _upright(img)
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as exc:
@@ -70,13 +81,40 @@ def _decode(stream: BinaryIO, source: str, max_pixels: int) -> Image.Image:
         raise ImageLoadError(f"{source} is not an image foveate can read (unknown format)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageLoadError(f"cannot decode image from {source}: {exc}") from exc
-    return to_rgb(img)
+    return to_rgb(upright, source)
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Return an RGB copy; transparent areas become white, as a viewer would show them."""
+def _upright(img: Image.Image) -> Image.Image:
+    """A phone photo as its owner sees it: the EXIF orientation applied (a copy only when there is one;
+    images made in memory carry none, and copying each would cost every call)."""
+    if img.getexif().get(0x0112, 1) in (None, 1):  # 0x0112: Orientation
+        return img
+    return ImageOps.exif_transpose(img)
+
+
+def _seek(img: Image.Image, frame: int | None, source: str) -> None:
+    """Go to ``frame`` of a file of several; without one, the first, said in a warning."""
+    frames = int(getattr(img, "n_frames", 1))
+    if frame is None:
+        if frames > 1:
+            log.warning(
+                "image from %s has %d frames; frame 0 is used (load_image(frame=K) for another)",
+                source,
+                frames,
+            )
+        return
+    if not 0 <= frame < frames:
+        raise ImageLoadError(f"image from {source} has {frames} frame(s); there is no frame {frame}")
+    img.seek(frame)
+
+
+def to_rgb(img: Image.Image, source: str = "PIL image") -> Image.Image:
+    """Return an RGB copy; transparent areas become white, as a viewer would show them; 16-bit and float
+    pixels (modes ``I;16``, ``I``, ``F``) scaled to 8 bits by their range (``foveate.imaging.depth``)."""
     if img.mode == "RGB":
         return img
+    if img.mode.startswith("I") or img.mode == "F":
+        return Image.fromarray(to_uint8(np.asarray(img), source)).convert("RGB")
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -93,22 +131,10 @@ def _from_array(arr: np.ndarray, max_pixels: int) -> Image.Image:
             f"numpy image must be HxW, HxWx3 or HxWx4 (channels last); got shape {tuple(arr.shape)}"
         )
     _check_pixels(arr.shape[1], arr.shape[0], max_pixels, "numpy array")
-    if arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating):
-            if not np.isfinite(arr).all():
-                raise ImageLoadError("numpy image holds NaN or infinite values")
-            scale = 255.0 if float(arr.max(initial=0.0)) <= 1.0 else 1.0
-            arr = np.clip(arr * scale, 0, 255).round().astype(np.uint8)
-        elif np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
-            arr = np.clip(arr.astype(np.int64) * (255 if arr.dtype == np.bool_ else 1), 0, 255).astype(
-                np.uint8
-            )
-        else:
-            raise ImageLoadError(f"numpy image has unsupported dtype {arr.dtype}")
-    return to_rgb(Image.fromarray(np.ascontiguousarray(arr)))
+    return to_rgb(Image.fromarray(np.ascontiguousarray(to_uint8(arr, "numpy array"))))
 
 
-def _from_data_uri(uri: str, max_pixels: int) -> Image.Image:
+def _from_data_uri(uri: str, max_pixels: int, frame: int | None = None) -> Image.Image:
     match = _DATA_URI.match(uri.strip())
     if match is None:
         raise ImageLoadError("malformed data URI: expected 'data:image/<type>;base64,<data>'")
@@ -122,30 +148,35 @@ def _from_data_uri(uri: str, max_pixels: int) -> Image.Image:
         from urllib.parse import unquote_to_bytes
 
         data = unquote_to_bytes(payload)
-    return _open_bytes(data, "data URI", max_pixels)
+    return _open_bytes(data, "data URI", max_pixels, frame)
 
 
-def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Turn any supported image input into an RGB ``PIL.Image``.
+def load_image(
+    source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int | None = None
+) -> Image.Image:
+    """Turn any supported image input into an RGB ``PIL.Image``, upright (EXIF orientation applied) and
+    8-bit (deeper pixels scaled by their range). ``frame``: which frame of a GIF or multi-page TIFF
+    (default the first, with a warning when there are more).
 
-    Raises ``ImageLoadError`` (missing file, corrupt data, a URL, a wrong array shape) or
+    Raises ``ImageLoadError`` (missing file, corrupt data, a URL, a wrong array shape, no such frame) or
     ``ImageTooLargeError`` (more than ``max_pixels``), each naming the source.
     """
     if isinstance(source, Image.Image):
+        name = getattr(source, "filename", "") or "PIL image"
         _check_pixels(source.width, source.height, max_pixels, "PIL image")
         try:
+            _seek(source, frame, name)
             source.load()  # a lazily opened file fails here, with its name, not deep inside a model call
-        except (OSError, SyntaxError, ValueError) as exc:
-            name = getattr(source, "filename", "") or "PIL image"
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageLoadError(f"cannot decode image from {name}: {exc}") from exc
-        rgb = to_rgb(source)
+        rgb = to_rgb(_upright(source), name)
         return rgb.copy() if rgb is source else rgb
     if isinstance(source, np.ndarray):
         return _from_array(source, max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _open_bytes(bytes(source), "bytes", max_pixels)
+        return _open_bytes(bytes(source), "bytes", max_pixels, frame)
     if isinstance(source, str) and source.startswith("data:"):
-        return _from_data_uri(source, max_pixels)
+        return _from_data_uri(source, max_pixels, frame)
     if isinstance(source, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source):
         raise ImageLoadError(
             f"foveate does not download images ({source!r}); pass a local path, bytes, a PIL image, "
@@ -154,14 +185,14 @@ def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
     if isinstance(source, (str, Path)):
         if not str(source).strip():
             raise ImageLoadError("the image path is empty")
-        return _from_file(Path(source).expanduser(), max_pixels)
+        return _from_file(Path(source).expanduser(), max_pixels, frame)
     raise ImageLoadError(
         f"unsupported image input of type {type(source).__name__}; "
         "use a path, PIL image, numpy array, bytes or data: URI"
     )
 
 
-def _from_file(path: Path, max_pixels: int) -> Image.Image:
+def _from_file(path: Path, max_pixels: int, frame: int | None = None) -> Image.Image:
     """A regular file's image. Anything else is refused before it is opened: a FIFO or a device would
     block or never end (``/dev/zero``); a symlink loop is named as one, not as a missing file."""
     path = regular_file(path, "image file", ImageLoadError)
@@ -169,7 +200,7 @@ def _from_file(path: Path, max_pixels: int) -> Image.Image:
         raise ImageLoadError(f"image from {path} is empty (0 bytes)")
     try:
         with path.open("rb") as stream:
-            return _decode(stream, str(path), max_pixels)
+            return _decode(stream, str(path), max_pixels, frame)
     except ImageLoadError:
         raise
     except OSError as exc:  # unreadable: permissions, an I/O error

@@ -1,0 +1,83 @@
+"""Images as users have them (issue 26, item 1, part): a phone photo's EXIF orientation, 16-bit and float
+pixels, files of several frames. Every file is made here."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from foveate import Agent
+from foveate.errors import ImageLoadError
+from foveate.imaging.images import load_image
+from foveate.synthetic import generate_scene
+from foveate.vlm.transformers_vlm import TransformersVLM
+
+ORIENTATION = 0x0112
+
+
+def _scene() -> tuple[Image.Image, str, list[str]]:
+    image, item = generate_scene(3, 0, size_range=(256, 320), target_size_range=(30, 50))
+    return image, item.question, list(item.options)
+
+
+def test_a_phone_photo_is_seen_upright(tmp_path: Path, vlm: TransformersVLM) -> None:
+    """The pixels stored sideways with EXIF orientation 6 (what a phone held upright writes) load as the
+    upright picture, and the agent answers them as it answers the upright file."""
+    upright, question, options = _scene()
+    upright.save(tmp_path / "upright.jpg", quality=95)
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6  # "rotate 90 degrees clockwise to display"
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    seen, reference = load_image(tmp_path / "phone.jpg"), load_image(tmp_path / "upright.jpg")
+    assert seen.size == reference.size == upright.size
+    difference = np.abs(np.asarray(seen, dtype=np.int16) - np.asarray(reference, dtype=np.int16))
+    assert difference.mean() < 4  # JPEG noise, not a turned picture (turned: several tens)
+    agent = Agent(vlm, workflow="direct", memory=None, checkpoints=None)
+    assert (
+        agent.ask(question, image=tmp_path / "phone.jpg", options=options).text
+        == agent.ask(question, image=tmp_path / "upright.jpg", options=options).text
+    )
+
+
+def test_a_16_bit_scan_is_not_blank(tmp_path: Path) -> None:
+    """A 16-bit greyscale PNG (microscopy, medical) with values 1,000..3,000: before, every pixel over 255
+    was clipped and the image was all white."""
+    ramp = np.tile(np.linspace(1000, 3000, 64), (48, 1)).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "scan.png")
+    assert Image.open(tmp_path / "scan.png").mode.startswith("I")
+    seen = np.asarray(load_image(tmp_path / "scan.png"))[..., 0]
+    assert seen.min() == 0 and seen.max() == 255  # the range stretched onto 8 bits
+    assert (np.diff(seen.astype(int), axis=1) >= 0).all()  # brighter stays brighter
+    crop = seen[10:30, 20:40]
+    assert crop.std() > 5
+
+
+def test_float_and_wide_integer_arrays_keep_their_contrast(caplog: pytest.LogCaptureFixture) -> None:
+    unit = np.full((8, 8), 0.5)
+    unit[0, 0] = 1.02  # one pixel a hair over 1: before, the 0.5s turned black
+    assert np.asarray(load_image(unit))[4, 4, 0] > 100
+    assert np.asarray(load_image(np.full((8, 8), 0.5)))[0, 0, 0] == 128
+    counts = np.arange(64, dtype=np.int64).reshape(8, 8)  # numpy's default ints, values 0..63: kept
+    assert np.asarray(load_image(counts))[7, 7, 0] == 63
+    with caplog.at_level(logging.WARNING):
+        flat = load_image(np.full((8, 8), 40000, dtype=np.uint16))
+    assert np.asarray(flat)[0, 0, 0] == 128 and "single value" in caplog.text
+
+
+def test_a_file_of_several_frames_says_which_it_uses(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ("red", "blue", "green")]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    with caplog.at_level(logging.WARNING):
+        first = load_image(tmp_path / "a.gif")
+    assert "3 frames; frame 0 is used" in caplog.text
+    assert first.getpixel((0, 0))[0] > 200  # red
+    second = load_image(tmp_path / "a.gif", frame=1)
+    assert second.getpixel((0, 0))[2] > 200  # blue
+    with pytest.raises(ImageLoadError, match="no frame 5"):
+        load_image(tmp_path / "a.gif", frame=5)
