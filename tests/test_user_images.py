@@ -81,3 +81,42 @@ def test_a_file_of_several_frames_says_which_it_uses(
     assert second.getpixel((0, 0))[2] > 200  # blue
     with pytest.raises(ImageLoadError, match="no frame 5"):
         load_image(tmp_path / "a.gif", frame=5)
+
+
+def _pdf(path: Path) -> None:
+    """A two-page PDF (US Letter at 100 DPI): a red block on the first page, a blue one on the second."""
+    pages = []
+    for colour in ("red", "blue"):
+        sheet = Image.new("RGB", (850, 1100), "white")
+        sheet.paste(Image.new("RGB", (300, 200), colour), (100, 100))
+        pages.append(sheet)
+    pages[0].save(path, resolution=100, save_all=True, append_images=pages[1:])
+
+
+def test_a_pdf_page_is_an_image_at_200_dpi(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _pdf(tmp_path / "doc.pdf")
+    with caplog.at_level(logging.WARNING):
+        first = load_image(tmp_path / "doc.pdf")
+    assert "2 pages; page 0 is used" in caplog.text
+    assert first.size == (1700, 2200)  # 8.5 x 11 inches at 200 DPI
+    assert first.getpixel((400, 400))[0] > 200 > first.getpixel((400, 400))[2]  # the red block, scaled x2
+    second = load_image((tmp_path / "doc.pdf").read_bytes(), page=1)
+    assert second.getpixel((400, 400))[2] > 200 > second.getpixel((400, 400))[0]
+    with pytest.raises(ImageLoadError, match="no page 2"):
+        load_image(tmp_path / "doc.pdf", page=2)
+    small = load_image(tmp_path / "doc.pdf", max_pixels=1_000_000)
+    assert small.width * small.height <= 1_000_000  # a lower DPI rather than a refusal
+
+
+def test_a_pdf_page_is_answered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from foveate.cli.main import app
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("FOVEATE_CONFIG", str(tmp_path / "none.toml"))
+    _pdf(tmp_path / "doc.pdf")
+    args = ["run", str(tmp_path / "doc.pdf"), "What colour is the block?", "--options", "red,blue"]
+    result = CliRunner().invoke(app, [*args, "--workflow", "direct", "--no-memory"])
+    assert result.exit_code == 0, result.output
+    assert "answer: " in result.output

@@ -7,8 +7,9 @@ allocating memory for it.
 
 Images are seen as their owner sees them: a phone photo's EXIF orientation is applied (crop boxes,
 traces and answers are in the upright frame), pixels deeper than 8 bits are scaled by their range
-(``foveate.imaging.depth``), and a file of several frames (GIF, multi-page TIFF) gives the ``frame``
-asked for, the first by default, with a warning that says so.
+(``foveate.imaging.depth``), a file of several frames (GIF, multi-page TIFF) gives the ``frame``
+asked for, the first by default, with a warning that says so, and a PDF gives its ``page``, rendered at
+200 DPI (``foveate.imaging.pdf``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from foveate.errors import ImageLoadError, ImageTooLargeError
 from foveate.files import regular_file
 from foveate.imaging.depth import to_uint8
+from foveate.imaging.pdf import is_pdf, render_pdf_page
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,13 @@ def _check_pixels(width: int, height: int, max_pixels: int, source: str) -> None
         )
 
 
-def _open_bytes(data: bytes, source: str, max_pixels: int, frame: int | None = None) -> Image.Image:
+def _open_bytes(
+    data: bytes, source: str, max_pixels: int, frame: int | None = None, page: int | None = None
+) -> Image.Image:
     if not data:
         raise ImageLoadError(f"image from {source} is empty (0 bytes)")
+    if is_pdf(data[:8]):
+        return render_pdf_page(data, source, page, max_pixels)
     return _decode(io.BytesIO(data), source, max_pixels, frame)
 
 
@@ -152,11 +158,15 @@ def _from_data_uri(uri: str, max_pixels: int, frame: int | None = None) -> Image
 
 
 def load_image(
-    source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int | None = None
+    source: ImageInput,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    frame: int | None = None,
+    page: int | None = None,
 ) -> Image.Image:
     """Turn any supported image input into an RGB ``PIL.Image``, upright (EXIF orientation applied) and
-    8-bit (deeper pixels scaled by their range). ``frame``: which frame of a GIF or multi-page TIFF
-    (default the first, with a warning when there are more).
+    8-bit (deeper pixels scaled by their range). ``frame``: which frame of a GIF or multi-page TIFF;
+    ``page``: which page of a PDF (each the first by default, with a warning when there are more).
 
     Raises ``ImageLoadError`` (missing file, corrupt data, a URL, a wrong array shape, no such frame) or
     ``ImageTooLargeError`` (more than ``max_pixels``), each naming the source.
@@ -174,7 +184,7 @@ def load_image(
     if isinstance(source, np.ndarray):
         return _from_array(source, max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _open_bytes(bytes(source), "bytes", max_pixels, frame)
+        return _open_bytes(bytes(source), "bytes", max_pixels, frame, page)
     if isinstance(source, str) and source.startswith("data:"):
         return _from_data_uri(source, max_pixels, frame)
     if isinstance(source, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source):
@@ -185,14 +195,14 @@ def load_image(
     if isinstance(source, (str, Path)):
         if not str(source).strip():
             raise ImageLoadError("the image path is empty")
-        return _from_file(Path(source).expanduser(), max_pixels, frame)
+        return _from_file(Path(source).expanduser(), max_pixels, frame, page)
     raise ImageLoadError(
         f"unsupported image input of type {type(source).__name__}; "
         "use a path, PIL image, numpy array, bytes or data: URI"
     )
 
 
-def _from_file(path: Path, max_pixels: int, frame: int | None = None) -> Image.Image:
+def _from_file(path: Path, max_pixels: int, frame: int | None = None, page: int | None = None) -> Image.Image:
     """A regular file's image. Anything else is refused before it is opened: a FIFO or a device would
     block or never end (``/dev/zero``); a symlink loop is named as one, not as a missing file."""
     path = regular_file(path, "image file", ImageLoadError)
@@ -200,6 +210,9 @@ def _from_file(path: Path, max_pixels: int, frame: int | None = None) -> Image.I
         raise ImageLoadError(f"image from {path} is empty (0 bytes)")
     try:
         with path.open("rb") as stream:
+            if is_pdf(stream.read(8)):
+                return render_pdf_page(path, str(path), page, max_pixels)
+            stream.seek(0)
             return _decode(stream, str(path), max_pixels, frame)
     except ImageLoadError:
         raise
