@@ -120,3 +120,29 @@ def test_a_pdf_page_is_answered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     result = CliRunner().invoke(app, [*args, "--workflow", "direct", "--no-memory"])
     assert result.exit_code == 0, result.output
     assert "answer: " in result.output
+
+
+def test_an_image_on_standard_input_and_a_url_on_the_command_line(tmp_path: Path) -> None:
+    """`foveate run - "..."` reads the image from standard input; a URL is refused as a download (before,
+    the path folded "http://" into "http:/" and said "not found")."""
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "HOME": str(tmp_path), "FOVEATE_CONFIG": str(tmp_path / "none.toml")}
+    picture = tmp_path / "p.png"
+    Image.new("RGB", (64, 64), "red").save(picture)
+    command = [sys.executable, "-m", "foveate.cli.main", "run"]
+    flags = ["--workflow", "direct", "--no-memory", "--options", "red,blue"]
+    piped = subprocess.run(
+        [*command, "-", "What colour is it?", *flags],
+        input=picture.read_bytes(),
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
+    assert piped.returncode == 0, piped.stderr.decode()
+    assert b"answer: " in piped.stdout
+    url = subprocess.run(
+        [*command, "http://example.com/a.png", "What?", *flags], capture_output=True, env=env, timeout=300
+    )
+    assert url.returncode == 2 and b"does not download" in url.stderr, url.stderr.decode()

@@ -10,6 +10,7 @@ the question to you on the terminal; otherwise the run id is printed for a later
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -42,8 +43,8 @@ def run(
     args: Annotated[
         list[str] | None,
         typer.Argument(
-            help="[WORKFLOW.yaml] IMAGE QUESTION: an optional workflow file, the image, the question "
-            "(nothing with --resume).",
+            help="[WORKFLOW.yaml] IMAGE QUESTION: an optional workflow file, the image (a file, a PDF's "
+            "first page, or - for standard input), the question (nothing with --resume).",
             show_default=False,
         ),
     ] = None,
@@ -123,7 +124,11 @@ def run(
         raise fail("--answer replies to a paused run: give it with --resume RUN_ID")
     if words and not words[0].strip():
         raise fail("the image path is empty")
-    image, question = (Path(words[0]), words[1]) if words else (None, None)
+    # the text as given: a Path would fold "http://x" into "http:/x" (then "not found", not "no downloads")
+    image: str | bytes | None = words[0] if words else None
+    question = words[1] if words else None
+    if image == "-":  # the image on standard input: `convert page.tif png:- | foveate run - "..."`
+        image = sys.stdin.buffer.read()
     try:
         settings = settings_from(
             model=model,
@@ -158,7 +163,7 @@ def run(
 
 def _answer(
     agent: Agent,
-    image: Path | None,
+    image: str | bytes | None,
     question: str | None,
     options: str | None,
     resume: str | None,
