@@ -57,8 +57,8 @@ def _read_only(folder: Path, tmp_path: Path) -> Iterator[Path]:
         if subprocess.run(remount, capture_output=True).returncode:
             pytest.skip("cannot remount read-only here")
         yield mounted
-    finally:
-        subprocess.run(["umount", str(mounted)], capture_output=True)
+    finally:  # lazily: a mount left behind would also stop pytest removing its temporary folders
+        subprocess.run(["umount", "-l", str(mounted)], capture_output=True)
 
 
 @pytest.fixture

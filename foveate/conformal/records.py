@@ -204,7 +204,11 @@ class CalibrationStore:
             self.engine = create_engine(self.url, **kwargs)
             if not read_only:
                 Base.metadata.create_all(self.engine)
-            self._empty = read_only and not self._holds_calibrations()
+            try:
+                self._empty = read_only and not self._holds_calibrations()
+            except CalibrationStoreError:  # not ours: let go of the file (an open one keeps a mount busy)
+                self.engine.dispose()
+                raise
         except (SQLAlchemyError, ImportError) as exc:
             raise CalibrationStoreError(f"cannot open calibration database {self.name}: {exc}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
