@@ -325,9 +325,11 @@ class Agent:
     def stream(
         self, question: str, image: Any = None, options: Sequence[str] | None = None, **kw: Any
     ) -> Iterator[NodeEvent]:
-        """Run and yield each node's event as it finishes (progress display); then ``answer(run_id)``."""
+        """Run and yield each node's event as it finishes (progress display); then ``answer(run_id)``.
+        ``run_id=`` names the run (a caller prints it before any model work); ``budget=`` as in ``ask``."""
         started = time.perf_counter()
-        for event in self.workflow.stream(self._input(question, image, options, kw.get("budget"))):
+        asked = self._input(question, image, options, kw.get("budget"))
+        for event in self.workflow.stream(asked, run_id=kw.get("run_id")):
             self._started.setdefault(event.run_id, started)
             yield event
 

@@ -146,3 +146,51 @@ def test_an_image_on_standard_input_and_a_url_on_the_command_line(tmp_path: Path
         [*command, "http://example.com/a.png", "What?", *flags], capture_output=True, env=env, timeout=300
     )
     assert url.returncode == 2 and b"does not download" in url.stderr, url.stderr.decode()
+
+
+def test_an_interrupted_run_says_how_to_resume_it(tmp_path: Path) -> None:
+    """The run id comes first, before the first node; Ctrl-C prints the exact command that goes on, and
+    that command finishes the run (issue 26, item 4, part)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HOME": str(tmp_path), "FOVEATE_CONFIG": str(tmp_path / "none.toml")}
+    image, item = generate_scene(4, 0, size_range=(1800, 2000))
+    image.save(tmp_path / "scene.png")
+    runs = ["--no-memory", "--checkpoints", str(tmp_path / "runs.db")]
+    command = [sys.executable, "-m", "foveate.cli.main", "run", str(tmp_path / "scene.png"), item.question]
+    command += ["--options", ",".join(item.options), "--workflow", "full", *runs]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith("run "), first
+    run_id = first.split()[1]
+    node = proc.stdout.readline()  # the first node has finished and is checkpointed
+    assert node.strip(), node
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    hint = f"`foveate run --resume {run_id}`"
+    assert hint in err
+    resumed = subprocess.run(
+        [sys.executable, "-m", "foveate.cli.main", "run", "--resume", run_id, *runs],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"run {run_id}" in resumed.stdout
+
+
+def test_the_version_is_one_flag_away() -> None:
+    from importlib.metadata import version
+
+    from typer.testing import CliRunner
+
+    from foveate.cli.main import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"foveate {version('foveate')}"

@@ -24,13 +24,14 @@ from foveate.cli.common import (
     RetriesOpt,
     TimeoutOpt,
     console,
+    err_console,
     fail,
     load_model,
     settings_from,
     split_options,
 )
 from foveate.cli.waiting import waiting_on_model
-from foveate.errors import FoveateError
+from foveate.errors import BackendError, FoveateError
 
 if TYPE_CHECKING:
     from foveate.agent import Agent, Answer
@@ -129,6 +130,9 @@ def run(
     question = words[1] if words else None
     if image == "-":  # the image on standard input: `convert page.tif png:- | foveate run - "..."`
         image = sys.stdin.buffer.read()
+    from foveate.graphs.workflow import new_run_id
+
+    run_id = resume or new_run_id()
     try:
         settings = settings_from(
             model=model,
@@ -154,8 +158,15 @@ def run(
             overrides["allow_calibration_mismatch"] = allow_mismatch
         with Agent.from_defaults(settings=settings, **overrides) as agent:
             shown = _Shown(settings.endpoint, settings.server_timeout)
-            out = _answer(agent, image, question, options, resume, answer, ask, shown)
+            out = _answer(agent, image, question, options, run_id, resume, answer, ask, shown)
             model_id = agent.model_id
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: `foveate run --resume {run_id}` goes on from its last saved step")
+        raise typer.Exit(code=130) from None
+    except BackendError as exc:  # a server that died mid-run: what was done is checkpointed
+        raise fail(
+            f"{exc} (run {run_id}: `foveate run --resume {run_id}` goes on from its last saved step)"
+        ) from None
     except FoveateError as exc:
         raise fail(exc) from None
     _report(out, model_id)
@@ -166,6 +177,7 @@ def _answer(
     image: str | bytes | None,
     question: str | None,
     options: str | None,
+    run_id: str,
     resume: str | None,
     answer: str | None,
     ask: bool,
@@ -183,8 +195,12 @@ def _answer(
     else:
         assert image is not None and question is not None
         choices = split_options(options)
-        run_id = show(agent.stream(question, image=image, options=choices or None))
-        assert run_id is not None
+        from foveate.graphs.state import RunInput
+
+        RunInput.checked(max_options=agent.max_options, question=question, image=image, options=choices)
+        # the id first, before the first node: a run killed later can still be found and resumed
+        console.print(f"run {run_id}", highlight=False)
+        show(agent.stream(question, image=image, options=choices or None, run_id=run_id))
         out = agent.answer(run_id)
     while out.status == "waiting" and ask:
         pending = out.pending or {}
