@@ -78,3 +78,9 @@ def test_a_bad_setting_in_the_config_file_is_named(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2 and "max_total_tokens" in proc.stderr and str(config) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_defaults_written_in_help_strings_are_shown() -> None:
+    """Rich markup read "[default: ...]" in a help string as a tag and dropped it ("a SQLAlchemy URL .")."""
+    shown = runner.invoke(app, ["memory", "ls", "--help"], terminal_width=120).output
+    assert "[default:" in shown and "memory.db]" in shown

@@ -30,6 +30,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # markdown, not rich markup: rich read every "[default: ...]" in a help string as a tag and dropped it
+    rich_markup_mode="markdown",
 )
 
 
