@@ -72,12 +72,12 @@ def _check_model(name: str, model: Any, calls: tuple[str, ...]) -> None:
     ``VLM`` protocol: a duck-typed text reasoner needs only ``generate`` and ``score``). Attributes are
     looked up on the class where they can be, so that a lazy ``profile`` is not run here."""
     missing = [c for c in calls if not callable(getattr(type(model), c, None))]
-    missing += [a for a in ("model_id", "profile") if not (hasattr(type(model), a) or a in vars_of(model))]
+    missing += [a for a in ("model_id", "profile") if not (hasattr(type(model), a) or a in _vars_of(model))]
     if model is None or missing:
         raise _wrong(name, model, f"a VLM (TransformersVLM, OpenAIVLM, load_vlm(...)); missing {missing}")
 
 
-def vars_of(obj: Any) -> dict[str, Any]:
+def _vars_of(obj: Any) -> dict[str, Any]:
     try:
         return dict(vars(obj))
     except TypeError:  # no __dict__ (None, a str)

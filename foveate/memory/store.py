@@ -162,8 +162,7 @@ class MemoryStore:
         """Refuse a database that holds other tables, or a schema revision this foveate does not know."""
         tables = set(inspect(conn).get_table_names())
         if "alembic_version" in tables:
-            current = {row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))}
-            unknown = current - known
+            unknown = self._revisions(conn) - known
             if unknown:
                 raise MemoryDatabaseError(
                     f"memory database {self.name} has schema revision {', '.join(sorted(unknown))}, "
