@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,36 @@ def test_defaults_written_in_help_strings_are_shown() -> None:
     """Rich markup read "[default: ...]" in a help string as a tag and dropped it ("a SQLAlchemy URL .")."""
     shown = runner.invoke(app, ["memory", "ls", "--help"], terminal_width=120).output
     assert "[default:" in shown and "memory.db]" in shown
+
+
+def _options(command: object) -> list[object]:
+    return [
+        p for p in getattr(command, "params", []) if type(p).__name__.endswith("Option") and not p.is_eager
+    ]  # --help, --version
+
+
+@pytest.mark.parametrize("width", [80, 120])
+@pytest.mark.parametrize("path", [p for p, _ in COMMANDS], ids=lambda p: " ".join(p) or "foveate")
+def test_help_shows_every_option_whole_and_its_default(path: tuple[str, ...], width: int) -> None:
+    """Rich's panels cut "--allow-calibration-mismatch" to "--allow-calibratio…" at 80 columns and dropped
+    the defaults written in help strings; every option that is not required says its default."""
+    shown = runner.invoke(app, [*path, "--help"], terminal_width=width).output
+    assert all(len(line) <= width for line in shown.splitlines()), shown
+    for option in _options(dict(COMMANDS)[path]):
+        for name in [*option.opts, *option.secondary_opts]:  # type: ignore[attr-defined]
+            assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", shown), f"{name} cut in:\n{shown}"
+    # each option's own help line(s), as click lays them out: "default" in every one that has a default
+    ctx = typer.main.get_command(app).context_class(dict(COMMANDS)[path])  # type: ignore[attr-defined]
+    for option in _options(dict(COMMANDS)[path]):
+        record = option.get_help_record(ctx)  # type: ignore[attr-defined]
+        if not option.required:  # type: ignore[attr-defined]
+            assert "[default:" in record[1], f"{' '.join(path)} {record[0]}: {record[1]}"
+
+
+def test_run_help_has_a_default_line_per_option_with_a_default() -> None:
+    """The issue's check, as a user runs it: `foveate run --help | grep -c default`."""
+    env = dict(os.environ, COLUMNS="80")
+    proc = subprocess.run([*FOVEATE, "run", "--help"], capture_output=True, text=True, env=env, timeout=120)
+    options = [o for o in _options(dict(COMMANDS)[("run",)]) if not o.required]  # type: ignore[attr-defined]
+    assert proc.returncode == 0 and len(options) >= 20
+    assert sum("default" in line for line in proc.stdout.splitlines()) == len(options), proc.stdout

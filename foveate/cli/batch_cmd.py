@@ -44,12 +44,15 @@ def batch(
         str | None, typer.Option("--workflow", "-w", help="Built-in workflow or YAML file [default: full].")
     ] = None,
     concurrency: ConcurrencyOpt = 1,
-    resume: Annotated[bool, typer.Option("--resume", help="Answer only what --out lacks.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Answer only what --out lacks [default: off].")
+    ] = False,
     shard: Annotated[
         str | None,
         typer.Option(
             "--shard",
-            help="K/N: only the questions whose place in the file is K modulo N (N processes, one file).",
+            help="K/N: only the questions whose place in the file is K modulo N (N processes, one file) "
+            "[default: none: every question].",
         ),
     ] = None,
     checkpoints: Annotated[
@@ -63,7 +66,9 @@ def batch(
     memory: Annotated[
         str | None, typer.Option("--memory", help="Insight memory database [default: none for a batch].")
     ] = None,
-    no_gate: Annotated[bool, typer.Option("--no-gate", help="Answer without the abstention gate.")] = False,
+    no_gate: Annotated[
+        bool, typer.Option("--no-gate", help="Answer without the abstention gate [default: off].")
+    ] = False,
     allow_mismatch: AllowMismatchOpt = False,
     model: ModelOpt = None,
     endpoint: EndpointOpt = None,

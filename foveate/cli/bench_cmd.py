@@ -12,7 +12,9 @@ from foveate.errors import FoveateError
 
 __all__ = ["bench_app"]
 
-bench_app = typer.Typer(help="Synthetic benchmarks and measurements.", no_args_is_help=True)
+bench_app = typer.Typer(
+    rich_markup_mode=None, help="Synthetic benchmarks and measurements.", no_args_is_help=True
+)
 
 
 @bench_app.command("make")

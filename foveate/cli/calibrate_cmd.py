@@ -48,12 +48,18 @@ def calibrate(
             "--questions",
             "--bench",
             help="Labelled questions: a JSONL file of {image, question, options?, answer, category?} "
-            "(images relative to the file), or a scene benchmark folder (foveate bench make).",
+            "(images relative to the file), or a scene benchmark folder (foveate bench make) "
+            "[default: none: give this or --synthetic].",
         ),
     ] = None,
     synthetic: Annotated[
         int | None,
-        typer.Option("--synthetic", min=1, help="Instead: N synthetic scenes made now (see --seed)."),
+        typer.Option(
+            "--synthetic",
+            min=1,
+            help="Instead: N synthetic scenes made now (see --seed) [default: none: give this or "
+            "--questions].",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="With --synthetic: the scenes' seed.")] = 5,
     workflow: Annotated[
@@ -71,17 +77,27 @@ def calibrate(
         ),
     ] = "lac",
     by_category: Annotated[
-        bool, typer.Option("--by-category", help="Also one calibration per question category (Mondrian).")
+        bool,
+        typer.Option(
+            "--by-category", help="Also one calibration per question category (Mondrian) [default: off]."
+        ),
     ] = False,
     free_text: Annotated[
         bool,
-        typer.Option("--free-text", help="Also ask each multiple-choice question without its options."),
+        typer.Option(
+            "--free-text", help="Also ask each multiple-choice question without its options [default: off]."
+        ),
     ] = False,
     model: Annotated[
         str | None, typer.Option("--model", help="Local model folder [default: the embedded tiny VLM].")
     ] = None,
     endpoint: Annotated[
-        str | None, typer.Option("--endpoint", help="OpenAI-compatible server URL instead of a local model.")
+        str | None,
+        typer.Option(
+            "--endpoint",
+            help="OpenAI-compatible server URL instead of a local model [default: $FOVEATE_ENDPOINT, else "
+            "the local model].",
+        ),
     ] = None,
     family: FamilyOpt = None,
     max_total_tokens: TotalCapOpt = None,
@@ -96,13 +112,20 @@ def calibrate(
         ),
     ] = None,
     ship: Annotated[
-        bool, typer.Option("--ship", help="Also write the gate into the model folder's foveate_gates.json.")
+        bool,
+        typer.Option(
+            "--ship", help="Also write the gate into the model folder's foveate_gates.json [default: off]."
+        ),
     ] = False,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Also write the gate as JSON here (one --method).")
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Also write the gate as JSON here (one --method) [default: none: the database only].",
+        ),
     ] = None,
     limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="Use only the first N questions.")
+        int | None, typer.Option("--limit", min=1, help="Use only the first N questions [default: all].")
     ] = None,
     delta: Annotated[float, typer.Option("--delta", help="Learn then Test failure probability.")] = 0.1,
 ) -> None:

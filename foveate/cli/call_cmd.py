@@ -29,7 +29,12 @@ def call(
     image: Annotated[Path, typer.Argument(help="Image file.")],
     question: Annotated[str, typer.Argument(help="The question.")],
     options: Annotated[
-        str | None, typer.Option("--options", help="Comma-separated answer options (scored, not generated).")
+        str | None,
+        typer.Option(
+            "--options",
+            help="Comma-separated answer options, scored, not generated [default: none: the answer is "
+            "generated].",
+        ),
     ] = None,
     model: ModelOpt = None,
     endpoint: EndpointOpt = None,

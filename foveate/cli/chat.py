@@ -51,7 +51,11 @@ def _lines_from_stream(stream: TextIO) -> Iterator[str]:
 def chat(
     image: Annotated[
         list[Path] | None,
-        typer.Option("--image", metavar="PATH", help="Image to ask about (repeat for several)."),
+        typer.Option(
+            "--image",
+            metavar="PATH",
+            help="Image to ask about (repeat for several) [default: none: give one with /image].",
+        ),
     ] = None,
     workflow: Annotated[
         str | None,
@@ -64,19 +68,27 @@ def chat(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option("--model", metavar="DIR", help="Local model folder (default: the embedded tiny VLM)."),
+        typer.Option(
+            "--model",
+            metavar="DIR",
+            help="Local model folder [default: $FOVEATE_MODEL, config.toml, else the embedded tiny VLM].",
+        ),
     ] = None,
     memory: Annotated[
         Path | None,
         typer.Option(
             "--memory",
             metavar="DB",
-            help="Insight memory database (default: $FOVEATE_MEMORY_DB or ~/.foveate/memory.db).",
+            help="Insight memory database [default: $FOVEATE_MEMORY_DB, else ~/.foveate/memory.db].",
         ),
     ] = None,
     calibration: Annotated[
         Path | None,
-        typer.Option("--calibration", metavar="FILE", help="Calibration JSON for the abstention gate."),
+        typer.Option(
+            "--calibration",
+            metavar="FILE",
+            help="Calibration JSON for the abstention gate [default: none: the shipped gate].",
+        ),
     ] = None,
     allow_mismatch: AllowMismatchOpt = False,
 ) -> None:

@@ -69,13 +69,16 @@ FamilyOpt = Annotated[
 ]
 VisualCapOpt = Annotated[
     int | None,
-    typer.Option("--max-visual-tokens", min=1, max=10**12, help="Cap on visual tokens per image."),
+    typer.Option(
+        "--max-visual-tokens", min=1, max=10**12, help="Cap on visual tokens per image [default: no cap]."
+    ),
 ]
 AllowMismatchOpt = Annotated[
     bool,
     typer.Option(
         "--allow-calibration-mismatch",
-        help="Use a calibration made for another model, workflow or budget (no guarantee carries over).",
+        help="Use a calibration made for another model, workflow or budget (no guarantee carries over) "
+        "[default: off].",
     ),
 ]
 ConcurrencyOpt = Annotated[
@@ -104,7 +107,11 @@ RetriesOpt = Annotated[
 TotalCapOpt = Annotated[
     int | None,
     typer.Option(
-        "--budget", "--max-total-tokens", min=1, max=10**12, help="Cap on all tokens spent on the question."
+        "--budget",
+        "--max-total-tokens",
+        min=1,
+        max=10**12,
+        help="Cap on all tokens spent on the question [default: no cap].",
     ),
 ]
 

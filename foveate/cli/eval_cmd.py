@@ -40,20 +40,35 @@ def eval_command(
     ],
     strategy: Annotated[
         list[str] | None,
-        typer.Option("--strategy", "-s", help="A zoom strategy to compare (fast, zoomeye, ...); repeatable."),
+        typer.Option(
+            "--strategy",
+            "-s",
+            help="A zoom strategy to compare (fast, zoomeye, ...); repeatable [default: none: the direct "
+            "baseline only].",
+        ),
     ] = None,
     workflow: Annotated[
         list[str] | None,
-        typer.Option("--workflow", "-w", help="A workflow to compare (built-in name or YAML); repeatable."),
+        typer.Option(
+            "--workflow",
+            "-w",
+            help="A workflow to compare (built-in name or YAML); repeatable [default: none: the direct "
+            "baseline only].",
+        ),
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", help="Folder for results.jsonl, report.md and the plot.")
     ] = Path("foveate-eval"),
     limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="Only N questions, taken from each split in turn.")
+        int | None,
+        typer.Option(
+            "--limit", min=1, help="Only N questions, taken from each split in turn [default: all]."
+        ),
     ] = None,
     concurrency: ConcurrencyOpt = 1,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the results already in --out.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the results already in --out [default: off].")
+    ] = False,
     options: Annotated[
         str | None,
         typer.Option(

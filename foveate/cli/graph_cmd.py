@@ -19,7 +19,9 @@ from foveate.errors import FoveateError
 __all__ = ["graph_app"]
 
 graph_app = typer.Typer(
-    help="Workflow graphs: validate a workflow YAML file and draw it.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Workflow graphs: validate a workflow YAML file and draw it.",
+    no_args_is_help=True,
 )
 
 

@@ -30,8 +30,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    # markdown, not rich markup: rich read every "[default: ...]" in a help string as a tag and dropped it
-    rich_markup_mode="markdown",
+    # click's own help, not rich's panels: rich read every "[default: ...]" as a markup tag and dropped it,
+    # and its table cut long option names at 80 columns ("--allow-calibratio…"); click wraps the text
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},  # wide terminals get wide help (click's own cap is 80)
 )
 
 
@@ -70,7 +72,9 @@ def _version(asked: bool) -> None:
 
 @app.callback()
 def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log what happens [default: off].")
+    ] = False,
     show_version: Annotated[
         bool,
         typer.Option("--version", is_eager=True, callback=_version, help="Print foveate's version and exit."),

@@ -34,7 +34,9 @@ if TYPE_CHECKING:  # the memory (SQLAlchemy, FAISS) is imported when a command r
     from foveate.memory import InsightMemory, TextEmbedder
 
 memory_app = typer.Typer(
-    help="The insight memory: list, search, delete and export stored insights.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="The insight memory: list, search, delete and export stored insights.",
+    no_args_is_help=True,
 )
 DbOpt = Annotated[
     str | None,
@@ -174,9 +176,11 @@ def _open_without_model(url: URL, *, read_only: bool = True) -> InsightMemory:
 def memory_ls(
     db: DbOpt = None,
     include_deleted: Annotated[
-        bool, typer.Option("--include-deleted", help="Show deleted ones too.")
+        bool, typer.Option("--include-deleted", help="Show deleted ones too [default: off].")
     ] = False,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Show at most this many.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Show at most this many [default: all].")
+    ] = None,
 ) -> None:
     """List the stored insights, oldest first."""
     from foveate.memory.store import describe
@@ -292,9 +296,11 @@ def memory_export(
     path: Annotated[str, typer.Argument(help="JSON Lines file to write, or - for standard output.")],
     db: DbOpt = None,
     include_deleted: Annotated[
-        bool, typer.Option("--include-deleted", help="Export deleted ones too.")
+        bool, typer.Option("--include-deleted", help="Export deleted ones too [default: off].")
     ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace the file if it exists.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the file if it exists [default: off].")
+    ] = False,
 ) -> None:
     """Write the insights as JSON Lines (one object per insight, no vectors)."""
     from foveate.databases import sqlite_file

@@ -50,7 +50,12 @@ def run(
         ),
     ] = None,
     options: Annotated[
-        str | None, typer.Option("--options", help="Comma-separated answer options (scored, not generated).")
+        str | None,
+        typer.Option(
+            "--options",
+            help="Comma-separated answer options, scored, not generated [default: none: the answer is "
+            "generated].",
+        ),
     ] = None,
     workflow: Annotated[
         str | None,
@@ -58,30 +63,65 @@ def run(
             "--workflow", "-w", help="Built-in workflow (direct, zoom, full) or a YAML file [default: full]."
         ),
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Local model folder.")] = None,
-    endpoint: Annotated[str | None, typer.Option("--endpoint", help="OpenAI-compatible server URL.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Local model folder [default: $FOVEATE_MODEL, config.toml, else the embedded tiny VLM].",
+        ),
+    ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint",
+            help="OpenAI-compatible server URL [default: $FOVEATE_ENDPOINT, else the local model].",
+        ),
+    ] = None,
     family: FamilyOpt = None,
     timeout: TimeoutOpt = None,
     retries: RetriesOpt = None,
     checkpoints: Annotated[
-        str | None, typer.Option("--checkpoints", help="SQLite file or PostgreSQL URL for run checkpoints.")
+        str | None,
+        typer.Option(
+            "--checkpoints",
+            help="SQLite file or PostgreSQL URL for run checkpoints [default: ~/.foveate/runs.db].",
+        ),
     ] = None,
-    resume: Annotated[str | None, typer.Option("--resume", help="Continue the run with this id.")] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume", help="Continue the run with this id (see foveate runs) [default: none: a new run]."
+        ),
+    ] = None,
     answer: Annotated[
-        str | None, typer.Option("--answer", help="With --resume: your answer to a paused run.")
+        str | None,
+        typer.Option(
+            "--answer", help="With --resume: your answer to a paused run [default: none: let it abstain]."
+        ),
     ] = None,
     memory: Annotated[
         str | None,
         typer.Option("--memory", "--db", help="Insight memory database [default: ~/.foveate/memory.db]."),
     ] = None,
-    no_memory: Annotated[bool, typer.Option("--no-memory", help="Neither recall nor remember.")] = False,
+    no_memory: Annotated[
+        bool, typer.Option("--no-memory", help="Neither recall nor remember [default: off].")
+    ] = False,
     calibration: Annotated[
-        Path | None, typer.Option("--calibration", help="Calibration JSON for the abstention gate.")
+        Path | None,
+        typer.Option(
+            "--calibration",
+            help="Calibration JSON for the abstention gate [default: none: --alpha's, else the shipped "
+            "gate].",
+        ),
     ] = None,
     alpha: Annotated[
         float | None,
         typer.Option(
-            "--alpha", min=0.0, max=1.0, help="Use the stored calibration at this alpha (foveate calibrate)."
+            "--alpha",
+            min=0.0,
+            max=1.0,
+            help="Use the stored calibration at this alpha (foveate calibrate) [default: none: the shipped "
+            "gate].",
         ),
     ] = None,
     method: Annotated[
@@ -89,17 +129,23 @@ def run(
     ] = None,
     allow_mismatch: AllowMismatchOpt = False,
     no_gate: Annotated[
-        bool, typer.Option("--no-gate", help="Answer without the shipped abstention gate.")
+        bool, typer.Option("--no-gate", help="Answer without the shipped abstention gate [default: off].")
     ] = False,
     max_total_tokens: Annotated[
         int | None,
         typer.Option(
-            "--budget", "--max-total-tokens", min=1, max=10**12, help="Cap on all tokens for the question."
+            "--budget",
+            "--max-total-tokens",
+            min=1,
+            max=10**12,
+            help="Cap on all tokens for the question [default: no cap].",
         ),
     ] = None,
     max_visual_tokens: Annotated[
         int | None,
-        typer.Option("--max-visual-tokens", min=1, max=10**12, help="Cap on visual tokens per image."),
+        typer.Option(
+            "--max-visual-tokens", min=1, max=10**12, help="Cap on visual tokens per image [default: no cap]."
+        ),
     ] = None,
     ask: Annotated[
         bool, typer.Option("--ask/--no-ask", help="Ask me when the run pauses for a person.")
