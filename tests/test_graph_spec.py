@@ -604,3 +604,14 @@ def test_cli_show_without_the_registry_check_checks_structure(flow: Path) -> Non
     assert bad.exit_code == 2
     assert f"error: {flow}:3: start 'bumpp' is not a node" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1  # one line, no traceback
+
+
+@pytest.mark.parametrize("name", ["direct", "zoom", "full"])
+def test_cli_show_draws_a_built_in_workflow_by_name(name: str) -> None:
+    from foveate.graphs.nodes import builtin_registry
+    from foveate.graphs.workflow import builtin_workflow_path
+
+    result = runner.invoke(app, ["graph", "show", name])
+    assert result.exit_code == 0, result.output
+    spec, _ = load_workflow(builtin_workflow_path(name), builtin_registry())
+    assert result.stdout == to_mermaid(spec)

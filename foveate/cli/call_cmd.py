@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -11,6 +12,7 @@ from rich.table import Table
 from foveate.cli.common import (
     EndpointOpt,
     FamilyOpt,
+    JsonOpt,
     ModelOpt,
     TotalCapOpt,
     VisualCapOpt,
@@ -44,6 +46,7 @@ def call(
     max_new_tokens: Annotated[
         int, typer.Option(min=1, max=32768, help="Most tokens to generate (free-text answers).")
     ] = 64,
+    as_json: JsonOpt = False,
 ) -> None:
     """One model call about one image: score the options, or generate an answer (no search, no workflow)."""
     from foveate.graphs.state import RunInput
@@ -66,6 +69,16 @@ def call(
         request = VLMRequest.from_prompt(question, [image], budget=budget, max_new_tokens=max_new_tokens)
         vlm = load_model(settings)
         ledger = TokenLedger(budget)
+        if as_json:  # one object: the answer, each option's probability, the tokens spent
+            out: dict[str, Any] = {"question": question, "model_id": vlm.model_id}
+            if choices:
+                scored = vlm.score(request, choices, ledger)
+                out |= {"answer": scored.best, "options": scored.options}
+                out |= {"logprobs": scored.logprobs, "probabilities": scored.probabilities}
+            else:
+                out["answer"] = vlm.generate(request, ledger).text
+            typer.echo(json.dumps({**out, "tokens": ledger.spent.model_dump()}))
+            return
         if choices:
             scored = vlm.score(request, choices, ledger)
             table = Table("option", "log-prob", "probability")

@@ -24,6 +24,7 @@ __all__ = [
     "ConcurrencyOpt",
     "EndpointOpt",
     "FamilyOpt",
+    "JsonOpt",
     "ModelOpt",
     "RetriesOpt",
     "TimeoutOpt",
@@ -33,8 +34,10 @@ __all__ = [
     "err_console",
     "fail",
     "load_model",
+    "resume_command",
     "settings_from",
     "split_options",
+    "started_with",
 ]
 
 console = Console()
@@ -79,6 +82,12 @@ AllowMismatchOpt = Annotated[
         "--allow-calibration-mismatch",
         help="Use a calibration made for another model, workflow or budget (no guarantee carries over) "
         "[default: off].",
+    ),
+]
+JsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print JSON for scripts, one object per line, and nothing else [default: off]."
     ),
 ]
 ConcurrencyOpt = Annotated[
@@ -139,6 +148,29 @@ def load_model(settings: FoveateSettings) -> VLM:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     return load_vlm(settings.model, settings.endpoint, family=settings.family, **settings.backend_options())
+
+
+def resume_command(run_id: str, checkpoints: str | None) -> str:
+    """The command that goes on with a run, as a user types it: with ``--checkpoints`` when the run is not
+    in the database a bare command would open."""
+    import shlex
+
+    words = ["foveate", "run", "--resume", run_id]
+    if checkpoints is not None:
+        words += ["--checkpoints", checkpoints]
+    return shlex.join(words)
+
+
+def started_with(run_id: str, checkpoints: str) -> str:
+    """The workflow a saved run started with (a built-in's name or a YAML path), read off its checkpoint;
+    the default workflow for a run saved before foveate kept it. Going on with another workflow's graph
+    would run nodes that the run never had."""
+    from foveate.graphs.runs import read_run
+    from foveate.graphs.workflow import open_checkpointer
+
+    with open_checkpointer(checkpoints) as saver:
+        summary, _ = read_run(saver, run_id)
+    return summary.workflow or settings_from().workflow
 
 
 def split_options(text: str | None) -> list[str]:

@@ -27,7 +27,9 @@ graph_app = typer.Typer(
 
 @graph_app.command("show")
 def show(
-    file: Annotated[Path, typer.Argument(help="Workflow YAML file.")],
+    file: Annotated[
+        str, typer.Argument(help="A workflow YAML file, or a built-in workflow's name: direct, zoom, full.")
+    ],
     registry_check: Annotated[
         bool,
         typer.Option(
@@ -36,14 +38,17 @@ def show(
         ),
     ] = True,
 ) -> None:
-    """Validate a workflow file and print it as a Mermaid flowchart."""
+    """Validate a workflow (a file or a built-in) and print it as a Mermaid flowchart."""
     from foveate.graphs.mermaid import to_mermaid
     from foveate.graphs.nodes import builtin_registry
     from foveate.graphs.spec import load_workflow
+    from foveate.graphs.workflow import BUILTIN_WORKFLOWS, builtin_workflow_path
 
+    # a built-in's name means the built-in, as it does for `foveate run --workflow`
+    path = builtin_workflow_path(file) if file in BUILTIN_WORKFLOWS else Path(file)
     try:
         registry = builtin_registry() if registry_check else None
-        spec, _ = load_workflow(file, registry)
+        spec, _ = load_workflow(path, registry)
     except FoveateError as exc:
         raise fail(exc) from None
     typer.echo(to_mermaid(spec), nl=False)

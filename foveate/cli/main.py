@@ -19,9 +19,11 @@ from foveate.cli.call_cmd import call as call_command
 from foveate.cli.chat import chat as chat_command
 from foveate.cli.common import EndpointOpt, ModelOpt, console, err_console, fail
 from foveate.cli.eval_cmd import eval_command
+from foveate.cli.feedback_cmd import feedback as feedback_command
 from foveate.cli.graph_cmd import graph_app
 from foveate.cli.memory_cmd import memory_app
 from foveate.cli.run_cmd import run as run_command
+from foveate.cli.runs_cmd import runs as runs_command
 from foveate.errors import FoveateError
 
 app = typer.Typer(
@@ -53,6 +55,8 @@ def demo(
 
 app.command("call")(call_command)
 app.command("run")(run_command)
+app.command("runs")(runs_command)
+app.command("feedback")(feedback_command)
 app.command("chat")(chat_command)
 app.command("calibrate")(calibrate_command)
 app.command("eval")(eval_command)

@@ -13,6 +13,7 @@ folder or a name in the Hugging Face cache).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -24,7 +25,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from foveate.cli.common import console, fail, settings_from
+from foveate.cli.common import JsonOpt, console, fail, settings_from
 from foveate.errors import FoveateError, InsightMemoryError, MemoryDatabaseError
 
 if TYPE_CHECKING:  # the memory (SQLAlchemy, FAISS) is imported when a command runs, not with the CLI
@@ -181,6 +182,7 @@ def memory_ls(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Show at most this many [default: all].")
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """List the stored insights, oldest first."""
     from foveate.memory.store import describe
@@ -192,6 +194,10 @@ def memory_ls(
     except FoveateError as exc:
         raise fail(exc) from None
     shown = insights[:limit] if limit else insights
+    if as_json:
+        for insight in shown:
+            typer.echo(insight.model_dump_json())
+        return
     with_runs = any(i.run_id is not None for i in shown)
     table = Table()
     table.add_column("id", no_wrap=True)
@@ -228,6 +234,7 @@ def memory_search(
             show_default=False,
         ),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """The stored insights closest in meaning to QUERY, best first."""
     from foveate.memory.store import describe
@@ -239,7 +246,8 @@ def memory_search(
         if embedder is None:
             stored = stored_embedders(url)
             if not stored:
-                console.print(f"no insights in {describe(url)}")
+                if not as_json:  # no lines: no insights
+                    console.print(f"no insights in {describe(url)}")
                 return
             if len(stored) > 1:
                 found = ", ".join(f"{m} ({d}-d)" for m, d in stored)
@@ -253,6 +261,10 @@ def memory_search(
             hits = memory.search(query, k=k)
     except FoveateError as exc:
         raise fail(exc) from None
+    if as_json:  # each hit as the stored insight, with its rank and score
+        for rank, hit in enumerate(hits, start=1):
+            typer.echo(json.dumps({"rank": rank, "score": hit.score, **hit.insight.model_dump(mode="json")}))
+        return
     table = Table()
     for name in ("rank", "score", "id", "kind"):
         table.add_column(name, no_wrap=True)

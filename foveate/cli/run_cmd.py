@@ -27,13 +27,17 @@ from foveate.cli.common import (
     err_console,
     fail,
     load_model,
+    resume_command,
     settings_from,
     split_options,
+    started_with,
 )
 from foveate.cli.waiting import waiting_on_model
 from foveate.errors import BackendError, FoveateError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from foveate.agent import Agent, Answer
     from foveate.graphs.workflow import NodeEvent
 
@@ -150,6 +154,14 @@ def run(
     ask: Annotated[
         bool, typer.Option("--ask/--no-ask", help="Ask me when the run pauses for a person.")
     ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the answer as one JSON object (the Answer model's fields) on stdout; the run id "
+            "and each node's notes go to stderr [default: off].",
+        ),
+    ] = False,
 ) -> None:
     """Answer a question about an image with a workflow (perceive, zoom, recall, reason, abstain...).
 
@@ -196,6 +208,8 @@ def run(
             allow_calibration_mismatch=allow_mismatch or None,
             default_gate=False if no_gate else None,
         )
+        if resume is not None and workflow is None:  # go on with the workflow the run started with
+            settings = settings.model_copy(update={"workflow": started_with(resume, settings.checkpoints)})
         overrides: dict[str, Any] = {"vlm": load_model(settings)}
         if no_memory:
             overrides["memory"] = None
@@ -203,19 +217,24 @@ def run(
             overrides["calibration"] = load_calibration_file(calibration)
             overrides["allow_calibration_mismatch"] = allow_mismatch
         with Agent.from_defaults(settings=settings, **overrides) as agent:
-            shown = _Shown(settings.endpoint, settings.server_timeout)
+            shown = _Shown(settings.endpoint, settings.server_timeout, err_console if as_json else console)
             out = _answer(agent, image, question, options, run_id, resume, answer, ask, shown)
             model_id = agent.model_id
     except KeyboardInterrupt:
-        err_console.print(f"interrupted: `foveate run --resume {run_id}` goes on from its last saved step")
+        err_console.print(
+            f"interrupted: `{resume_command(run_id, checkpoints)}` goes on from its last saved step"
+        )
         raise typer.Exit(code=130) from None
     except BackendError as exc:  # a server that died mid-run: what was done is checkpointed
         raise fail(
-            f"{exc} (run {run_id}: `foveate run --resume {run_id}` goes on from its last saved step)"
+            f"{exc} (run {run_id}: `{resume_command(run_id, checkpoints)}` goes on from its last saved step)"
         ) from None
     except FoveateError as exc:
         raise fail(exc) from None
-    _report(out, model_id)
+    if as_json:
+        typer.echo(out.model_dump_json())
+    else:
+        _report(out, model_id, checkpoints)
 
 
 def _answer(
@@ -245,7 +264,7 @@ def _answer(
 
         RunInput.checked(max_options=agent.max_options, question=question, image=image, options=choices)
         # the id first, before the first node: a run killed later can still be found and resumed
-        console.print(f"run {run_id}", highlight=False)
+        show.console.print(f"run {run_id}", highlight=False)
         show(agent.stream(question, image=image, options=choices or None, run_id=run_id))
         out = agent.answer(run_id)
     while out.status == "waiting" and ask:
@@ -262,8 +281,8 @@ def _answer(
 class _Shown:
     """Prints each node's messages as it finishes, with a spinner and retry notes while the model works."""
 
-    def __init__(self, server: str | None, timeout: float) -> None:
-        self.server, self.timeout = server, timeout
+    def __init__(self, server: str | None, timeout: float, out: Console) -> None:
+        self.server, self.timeout, self.console = server, timeout, out
 
     def __call__(self, events: Iterator[NodeEvent]) -> str | None:
         """Show the events; the run's id."""
@@ -272,18 +291,17 @@ class _Shown:
             for event in events:
                 run_id = event.run_id
                 for text in event.messages or [""]:
-                    console.print(f"[cyan]{escape(event.node)}[/] {escape(text)}")
+                    self.console.print(f"[cyan]{escape(event.node)}[/] {escape(text)}")
                 waiting.node_done(event.node)
         return run_id
 
 
-def _report(out: Answer, model_id: str) -> None:
+def _report(out: Answer, model_id: str, checkpoints: str | None) -> None:
+    again = resume_command(out.run_id, checkpoints)
     if out.status == "waiting":
-        console.print(
-            f"[yellow]paused for a person[/]: resume with `foveate run --resume {out.run_id} --answer ...`"
-        )
+        console.print(f"[yellow]paused for a person[/]: resume with `{escape(again)} --answer ...`")
     elif out.status == "incomplete":
-        console.print(f"[yellow]incomplete[/]: resume with `foveate run --resume {out.run_id}`")
+        console.print(f"[yellow]incomplete[/]: resume with `{escape(again)}`")
     elif out.abstained:
         console.print(f"[bold]abstained[/]: {escape(out.reason)}")
     else:

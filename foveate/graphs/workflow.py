@@ -161,6 +161,9 @@ class Workflow:
         self.durability = durability
         self.registry = registry or builtin_registry()
         self.spec = resolve_workflow(workflow, self.registry)
+        # what `foveate runs` and `foveate feedback` read back: the workflow as given (a YAML file's full
+        # path, a built-in's name) and the model, kept in each checkpoint's metadata
+        self.source = _source(workflow, self.spec)
         self.services = services
         self.checkpointer = checkpointer if checkpointer is not None else InMemorySaver()
         self.image_cache = image_cache or image_cache_dir()
@@ -210,7 +213,8 @@ class Workflow:
         return run_id
 
     def config(self, run_id: str, **extra: Any) -> RunnableConfig:
-        return run_config(self.spec, configurable={"thread_id": run_id}, **extra)
+        about = {"foveate_workflow": self.source, "foveate_model": self.services.vlm.model_id}
+        return run_config(self.spec, configurable={"thread_id": run_id}, metadata=about, **extra)
 
     # ------------------------------------------------------------------ running
     def run(self, run: RunInput, *, run_id: str | None = None) -> RunOutput:
@@ -321,6 +325,14 @@ class Workflow:
         with self._steps():
             await self.graph.abatch([dict(x) for x in states], configs, durability=self.durability)
         return await asyncio.to_thread(lambda: [self.output(i) for i in ids])
+
+
+def _source(workflow: WorkflowSpec | str | Path, spec: WorkflowSpec) -> str:
+    """How to name the workflow again: a built-in's name, a YAML file's full path, else the spec's name."""
+    if isinstance(workflow, WorkflowSpec) or (isinstance(workflow, str) and workflow in BUILTIN_WORKFLOWS):
+        return spec.name
+    path = Path(workflow).expanduser().resolve()
+    return spec.name if path.parent == WORKFLOWS_DIR.resolve() else str(path)
 
 
 def _as_file(image: Any) -> Path | None:
