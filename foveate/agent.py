@@ -19,7 +19,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Literal
@@ -41,7 +41,7 @@ from foveate.graphs.registry import Registry
 from foveate.graphs.services import Services
 from foveate.graphs.spec import WorkflowSpec
 from foveate.graphs.state import MAX_OPTIONS, RunInput, RunOutput, model_choice
-from foveate.graphs.workflow import NodeEvent, Workflow, open_checkpointer
+from foveate.graphs.workflow import NodeEvent, SearchProgress, Workflow, open_checkpointer
 from foveate.imaging.grounding import Grounding, grounding
 from foveate.insights import extract_insights
 from foveate.memory import InsightMemory
@@ -326,18 +326,21 @@ class Agent:
         self, question: str, image: Any = None, options: Sequence[str] | None = None, **kw: Any
     ) -> Iterator[NodeEvent]:
         """Run and yield each node's event as it finishes (progress display); then ``answer(run_id)``.
-        ``run_id=`` names the run (a caller prints it before any model work); ``budget=`` as in ``ask``."""
+        ``run_id=`` names the run (a caller prints it before any model work); ``budget=`` as in ``ask``;
+        ``watch=`` is told each probe of a zoom search (a ``SearchProgress``) as it happens."""
         started = time.perf_counter()
         asked = self._input(question, image, options, kw.get("budget"))
-        for event in self.workflow.stream(asked, run_id=kw.get("run_id")):
+        for event in self.workflow.stream(asked, run_id=kw.get("run_id"), watch=kw.get("watch")):
             self._started.setdefault(event.run_id, started)
             yield event
 
-    def resume_stream(self, run_id: str) -> Iterator[NodeEvent]:
-        """Continue a run that stopped part way (a crash, a kill), yielding each node as it finishes; then
-        ``answer(run_id)``."""
+    def resume_stream(
+        self, run_id: str, *, watch: Callable[[SearchProgress], None] | None = None
+    ) -> Iterator[NodeEvent]:
+        """Continue a run that stopped part way (a crash, a kill), yielding each node as it finishes (and
+        telling ``watch`` each probe); then ``answer(run_id)``."""
         started = time.perf_counter()
-        for event in self.workflow.stream(None, run_id=run_id):
+        for event in self.workflow.stream(None, run_id=run_id, watch=watch):
             self._started.setdefault(event.run_id, started)
             yield event
 

@@ -172,8 +172,8 @@ def test_an_interrupted_run_says_how_to_resume_it(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
-    hint = f"`foveate run --resume {run_id}`"
-    assert hint in err
+    hint = f"`foveate run --resume {run_id} --checkpoints {tmp_path / 'runs.db'}`"
+    assert hint in err  # on one line, as it is copied
     resumed = subprocess.run(
         [sys.executable, "-m", "foveate.cli.main", "run", "--resume", run_id, *runs],
         env=env,

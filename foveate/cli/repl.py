@@ -31,7 +31,7 @@ from foveate.errors import ChatError, FoveateError
 if TYPE_CHECKING:
     from foveate.agent import Agent, Answer
     from foveate.graphs.spec import WorkflowSpec
-    from foveate.graphs.workflow import NodeEvent
+    from foveate.graphs.workflow import NodeEvent, SearchProgress
 
 __all__ = ["COMMANDS", "ChatREPL", "SlashCompleter", "history_path", "parse_budget", "parse_question"]
 
@@ -275,24 +275,39 @@ class ChatREPL:
             self._say(f"[dim]asking about image {len(self.images)}: {escape(image.name)}[/]")
         budget = agent.budget.model_copy(update={"max_total_tokens": self.max_total_tokens})
         started = time.perf_counter()
-        run_id = self._stream(agent.stream(question, image=image, options=options or None, budget=budget))
+        run_id = self._stream(
+            lambda watch: agent.stream(
+                question, image=image, options=options or None, budget=budget, watch=watch
+            )
+        )
         self._report(agent.answer(run_id), time.perf_counter() - started)
 
-    def _stream(self, events: Iterator[NodeEvent]) -> str:
-        """Consume the run's events, showing a live line (a terminal) or one line per node (a pipe)."""
+    def _stream(self, start: Callable[[Callable[[SearchProgress], None]], Iterator[NodeEvent]]) -> str:
+        """Run, showing a live line (a terminal: the nodes so far, and the probes and tokens counted as a
+        search spends them) or one line per node (a pipe)."""
         run_id, probes, tokens = "", 0, 0
         nodes: list[str] = []
+        working: list[SearchProgress] = []  # the node at work, while it reports progress
 
         def line() -> str:
-            path = " > ".join(nodes) or "starting"
-            return f"{escape(path)}  [dim]{probes} probes, {tokens} tokens[/]"
+            now = working[-1] if working else None
+            path = " > ".join([*nodes, *([f"{now.node}…"] if now else [])]) or "starting"
+            more_probes, more_tokens = (now.probes, now.tokens) if now else (0, 0)
+            return f"{escape(path)}  [dim]{probes + more_probes} probes, {tokens + more_tokens} tokens[/]"
 
         live = self.console.status(line()) if self.console.is_terminal else None
+
+        def watch(progress: SearchProgress) -> None:
+            working[:] = [progress]
+            if live is not None:
+                live.update(line())
+
         if live is not None:
             live.start()
         try:
-            for event in events:
+            for event in start(watch):
                 run_id = event.run_id
+                working.clear()
                 nodes.append(event.node)
                 probes += int(event.update.get("probes") or 0)
                 spent = event.update.get("spent") or {}

@@ -32,14 +32,14 @@ from foveate.cli.common import (
     split_options,
     started_with,
 )
-from foveate.cli.waiting import waiting_on_model
+from foveate.cli.waiting import Waiting, waiting_on_model
 from foveate.errors import BackendError, FoveateError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from foveate.agent import Agent, Answer
-    from foveate.graphs.workflow import NodeEvent
+    from foveate.graphs.workflow import NodeEvent, SearchProgress
 
 __all__ = ["run"]
 
@@ -221,9 +221,8 @@ def run(
             out = _answer(agent, image, question, options, run_id, resume, answer, ask, shown)
             model_id = agent.model_id
     except KeyboardInterrupt:
-        err_console.print(
-            f"interrupted: `{resume_command(run_id, checkpoints)}` goes on from its last saved step"
-        )
+        again = escape(resume_command(run_id, checkpoints))
+        err_console.print(f"interrupted: `{again}` goes on from its last saved step", soft_wrap=True)
         raise typer.Exit(code=130) from None
     except BackendError as exc:  # a server that died mid-run: what was done is checkpointed
         raise fail(
@@ -256,7 +255,7 @@ def _answer(
         elif before.status == "waiting":
             out = before  # --ask: the loop below puts the question to the person
         else:
-            out = agent.answer(show(agent.resume_stream(resume)) or resume)
+            out = agent.answer(show(agent.resume_stream(resume, watch=show.watch)) or resume)
     else:
         assert image is not None and question is not None
         choices = split_options(options)
@@ -265,7 +264,7 @@ def _answer(
         RunInput.checked(max_options=agent.max_options, question=question, image=image, options=choices)
         # the id first, before the first node: a run killed later can still be found and resumed
         show.console.print(f"run {run_id}", highlight=False)
-        show(agent.stream(question, image=image, options=choices or None, run_id=run_id))
+        show(agent.stream(question, image=image, options=choices or None, run_id=run_id, watch=show.watch))
         out = agent.answer(run_id)
     while out.status == "waiting" and ask:
         pending = out.pending or {}
@@ -283,11 +282,18 @@ class _Shown:
 
     def __init__(self, server: str | None, timeout: float, out: Console) -> None:
         self.server, self.timeout, self.console = server, timeout, out
+        self._waiting: Waiting | None = None
+
+    def watch(self, progress: SearchProgress) -> None:
+        """Told each probe of a search (the stream is lazy: this is called while ``__call__`` iterates)."""
+        if self._waiting is not None:
+            self._waiting.working(progress.node, progress.probes, progress.tokens)
 
     def __call__(self, events: Iterator[NodeEvent]) -> str | None:
         """Show the events; the run's id."""
         run_id = None
         with waiting_on_model(self.server, self.timeout) as waiting:
+            self._waiting = waiting
             for event in events:
                 run_id = event.run_id
                 for text in event.messages or [""]:
@@ -299,9 +305,11 @@ class _Shown:
 def _report(out: Answer, model_id: str, checkpoints: str | None) -> None:
     again = resume_command(out.run_id, checkpoints)
     if out.status == "waiting":
-        console.print(f"[yellow]paused for a person[/]: resume with `{escape(again)} --answer ...`")
+        console.print(
+            f"[yellow]paused for a person[/]: resume with `{escape(again)} --answer ...`", soft_wrap=True
+        )
     elif out.status == "incomplete":
-        console.print(f"[yellow]incomplete[/]: resume with `{escape(again)}`")
+        console.print(f"[yellow]incomplete[/]: resume with `{escape(again)}`", soft_wrap=True)
     elif out.abstained:
         console.print(f"[bold]abstained[/]: {escape(out.reason)}")
     else:

@@ -59,6 +59,11 @@ class Waiting:
         self._progress.remove_task(self._task)
         self._task = self._progress.add_task(f"{node} done; waiting on the model", total=None)
 
+    def working(self, node: str, probes: int, tokens: int) -> None:
+        """A node at work says how far it is (a zoom search, after each probe)."""
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, description=f"{node}: {probes} probes, {tokens} tokens so far")
+
 
 @contextmanager
 def waiting_on_model(server: str | None, timeout: float) -> Iterator[Waiting]:

@@ -20,7 +20,7 @@ from foveate.graphs.registry import NodeFn, Registry
 from foveate.graphs.services import Services
 from foveate.graphs.spec import WorkflowSpec, load_workflow
 from foveate.graphs.state import QAState, RunInput, RunOutput
-from foveate.graphs.workflow import BUILTIN_WORKFLOWS, NodeEvent, Workflow, open_checkpointer
+from foveate.graphs.workflow import BUILTIN_WORKFLOWS, NodeEvent, SearchProgress, Workflow, open_checkpointer
 
 __all__ = [
     "BUILTIN_WORKFLOWS",
@@ -31,6 +31,7 @@ __all__ = [
     "Registry",
     "RunInput",
     "RunOutput",
+    "SearchProgress",
     "Services",
     "Workflow",
     "WorkflowSpec",

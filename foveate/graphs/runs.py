@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from foveate.errors import RunError
 from foveate.graphs.state import RunOutput, usage_of
+from foveate.graphs.workflow import check_run_id
 from foveate.vlm.budget import TokenUsage
 
 __all__ = ["RunSummary", "list_runs", "read_run"]
@@ -74,6 +75,7 @@ def list_runs(saver: BaseCheckpointSaver[Any], *, limit: int | None = 20) -> lis
 
 def read_run(saver: BaseCheckpointSaver[Any], run_id: str) -> tuple[RunSummary, RunOutput]:
     """One run: its summary and everything its state says (the messages of each node, the answer)."""
+    check_run_id(run_id)
     found = _last(saver, run_id)
     if found is None:
         raise RunError(f"no run {run_id!r} in the checkpoint database")

@@ -20,7 +20,7 @@ import asyncio
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +46,7 @@ from foveate.memory.memory import image_fingerprint
 __all__ = [
     "BUILTIN_WORKFLOWS",
     "NodeEvent",
+    "SearchProgress",
     "Workflow",
     "builtin_workflow_path",
     "open_checkpointer",
@@ -64,6 +65,20 @@ class NodeEvent(BaseModel):
     node: str
     update: dict[str, Any]
     messages: list[str]
+
+
+class SearchProgress(BaseModel):
+    """A node at work (a zoom search, probe by probe): what ``Workflow.stream(watch=...)`` is told between
+    the ``NodeEvent``s, so that a display can count probes while a long search runs."""
+
+    model_config = ConfigDict(frozen=True)
+    run_id: str
+    node: str
+    """The node type at work (``zoom``)."""
+    probes: int
+    """Probes this node has spent so far."""
+    tokens: int
+    """Tokens this node has spent so far."""
 
 
 def builtin_workflow_path(name: str) -> Path:
@@ -224,20 +239,34 @@ class Workflow:
             self.graph.invoke(dict(self.start_state(run)), self.config(run_id), durability=self.durability)
         return self.output(run_id)
 
-    def stream(self, run: RunInput | None, *, run_id: str | None = None) -> Iterator[NodeEvent]:
-        """Run (or, with ``run=None``, resume ``run_id``) and yield an event as each node finishes."""
+    def stream(
+        self,
+        run: RunInput | None,
+        *,
+        run_id: str | None = None,
+        watch: Callable[[SearchProgress], None] | None = None,
+    ) -> Iterator[NodeEvent]:
+        """Run (or, with ``run=None``, resume ``run_id``) and yield an event as each node finishes; with
+        ``watch``, also tell it each probe of a search as it happens (LangGraph's custom stream), from the
+        thread that iterates."""
         if run is None and run_id is None:
             raise RunError("stream needs a question or the id of a run to resume")
         run_id = self._fresh(run_id) if run is not None else (run_id or new_run_id())
         payload = self.start_state(run) if run is not None else None
         with self._steps(run_id):
-            for chunk in self.graph.stream(
+            for mode, chunk in self.graph.stream(
                 payload,
                 self.config(run_id),
-                stream_mode="updates",
+                stream_mode=["updates", "custom"] if watch is not None else ["updates"],
                 durability=self.durability,
             ):
+                if mode == "custom" or not isinstance(chunk, dict):
+                    if watch is not None and isinstance(chunk, dict) and "probes" in chunk:
+                        watch(SearchProgress(run_id=run_id, **chunk))
+                    continue
                 for node, update in chunk.items():
+                    if node == "__interrupt__":  # a pause for a person: not a node; the run's status says it
+                        continue
                     update = update if isinstance(update, dict) else {"value": update}
                     said = [m["text"] for m in update.get("messages", []) if isinstance(m, dict)]
                     yield NodeEvent(run_id=run_id, node=node, update=update, messages=said)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from PIL import Image
 
@@ -71,6 +71,7 @@ class ZoomAgent:
         context: str | None = None,
         answer: bool = True,
         truth: Sequence[Box] | None = None,
+        watch: Callable[[int, int], None] | None = None,
     ) -> ZoomResult:
         """Search (unless ``direct``) and answer. ``options``: score them; else generate free text.
 
@@ -82,6 +83,7 @@ class ZoomAgent:
         ``truth``: the ground-truth boxes of the objects the question is about, where known (a benchmark);
         the result's ``grounding`` then says whether the crop answered from held them. The search never
         sees them.
+        ``watch``: told (probes so far, tokens spent so far) after each probing call, for a live display.
         """
         cfg = self.config
         chosen = self.strategies.get(strategy) if strategy is not None else self.strategy
@@ -91,7 +93,7 @@ class ZoomAgent:
         reserve = answer_reserve(self.vlm, self.prompts, img)
         search_budget = self._plan(img, chosen, reserve, notes)
         ledger = TokenLedger(search_budget)
-        meter = Meter(cfg.max_probes, cfg.max_forward_passes, ledger)
+        meter = Meter(cfg.max_probes, cfg.max_forward_passes, ledger, watch=watch)
         meter.reserve = reserve
         meter.per_probe = self._probe_estimate(search_budget)
         ctx = SearchContext(self.vlm, cfg, self.prompts, self.native_side, img, meter)

@@ -160,8 +160,7 @@ class SearchContext:
             return None
         except BudgetExceeded as exc:
             raise SearchStopped(str(exc)) from exc
-        self.meter.probes += probes
-        self.meter.passes += max(1, sum(m.usage.forward_passes for m in maps))
+        self.meter.count(probes, max(1, sum(m.usage.forward_passes for m in maps)))
         return maps
 
     def attended_window(self, view: Box, prompt: str, side: int, cue: str, depth: int) -> Box | None:

@@ -7,7 +7,7 @@ the best node found so far.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from foveate.vlm.budget import TokenLedger
@@ -35,6 +35,8 @@ class Meter:
     per_probe: int = 0
     """Upper estimate of one probe's tokens (raised to the most a probe really cost)."""
     visits: list[Visit] = field(default_factory=list)
+    watch: Callable[[int, int], None] | None = None
+    """Told (probes so far, tokens spent so far) after each probing call: live progress for a display."""
 
     def check(self, probes: int, passes: int) -> None:
         """Raise ``SearchStopped`` unless ``probes`` more probes in ``passes`` more passes fit every cap."""
@@ -47,7 +49,13 @@ class Meter:
             raise SearchStopped(f"token budget {self.ledger.limit} reached (the rest is kept for the answer)")
 
     def record(self, results: Sequence[YesNoResult], probes: int) -> None:
-        self.probes += probes
-        self.passes += sum(r.usage.forward_passes for r in results)
         for r in results:
             self.per_probe = max(self.per_probe, r.usage.visual_tokens + r.usage.text_tokens)
+        self.count(probes, sum(r.usage.forward_passes for r in results))
+
+    def count(self, probes: int, passes: int) -> None:
+        """Probes and passes spent (checked before with ``check``), said to ``watch``."""
+        self.probes += probes
+        self.passes += passes
+        if self.watch is not None:
+            self.watch(self.probes, self.ledger.spent.total)

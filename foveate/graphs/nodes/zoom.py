@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from langgraph.config import get_stream_writer
 from pydantic import Field
 
 from foveate.errors import BudgetExceeded, GraphSpecError
@@ -53,7 +55,12 @@ def zoom_node(params: ZoomParams, services: Services) -> NodeFn:
         image = services.image(state)
         cues = state.get("cues")
         result = services.zoom_agent(config).run(
-            image, state["question"], state.get("options") or None, cues=cues, answer=False
+            image,
+            state["question"],
+            state.get("options") or None,
+            cues=cues,
+            answer=False,
+            watch=_progress_writer(),
         )
         if result.probes == 0 and result.budget_exhausted and state.get("answer_box"):
             # no room for a single probe: keep what the earlier search found rather than forget it
@@ -81,3 +88,13 @@ def zoom_node(params: ZoomParams, services: Services) -> NodeFn:
         }
 
     return zoom
+
+
+def _progress_writer() -> Callable[[int, int], None] | None:
+    """Each probe's count, live, to whoever streams the run's progress (LangGraph's custom stream: a no-op
+    unless asked for); None when the node is called outside a graph run (a test, a user's own loop)."""
+    try:
+        write = get_stream_writer()
+    except RuntimeError:  # "Called get_config outside of a runnable context"
+        return None
+    return lambda probes, tokens: write({"node": "zoom", "probes": probes, "tokens": tokens})
