@@ -129,10 +129,15 @@ def test_one_config_file_serves_every_command(tmp_path: Path, monkeypatch: pytes
     assert (chosen / "runs.db").is_file() and (chosen / "memory.db").is_file()
     assert not (home / ".foveate").exists()
 
-    # another config's (empty) calibration database: the same command names it and finds no record
+    # another config's calibration database: the same command names it, absent (before the model loads)
+    # and empty (no record)
     other = tmp_path / "other.toml"
     other.write_text(config.read_text().replace(str(chosen / "calibrations.db"), str(tmp_path / "none.db")))
     monkeypatch.setenv("FOVEATE_CONFIG", str(other))
     missing = runner.invoke(app, args)
-    assert missing.exit_code == 2 and "no crc calibration at alpha 0.3" in missing.output
+    assert missing.exit_code == 2 and "there is no calibration database at" in missing.output
     assert str(tmp_path / "none.db") in " ".join(missing.output.split())
+    CalibrationStore(tmp_path / "none.db").close()
+    empty = runner.invoke(app, args)
+    assert empty.exit_code == 2 and "no crc calibration at alpha 0.3" in empty.output
+    assert str(tmp_path / "none.db") in " ".join(empty.output.split())

@@ -31,6 +31,7 @@ from foveate.cli.common import (
     load_model,
     settings_from,
 )
+from foveate.cli.preflight import check_before_loading
 from foveate.errors import FoveateError, ManifestError
 from foveate.files import output_file
 
@@ -110,6 +111,13 @@ def batch(
             )
         if not items:
             raise FoveateError(f"{questions} has no question that can be asked")
+        stores = {
+            "memory_db": memory or settings.memory_db,
+            "checkpoints": checkpoints or settings.checkpoints,
+        }
+        check_before_loading(
+            settings.model_copy(update=stores), memory=memory is not None, checkpoints=checkpoints is not None
+        )
         vlm = load_model(settings)
         recipe = AgentRecipe(
             settings, settings.workflow, overrides={"memory": memory, "checkpoints": checkpoints}

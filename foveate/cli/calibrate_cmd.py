@@ -32,6 +32,7 @@ from foveate.cli.common import (
     load_model,
     settings_from,
 )
+from foveate.cli.preflight import check_before_loading
 from foveate.errors import FoveateError
 
 if TYPE_CHECKING:
@@ -163,6 +164,8 @@ def calibrate(
             max_total_tokens=max_total_tokens,
             max_visual_tokens=max_visual_tokens,
         )
+        # before the scenes are drawn and the database is made: a wrong workflow leaves nothing behind
+        check_before_loading(settings, memory=False, checkpoints=False, calibration=False)
         with tempfile.TemporaryDirectory(prefix="foveate-calibrate-") as scratch:
             if synthetic is not None:
                 make_benchmark(Path(scratch), synthetic, seed)

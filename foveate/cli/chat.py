@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from foveate.cli.common import AllowMismatchOpt, fail, load_model, settings_from
+from foveate.cli.preflight import check_before_loading
 from foveate.cli.repl import ChatREPL, SlashCompleter, history_path
 from foveate.errors import FoveateError
 
@@ -102,10 +103,11 @@ def chat(
         from foveate.agent import Agent
         from foveate.conformal.procedure import load_calibration_file
 
-        overrides: dict[str, Any] = {"workflow": flow, "vlm": load_model(settings)}
+        overrides: dict[str, Any] = {"workflow": flow}
         if calibration is not None:
             overrides["calibration"] = load_calibration_file(calibration)
             overrides["allow_calibration_mismatch"] = allow_mismatch
+        overrides["vlm"] = load_model(settings)
         return Agent.from_defaults(settings=settings, **overrides)
 
     try:
@@ -119,6 +121,11 @@ def chat(
         repl.max_total_tokens = settings.max_total_tokens
         for path in image or []:  # a bad --image stops here, before the model loads (not a line mid-chat)
             repl.add_image(Path(path).expanduser())
+        check_before_loading(settings, calibration=calibration is None)
+        if calibration is not None:  # read now: a bad file is named before the model loads
+            from foveate.conformal.procedure import load_calibration_file
+
+            load_calibration_file(calibration)
         console.print("loading model...")
         agent = repl.load()
     except FoveateError as exc:

@@ -165,9 +165,15 @@ def started_with(run_id: str, checkpoints: str) -> str:
     """The workflow a saved run started with (a built-in's name or a YAML path), read off its checkpoint;
     the default workflow for a run saved before foveate kept it. Going on with another workflow's graph
     would run nodes that the run never had."""
-    from foveate.graphs.runs import read_run
-    from foveate.graphs.workflow import open_checkpointer
+    from pathlib import Path
 
+    from foveate.errors import RunError
+    from foveate.graphs.runs import read_run
+    from foveate.graphs.workflow import check_run_id, open_checkpointer
+
+    check_run_id(run_id)
+    if "://" not in checkpoints and not Path(checkpoints).expanduser().is_file():  # looking creates nothing
+        raise RunError(f"no run {run_id!r}: there is no checkpoint database at {checkpoints}")
     with open_checkpointer(checkpoints) as saver:
         summary, _ = read_run(saver, run_id)
     return summary.workflow or settings_from().workflow

@@ -22,6 +22,7 @@ from foveate.cli.common import (
     settings_from,
     started_with,
 )
+from foveate.cli.preflight import check_before_loading
 from foveate.errors import FoveateError
 
 __all__ = ["feedback"]
@@ -72,6 +73,7 @@ def feedback(
             model=model, endpoint=endpoint, family=family, memory_db=memory, checkpoints=checkpoints
         )
         settings = settings.model_copy(update={"workflow": started_with(run_id, settings.checkpoints)})
+        check_before_loading(settings, calibration=False)
         with Agent.from_defaults(settings=settings, vlm=load_model(settings)) as agent:
             before = agent.answer(run_id)
             if before.status != "done":

@@ -32,6 +32,7 @@ from foveate.cli.common import (
     split_options,
     started_with,
 )
+from foveate.cli.preflight import check_before_loading
 from foveate.cli.waiting import Waiting, waiting_on_model
 from foveate.errors import BackendError, FoveateError
 
@@ -169,6 +170,8 @@ def run(
     """
     from foveate.agent import Agent
     from foveate.conformal.procedure import load_calibration_file
+    from foveate.graphs.state import RunInput
+    from foveate.imaging import check_image
 
     words = list(args or [])
     if len(words) == 3 and words[0].lower().endswith((".yaml", ".yml")):
@@ -210,12 +213,21 @@ def run(
         )
         if resume is not None and workflow is None:  # go on with the workflow the run started with
             settings = settings.model_copy(update={"workflow": started_with(resume, settings.checkpoints)})
-        overrides: dict[str, Any] = {"vlm": load_model(settings)}
+        overrides: dict[str, Any] = {}
         if no_memory:
             overrides["memory"] = None
         if calibration is not None:
             overrides["calibration"] = load_calibration_file(calibration)
             overrides["allow_calibration_mismatch"] = allow_mismatch
+        # everything that can be checked without the model, before it loads
+        if question is not None and image is not None:
+            choices = split_options(options)
+            RunInput.checked(
+                max_options=settings.max_options, question=question, image=image, options=choices
+            )
+            check_image(image)  # its header only: a missing or unreadable file named before the wait
+        check_before_loading(settings, memory=not no_memory, calibration=calibration is None and not no_gate)
+        overrides["vlm"] = load_model(settings)
         with Agent.from_defaults(settings=settings, **overrides) as agent:
             shown = _Shown(settings.endpoint, settings.server_timeout, err_console if as_json else console)
             out = _answer(agent, image, question, options, run_id, resume, answer, ask, shown)
@@ -258,10 +270,7 @@ def _answer(
             out = agent.answer(show(agent.resume_stream(resume, watch=show.watch)) or resume)
     else:
         assert image is not None and question is not None
-        choices = split_options(options)
-        from foveate.graphs.state import RunInput
-
-        RunInput.checked(max_options=agent.max_options, question=question, image=image, options=choices)
+        choices = split_options(options)  # checked with the question and image before the model loaded
         # the id first, before the first node: a run killed later can still be found and resumed
         show.console.print(f"run {run_id}", highlight=False)
         show(agent.stream(question, image=image, options=choices or None, run_id=run_id, watch=show.watch))

@@ -7,7 +7,7 @@ bomb is refused from the header), resize; ``boxes``: box geometry and where a re
 
 from foveate.imaging.boxes import Box, best_window, box_area, box_union, clamp_box, expand_box
 from foveate.imaging.draw import save_trace
-from foveate.imaging.images import DEFAULT_MAX_PIXELS, load_image, resize_to, to_data_uri
+from foveate.imaging.images import DEFAULT_MAX_PIXELS, check_image, load_image, resize_to, to_data_uri
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -15,6 +15,7 @@ __all__ = [
     "best_window",
     "box_area",
     "box_union",
+    "check_image",
     "clamp_box",
     "expand_box",
     "load_image",

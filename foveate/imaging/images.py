@@ -187,19 +187,51 @@ def load_image(
         return _open_bytes(bytes(source), "bytes", max_pixels, frame, page)
     if isinstance(source, str) and source.startswith("data:"):
         return _from_data_uri(source, max_pixels, frame)
+    if isinstance(source, (str, Path)):
+        return _from_file(_local_path(source), max_pixels, frame, page)
+    raise ImageLoadError(
+        f"unsupported image input of type {type(source).__name__}; "
+        "use a path, PIL image, numpy array, bytes or data: URI"
+    )
+
+
+def _local_path(source: str | Path) -> Path:
     if isinstance(source, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source):
         raise ImageLoadError(
             f"foveate does not download images ({source!r}); pass a local path, bytes, a PIL image, "
             "a numpy array or a data: URI"
         )
-    if isinstance(source, (str, Path)):
-        if not str(source).strip():
-            raise ImageLoadError("the image path is empty")
-        return _from_file(Path(source).expanduser(), max_pixels, frame, page)
-    raise ImageLoadError(
-        f"unsupported image input of type {type(source).__name__}; "
-        "use a path, PIL image, numpy array, bytes or data: URI"
-    )
+    if not str(source).strip():
+        raise ImageLoadError("the image path is empty")
+    return Path(source).expanduser()
+
+
+def check_image(
+    source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int | None = None
+) -> None:
+    """What ``load_image`` refuses about an image file, found from its header without decoding a pixel:
+    for a command to name a bad image before it loads a model. Other inputs (bytes, arrays, ``data:``
+    URIs) are in memory already and are checked when decoded; a PDF's page is checked when rendered."""
+    if not isinstance(source, (str, Path)) or str(source).startswith("data:"):
+        return
+    path = regular_file(_local_path(source), "image file", ImageLoadError)
+    if path.stat().st_size == 0:
+        raise ImageLoadError(f"image from {path} is empty (0 bytes)")
+    try:
+        with path.open("rb") as stream:
+            if is_pdf(stream.read(8)):
+                return
+            stream.seek(0)
+            with warnings.catch_warnings(), Image.open(stream) as img:
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                _check_pixels(img.width, img.height, max_pixels, str(path))
+                _seek(img, frame, str(path))
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{path} is not an image foveate can read (unknown format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(f"cannot decode image from {path}: {exc}") from exc
 
 
 def _from_file(path: Path, max_pixels: int, frame: int | None = None, page: int | None = None) -> Image.Image:
