@@ -10,23 +10,20 @@ from a fake server in this file, which answers with canned replies and records w
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from fake_openai_server import FakeServer, serving
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -182,96 +179,25 @@ def test_async_calls_work_across_event_loops(server: str, tiny_model_dirs: dict[
 
 
 # ---------------------------------------------------------------------------- a fake server, for logprobs
-class _FakeServer(ThreadingHTTPServer):
-    """A chat-completions server answering every request with ``text``, ``token_logprobs`` when asked for
-    them (None: no ``logprobs`` field at all) and fixed usage; ``refuse_logprobs``: HTTP 400 naming the
-    field to any request asking for it, as some servers do. ``bodies`` records what each request sent."""
-
-    def __init__(
-        self, text: str, token_logprobs: list[float] | None, *, refuse_logprobs: bool = False
-    ) -> None:
-        super().__init__(("127.0.0.1", 0), _FakeHandler)
-        self.text, self.token_logprobs, self.refuse_logprobs = text, token_logprobs, refuse_logprobs
-        self.bodies: list[dict[str, Any]] = []
-        self.usage = {"prompt_tokens": 40, "completion_tokens": 4, "total_tokens": 44}
-        self.window: int | None = None  # set: refuse longer prompts (in bytes) with vLLM's words
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-    def reply(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        if self.window is not None and len(json.dumps(body["messages"])) > self.window:
-            said = (
-                f"This model's maximum context length is {self.window} tokens. However, you requested "
-                f"{len(json.dumps(body['messages']))} tokens in the messages. Please reduce the length."
-            )
-            return 400, {"error": {"message": said, "type": "BadRequestError", "code": 400}}
-        if self.refuse_logprobs and "logprobs" in body:
-            return 400, {"error": {"message": "logprobs is not supported with this model", "type": "invalid"}}
-        choice: dict[str, Any] = {
-            "index": 0,
-            "message": {"role": "assistant", "content": self.text},
-            "finish_reason": "stop",
-        }
-        if self.token_logprobs is not None and body.get("logprobs"):
-            entries = [
-                {"token": f"t{i}", "logprob": lp, "bytes": None, "top_logprobs": []}
-                for i, lp in enumerate(self.token_logprobs)
-            ]
-            choice["logprobs"] = {"content": entries}
-        reply = {"id": "fake", "object": "chat.completion", "created": 0, "model": body["model"]}
-        return 200, {**reply, "choices": [choice], "usage": self.usage}
-
-
-class _FakeHandler(BaseHTTPRequestHandler):
-    server: _FakeServer
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.bodies.append(body)
-        status, reply = self.server.reply(body)
-        data = json.dumps(reply).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-def _serving(fake: _FakeServer) -> Iterator[_FakeServer]:
-    thread = threading.Thread(target=fake.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield fake
-    finally:
-        fake.shutdown()
-        fake.server_close()
-        thread.join(timeout=10)
-
-
 LOGPROBS = [-0.1, -0.7, -0.05, -0.002]
 
 
 @pytest.fixture
-def with_logprobs() -> Iterator[_FakeServer]:
-    yield from _serving(_FakeServer("a red square", LOGPROBS))
+def with_logprobs() -> Iterator[FakeServer]:
+    yield from serving(FakeServer("a red square", LOGPROBS))
 
 
 @pytest.fixture
-def without_logprobs() -> Iterator[_FakeServer]:
-    yield from _serving(_FakeServer("a red square", None))
+def without_logprobs() -> Iterator[FakeServer]:
+    yield from serving(FakeServer("a red square", None))
 
 
 @pytest.fixture
-def refusing_logprobs() -> Iterator[_FakeServer]:
-    yield from _serving(_FakeServer("a red square", LOGPROBS, refuse_logprobs=True))
+def refusing_logprobs() -> Iterator[FakeServer]:
+    yield from serving(FakeServer("a red square", LOGPROBS, refuse_logprobs=True))
 
 
-def test_generate_reads_each_tokens_logprob(with_logprobs: _FakeServer) -> None:
+def test_generate_reads_each_tokens_logprob(with_logprobs: FakeServer) -> None:
     """``generate`` asks for ``logprobs`` (and one alternative: llama-cpp-python's server returns none
     without ``top_logprobs``) and returns them; the ledger holds and is charged as before: the server's
     reported usage."""
@@ -291,7 +217,7 @@ def test_generate_reads_each_tokens_logprob(with_logprobs: _FakeServer) -> None:
     check.run(remote, ContractInputs())
 
 
-def test_a_server_without_logprobs_still_generates(without_logprobs: _FakeServer) -> None:
+def test_a_server_without_logprobs_still_generates(without_logprobs: FakeServer) -> None:
     remote = OpenAIVLM(without_logprobs.url, model="fake", max_retries=0, family="llava")
     req = VLMRequest.from_prompt("What is in the picture?", [PICTURE])
     for result in (remote.generate(req), asyncio.run(remote.agenerate(req))):
@@ -300,7 +226,7 @@ def test_a_server_without_logprobs_still_generates(without_logprobs: _FakeServer
     assert all(body["logprobs"] is True for body in without_logprobs.bodies)
 
 
-def test_a_server_refusing_logprobs_is_asked_again_without(refusing_logprobs: _FakeServer) -> None:
+def test_a_server_refusing_logprobs_is_asked_again_without(refusing_logprobs: FakeServer) -> None:
     """A server that rejects the ``logprobs`` field (HTTP 400 naming it) gets the request again without it,
     within the same hold on the ledger, and is not asked for them again."""
     remote = OpenAIVLM(refusing_logprobs.url, model="fake", max_retries=0, family="llava")
@@ -320,7 +246,7 @@ def test_a_server_refusing_logprobs_is_asked_again_without(refusing_logprobs: _F
         remote.yes_probability(req)  # a probe cannot do without them: refused, never guessed
 
 
-def test_other_http_errors_still_fail_generation(refusing_logprobs: _FakeServer) -> None:
+def test_other_http_errors_still_fail_generation(refusing_logprobs: FakeServer) -> None:
     """Only a refusal that names ``logprobs`` is retried: the server's 400 is kept as the error otherwise."""
     refusing_logprobs.refuse_logprobs = False
     refusing_logprobs.reply = lambda body: (400, {"error": {"message": "context too long"}})  # type: ignore[method-assign]
@@ -331,7 +257,7 @@ def test_other_http_errors_still_fail_generation(refusing_logprobs: _FakeServer)
 
 
 # ---------------------------------------------------------------------------- budgets against a server
-def test_a_capped_call_with_no_visual_bound_is_refused_before_it_is_sent(with_logprobs: _FakeServer) -> None:
+def test_a_capped_call_with_no_visual_bound_is_refused_before_it_is_sent(with_logprobs: FakeServer) -> None:
     """The 605-of-100 case: a server reporting 600 prompt tokens, a 100-token budget and a model of no
     declared family. Nothing bounds the image's tokens, so the call is refused and never sent (before,
     it went through and the ledger read 605 spent of 100)."""
@@ -345,7 +271,7 @@ def test_a_capped_call_with_no_visual_bound_is_refused_before_it_is_sent(with_lo
     assert remote.generate(VLMRequest.from_prompt("What is it?", [PICTURE]), free).usage.total == 605
 
 
-def test_an_overrun_is_recorded_and_stops_the_question(with_logprobs: _FakeServer) -> None:
+def test_an_overrun_is_recorded_and_stops_the_question(with_logprobs: FakeServer) -> None:
     remote = OpenAIVLM(with_logprobs.url, model="fake", max_retries=0, family="llava")
     request = VLMRequest.from_prompt("What is it?", [PICTURE], max_new_tokens=5)
     with_logprobs.usage = {"prompt_tokens": 5000, "completion_tokens": 5, "total_tokens": 5005}  # lies
@@ -357,7 +283,7 @@ def test_an_overrun_is_recorded_and_stops_the_question(with_logprobs: _FakeServe
     assert len(with_logprobs.bodies) == 1  # the second call was never sent
 
 
-def test_generation_is_capped_at_what_the_budget_has_left(with_logprobs: _FakeServer) -> None:
+def test_generation_is_capped_at_what_the_budget_has_left(with_logprobs: FakeServer) -> None:
     remote = OpenAIVLM(with_logprobs.url, model="fake", max_retries=0, family="llava")
     request = VLMRequest.from_prompt("What is it?", [PICTURE], max_new_tokens=4000)
     ledger = TokenLedger(TokenBudget(max_total_tokens=1000))
@@ -374,7 +300,7 @@ def test_generation_is_capped_at_what_the_budget_has_left(with_logprobs: _FakeSe
     new_tokens=st.integers(min_value=1, max_value=600),
 )
 def test_a_budget_is_never_exceeded_silently(
-    with_logprobs: _FakeServer, limit: int, reports: list[int], new_tokens: int
+    with_logprobs: FakeServer, limit: int, reports: list[int], new_tokens: int
 ) -> None:
     """Over random budgets and reported usages (some above any estimate): each call is either refused
     before it is sent, or sent; a report above the hold is an overrun on the ledger, after which no call
@@ -397,7 +323,7 @@ def test_a_budget_is_never_exceeded_silently(
     with_logprobs.bodies.clear()
 
 
-def test_after_an_overrun_the_workflow_makes_no_further_call(with_logprobs: _FakeServer) -> None:
+def test_after_an_overrun_the_workflow_makes_no_further_call(with_logprobs: FakeServer) -> None:
     """Across nodes too: the state carries the overrun, so every later node's ledger refuses, and the
     answer says which call went over and by how much."""
     from foveate import Agent
@@ -412,7 +338,7 @@ def test_after_an_overrun_the_workflow_makes_no_further_call(with_logprobs: _Fak
     assert answer.text is None and answer.tokens.total == 5005
 
 
-def test_a_prompt_past_the_servers_window_is_one_clear_error(with_logprobs: _FakeServer) -> None:
+def test_a_prompt_past_the_servers_window_is_one_clear_error(with_logprobs: FakeServer) -> None:
     """A server checks its own window before its model runs (vLLM answers HTTP 400): the refusal is a
     ``ContextLengthError`` naming the server and its words, not a generic backend failure."""
     with_logprobs.window = 4096
