@@ -27,12 +27,12 @@ from foveate.cli.common import (
     TotalCapOpt,
     VisualCapOpt,
     console,
-    err_console,
     fail,
     load_model,
     settings_from,
 )
 from foveate.cli.preflight import check_before_loading
+from foveate.cli.progress import question_progress
 from foveate.errors import FoveateError
 
 if TYPE_CHECKING:
@@ -182,13 +182,15 @@ def calibrate(
             agent = Agent.from_defaults(
                 settings=settings, vlm=vlm, memory=None, checkpoints=None, calibration=None
             )
-            with agent, err_console.status("answering") as status:
+            with agent, question_progress() as bar:
+                task = bar.add_task("calibrating", total=len(labelled))
                 scores = score_questions(
                     agent,
                     labelled,
                     free_text=free_text,
-                    progress=lambda i, n: status.update(f"answering question {i}/{n}"),
+                    progress=lambda i, n: bar.update(task, completed=i - 1, total=n),  # called as i starts
                 )
+                bar.update(task, completed=len(labelled))
             gates = [
                 calibrate_gate(
                     scores, alpha, m, key=agent.gate_key, by_category=by_category, delta=delta, source=source
