@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from foveate import Agent
+from foveate import Agent, Answer
 from foveate.errors import ImageLoadError
 from foveate.imaging.images import load_image
 from foveate.synthetic import generate_scene
@@ -117,9 +117,31 @@ def test_a_pdf_page_is_answered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("FOVEATE_CONFIG", str(tmp_path / "none.toml"))
     _pdf(tmp_path / "doc.pdf")
     args = ["run", str(tmp_path / "doc.pdf"), "What colour is the block?", "--options", "red,blue"]
-    result = CliRunner().invoke(app, [*args, "--workflow", "direct", "--no-memory"])
+    stores = ["--workflow", "direct", "--no-memory", "--checkpoints", str(tmp_path / "runs.db")]
+    result = CliRunner().invoke(app, [*args, *stores])
     assert result.exit_code == 0, result.output
     assert "answer: " in result.output
+    # --page picks another page, and the run's trace says which page it answered about
+    second = CliRunner().invoke(app, [*args, *stores, "--page", "1", "--json"])
+    assert second.exit_code == 0, second.output
+    answer = Answer.model_validate_json(second.stdout)
+    assert answer.trace[0] == f"input: the image is page 2 of 2 (page=1) of {tmp_path / 'doc.pdf'}"
+    assert CliRunner().invoke(app, [*args, *stores, "--page", "2"]).exit_code == 2  # no third page
+    shown = CliRunner().invoke(app, ["runs", answer.run_id, "--checkpoints", str(tmp_path / "runs.db")])
+    assert "page 2 of 2" in shown.stdout
+
+
+def test_the_trace_says_which_frame(tmp_path: Path, vlm: TransformersVLM) -> None:
+
+    frames = [Image.new("RGB", (64, 64), colour) for colour in ("red", "blue", "green")]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    with Agent(vlm, workflow="direct", memory=None, checkpoints=None) as agent:
+        first = agent.ask("What colour is it?", image=tmp_path / "a.gif", options=["red", "blue"])
+        third = agent.ask(
+            "What colour is it?", image=load_image(tmp_path / "a.gif", frame=2), options=["red", "blue"]
+        )
+    assert first.trace[0] == f"input: the image is frame 1 of 3 (frame=0) of {tmp_path / 'a.gif'}"
+    assert third.trace[0] == f"input: the image is frame 3 of 3 (frame=2) of {tmp_path / 'a.gif'}"
 
 
 def test_an_image_on_standard_input_and_a_url_on_the_command_line(tmp_path: Path) -> None:
@@ -194,3 +216,17 @@ def test_the_version_is_one_flag_away() -> None:
 
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.strip() == f"foveate {version('foveate')}"
+
+
+def test_a_16_bit_tiff_stack_is_read_frame_by_frame(tmp_path: Path) -> None:
+    """A microscopy stack: two 16-bit planes in one TIFF (Pillow reads it; no tifffile needed). Each plane is
+    scaled by its own range, so a dim plane (values up to 1500 of 65535) is not black."""
+    ramp = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    bright, dim = Image.fromarray(ramp * 15), Image.fromarray(ramp // 3 + 100)
+    bright.save(tmp_path / "stack.tif", save_all=True, append_images=[dim])
+    planes = [np.asarray(load_image(tmp_path / "stack.tif", frame=k)) for k in (0, 1)]
+    for plane in planes:
+        assert plane.min() == 0 and plane.max() == 255  # stretched from its minimum to its maximum
+    assert load_image(tmp_path / "stack.tif", frame=1).info["foveate_part"].startswith("frame 2 of 2")
+    with pytest.raises(ImageLoadError, match="no frame 2"):
+        load_image(tmp_path / "stack.tif", frame=2)

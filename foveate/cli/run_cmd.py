@@ -54,6 +54,21 @@ def run(
             show_default=False,
         ),
     ] = None,
+    page: Annotated[
+        int | None,
+        typer.Option(
+            "--page", min=0, max=10**6, help="Which page of a PDF, from 0 [default: 0, the first page]."
+        ),
+    ] = None,
+    frame: Annotated[
+        int | None,
+        typer.Option(
+            "--frame",
+            min=0,
+            max=10**6,
+            help="Which frame of a GIF or multi-page TIFF, from 0 [default: 0, the first frame].",
+        ),
+    ] = None,
     options: Annotated[
         str | None,
         typer.Option(
@@ -171,7 +186,7 @@ def run(
     from foveate.agent import Agent
     from foveate.conformal.procedure import load_calibration_file
     from foveate.graphs.state import RunInput
-    from foveate.imaging import check_image
+    from foveate.imaging import check_image, load_image
 
     words = list(args or [])
     if len(words) == 3 and words[0].lower().endswith((".yaml", ".yml")):
@@ -182,12 +197,14 @@ def run(
         raise fail("give [WORKFLOW.yaml] IMAGE QUESTION, or --resume RUN_ID")
     if resume is not None and words:
         raise fail("--resume continues a run; give no IMAGE or QUESTION with it")
+    if resume is not None and (page is not None or frame is not None):
+        raise fail("--page and --frame choose the image of a new run; a resumed run keeps its own")
     if answer is not None and resume is None:
         raise fail("--answer replies to a paused run: give it with --resume RUN_ID")
     if words and not words[0].strip():
         raise fail("the image path is empty")
     # the text as given: a Path would fold "http://x" into "http:/x" (then "not found", not "no downloads")
-    image: str | bytes | None = words[0] if words else None
+    image: Any = words[0] if words else None
     question = words[1] if words else None
     if image == "-":  # the image on standard input: `convert page.tif png:- | foveate run - "..."`
         image = sys.stdin.buffer.read()
@@ -226,6 +243,10 @@ def run(
                 max_options=settings.max_options, question=question, image=image, options=choices
             )
             check_image(image)  # its header only: a missing or unreadable file named before the wait
+            if (
+                page is not None or frame is not None
+            ):  # that page or frame, decoded now (the trace says which)
+                image = load_image(image, page=page, frame=frame)
         check_before_loading(settings, memory=not no_memory, calibration=calibration is None and not no_gate)
         overrides["vlm"] = load_model(settings)
         with Agent.from_defaults(settings=settings, **overrides) as agent:
@@ -250,7 +271,7 @@ def run(
 
 def _answer(
     agent: Agent,
-    image: str | bytes | None,
+    image: Any,  # the text, bytes from stdin, or the page or frame chosen
     question: str | None,
     options: str | None,
     run_id: str,

@@ -40,7 +40,7 @@ from foveate.graphs.registry import Registry
 from foveate.graphs.services import Services
 from foveate.graphs.spec import WorkflowSpec, load_workflow
 from foveate.graphs.state import QAState, RunInput, RunOutput
-from foveate.imaging.images import load_image
+from foveate.imaging.images import PART, load_image
 from foveate.memory.memory import image_fingerprint
 
 __all__ = [
@@ -192,7 +192,8 @@ class Workflow:
         referred to by a file path, written to a content-addressed cache when it came from memory."""
         image = load_image(run.image)
         sha = image_fingerprint(image)  # of the pixels, as the insight memory fingerprints images
-        given = _as_file(run.image)
+        part = image.info.get(PART)  # a frame or PDF page: said in the trace; the file alone would not say
+        given = _as_file(run.image) if part is None else None
         if given is not None:
             path = given
         else:
@@ -216,6 +217,7 @@ class Workflow:
             "expected": run.expected,
             "category": run.category,
             "attempts": 0,
+            **({"messages": [{"node": "input", "text": f"the image is {part}"}]} if part else {}),
         }
 
     def _fresh(self, run_id: str | None) -> str:

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 # 100 megapixels: 10k x 10k. Larger than any V* / HR-Bench 8K image, small enough to be safe.
 DEFAULT_MAX_PIXELS = 100_000_000
+PART = "foveate_part"
+"""The key of ``Image.info`` that says which frame or PDF page an image is ("page 2 of 3 (page=1) of
+doc.pdf"): a run that starts from it says so in its trace."""
 
 ImageInput = Any  # str | Path | PIL.Image.Image | np.ndarray | bytes (kept loose for pydantic)
 
@@ -73,7 +76,7 @@ def _decode(stream: BinaryIO, source: str, max_pixels: int, frame: int | None = 
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(stream)
             _check_pixels(img.width, img.height, max_pixels, source)
-            _seek(img, frame, source)
+            part = _seek(img, frame, source)
             img.load()
             upright = _upright(img)
     except ImageLoadError:
@@ -87,7 +90,11 @@ def _decode(stream: BinaryIO, source: str, max_pixels: int, frame: int | None = 
         raise ImageLoadError(f"{source} is not an image foveate can read (unknown format)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageLoadError(f"cannot decode image from {source}: {exc}") from exc
-    return to_rgb(upright, source)
+    rgb = to_rgb(upright, source)
+    if part is not None:  # which frame, for the run's trace (PART)
+        rgb = rgb if rgb is not img else rgb.copy()
+        rgb.info[PART] = part
+    return rgb
 
 
 def _upright(img: Image.Image) -> Image.Image:
@@ -98,8 +105,9 @@ def _upright(img: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(img)
 
 
-def _seek(img: Image.Image, frame: int | None, source: str) -> None:
-    """Go to ``frame`` of a file of several; without one, the first, said in a warning."""
+def _seek(img: Image.Image, frame: int | None, source: str) -> str | None:
+    """Go to ``frame`` of a file of several; without one, the first, said in a warning. Which frame of how
+    many, for the trace (None: a file of one)."""
     frames = int(getattr(img, "n_frames", 1))
     if frame is None:
         if frames > 1:
@@ -108,10 +116,12 @@ def _seek(img: Image.Image, frame: int | None, source: str) -> None:
                 source,
                 frames,
             )
-        return
+        frame = 0
     if not 0 <= frame < frames:
         raise ImageLoadError(f"image from {source} has {frames} frame(s); there is no frame {frame}")
-    img.seek(frame)
+    if frame:
+        img.seek(frame)
+    return f"frame {frame + 1} of {frames} (frame={frame}) of {source}" if frames > 1 else None
 
 
 def to_rgb(img: Image.Image, source: str = "PIL image") -> Image.Image:

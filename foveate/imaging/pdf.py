@@ -63,6 +63,9 @@ def render_pdf_page(
                 int(scale * 72),
                 max_pixels,
             )
-        return sheet.render(scale=scale).to_pil().convert("RGB")
+        picture = sheet.render(scale=scale).to_pil().convert("RGB")
+        # which page, for the run's trace (foveate.imaging.images.PART)
+        picture.info["foveate_part"] = f"page {page + 1} of {pages} (page={page}) of {source}"
+        return picture
     finally:
         doc.close()
