@@ -206,3 +206,25 @@ def test_feedback_and_json_from_the_command_line(tmp_path: Path, minilm: Sentenc
 
     again = _foveate("feedback", "no-such-run", "--wrong", *stores, env=env)
     assert again.returncode == 2 and "no run 'no-such-run'" in again.stderr
+
+
+def test_a_run_prints_only_its_own_lines(tmp_path: Path) -> None:
+    """No third-party progress bars ("Loading weights: 100%|...") or library warnings in foveate's output:
+    with --json, stdout is the answer and stderr holds the run id and one line per node, nothing else."""
+    import json
+
+    env = {**os.environ, "HOME": str(tmp_path), "FOVEATE_CONFIG": str(tmp_path / "none.toml")}
+    env["PYTHONWARNINGS"] = "always"  # a library warning, if any is raised, would show
+    image, item = generate_scene(7, 1)
+    image.save(tmp_path / "scene.png")
+    ran = _foveate(
+        "run", str(tmp_path / "scene.png"), item.question, "--options", ",".join(item.options), "--json",
+        "--checkpoints", str(tmp_path / "runs.db"), "--memory", str(tmp_path / "memory.db"), env=env,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    json.loads(ran.stdout)
+    nodes = ("perceive", "recall", "zoom", "reason", "judge", "abstain", "remember")
+    lines = [line for line in ran.stderr.splitlines() if line.strip()]
+    assert lines[0].startswith("run ")
+    strays = [line for line in lines[1:] if not line.startswith(nodes)]  # one line per node
+    assert not strays, ran.stderr

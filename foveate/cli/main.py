@@ -87,6 +87,10 @@ def _main(
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
+    # libraries' own warnings (a FutureWarning from transformers, a UserWarning from torch) are not
+    # foveate's to show: logged, and shown only with --verbose; foveate's own warnings are log records
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
 def _click_error(name: str) -> type[Exception]:

@@ -327,7 +327,7 @@ class _Shown:
             for event in events:
                 run_id = event.run_id
                 for text in event.messages or [""]:
-                    self.console.print(f"[cyan]{escape(event.node)}[/] {escape(text)}")
+                    self.console.print(f"[cyan]{escape(event.node)}[/] {escape(text)}", soft_wrap=True)
                 waiting.node_done(event.node)
         return run_id
 
