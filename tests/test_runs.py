@@ -101,6 +101,9 @@ def test_runs_are_read_as_the_graph_sees_them(
     assert [s.run_id for s in list_runs(saver, limit=2)] == ["crashed-1", waiting.run_id]
     with pytest.raises(RunError, match="no run 'nope'"):
         read_run(saver, "nope")
+    # a pause is not a node: streaming a run that pauses yields the nodes that ran, no "__interrupt__"
+    streamed = [event.node for event in flows["asking"].stream(_question(3))]
+    assert streamed == ["reason"]
 
 
 def _foveate(*args: str, env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess[str]:
