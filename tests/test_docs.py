@@ -60,8 +60,10 @@ def swapped(code: str, server: str) -> str:
         'family="qwen2_5_vl"': 'family="foveate-tiny"',
         "http://127.0.0.1:8000/v1": server,
         "http://gpu-host:8000/v1": server,
-        "postgresql+psycopg://foveate@db/foveate": PG_URL or "memory.db",
-        "postgresql://foveate@db/foveate": PG_URL or "runs.db",
+        # the memory refuses a database holding other tables, and the test server's one database holds the
+        # calibration tests' tables: the memory gets a file here (PostgreSQL memory: tests/test_memory.py)
+        "postgresql+psycopg://foveate@db/foveate_memory": "memory.db",
+        "postgresql://foveate@db/foveate_runs": PG_URL or "runs.db",
     }
     for was, now in swaps.items():
         code = code.replace(was, now)

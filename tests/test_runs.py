@@ -5,6 +5,7 @@ asks the compiled graph, for a finished, a crashed and a paused run, in each kin
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -26,6 +27,7 @@ from foveate.graphs.state import RunInput
 from foveate.graphs.workflow import Workflow, open_checkpointer
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
 from foveate.synthetic import generate_scene
+from foveate.tiny_vlm import TINY_VLM_PATH
 from foveate.vlm.transformers_vlm import TransformersVLM
 
 ANSWER_NONE = SelectiveCalibration(method="crc", alpha=0.2, n=100, threshold=math.inf, answered=0, wrong=0)
@@ -231,3 +233,33 @@ def test_a_run_prints_only_its_own_lines(tmp_path: Path) -> None:
     assert lines[0].startswith("run ")
     strays = [line for line in lines[1:] if not line.startswith(nodes)]  # one line per node
     assert not strays, ran.stderr
+
+
+def test_a_run_goes_on_only_with_its_own_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dirs: dict[str, Path]
+) -> None:
+    """`--resume` and `feedback` read the model a run was answered by; another one is refused by name (its
+    answers, lessons and gate would mix two models). `--json` with `--ask` is refused: the prompt would
+    share stdout with the JSON."""
+    from typer.testing import CliRunner
+
+    from foveate.cli.main import app
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("FOVEATE_CONFIG", str(tmp_path / "none.toml"))
+    image, item = generate_scene(7, 2)
+    image.save(tmp_path / "scene.png")
+    stores = ["--checkpoints", str(tmp_path / "runs.db"), "--memory", str(tmp_path / "memory.db")]
+    first = CliRunner().invoke(
+        app, ["run", str(tmp_path / "scene.png"), item.question, "--workflow", "direct", "--json", *stores]
+    )
+    assert first.exit_code == 0, first.output
+    run_id = json.loads(first.stdout)["run_id"]
+    other = str(tiny_model_dirs["llava"])
+    for args in (["run", "--resume", run_id], ["feedback", run_id, "--right"]):
+        refused = CliRunner().invoke(app, [*args, *stores, "--model", other])
+        assert refused.exit_code == 2 and f"was answered by {TINY_VLM_PATH}, not {other}" in refused.stderr
+    again = CliRunner().invoke(app, ["run", "--resume", run_id, *stores])  # its own model: fine
+    assert again.exit_code == 0, again.output
+    both = CliRunner().invoke(app, ["run", str(tmp_path / "scene.png"), "q?", "--json", "--ask", *stores])
+    assert both.exit_code == 2 and "--ask" in both.stderr

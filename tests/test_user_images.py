@@ -230,3 +230,13 @@ def test_a_16_bit_tiff_stack_is_read_frame_by_frame(tmp_path: Path) -> None:
     assert load_image(tmp_path / "stack.tif", frame=1).info["foveate_part"].startswith("frame 2 of 2")
     with pytest.raises(ImageLoadError, match="no frame 2"):
         load_image(tmp_path / "stack.tif", frame=2)
+
+
+def test_a_page_is_a_pdfs_and_a_frame_an_images(tmp_path: Path) -> None:
+    """--page on a PNG or --frame on a PDF was silently ignored; each is refused by name."""
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    _pdf(tmp_path / "doc.pdf")
+    with pytest.raises(ImageLoadError, match="is not a PDF: page=K"):
+        load_image(tmp_path / "a.png", page=1)
+    with pytest.raises(ImageLoadError, match="is a PDF: choose its page"):
+        load_image((tmp_path / "doc.pdf").read_bytes(), frame=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,7 +75,9 @@ def call(
             if choices:
                 scored = vlm.score(request, choices, ledger)
                 out |= {"answer": scored.best, "options": scored.options}
-                out |= {"logprobs": scored.logprobs, "probabilities": scored.probabilities}
+                # JSON has no -Infinity: an option the model gives no chance is null
+                finite = [lp if math.isfinite(lp) else None for lp in scored.logprobs]
+                out |= {"logprobs": finite, "probabilities": scored.probabilities}
             else:
                 out["answer"] = vlm.generate(request, ledger).text
             typer.echo(json.dumps({**out, "tokens": ledger.spent.model_dump()}))

@@ -16,6 +16,7 @@ from rich.markup import escape
 from foveate.errors import FoveateError
 
 if TYPE_CHECKING:
+    from foveate.graphs.runs import RunSummary
     from foveate.settings import FoveateSettings
     from foveate.vlm.base import VLM
 
@@ -35,6 +36,8 @@ __all__ = [
     "fail",
     "load_model",
     "resume_command",
+    "same_model",
+    "saved_run",
     "settings_from",
     "split_options",
     "started_with",
@@ -161,10 +164,8 @@ def resume_command(run_id: str, checkpoints: str | None) -> str:
     return shlex.join(words)
 
 
-def started_with(run_id: str, checkpoints: str) -> str:
-    """The workflow a saved run started with (a built-in's name or a YAML path), read off its checkpoint;
-    the default workflow for a run saved before foveate kept it. Going on with another workflow's graph
-    would run nodes that the run never had."""
+def saved_run(run_id: str, checkpoints: str) -> RunSummary:
+    """A saved run's summary: what ``--resume`` and ``feedback`` go on with (its workflow, its model)."""
     from pathlib import Path
 
     from foveate.errors import RunError
@@ -176,7 +177,39 @@ def started_with(run_id: str, checkpoints: str) -> str:
         raise RunError(f"no run {run_id!r}: there is no checkpoint database at {checkpoints}")
     with open_checkpointer(checkpoints) as saver:
         summary, _ = read_run(saver, run_id)
-    return summary.workflow or settings_from().workflow
+    return summary
+
+
+def started_with(summary: RunSummary, workflow: str | None) -> str:
+    """The workflow to go on with: ``workflow`` when given, else the one the run began with (a built-in's
+    name or a YAML path, read off its checkpoint), else the default for a run saved before foveate kept it.
+    Going on with another workflow's graph would run nodes that the run never had."""
+    from pathlib import Path
+
+    from foveate.errors import RunError
+    from foveate.graphs.workflow import BUILTIN_WORKFLOWS
+
+    if workflow is not None:
+        return workflow
+    began = summary.workflow or settings_from().workflow
+    if began not in BUILTIN_WORKFLOWS and not Path(began).is_file():
+        raise RunError(
+            f"run {summary.run_id} began with workflow {began!r}, which is no longer there: give "
+            "--workflow FILE to go on with it"
+        )
+    return began
+
+
+def same_model(summary: RunSummary, model_id: str) -> None:
+    """Refuse to go on with a run on another model than the one it began with (its answers, lessons and gate
+    would mix two models)."""
+    from foveate.errors import RunError
+
+    if summary.model is not None and summary.model != model_id:
+        raise RunError(
+            f"run {summary.run_id} was answered by {summary.model}, not {model_id}: give --model (or "
+            "--endpoint and --model) to go on with the same model"
+        )
 
 
 def split_options(text: str | None) -> list[str]:

@@ -19,6 +19,9 @@ from foveate.cli.common import (
     console,
     fail,
     load_model,
+    resume_command,
+    same_model,
+    saved_run,
     settings_from,
     started_with,
 )
@@ -59,6 +62,14 @@ def feedback(
         str | None,
         typer.Option("--memory", "--db", help="Insight memory database [default: ~/.foveate/memory.db]."),
     ] = None,
+    workflow: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow",
+            "-w",
+            help="The workflow the run used, if its file has moved [default: the one the run began with].",
+        ),
+    ] = None,
     model: ModelOpt = None,
     endpoint: EndpointOpt = None,
     family: FamilyOpt = None,
@@ -72,14 +83,14 @@ def feedback(
         settings = settings_from(
             model=model, endpoint=endpoint, family=family, memory_db=memory, checkpoints=checkpoints
         )
-        settings = settings.model_copy(update={"workflow": started_with(run_id, settings.checkpoints)})
+        saved = saved_run(run_id, settings.checkpoints)
+        settings = settings.model_copy(update={"workflow": started_with(saved, workflow)})
         check_before_loading(settings, calibration=False)
+        if saved.status != "done":
+            again = resume_command(run_id, checkpoints)
+            raise FoveateError(f"run {run_id} is {saved.status}: finish it first (`{again}`)")
         with Agent.from_defaults(settings=settings, vlm=load_model(settings)) as agent:
-            before = agent.answer(run_id)
-            if before.status != "done":
-                raise FoveateError(
-                    f"run {run_id} is {before.status}: finish it first (`foveate run --resume {run_id}`)"
-                )
+            same_model(saved, agent.model_id)
             agent.feedback(run_id, correct=right, answer=answer, note=note)
             memory_run = agent.workflow.state(run_id).get("run_id")
             stored = agent.memory.get_run(memory_run) if agent.memory and memory_run is not None else None

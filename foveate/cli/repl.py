@@ -252,7 +252,8 @@ class ChatREPL:
             from foveate.graphs.workflow import Workflow
 
             old = self.agent.workflow
-            self.agent.workflow = Workflow(spec, self.agent.services, checkpointer=old.checkpointer)
+            # by its name or file, not the parsed spec: the checkpoints record where to find it again
+            self.agent.workflow = Workflow(arg, self.agent.services, checkpointer=old.checkpointer)
         self.workflow = arg
         self._say(f"workflow: {escape(spec.name)}" + (f" ({escape(arg)})" if arg != spec.name else ""))
 

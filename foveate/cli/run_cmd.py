@@ -28,6 +28,8 @@ from foveate.cli.common import (
     fail,
     load_model,
     resume_command,
+    same_model,
+    saved_run,
     settings_from,
     split_options,
     started_with,
@@ -199,6 +201,8 @@ def run(
         raise fail("--resume continues a run; give no IMAGE or QUESTION with it")
     if resume is not None and (page is not None or frame is not None):
         raise fail("--page and --frame choose the image of a new run; a resumed run keeps its own")
+    if as_json and ask:
+        raise fail("--ask puts a question to you on the terminal; --json keeps stdout for the answer alone")
     if answer is not None and resume is None:
         raise fail("--answer replies to a paused run: give it with --resume RUN_ID")
     if words and not words[0].strip():
@@ -228,8 +232,9 @@ def run(
             allow_calibration_mismatch=allow_mismatch or None,
             default_gate=False if no_gate else None,
         )
-        if resume is not None and workflow is None:  # go on with the workflow the run started with
-            settings = settings.model_copy(update={"workflow": started_with(resume, settings.checkpoints)})
+        saved = saved_run(resume, settings.checkpoints) if resume is not None else None
+        if saved is not None:  # go on with the workflow the run began with, unless told otherwise
+            settings = settings.model_copy(update={"workflow": started_with(saved, workflow)})
         overrides: dict[str, Any] = {}
         if no_memory:
             overrides["memory"] = None
@@ -242,14 +247,14 @@ def run(
             RunInput.checked(
                 max_options=settings.max_options, question=question, image=image, options=choices
             )
-            check_image(image)  # its header only: a missing or unreadable file named before the wait
-            if (
-                page is not None or frame is not None
-            ):  # that page or frame, decoded now (the trace says which)
+            check_image(image, frame=frame)  # its header: a missing or unreadable file named before the wait
+            if page is not None or frame is not None:  # decoded now; the trace says which page or frame
                 image = load_image(image, page=page, frame=frame)
-        check_before_loading(settings, memory=not no_memory, calibration=calibration is None and not no_gate)
+        check_before_loading(settings, memory=not no_memory, calibration=calibration is None)
         overrides["vlm"] = load_model(settings)
         with Agent.from_defaults(settings=settings, **overrides) as agent:
+            if saved is not None:
+                same_model(saved, agent.model_id)
             shown = _Shown(settings.endpoint, settings.server_timeout, err_console if as_json else console)
             out = _answer(agent, image, question, options, run_id, resume, answer, ask, shown)
             model_id = agent.model_id

@@ -10,6 +10,10 @@ its trigger channel (``branch:to:NODE``) holds a value with a newer version than
 ``__interrupt__`` write means the run is waiting for a person. tests/test_runs.py checks this reading
 against ``Workflow.output`` (which asks the compiled graph) for finished, killed and paused runs, so a
 LangGraph upgrade that changes the channels fails there.
+
+One case reads differently from the graph: a process killed after a node finished but before that step's
+checkpoint was written. The node's writes are saved (pending writes), so resuming applies them without
+running it again, but here it is still listed as due, and its notes are not in the trace yet.
 """
 
 from __future__ import annotations
@@ -86,15 +90,20 @@ def read_run(saver: BaseCheckpointSaver[Any], run_id: str) -> tuple[RunSummary, 
 
 
 def _run_ids(saver: BaseCheckpointSaver[Any], limit: int | None) -> Iterator[str]:
+    # one query on the saver's own table, not every checkpoint's blob; checkpoint ids are uuid6, so their
+    # text order is the order they were written in
+    sql = (
+        "SELECT thread_id FROM checkpoints WHERE checkpoint_ns = '' GROUP BY thread_id "
+        "ORDER BY MAX(checkpoint_id) DESC"
+    )
     conn = getattr(saver, "conn", None)
-    if isinstance(conn, sqlite3.Connection):  # one query, not every checkpoint's blob
-        # checkpoint ids are uuid6: their text order is the order they were written in
-        sql = (
-            "SELECT thread_id FROM checkpoints WHERE checkpoint_ns = '' GROUP BY thread_id "
-            "ORDER BY MAX(checkpoint_id) DESC"
-        )
+    if isinstance(conn, sqlite3.Connection):
         rows = conn.execute(sql + " LIMIT ?", (limit,)) if limit is not None else conn.execute(sql)
         yield from (str(row[0]) for row in rows)
+        return
+    postgres = _postgres_rows(saver, sql, limit)
+    if postgres is not None:
+        yield from postgres
         return
     # any other saver (PostgreSQL, in memory): every checkpoint's id once, the newest of each run kept
     # (the in-memory saver lists runs in the order they began, not by their last checkpoint)
@@ -107,6 +116,24 @@ def _run_ids(saver: BaseCheckpointSaver[Any], limit: int | None) -> Iterator[str
         newest[run_id] = max(newest.get(run_id, ""), checkpoint_id)
     ordered = sorted(newest, key=newest.__getitem__, reverse=True)
     yield from ordered[:limit] if limit is not None else ordered
+
+
+def _postgres_rows(saver: BaseCheckpointSaver[Any], sql: str, limit: int | None) -> list[str] | None:
+    """The same query on LangGraph's PostgreSQL saver over one connection (None: another saver)."""
+    try:
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg import Connection
+    except ImportError:  # the postgres extra is not installed: no such saver exists here
+        return None
+    if not isinstance(saver, PostgresSaver) or not isinstance(saver.conn, Connection):
+        return None
+    with saver.lock, saver.conn.cursor() as cursor:  # the saver's lock: its connection is not shared
+        if limit is None:
+            cursor.execute(sql)
+        else:
+            cursor.execute(sql + " LIMIT %s", (limit,))
+        rows = cursor.fetchall()
+    return [str(row["thread_id"] if isinstance(row, dict) else row[0]) for row in rows]
 
 
 def _last(saver: BaseCheckpointSaver[Any], run_id: str) -> CheckpointTuple | None:

@@ -36,6 +36,7 @@ from foveate.databases import quick_check
 from foveate.errors import CheckpointWriteError, GraphSpecError, RunError
 from foveate.graphs.compiler import compile_workflow, run_config
 from foveate.graphs.nodes import builtin_registry
+from foveate.graphs.nodes.common import WATCH
 from foveate.graphs.registry import Registry
 from foveate.graphs.services import Services
 from foveate.graphs.spec import WorkflowSpec, load_workflow
@@ -249,23 +250,22 @@ class Workflow:
         watch: Callable[[SearchProgress], None] | None = None,
     ) -> Iterator[NodeEvent]:
         """Run (or, with ``run=None``, resume ``run_id``) and yield an event as each node finishes; with
-        ``watch``, also tell it each probe of a search as it happens (LangGraph's custom stream), from the
-        thread that iterates."""
+        ``watch``, also tell it each probe of a search as it happens, from the node's own thread.
+
+        ``watch`` reaches the nodes through the run's config (``WATCH``), not LangGraph's "custom" stream
+        mode: that mode runs every node on a worker thread, and Ctrl-C then waited for the node to end (a
+        minute of zoom search) instead of stopping it."""
         if run is None and run_id is None:
             raise RunError("stream needs a question or the id of a run to resume")
         run_id = self._fresh(run_id) if run is not None else (run_id or new_run_id())
         payload = self.start_state(run) if run is not None else None
+        config = self.config(run_id)
+        if watch is not None:
+            config["configurable"] = {**config["configurable"], WATCH: _teller(watch, run_id)}
         with self._steps(run_id):
-            for mode, chunk in self.graph.stream(
-                payload,
-                self.config(run_id),
-                stream_mode=["updates", "custom"] if watch is not None else ["updates"],
-                durability=self.durability,
+            for chunk in self.graph.stream(
+                payload, config, stream_mode="updates", durability=self.durability
             ):
-                if mode == "custom" or not isinstance(chunk, dict):
-                    if watch is not None and isinstance(chunk, dict) and "probes" in chunk:
-                        watch(SearchProgress(run_id=run_id, **chunk))
-                    continue
                 for node, update in chunk.items():
                     if node == "__interrupt__":  # a pause for a person: not a node; the run's status says it
                         continue
@@ -356,6 +356,12 @@ class Workflow:
         with self._steps():
             await self.graph.abatch([dict(x) for x in states], configs, durability=self.durability)
         return await asyncio.to_thread(lambda: [self.output(i) for i in ids])
+
+
+def _teller(watch: Callable[[SearchProgress], None], run_id: str) -> Callable[[str, int, int], None]:
+    return lambda node, probes, tokens: watch(
+        SearchProgress(run_id=run_id, node=node, probes=probes, tokens=tokens)
+    )
 
 
 def _source(workflow: WorkflowSpec | str | Path, spec: WorkflowSpec) -> str:

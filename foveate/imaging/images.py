@@ -61,9 +61,18 @@ def _open_bytes(
 ) -> Image.Image:
     if not data:
         raise ImageLoadError(f"image from {source} is empty (0 bytes)")
+    _one_of(is_pdf(data[:8]), source, frame, page)
     if is_pdf(data[:8]):
         return render_pdf_page(data, source, page, max_pixels)
     return _decode(io.BytesIO(data), source, max_pixels, frame)
+
+
+def _one_of(pdf: bool, source: str, frame: int | None, page: int | None) -> None:
+    """A page is a PDF's, a frame an image file's: the other is refused, not silently ignored."""
+    if pdf and frame is not None:
+        raise ImageLoadError(f"{source} is a PDF: choose its page (page=K, --page K), not a frame")
+    if not pdf and page is not None:
+        raise ImageLoadError(f"{source} is not a PDF: page=K (--page K) is for PDFs; frame=K picks a frame")
 
 
 def _decode(stream: BinaryIO, source: str, max_pixels: int, frame: int | None = None) -> Image.Image:
@@ -112,7 +121,7 @@ def _seek(img: Image.Image, frame: int | None, source: str) -> str | None:
     if frame is None:
         if frames > 1:
             log.warning(
-                "image from %s has %d frames; frame 0 is used (load_image(frame=K) for another)",
+                "image from %s has %d frames; frame 0 is used (frame=K or foveate run --frame K: another)",
                 source,
                 frames,
             )
@@ -235,7 +244,7 @@ def check_image(
             with warnings.catch_warnings(), Image.open(stream) as img:
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 _check_pixels(img.width, img.height, max_pixels, str(path))
-                _seek(img, frame, str(path))
+                _seek(img, frame or 0, str(path))  # frame 0 is said once, when the image is loaded
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
@@ -252,7 +261,9 @@ def _from_file(path: Path, max_pixels: int, frame: int | None = None, page: int 
         raise ImageLoadError(f"image from {path} is empty (0 bytes)")
     try:
         with path.open("rb") as stream:
-            if is_pdf(stream.read(8)):
+            pdf = is_pdf(stream.read(8))
+            _one_of(pdf, str(path), frame, page)
+            if pdf:
                 return render_pdf_page(path, str(path), page, max_pixels)
             stream.seek(0)
             return _decode(stream, str(path), max_pixels, frame)

@@ -46,7 +46,9 @@ def render_pdf_page(
         if page is None:
             if pages > 1:
                 log.warning(
-                    "PDF %s has %d pages; page 0 is used (load_image(page=K) for another)", source, pages
+                    "PDF %s has %d pages; page 0 is used (page=K or foveate run --page K: another)",
+                    source,
+                    pages,
                 )
             page = 0
         if not 0 <= page < pages:

@@ -10,7 +10,11 @@ from foveate.errors import BudgetExceeded
 from foveate.graphs.state import QAState
 from foveate.vlm.budget import TokenBudget, TokenLedger, TokenUsage
 
-__all__ = ["NodeParams", "overruns", "question_ledger", "say", "spent", "tokens_left"]
+__all__ = ["WATCH", "NodeParams", "overruns", "question_ledger", "say", "spent", "tokens_left"]
+
+WATCH = "foveate_watch"
+"""The key, in a run's ``configurable``, of ``fn(node, probes, tokens)``: told each probe of a search as it
+happens (``Workflow.stream(watch=...)`` puts it there; a callable is never written into checkpoints)."""
 
 
 class NodeParams(BaseModel):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from langgraph.config import get_stream_writer
+from langgraph.config import get_config
 from pydantic import Field
 
 from foveate.errors import BudgetExceeded, GraphSpecError
-from foveate.graphs.nodes.common import NodeParams, question_ledger, say
+from foveate.graphs.nodes.common import WATCH, NodeParams, question_ledger, say
 from foveate.graphs.registry import NodeFn
 from foveate.graphs.services import Services
 from foveate.graphs.state import QAState
@@ -91,10 +91,10 @@ def zoom_node(params: ZoomParams, services: Services) -> NodeFn:
 
 
 def _progress_writer() -> Callable[[int, int], None] | None:
-    """Each probe's count, live, to whoever streams the run's progress (LangGraph's custom stream: a no-op
-    unless asked for); None when the node is called outside a graph run (a test, a user's own loop)."""
+    """Each probe's count, live, to whoever streams the run with ``watch`` (``Workflow.stream``); None when
+    nobody does, or the node is called outside a graph run (a test, a user's own loop)."""
     try:
-        write = get_stream_writer()
+        told = get_config().get("configurable", {}).get(WATCH)
     except RuntimeError:  # "Called get_config outside of a runnable context"
         return None
-    return lambda probes, tokens: write({"node": "zoom", "probes": probes, "tokens": tokens})
+    return None if told is None else lambda probes, tokens: told("zoom", probes, tokens)
