@@ -40,6 +40,8 @@ CASES = [
         "no workflow 'nope.yaml'",
     ),
     (["feedback", "abc", "--right"], "no run 'abc'"),
+    (["serve", "--workflow", "nope.yaml"], "no workflow 'nope.yaml'"),
+    (["serve", "--memory", "."], "is a directory, not a SQLite file"),
 ]
 
 

@@ -24,6 +24,7 @@ from foveate.cli.graph_cmd import graph_app
 from foveate.cli.memory_cmd import memory_app
 from foveate.cli.run_cmd import run as run_command
 from foveate.cli.runs_cmd import runs as runs_command
+from foveate.cli.serve_cmd import serve as serve_command
 from foveate.errors import FoveateError
 
 app = typer.Typer(
@@ -57,6 +58,7 @@ app.command("call")(call_command)
 app.command("run")(run_command)
 app.command("runs")(runs_command)
 app.command("feedback")(feedback_command)
+app.command("serve")(serve_command)
 app.command("chat")(chat_command)
 app.command("calibrate")(calibrate_command)
 app.command("eval")(eval_command)

@@ -1,0 +1,27 @@
+"""What one request may ask of ``foveate serve``, and the server's own caps that no request can raise."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from foveate.imaging import DEFAULT_MAX_PIXELS
+
+__all__ = ["ServerLimits"]
+
+
+class ServerLimits(BaseModel):
+    """The server's limits; each refusal is a 4xx JSON error naming the limit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    api_key: str | None = None
+    """When set, every request needs ``Authorization: Bearer <key>`` (401 without it)."""
+    max_request_bytes: int = Field(default=20_000_000, ge=1_000)
+    """The largest request body (413 beyond it): an image as a data URI is about 4/3 of its file."""
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
+    """The most pixels an image may decode to (413 beyond it)."""
+    max_question_chars: int = Field(default=4_000, ge=1)
+    """The longest question, in characters (400 beyond it)."""
+    max_concurrency: int = Field(default=8, ge=1)
+    """Questions answered at once; one more gets 429 (retry later) rather than waiting without a word."""
+    max_total_tokens: int | None = Field(default=None, ge=1)
+    """The server's cap on all tokens one question spends. A request may ask for less, never for more."""

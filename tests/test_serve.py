@@ -1,0 +1,240 @@
+"""``foveate serve``'s API, driven by the OpenAI Python client against a live server on the tiny VLM: the
+answer with foveate's object, an abstention said in words, the models list, and each limit refused with a
+4xx JSON error (issue 27, items 1 and 3, part)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import math
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import uvicorn
+from PIL import Image
+
+from foveate.agent import Agent
+from foveate.conformal import SelectiveCalibration
+from foveate.server import ServerLimits, create_app
+from foveate.synthetic import generate_scene
+from foveate.vlm.transformers_vlm import TransformersVLM
+
+ANSWER_NONE = SelectiveCalibration(method="crc", alpha=0.2, n=100, threshold=math.inf, answered=0, wrong=0)
+
+
+def _data_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+@contextmanager
+def _live(app: Any) -> Iterator[str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def agents(vlm: TransformersVLM) -> Iterator[dict[str, Agent]]:
+    made = {
+        "foveate-direct": Agent(vlm, workflow="direct", memory=None, checkpoints=None),
+        "foveate-careful": Agent(
+            vlm, workflow="direct", memory=None, checkpoints=None, calibration=ANSWER_NONE
+        ),
+    }
+    yield made
+    for agent in made.values():
+        agent.close()
+
+
+@pytest.fixture(scope="module")
+def question() -> tuple[str, list[str], str]:
+    image, item = generate_scene(7, 0)
+    return item.question, list(item.options), _data_uri(image)
+
+
+def _messages(text: str, url: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}],
+        }
+    ]
+
+
+def test_the_openai_client_gets_foveates_answer(
+    agents: dict[str, Agent], question: tuple[str, list[str], str]
+) -> None:
+    text, options, url = question
+    with _live(create_app(agents)) as base:
+        client = openai.OpenAI(base_url=base, api_key="unused", max_retries=0)
+        assert {m.id for m in client.models.list()} == {"foveate-direct", "foveate-careful"}
+        reply = client.chat.completions.create(
+            model="foveate-direct",
+            messages=_messages(text, url),
+            extra_body={"foveate": {"options": options}},
+        )
+        extension = (reply.model_extra or {})["foveate"]
+        assert reply.choices[0].finish_reason == "stop"
+        assert reply.choices[0].message.content == extension["answer"] and extension["answer"] in options
+        assert extension["abstained"] is False and extension["run_id"] and extension["trace"]
+        assert reply.usage is not None and reply.usage.prompt_tokens == sum(
+            extension["tokens"][k] for k in ("visual", "text")
+        )
+        # the same question to a workflow whose gate answers nothing: an abstention, in words and in fields
+        careful = client.chat.completions.create(
+            model="foveate-careful",
+            messages=_messages(text, url),
+            extra_body={"foveate": {"options": options}},
+        )
+        said = (careful.model_extra or {})["foveate"]
+        assert said["abstained"] is True and said["answer"] is None and said["option"] in options
+        assert careful.choices[0].message.content == f"I abstain: {said['reason']}"
+
+
+def test_a_request_cannot_raise_the_servers_budget(
+    agents: dict[str, Agent], question: tuple[str, list[str], str]
+) -> None:
+    text, options, url = question
+    asked = {"foveate": {"options": options, "max_total_tokens": 10**9}}
+    with _live(create_app(agents)) as base:
+        free = openai.OpenAI(base_url=base, api_key="x").chat.completions.create(
+            model="foveate-direct", messages=_messages(text, url), extra_body=asked
+        )
+    with _live(create_app(agents, ServerLimits(max_total_tokens=40))) as base:
+        capped = openai.OpenAI(base_url=base, api_key="x").chat.completions.create(
+            model="foveate-direct", messages=_messages(text, url), extra_body=asked
+        )
+    assert free.usage is not None and free.usage.total_tokens > 40  # the question needs more than the cap
+    assert capped.usage is not None and capped.usage.total_tokens <= 40  # the server's cap held
+
+
+@pytest.mark.parametrize(
+    ("limits", "change", "status", "says"),
+    [
+        (ServerLimits(), {"model": "foveate-nope"}, 404, "no model 'foveate-nope'"),
+        (ServerLimits(), {"url": "https://example.com/a.png"}, 400, "does not download"),
+        (ServerLimits(), {"url": None}, 400, "give one image"),
+        (ServerLimits(), {"text": ""}, 400, "no question text"),
+        (ServerLimits(), {"stream": True}, 400, "streaming"),
+        (ServerLimits(), {"url": "data:image/png;base64,AAAA"}, 400, "image"),
+        (ServerLimits(max_question_chars=10), {}, 400, "past this server's limit of 10"),
+        (ServerLimits(max_pixels=1000), {}, 413, "above the limit of 1,000"),
+        (ServerLimits(max_request_bytes=2000), {}, 413, "past this server's limit of 2,000"),
+    ],
+)
+def test_every_limit_is_a_4xx_json_error(
+    agents: dict[str, Agent],
+    question: tuple[str, list[str], str],
+    limits: ServerLimits,
+    change: dict[str, Any],
+    status: int,
+    says: str,
+) -> None:
+    text, _options, url = question
+    text, url = change.get("text", text), change.get("url", url)
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    if url is not None:
+        content.append({"type": "image_url", "image_url": {"url": url}})
+    body = {
+        "model": change.get("model", "foveate-direct"),
+        "messages": [{"role": "user", "content": content}],
+    }
+    body["stream"] = change.get("stream", False)
+    with _live(create_app(agents, limits)) as base:
+        reply = httpx.post(f"{base}/chat/completions", json=body, timeout=120)
+    assert reply.status_code == status, reply.text
+    error = reply.json()["error"]
+    assert says in error["message"] and error["code"] and error["type"] == "invalid_request_error"
+
+
+def test_a_key_is_needed_when_set(agents: dict[str, Agent], question: tuple[str, list[str], str]) -> None:
+    text, options, url = question
+    with _live(create_app(agents, ServerLimits(api_key="s3cret"))) as base:
+        with pytest.raises(openai.AuthenticationError, match="API key"):
+            openai.OpenAI(base_url=base, api_key="wrong", max_retries=0).models.list()
+        reply = openai.OpenAI(base_url=base, api_key="s3cret").chat.completions.create(
+            model="foveate-direct",
+            messages=_messages(text, url),
+            extra_body={"foveate": {"options": options}},
+        )
+        assert reply.choices[0].message.content in options
+
+
+def test_more_questions_than_the_server_answers_at_once_get_429(
+    agents: dict[str, Agent], question: tuple[str, list[str], str]
+) -> None:
+    text, options, url = question
+
+    async def burst(base: str) -> list[int]:
+        client = openai.AsyncOpenAI(base_url=base, api_key="x", max_retries=0)
+
+        async def one() -> int:
+            try:
+                await client.chat.completions.create(
+                    model="foveate-direct",
+                    messages=_messages(text, url),
+                    extra_body={"foveate": {"options": options}},
+                )
+                return 200
+            except openai.RateLimitError:
+                return 429
+
+        return list(await asyncio.gather(*(one() for _ in range(6))))
+
+    with _live(create_app(agents, ServerLimits(max_concurrency=1))) as base:
+        statuses = asyncio.run(burst(base))
+    assert 200 in statuses and 429 in statuses, statuses
+
+
+def test_foveate_serve_from_the_command_line(tmp_path: Any, question: tuple[str, list[str], str]) -> None:
+    """The command as a user runs it: 127.0.0.1, one workflow, a key from the environment."""
+    import os
+    import subprocess
+    import sys
+
+    text, options, url = question
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    env = {**os.environ, "HOME": str(tmp_path), "FOVEATE_CONFIG": str(tmp_path / "none.toml")}
+    env["FOVEATE_API_KEY"] = "k"
+    command = [sys.executable, "-m", "foveate.cli.main", "serve", "--workflow", "direct", "--port", str(port)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith(f"serving foveate-direct on http://127.0.0.1:{port}/v1"), first
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=5)
+        reply = client.chat.completions.create(
+            model="foveate-direct",
+            messages=_messages(text, url),
+            extra_body={"foveate": {"options": options}},
+        )
+        said = reply.choices[0].message.content or ""
+        assert said in options or said.startswith("I abstain: ")  # the shipped gate decides which
+        assert (reply.model_extra or {})["foveate"]["option"] in options
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
