@@ -62,6 +62,7 @@ def agents(vlm: TransformersVLM) -> Iterator[dict[str, Agent]]:
         "foveate-careful": Agent(
             vlm, workflow="direct", memory=None, checkpoints=None, calibration=ANSWER_NONE
         ),
+        "foveate-zoom": Agent(vlm, workflow="zoom", memory=None, checkpoints=None),
     }
     yield made
     for agent in made.values():
@@ -89,7 +90,7 @@ def test_the_openai_client_gets_foveates_answer(
     text, options, url = question
     with _live(create_app(agents)) as base:
         client = openai.OpenAI(base_url=base, api_key="unused", max_retries=0)
-        assert {m.id for m in client.models.list()} == {"foveate-direct", "foveate-careful"}
+        assert {m.id for m in client.models.list()} == {"foveate-direct", "foveate-careful", "foveate-zoom"}
         reply = client.chat.completions.create(
             model="foveate-direct",
             messages=_messages(text, url),
@@ -137,7 +138,6 @@ def test_a_request_cannot_raise_the_servers_budget(
         (ServerLimits(), {"url": "https://example.com/a.png"}, 400, "does not download"),
         (ServerLimits(), {"url": None}, 400, "give one image"),
         (ServerLimits(), {"text": ""}, 400, "no question text"),
-        (ServerLimits(), {"stream": True}, 400, "streaming"),
         (ServerLimits(), {"url": "data:image/png;base64,AAAA"}, 400, "image"),
         (ServerLimits(max_question_chars=10), {}, 400, "past this server's limit of 10"),
         (ServerLimits(max_pixels=1000), {}, 413, "above the limit of 1,000"),
@@ -238,3 +238,30 @@ def test_foveate_serve_from_the_command_line(tmp_path: Any, question: tuple[str,
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_streamed_answer_shows_each_node_and_the_search_as_it_goes(
+    agents: dict[str, Agent], question: tuple[str, list[str], str]
+) -> None:
+    """stream=true: a plain OpenAI client reads the answer as content; foveate's object on each chunk says
+    which node finished and how many probes the search has spent so far."""
+    text, options, url = question
+    with _live(create_app(agents)) as base:
+        client = openai.OpenAI(base_url=base, api_key="x", max_retries=0)
+        chunks = list(
+            client.chat.completions.create(
+                model="foveate-zoom",
+                messages=_messages(text, url),
+                stream=True,
+                extra_body={"foveate": {"options": options}},
+            )
+        )
+    said = [(c.model_extra or {}).get("foveate") for c in chunks]
+    nodes = [s["node"] for s in said if s and "messages" in s]
+    probes = [s["probes"] for s in said if s and "probes" in s]
+    assert nodes == ["zoom", "reason", "abstain"]
+    assert probes and probes == sorted(probes) and probes[0] > 0  # the search, probe by probe
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    final = next(s for s in said if s and "run_id" in s)
+    assert content == (final["answer"] if not final["abstained"] else f"I abstain: {final['reason']}")
+    assert final["probes"] == probes[-1] and chunks[-1].choices[0].finish_reason == "stop"

@@ -86,10 +86,11 @@ def serve(
         vlm = load_model(settings)
         agents: dict[str, Any] = {}
         for name in names:
-            agents[f"foveate-{Path(name).stem if name.endswith(('.yaml', '.yml')) else name}"] = (
-                Agent.from_defaults(
-                    settings=settings, vlm=vlm, workflow=name, memory=memory, checkpoints=None
-                )
+            served = f"foveate-{Path(name).stem if name.endswith(('.yaml', '.yml')) else name}"
+            if served in agents:
+                raise FoveateError(f"two workflows would both be served as {served}: rename one file")
+            agents[served] = Agent.from_defaults(
+                settings=settings, vlm=vlm, workflow=name, memory=memory, checkpoints=None, coalesce=True
             )
     except FoveateError as exc:
         raise fail(exc) from None

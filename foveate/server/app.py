@@ -4,7 +4,8 @@ Each workflow is a model (``foveate-full``, ``foveate-zoom``...), answered by it
 share one VLM. Every refusal is an OpenAI-style JSON error (``{"error": {"message", "type", "code"}}``) with a
 4xx status that says whose fault it is: 401 a missing key, 400 a request foveate cannot answer, 404 an
 unknown model, 413 a body or image past its limit, 429 more questions than the server answers at once.
-Answers run in worker threads (``Agent.aask``), so requests are answered concurrently.
+Answers run in worker threads (``Agent.aask``), so requests are answered concurrently; ``stream: true``
+sends the run's progress as server-sent events (``streaming``).
 """
 
 from __future__ import annotations
@@ -13,18 +14,19 @@ import asyncio
 import hmac
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from foveate.errors import FoveateError, ImageTooLargeError
 from foveate.imaging import load_image
 from foveate.server.limits import ServerLimits
 from foveate.server.protocol import ChatRequest, ChatResponse, Choice, FoveateReply, ImagePart, TextPart
+from foveate.server.streaming import sse_chunks
 from foveate.vlm.budget import TokenBudget
 
 if TYPE_CHECKING:
@@ -90,20 +92,29 @@ def create_app(agents: Mapping[str, Agent], limits: ServerLimits | None = None) 
         }
 
     @app.post("/v1/chat/completions")
-    async def chat(body: ChatRequest) -> dict[str, Any]:
+    async def chat(body: ChatRequest) -> Any:
         agent = agents.get(body.model)
         if agent is None:
             raise _Refused(
                 404, f"no model {body.model!r}; this server has {', '.join(agents)}", "model_not_found"
             )
-        if body.stream:
-            raise _Refused(400, "streaming is not served yet: send stream=false", "stream_unsupported")
         question, image = _question(body, limits)
         budget = _budget(agent, body.foveate.max_total_tokens, limits)
         if in_flight.locked():
             raise _Refused(
                 429, f"this server answers {limits.max_concurrency} questions at once; retry shortly", "busy"
             )
+        if body.stream:
+
+            async def held() -> AsyncIterator[str]:
+                async with in_flight:  # held until the last chunk is sent
+                    chunks = sse_chunks(
+                        agent, body.model, question, image, body.foveate.options, budget, _reply_dict
+                    )
+                    async for line in chunks:
+                        yield line
+
+            return StreamingResponse(held(), media_type="text/event-stream")
         async with in_flight:
             try:
                 answer = await agent.aask(question, image=image, options=body.foveate.options, budget=budget)
@@ -154,6 +165,10 @@ def _budget(agent: Agent, asked: int | None, limits: ServerLimits) -> TokenBudge
         return agent.budget.model_copy(update={"max_total_tokens": min(caps) if caps else None})
     except ValidationError as exc:  # pragma: no cover - the fields are validated on the way in
         raise _Refused(400, str(exc), "bad_budget") from None
+
+
+def _reply_dict(model: str, answer: Answer) -> dict[str, Any]:
+    return _reply(model, answer).model_dump()
 
 
 def _reply(model: str, answer: Answer) -> ChatResponse:
