@@ -4,7 +4,6 @@ answer with foveate's object, an abstention said in words, the models list, and 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import math
@@ -185,32 +184,64 @@ def test_a_key_is_needed_when_set(agents: dict[str, Agent], question: tuple[str,
 def test_more_questions_than_the_server_answers_at_once_get_429(
     agents: dict[str, Agent], question: tuple[str, list[str], str]
 ) -> None:
+    """A streamed run holds its slot until its run ends: a second question meanwhile gets 429, streamed or
+    not; once the first is read to its end, the slot is free again."""
     text, options, url = question
+    body = {"model": "foveate-zoom", "messages": _messages(text, url), "foveate": {"options": options}}
+    with (
+        _live(create_app(agents, ServerLimits(max_concurrency=1))) as base,
+        httpx.Client(timeout=120) as http,
+    ):
+        with http.stream("POST", f"{base}/chat/completions", json={**body, "stream": True}) as first:
+            assert first.status_code == 200
+            for streamed in (False, True):
+                second = http.post(f"{base}/chat/completions", json={**body, "stream": streamed})
+                assert second.status_code == 429, second.text
+                assert second.json()["error"]["type"] == "rate_limit_error"
+            lines = [line for line in first.iter_lines() if line.startswith("data: ")]
+        assert lines[-1] == "data: [DONE]"
+        deadline = time.monotonic() + 30  # the run's thread gives the slot back as it ends
+        while (again := http.post(f"{base}/chat/completions", json=body)).status_code == 429:
+            assert time.monotonic() < deadline, again.text
+            time.sleep(0.1)
+        assert again.status_code == 200, again.text
 
-    async def burst(base: str) -> list[int]:
-        client = openai.AsyncOpenAI(base_url=base, api_key="x", max_retries=0)
 
-        async def one() -> int:
-            try:
-                await client.chat.completions.create(
-                    model="foveate-direct",
-                    messages=_messages(text, url),
-                    extra_body={"foveate": {"options": options}},
-                )
-                return 200
-            except openai.RateLimitError:
-                return 429
+def test_a_chunked_body_past_the_limit_is_413(agents: dict[str, Agent]) -> None:
+    """A body with no Content-Length is counted as it arrives, not read whole first."""
 
-        return list(await asyncio.gather(*(one() for _ in range(6))))
+    def pieces() -> Iterator[bytes]:
+        yield b'{"model": "foveate-direct", "messages": [{"role": "user", "content": "'
+        for _ in range(100):
+            yield b"x" * 10_000
+        yield b'"}]}'
 
-    with _live(create_app(agents, ServerLimits(max_concurrency=1))) as base:
-        statuses = asyncio.run(burst(base))
-    assert 200 in statuses and 429 in statuses, statuses
+    with _live(create_app(agents, ServerLimits(max_request_bytes=50_000))) as base:
+        reply = httpx.post(f"{base}/chat/completions", content=pieces(), timeout=60)
+    assert reply.status_code == 413 and "limit of 50,000 bytes" in reply.json()["error"]["message"]
+
+
+def test_a_bad_question_is_400_streamed_or_not(
+    agents: dict[str, Agent], question: tuple[str, list[str], str]
+) -> None:
+    text, _options, url = question
+    body = {"model": "foveate-direct", "messages": _messages(text, url), "foveate": {"options": ["only"]}}
+    with _live(create_app(agents)) as base:
+        for streamed in (False, True):
+            reply = httpx.post(f"{base}/chat/completions", json={**body, "stream": streamed}, timeout=60)
+            assert reply.status_code == 400 and "one option" in reply.json()["error"]["message"], reply.text
+        huge = httpx.post(
+            f"{base}/chat/completions", json={**body, "foveate": {"max_total_tokens": 10**20}}, timeout=60
+        )
+        assert huge.status_code == 400 and "max_total_tokens" in huge.json()["error"]["message"], huge.text
+        unknown = httpx.get(f"{base}/nowhere", timeout=60)
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
 
 
 def test_foveate_serve_from_the_command_line(tmp_path: Any, question: tuple[str, list[str], str]) -> None:
     """The command as a user runs it: 127.0.0.1, one workflow, a key from the environment."""
     import os
+    import select
     import subprocess
     import sys
 
@@ -224,6 +255,8 @@ def test_foveate_serve_from_the_command_line(tmp_path: Any, question: tuple[str,
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 180)  # never wait forever on a silent server
+        assert ready, "foveate serve printed nothing in 180 s"
         first = proc.stdout.readline()
         assert first.startswith(f"serving foveate-direct on http://127.0.0.1:{port}/v1"), first
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=5)
@@ -253,6 +286,7 @@ def test_a_streamed_answer_shows_each_node_and_the_search_as_it_goes(
                 model="foveate-zoom",
                 messages=_messages(text, url),
                 stream=True,
+                stream_options={"include_usage": True},
                 extra_body={"foveate": {"options": options}},
             )
         )
@@ -264,4 +298,6 @@ def test_a_streamed_answer_shows_each_node_and_the_search_as_it_goes(
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     final = next(s for s in said if s and "run_id" in s)
     assert content == (final["answer"] if not final["abstained"] else f"I abstain: {final['reason']}")
-    assert final["probes"] == probes[-1] and chunks[-1].choices[0].finish_reason == "stop"
+    assert final["probes"] == probes[-1] and chunks[-2].choices[0].finish_reason == "stop"
+    assert not chunks[-1].choices and chunks[-1].usage is not None  # stream_options.include_usage
+    assert chunks[-1].usage.prompt_tokens == final["tokens"]["visual"] + final["tokens"]["text"]

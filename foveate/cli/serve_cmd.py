@@ -76,7 +76,10 @@ def serve(
 
     names = list(dict.fromkeys(workflow or ["direct", "zoom", "full"]))
     try:
-        settings = settings_from(model=model, endpoint=endpoint, family=family, memory_db=memory)
+        # the cap is the agents' own budget too: the gate each workflow uses is the one made for that budget
+        settings = settings_from(
+            model=model, endpoint=endpoint, family=family, memory_db=memory, max_total_tokens=max_total_tokens
+        )
         check_before_loading(settings, workflows=names, memory=memory is not None, checkpoints=False)
         limits = ServerLimits(
             api_key=api_key or os.environ.get("FOVEATE_API_KEY") or None,

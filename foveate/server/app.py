@@ -11,22 +11,28 @@ sends the run's progress as server-sent events (``streaming``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hmac
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from foveate.errors import FoveateError, ImageTooLargeError
+from foveate.graphs.state import RunInput
 from foveate.imaging import load_image
 from foveate.server.limits import ServerLimits
 from foveate.server.protocol import ChatRequest, ChatResponse, Choice, FoveateReply, ImagePart, TextPart
-from foveate.server.streaming import sse_chunks
+from foveate.server.streaming import StreamedRun
 from foveate.vlm.budget import TokenBudget
 
 if TYPE_CHECKING:
@@ -35,6 +41,8 @@ if TYPE_CHECKING:
     from foveate.agent import Agent, Answer
 
 __all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
 
 
 class _Refused(Exception):
@@ -46,8 +54,47 @@ class _Refused(Exception):
 
 
 def _error(status: int, message: str, code: str) -> JSONResponse:
-    kind = "authentication_error" if status == 401 else "invalid_request_error"
+    kind = {401: "authentication_error", 429: "rate_limit_error", 500: "server_error"}.get(
+        status, "invalid_request_error"
+    )
     return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
+
+
+class _BodyLimit:
+    """An ASGI wrapper that reads a request's body, counting its bytes as they arrive, before the app sees
+    it: a chunked body has no Content-Length to check, and FastAPI would read it whole, whatever its size,
+    before any limit saw it. Past the limit it answers 413 and reads no more."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        seen, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.limit:
+                said = f"the request is past this server's limit of {self.limit:,} bytes"
+                await _error(413, said, "request_too_large")(scope, receive, send)
+                return
+            more = message.get("more_body", False)
+        whole, given = b"".join(chunks), False
+
+        async def replay() -> Any:
+            nonlocal given
+            if not given:
+                given = True
+                return {"type": "http.request", "body": whole, "more_body": False}
+            return await receive()  # then whatever comes next (a disconnect)
+
+        await self.app(scope, replay, send)
 
 
 def create_app(agents: Mapping[str, Agent], limits: ServerLimits | None = None) -> FastAPI:
@@ -55,6 +102,8 @@ def create_app(agents: Mapping[str, Agent], limits: ServerLimits | None = None) 
     limits = limits or ServerLimits()
     app = FastAPI(title="foveate", docs_url=None, redoc_url=None)
     in_flight = asyncio.Semaphore(limits.max_concurrency)
+    # the answers' threads: as many as questions answered at once (asyncio's default pool has cores + 4)
+    pool = ThreadPoolExecutor(max_workers=limits.max_concurrency, thread_name_prefix="foveate-serve")
 
     @app.middleware("http")
     async def _gate(request: Request, call_next: Any) -> Any:
@@ -74,6 +123,8 @@ def create_app(agents: Mapping[str, Agent], limits: ServerLimits | None = None) 
             )
         return await call_next(request)
 
+    app.add_middleware(_BodyLimit, limit=limits.max_request_bytes)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
@@ -83,6 +134,17 @@ def create_app(agents: Mapping[str, Agent], limits: ServerLimits | None = None) 
     @app.exception_handler(_Refused)
     async def _refused(request: Request, exc: _Refused) -> JSONResponse:
         return _error(exc.status, str(exc), exc.code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(
+            exc.status_code, str(exc.detail), "not_found" if exc.status_code == 404 else "http_error"
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("a request failed")
+        return _error(500, f"the server failed answering: {type(exc).__name__}: {exc}", "server_error")
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -98,31 +160,57 @@ def create_app(agents: Mapping[str, Agent], limits: ServerLimits | None = None) 
             raise _Refused(
                 404, f"no model {body.model!r}; this server has {', '.join(agents)}", "model_not_found"
             )
-        question, image = _question(body, limits)
-        budget = _budget(agent, body.foveate.max_total_tokens, limits)
+        # a slot first (no await between the check and the take), then the image: a refused request
+        # decodes nothing
         if in_flight.locked():
             raise _Refused(
                 429, f"this server answers {limits.max_concurrency} questions at once; retry shortly", "busy"
             )
-        if body.stream:
-
-            async def held() -> AsyncIterator[str]:
-                async with in_flight:  # held until the last chunk is sent
-                    chunks = sse_chunks(
-                        agent, body.model, question, image, body.foveate.options, budget, _reply_dict
-                    )
-                    async for line in chunks:
-                        yield line
-
-            return StreamingResponse(held(), media_type="text/event-stream")
-        async with in_flight:
+        await in_flight.acquire()
+        loop = asyncio.get_running_loop()
+        handed_on = False
+        try:
+            question, image = await loop.run_in_executor(pool, _question, body, limits)
+            budget = _budget(agent, body.foveate.max_total_tokens, limits)
             try:
-                answer = await agent.aask(question, image=image, options=body.foveate.options, budget=budget)
+                RunInput.checked(
+                    max_options=agent.max_options,
+                    question=question,
+                    image=image,
+                    options=body.foveate.options,
+                )
+            except FoveateError as exc:
+                raise _Refused(400, str(exc), "bad_question") from None
+            if body.stream:
+                run = StreamedRun(
+                    agent,
+                    body.model,
+                    question,
+                    image,
+                    body.foveate.options,
+                    budget,
+                    reply=_reply_dict,
+                    done=lambda: _give_back(loop, in_flight),
+                    include_usage=bool((body.stream_options or {}).get("include_usage")),
+                )
+                handed_on = True  # the run's thread gives the slot back when it ends
+                return StreamingResponse(run.chunks(), media_type="text/event-stream")
+            ask = functools.partial(agent.ask, question, image, body.foveate.options, budget=budget)
+            try:
+                answer = await loop.run_in_executor(pool, ask)
             except FoveateError as exc:
                 raise _Refused(400, str(exc), "cannot_answer") from None
-        return _reply(body.model, answer).model_dump()
+            return _reply(body.model, answer).model_dump()
+        finally:
+            if not handed_on:
+                in_flight.release()
 
     return app
+
+
+def _give_back(loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop: the server is gone, and its slots with it
+        loop.call_soon_threadsafe(slots.release)
 
 
 def _question(body: ChatRequest, limits: ServerLimits) -> tuple[str, Image.Image]:
@@ -149,6 +237,10 @@ def _question(body: ChatRequest, limits: ServerLimits) -> tuple[str, Image.Image
     url = images[0]
     if not url.startswith("data:"):
         raise _Refused(400, "foveate does not download images: send the image as a data: URI", "remote_image")
+    if url.partition(",")[2].startswith("JVBER"):  # base64 of "%PDF": rendering a page has no pixel bound
+        raise _Refused(
+            400, "send a PDF page as an image (PNG, JPEG); this server does not render PDFs", "pdf"
+        )
     try:
         return text, load_image(url, max_pixels=limits.max_pixels)
     except ImageTooLargeError as exc:
@@ -161,10 +253,11 @@ def _budget(agent: Agent, asked: int | None, limits: ServerLimits) -> TokenBudge
     """The agent's budget, with the question's cap the smallest of the request's, the server's and the
     agent's own: a request can lower it, never raise it."""
     caps = [c for c in (asked, limits.max_total_tokens, agent.budget.max_total_tokens) if c is not None]
+    fields = {**agent.budget.model_dump(), "max_total_tokens": min(caps) if caps else None}
     try:
-        return agent.budget.model_copy(update={"max_total_tokens": min(caps) if caps else None})
-    except ValidationError as exc:  # pragma: no cover - the fields are validated on the way in
-        raise _Refused(400, str(exc), "bad_budget") from None
+        return TokenBudget.model_validate(fields)
+    except ValidationError as exc:
+        raise _Refused(400, f"foveate.max_total_tokens: {exc.errors()[0]['msg']}", "bad_budget") from None
 
 
 def _reply_dict(model: str, answer: Answer) -> dict[str, Any]:
@@ -172,19 +265,22 @@ def _reply_dict(model: str, answer: Answer) -> dict[str, Any]:
 
 
 def _reply(model: str, answer: Answer) -> ChatResponse:
+    finish: Literal["stop", "length"] = "stop"
     if answer.abstained:
         said = f"I abstain: {answer.reason}"
     elif answer.status == "waiting":
         said = "This question waits for a person's answer (the workflow asks a human when unsure)."
+    elif answer.status == "incomplete" or answer.text is None:
+        said, finish = f"The run stopped before an answer (run {answer.run_id}).", "length"
     else:
-        said = str(answer.text)
+        said = answer.text
     usage = answer.tokens
     prompt = usage.visual_tokens + usage.text_tokens
     return ChatResponse(
         id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
         created=int(time.time()),
         model=model,
-        choices=[Choice(message={"role": "assistant", "content": said})],
+        choices=[Choice(message={"role": "assistant", "content": said}, finish_reason=finish)],
         usage={
             "prompt_tokens": prompt,
             "completion_tokens": usage.generated_tokens,

@@ -17,8 +17,9 @@ class ServerLimits(BaseModel):
     """When set, every request needs ``Authorization: Bearer <key>`` (401 without it)."""
     max_request_bytes: int = Field(default=20_000_000, ge=1_000)
     """The largest request body (413 beyond it): an image as a data URI is about 4/3 of its file."""
-    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
-    """The most pixels an image may decode to (413 beyond it)."""
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS // 2, ge=1)
+    """The most pixels an image may decode to (413 beyond it): 50 million (an 8K x 6K photograph), half of
+    what ``load_image`` allows, because a small PNG can decode to this many pixels' worth of memory."""
     max_question_chars: int = Field(default=4_000, ge=1)
     """The longest question, in characters (400 beyond it)."""
     max_concurrency: int = Field(default=8, ge=1)

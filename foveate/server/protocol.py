@@ -50,8 +50,9 @@ class Message(BaseModel):
     """One chat message; foveate reads the last user message and ignores the rest of the history."""
 
     model_config = ConfigDict(extra="allow")
-    role: Literal["system", "user", "assistant", "developer", "tool"]
-    content: str | list[TextPart | ImagePart] | None = None
+    role: str
+    """Only the last ``user`` message is read; the others (any role) are history foveate does not use."""
+    content: str | list[TextPart | ImagePart | dict[str, Any]] | None = None
 
 
 class FoveateRequest(BaseModel):
@@ -60,7 +61,7 @@ class FoveateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     options: list[str] | None = None
     """Answer options: each is scored against the image and the best one is the answer (None: free text)."""
-    max_total_tokens: int | None = Field(default=None, ge=1)
+    max_total_tokens: int | None = Field(default=None, ge=1, le=10**12)
     """A budget for this question: capped at the server's own (a request can lower it, never raise it)."""
 
 
@@ -72,6 +73,8 @@ class ChatRequest(BaseModel):
     """Which workflow answers: ``foveate-<name>`` as ``GET /v1/models`` lists them."""
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    """OpenAI's: ``{"include_usage": true}`` adds a last chunk with the tokens spent."""
     foveate: FoveateRequest = Field(default_factory=FoveateRequest)
 
 

@@ -4,14 +4,18 @@ Each chunk is a ``chat.completion.chunk`` whose ``foveate`` object says what hap
 "messages": [...]}`` when a node finishes, ``{"node": "zoom", "probes": N, "tokens": T}`` after each probe of
 a search. Their ``delta`` is empty, so a plain OpenAI client shows nothing until the answer: the last chunk
 with content carries the answer (or "I abstain: REASON") and the full ``FoveateReply``, then a chunk with
-``finish_reason: "stop"``, then ``data: [DONE]``.
+``finish_reason``, then (with ``stream_options.include_usage``) one with ``usage``, then ``data: [DONE]``.
 
-The run goes on a worker thread (``Agent.stream``); its events cross to the event loop through a queue.
+The run goes on a worker thread (``Agent.stream``), started when the request is accepted; its events cross
+to the event loop through a queue. A client that goes away cancels the run at its next probe or node (the
+worker checks a flag), and the server's slot is given back only when the worker has ended, so abandoned
+streams cannot pile runs onto the model beyond ``max_concurrency``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -25,44 +29,57 @@ if TYPE_CHECKING:
     from foveate.agent import Agent, Answer
     from foveate.vlm.budget import TokenBudget
 
-__all__ = ["sse_chunks"]
+__all__ = ["StreamedRun"]
 
 _END = object()
 
 
-def _chunk(
-    chunk_id: str, model: str, delta: dict[str, Any], extra: dict[str, Any], finish: str | None
-) -> str:
-    body = {
-        "id": chunk_id,
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        **({"foveate": extra} if extra else {}),
-    }
-    return f"data: {json.dumps(body)}\n\n"
+class _Cancelled(Exception):
+    """The client went away: the run stops at its next probe or node."""
 
 
-async def sse_chunks(
-    agent: Agent,
-    model: str,
-    question: str,
-    image: Image.Image,
-    options: list[str] | None,
-    budget: TokenBudget,
-    reply: Callable[[str, Answer], dict[str, Any]],
-) -> AsyncIterator[str]:
-    """The run's events as SSE ``data:`` lines, then the answer (``reply(model, answer)``'s message and
-    ``foveate`` object), then ``[DONE]``. A failure mid-run is a last chunk with an ``error`` object."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    chunk_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+class StreamedRun:
+    """One streamed run: its worker thread (started at once) and the chunks it produces."""
 
-    def put(item: Any) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, item)
+    def __init__(
+        self,
+        agent: Agent,
+        model: str,
+        question: str,
+        image: Image.Image,
+        options: list[str] | None,
+        budget: TokenBudget,
+        *,
+        reply: Callable[[str, Answer], dict[str, Any]],
+        done: Callable[[], None],
+        include_usage: bool = False,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.cancelled = threading.Event()
+        self.model, self.reply, self.include_usage = model, reply, include_usage
+        self.chunk_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        args = (agent, question, image, options, budget, done)
+        threading.Thread(target=self._work, args=args, daemon=True, name="foveate-serve-stream").start()
 
-    def work() -> None:
+    def _put(self, item: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed event loop (the server stopping): nobody reads
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+    def _watch(self, node: str, probes: int, tokens: int) -> None:
+        if self.cancelled.is_set():
+            raise _Cancelled("the client went away")
+        self._put({"node": node, "probes": probes, "tokens": tokens})
+
+    def _work(
+        self,
+        agent: Agent,
+        question: str,
+        image: Image.Image,
+        options: list[str] | None,
+        budget: TokenBudget,
+        done: Callable[[], None],
+    ) -> None:
         try:
             run_id = None
             events = agent.stream(
@@ -70,28 +87,55 @@ async def sse_chunks(
                 image=image,
                 options=options,
                 budget=budget,
-                watch=lambda p: put({"node": p.node, "probes": p.probes, "tokens": p.tokens}),
+                watch=lambda p: self._watch(p.node, p.probes, p.tokens),
             )
             for event in events:
+                if self.cancelled.is_set():
+                    raise _Cancelled("the client went away")
                 run_id = event.run_id
-                put({"node": event.node, "messages": event.messages})
-            put(agent.answer(run_id) if run_id is not None else RuntimeError("the workflow ran no node"))
+                self._put({"node": event.node, "messages": event.messages})
+            if run_id is None:
+                raise RuntimeError("the workflow ran no node")
+            self._put(agent.answer(run_id))
+        except _Cancelled:
+            pass
         except Exception as exc:  # said to the client as the stream's last chunk
-            put(exc)
+            self._put(exc)
         finally:
-            put(_END)
+            self._put(_END)
+            done()
 
-    threading.Thread(target=work, daemon=True, name="foveate-serve-stream").start()
-    yield _chunk(chunk_id, model, {"role": "assistant", "content": ""}, {}, None)
-    while (item := await queue.get()) is not _END:
-        if isinstance(item, dict):
-            yield _chunk(chunk_id, model, {}, item, None)
-        elif isinstance(item, Exception):
-            error = {"message": str(item), "type": "server_error", "code": "run_failed"}
-            yield f"data: {json.dumps({'error': error})}\n\n"
-        else:
-            full = reply(model, item)
-            message = full["choices"][0]["message"]["content"]
-            yield _chunk(chunk_id, model, {"content": message}, full["foveate"], None)
-            yield _chunk(chunk_id, model, {}, {}, "stop")
-    yield "data: [DONE]\n\n"
+    def _chunk(self, delta: dict[str, Any], extra: dict[str, Any], finish: str | None) -> str:
+        body: dict[str, Any] = {
+            "id": self.chunk_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        if extra:
+            body["foveate"] = extra
+        return f"data: {json.dumps(body)}\n\n"
+
+    async def chunks(self) -> AsyncIterator[str]:
+        """The SSE lines; closing this early (a client gone) cancels the run."""
+        try:
+            yield self._chunk({"role": "assistant", "content": ""}, {}, None)
+            while (item := await self.queue.get()) is not _END:
+                if isinstance(item, dict):
+                    yield self._chunk({}, item, None)
+                elif isinstance(item, Exception):
+                    error = {"message": str(item), "type": "server_error", "code": "run_failed"}
+                    yield f"data: {json.dumps({'error': error})}\n\n"
+                else:
+                    full = self.reply(self.model, item)
+                    choice = full["choices"][0]
+                    yield self._chunk({"content": choice["message"]["content"]}, full["foveate"], None)
+                    yield self._chunk({}, {}, choice["finish_reason"])
+                    if self.include_usage:
+                        usage = {**full, "object": "chat.completion.chunk", "choices": []}
+                        usage.pop("foveate")
+                        yield f"data: {json.dumps(usage)}\n\n"
+            yield "data: [DONE]\n\n"
+        finally:
+            self.cancelled.set()  # a no-op once the run has ended
