@@ -7,6 +7,9 @@ library.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -16,6 +19,8 @@ from rich.markup import escape
 from foveate.errors import FoveateError
 
 if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
     from foveate.graphs.runs import RunSummary
     from foveate.settings import FoveateSettings
     from foveate.vlm.base import VLM
@@ -37,6 +42,7 @@ __all__ = [
     "load_model",
     "resume_command",
     "same_model",
+    "saved_checkpoints",
     "saved_run",
     "settings_from",
     "split_options",
@@ -164,18 +170,26 @@ def resume_command(run_id: str, checkpoints: str | None) -> str:
     return shlex.join(words)
 
 
+@contextmanager
+def saved_checkpoints(where: str, what: str) -> Iterator[BaseCheckpointSaver[Any]]:
+    """The checkpoint database at ``where``, opened only when it exists, so that looking creates nothing;
+    ``what`` begins the error when it does not ("no run 'abc'")."""
+    from foveate.errors import RunError
+    from foveate.graphs.workflow import open_checkpointer
+
+    if "://" not in where and not Path(where).expanduser().is_file():
+        raise RunError(f"{what}: there is no checkpoint database at {where}")
+    with open_checkpointer(where) as saver:
+        yield saver
+
+
 def saved_run(run_id: str, checkpoints: str) -> RunSummary:
     """A saved run's summary: what ``--resume`` and ``feedback`` go on with (its workflow, its model)."""
-    from pathlib import Path
-
-    from foveate.errors import RunError
     from foveate.graphs.runs import read_run
-    from foveate.graphs.workflow import check_run_id, open_checkpointer
+    from foveate.graphs.workflow import check_run_id
 
-    check_run_id(run_id)
-    if "://" not in checkpoints and not Path(checkpoints).expanduser().is_file():  # looking creates nothing
-        raise RunError(f"no run {run_id!r}: there is no checkpoint database at {checkpoints}")
-    with open_checkpointer(checkpoints) as saver:
+    check_run_id(run_id)  # before the database: an id that is not text is named as such
+    with saved_checkpoints(checkpoints, f"no run {run_id!r}") as saver:
         summary, _ = read_run(saver, run_id)
     return summary
 
@@ -184,8 +198,6 @@ def started_with(summary: RunSummary, workflow: str | None) -> str:
     """The workflow to go on with: ``workflow`` when given, else the one the run began with (a built-in's
     name or a YAML path, read off its checkpoint), else the default for a run saved before foveate kept it.
     Going on with another workflow's graph would run nodes that the run never had."""
-    from pathlib import Path
-
     from foveate.errors import RunError
     from foveate.graphs.workflow import BUILTIN_WORKFLOWS
 

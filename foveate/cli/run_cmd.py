@@ -242,8 +242,8 @@ def run(
             overrides["calibration"] = load_calibration_file(calibration)
             overrides["allow_calibration_mismatch"] = allow_mismatch
         # everything that can be checked without the model, before it loads
+        choices = split_options(options)
         if question is not None and image is not None:
-            choices = split_options(options)
             RunInput.checked(
                 max_options=settings.max_options, question=question, image=image, options=choices
             )
@@ -256,7 +256,7 @@ def run(
             if saved is not None:
                 same_model(saved, agent.model_id)
             shown = _Shown(settings.endpoint, settings.server_timeout, err_console if as_json else console)
-            out = _answer(agent, image, question, options, run_id, resume, answer, ask, shown)
+            out = _answer(agent, image, question, choices, run_id, resume, answer, ask, shown)
             model_id = agent.model_id
     except KeyboardInterrupt:
         again = escape(resume_command(run_id, checkpoints))
@@ -278,7 +278,7 @@ def _answer(
     agent: Agent,
     image: Any,  # the text, bytes from stdin, or the page or frame chosen
     question: str | None,
-    options: str | None,
+    choices: list[str],
     run_id: str,
     resume: str | None,
     answer: str | None,
@@ -296,7 +296,6 @@ def _answer(
             out = agent.answer(show(agent.resume_stream(resume, watch=show.watch)) or resume)
     else:
         assert image is not None and question is not None
-        choices = split_options(options)  # checked with the question and image before the model loaded
         # the id first, before the first node: a run killed later can still be found and resumed
         show.console.print(f"run {run_id}", highlight=False)
         show(agent.stream(question, image=image, options=choices or None, run_id=run_id, watch=show.watch))

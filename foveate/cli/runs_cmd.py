@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from foveate.cli.common import console, fail, resume_command, settings_from
+from foveate.cli.common import console, fail, resume_command, saved_checkpoints, settings_from
 from foveate.errors import FoveateError
 
 if TYPE_CHECKING:
@@ -49,14 +49,11 @@ def runs(
     """List the runs in the checkpoint database, newest first, killed ones included; or show one."""
     from foveate.agent import Answer
     from foveate.graphs.runs import list_runs, read_run
-    from foveate.graphs.workflow import open_checkpointer
 
     try:
         settings = settings_from(checkpoints=checkpoints)
-        where = settings.checkpoints
-        if "://" not in where and not Path(where).expanduser().is_file():
-            raise FoveateError(f"no checkpoint database at {where}: no run has been saved there")
-        with open_checkpointer(where) as saver:
+        missing = "no runs to list" if run_id is None else f"no run {run_id!r}"
+        with saved_checkpoints(settings.checkpoints, missing) as saver:
             if run_id is None:
                 found = list_runs(saver, limit=limit)
             else:
