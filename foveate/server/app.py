@@ -25,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from foveate.errors import FoveateError, ImageTooLargeError
@@ -60,18 +61,24 @@ def _error(status: int, message: str, code: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
 
 
-class _BodyLimit:
-    """An ASGI wrapper that reads a request's body, counting its bytes as they arrive, before the app sees
-    it: a chunked body has no Content-Length to check, and FastAPI would read it whole, whatever its size,
-    before any limit saw it. Past the limit it answers 413 and reads no more."""
+class _Gate:
+    """What every request passes before the app sees it, in order: the API key (when one is set), then the
+    body's size. The body is read here, its bytes counted as they arrive: a chunked body has no
+    Content-Length to check, and FastAPI would read it whole, whatever its size, before any limit saw it.
+    Past the limit it answers 413 and reads no more."""
 
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: Any, limits: ServerLimits) -> None:
+        self.app, self.limits = app, limits
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        refused = self._refusal(Headers(scope=scope))
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
+        limit = self.limits.max_request_bytes
         chunks: list[bytes] = []
         seen, more = 0, True
         while more:
@@ -80,8 +87,8 @@ class _BodyLimit:
                 return
             chunks.append(message.get("body", b""))
             seen += len(chunks[-1])
-            if seen > self.limit:
-                said = f"the request is past this server's limit of {self.limit:,} bytes"
+            if seen > limit:
+                said = f"the request is past this server's limit of {limit:,} bytes"
                 await _error(413, said, "request_too_large")(scope, receive, send)
                 return
             more = message.get("more_body", False)
@@ -96,6 +103,19 @@ class _BodyLimit:
 
         await self.app(scope, replay, send)
 
+    def _refusal(self, headers: Headers) -> JSONResponse | None:
+        """A missing key, or a Content-Length past the limit (refused without reading the body)."""
+        key, limit = self.limits.api_key, self.limits.max_request_bytes
+        if key is not None and not hmac.compare_digest(
+            headers.get("authorization", "").encode(), f"Bearer {key}".encode()
+        ):
+            return _error(401, "a valid API key is needed: Authorization: Bearer <key>", "invalid_api_key")
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            said = f"the request is {int(length):,} bytes, past this server's limit of {limit:,}"
+            return _error(413, said, "request_too_large")
+        return None
+
 
 def create_app(agents: Mapping[str, Agent], limits: ServerLimits | None = None) -> FastAPI:
     """The application answering with ``agents`` (model name -> agent) under ``limits``."""
@@ -105,25 +125,7 @@ def create_app(agents: Mapping[str, Agent], limits: ServerLimits | None = None) 
     # the answers' threads: as many as questions answered at once (asyncio's default pool has cores + 4)
     pool = ThreadPoolExecutor(max_workers=limits.max_concurrency, thread_name_prefix="foveate-serve")
 
-    @app.middleware("http")
-    async def _gate(request: Request, call_next: Any) -> Any:
-        if limits.api_key is not None:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {limits.api_key}".encode()):
-                return _error(
-                    401, "a valid API key is needed: Authorization: Bearer <key>", "invalid_api_key"
-                )
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limits.max_request_bytes:
-            return _error(
-                413,
-                f"the request is {int(length):,} bytes, past this server's limit of "
-                f"{limits.max_request_bytes:,}",
-                "request_too_large",
-            )
-        return await call_next(request)
-
-    app.add_middleware(_BodyLimit, limit=limits.max_request_bytes)
+    app.add_middleware(_Gate, limits=limits)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
