@@ -20,6 +20,8 @@ import io
 import logging
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -75,19 +77,19 @@ def _one_of(pdf: bool, source: str, frame: int | None, page: int | None) -> None
         raise ImageLoadError(f"{source} is not a PDF: page=K (--page K) is for PDFs; frame=K picks a frame")
 
 
-def _decode(stream: BinaryIO, source: str, max_pixels: int, frame: int | None = None) -> Image.Image:
-    """Decode from a stream: PIL reads the header first, so the size is checked before any pixel data is
-    read, and a file is never read whole into memory (a 20 GB file with a small image's header costs no
-    more than the image)."""
+@contextmanager
+def _opened(
+    stream: BinaryIO, source: str, max_pixels: int, frame: int | None
+) -> Iterator[tuple[Image.Image, str | None]]:
+    """The image in ``stream`` opened from its header (size checked, frame chosen; no pixel decoded yet), and
+    which frame it is, with PIL's errors said as foveate's for the whole block."""
     try:
         with warnings.catch_warnings():
             # Our own limit (checked from the header, before decoding) is the one that counts.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(stream)
             _check_pixels(img.width, img.height, max_pixels, source)
-            part = _seek(img, frame, source)
-            img.load()
-            upright = _upright(img)
+            yield img, _seek(img, frame, source)
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as exc:
@@ -99,6 +101,15 @@ def _decode(stream: BinaryIO, source: str, max_pixels: int, frame: int | None = 
         raise ImageLoadError(f"{source} is not an image foveate can read (unknown format)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageLoadError(f"cannot decode image from {source}: {exc}") from exc
+
+
+def _decode(stream: BinaryIO, source: str, max_pixels: int, frame: int | None = None) -> Image.Image:
+    """Decode from a stream: PIL reads the header first, so the size is checked before any pixel data is
+    read, and a file is never read whole into memory (a 20 GB file with a small image's header costs no
+    more than the image)."""
+    with _opened(stream, source, max_pixels, frame) as (img, part):
+        img.load()
+        upright = _upright(img)
     rgb = to_rgb(upright, source)
     if part is not None:  # which frame, for the run's trace (PART)
         rgb = rgb if rgb is not img else rgb.copy()
@@ -231,31 +242,22 @@ def check_image(
     """What ``load_image`` refuses about an image file, found from its header without decoding a pixel:
     for a command to name a bad image before it loads a model. Other inputs (bytes, arrays, ``data:``
     URIs) are in memory already and are checked when decoded; a PDF's page is checked when rendered."""
-    if not isinstance(source, (str, Path)) or str(source).startswith("data:"):
-        return
-    path = regular_file(_local_path(source), "image file", ImageLoadError)
-    if path.stat().st_size == 0:
-        raise ImageLoadError(f"image from {path} is empty (0 bytes)")
-    try:
-        with path.open("rb") as stream:
-            if is_pdf(stream.read(8)):
-                return
-            stream.seek(0)
-            with warnings.catch_warnings(), Image.open(stream) as img:
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                _check_pixels(img.width, img.height, max_pixels, str(path))
-                _seek(img, frame or 0, str(path))  # frame 0 is said once, when the image is loaded
-    except ImageLoadError:
-        raise
-    except UnidentifiedImageError:
-        raise ImageLoadError(f"{path} is not an image foveate can read (unknown format)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageLoadError(f"cannot decode image from {path}: {exc}") from exc
+    if isinstance(source, (str, Path)) and not str(source).startswith("data:"):
+        _read_file(_local_path(source), max_pixels, frame, None, decode=False)
 
 
 def _from_file(path: Path, max_pixels: int, frame: int | None = None, page: int | None = None) -> Image.Image:
-    """A regular file's image. Anything else is refused before it is opened: a FIFO or a device would
-    block or never end (``/dev/zero``); a symlink loop is named as one, not as a missing file."""
+    image = _read_file(path, max_pixels, frame, page, decode=True)
+    assert image is not None  # decode=True always gives one
+    return image
+
+
+def _read_file(
+    path: Path, max_pixels: int, frame: int | None, page: int | None, *, decode: bool
+) -> Image.Image | None:
+    """A regular file's image (``decode=False``: only its header checked). Anything else is refused before
+    it is opened: a FIFO or a device would block or never end (``/dev/zero``); a symlink loop is named as
+    one, not as a missing file."""
     path = regular_file(path, "image file", ImageLoadError)
     if path.stat().st_size == 0:
         raise ImageLoadError(f"image from {path} is empty (0 bytes)")
@@ -264,9 +266,13 @@ def _from_file(path: Path, max_pixels: int, frame: int | None = None, page: int 
             pdf = is_pdf(stream.read(8))
             _one_of(pdf, str(path), frame, page)
             if pdf:
-                return render_pdf_page(path, str(path), page, max_pixels)
+                return render_pdf_page(path, str(path), page, max_pixels) if decode else None
             stream.seek(0)
-            return _decode(stream, str(path), max_pixels, frame)
+            if decode:
+                return _decode(stream, str(path), max_pixels, frame)
+            # frame 0 is said (a warning) once, when the image is loaded, not here as well
+            with _opened(stream, str(path), max_pixels, 0 if frame is None else frame):
+                return None
     except ImageLoadError:
         raise
     except OSError as exc:  # unreadable: permissions, an I/O error
