@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test test-serving lint typecheck imports pytest bench bench-fixture train-fixture calibrate-fixture clean
+.PHONY: setup demo test test-serving lint typecheck imports pytest bench bench-fixture train-fixture calibrate-fixture clean docs/web_page.png
 
 setup: $(STAMP)
 
@@ -62,6 +62,10 @@ calibrate-fixture: setup
 	scratch=$$(mktemp -d) && for flow in direct zoom full; do \
 	  $(VENV)/bin/foveate calibrate --synthetic 200 --seed 5 --workflow $$flow --alpha 0.1 \
 	    --method lac,crc --free-text --ship --db $$scratch/calibrations.db || exit 1; done
+
+# The web page's screenshot that the README shows: taken by its browser test (headless Chromium)
+docs/web_page.png: setup
+	FOVEATE_SCREENSHOT=$@ $(PY) -m pytest -q tests/test_web_page.py
 
 # Re-train the embedded tiny VLM on CPU (seeded; writes foveate/tiny_vlm/weights)
 train-fixture: setup

@@ -8,16 +8,14 @@ import base64
 import io
 import math
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import uvicorn
+from live_server import live as _live
 from PIL import Image
 
 from foveate.agent import Agent
@@ -33,25 +31,6 @@ def _data_uri(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-@contextmanager
-def _live(app: Any) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -294,10 +273,51 @@ def test_a_streamed_answer_shows_each_node_and_the_search_as_it_goes(
     nodes = [s["node"] for s in said if s and "messages" in s]
     probes = [s["probes"] for s in said if s and "probes" in s]
     assert nodes == ["zoom", "reason", "abstain"]
-    assert probes and probes == sorted(probes) and probes[0] > 0  # the search, probe by probe
+    assert probes and probes == sorted(probes) and probes[-1] > 0  # the search, probe by probe
+    # every view the search recorded was told as it came, in order: what the web page draws live
+    views = [v for s in said if s and "views" in s for v in s["views"]]
+    searched = next(s for s in said if s and s.get("node") == "zoom" and "messages" in s)
+    assert views and views == searched["visits"]
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     final = next(s for s in said if s and "run_id" in s)
     assert content == (final["answer"] if not final["abstained"] else f"I abstain: {final['reason']}")
     assert final["probes"] == probes[-1] and chunks[-2].choices[0].finish_reason == "stop"
     assert not chunks[-1].choices and chunks[-1].usage is not None  # stream_options.include_usage
     assert chunks[-1].usage.prompt_tokens == final["tokens"]["visual"] + final["tokens"]["text"]
+
+
+def test_feedback_on_a_run_and_its_refusals(
+    agents: dict[str, Agent], question: tuple[str, list[str], str]
+) -> None:
+    """POST /v1/foveate/feedback: a run this server answered is noted (this agent keeps no memory); an
+    unknown run or model is 404, feedback that says nothing is 400, each an OpenAI-style JSON error."""
+    text, options, url = question
+    with _live(create_app(agents)) as base:
+        client = openai.OpenAI(base_url=base, api_key="x", max_retries=0)
+        reply = client.chat.completions.create(
+            model="foveate-direct",
+            messages=_messages(text, url),
+            extra_body={"foveate": {"options": options}},
+        )
+        run_id = (reply.model_extra or {})["foveate"]["run_id"]
+        said = httpx.post(
+            f"{base}/foveate/feedback", json={"model": "foveate-direct", "run_id": run_id, "correct": False}
+        )
+        assert said.status_code == 200, said.text
+        assert said.json()["correct"] is False and said.json()["memory_run"] is None
+        assert said.json()["message"] == f"run {run_id}: wrong, noted (this server keeps no memory)"
+        refused = {
+            "no_feedback": httpx.post(
+                f"{base}/foveate/feedback", json={"model": "foveate-direct", "run_id": run_id}
+            ),
+            "run_not_found": httpx.post(
+                f"{base}/foveate/feedback",
+                json={"model": "foveate-direct", "run_id": "nope", "correct": True},
+            ),
+            "model_not_found": httpx.post(
+                f"{base}/foveate/feedback", json={"model": "gpt-4", "run_id": run_id, "correct": True}
+            ),
+        }
+    for code, response in refused.items():
+        assert 400 <= response.status_code < 500, response.text
+        assert response.json()["error"]["code"] == code

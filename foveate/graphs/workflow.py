@@ -30,7 +30,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.errors import GraphRecursionError
 from langgraph.types import Command, StateSnapshot
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from foveate.databases import quick_check
 from foveate.errors import CheckpointWriteError, GraphSpecError, RunError
@@ -43,6 +43,7 @@ from foveate.graphs.spec import WorkflowSpec, load_workflow
 from foveate.graphs.state import QAState, RunInput, RunOutput
 from foveate.imaging.images import PART, load_image
 from foveate.memory.memory import image_fingerprint
+from foveate.zoom.config import Visit
 
 __all__ = [
     "BUILTIN_WORKFLOWS",
@@ -80,6 +81,9 @@ class SearchProgress(BaseModel):
     """Probes this node has spent so far."""
     tokens: int
     """Tokens this node has spent so far."""
+    views: list[Visit] = Field(default_factory=list)
+    """The views recorded since the last ``SearchProgress`` (each with its box, in the image's pixels, and
+    the confidences it was ranked by): a display draws them as the search goes."""
 
 
 def builtin_workflow_path(name: str) -> Path:
@@ -358,9 +362,11 @@ class Workflow:
         return await asyncio.to_thread(lambda: [self.output(i) for i in ids])
 
 
-def _teller(watch: Callable[[SearchProgress], None], run_id: str) -> Callable[[str, int, int], None]:
-    return lambda node, probes, tokens: watch(
-        SearchProgress(run_id=run_id, node=node, probes=probes, tokens=tokens)
+def _teller(
+    watch: Callable[[SearchProgress], None], run_id: str
+) -> Callable[[str, int, int, Sequence[Visit]], None]:
+    return lambda node, probes, tokens, views: watch(
+        SearchProgress(run_id=run_id, node=node, probes=probes, tokens=tokens, views=list(views))
     )
 
 

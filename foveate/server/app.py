@@ -1,4 +1,7 @@
-"""The FastAPI application of ``foveate serve``: ``GET /v1/models`` and ``POST /v1/chat/completions``.
+"""The FastAPI application of ``foveate serve``: ``GET /v1/models``, ``POST /v1/chat/completions``,
+``POST /v1/foveate/feedback`` (how an answer went: the memory and the coverage monitor learn from it), and
+the web page at ``/`` (``page.html``: pick an image, ask, watch the search's views drawn as they are
+probed, say whether the answer was right).
 
 Each workflow is a model (``foveate-full``, ``foveate-zoom``...), answered by its own ``Agent``; the agents
 share one VLM. Every refusal is an OpenAI-style JSON error (``{"error": {"message", "type", "code"}}``) with a
@@ -19,11 +22,12 @@ import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -32,7 +36,16 @@ from foveate.errors import FoveateError, ImageTooLargeError
 from foveate.graphs.state import RunInput
 from foveate.imaging import load_image
 from foveate.server.limits import ServerLimits
-from foveate.server.protocol import ChatRequest, ChatResponse, Choice, FoveateReply, ImagePart, TextPart
+from foveate.server.protocol import (
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    FeedbackReply,
+    FeedbackRequest,
+    FoveateReply,
+    ImagePart,
+    TextPart,
+)
 from foveate.server.streaming import StreamedRun
 from foveate.vlm.budget import TokenBudget
 
@@ -44,6 +57,8 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
+
+_PAGE = resources.files("foveate.server").joinpath("page.html").read_text(encoding="utf-8")
 
 
 class _Refused(Exception):
@@ -71,7 +86,9 @@ class _Gate:
         self.app, self.limits = app, limits
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (scope["method"] == "GET" and scope["path"] == "/"):
+            # the page holds no data and a browser cannot send a key to open it: it asks for the key and
+            # sends it with each request it makes
             await self.app(scope, receive, send)
             return
         refused = self._refusal(Headers(scope=scope))
@@ -148,6 +165,16 @@ def create_app(agents: Mapping[str, Agent], limits: ServerLimits | None = None) 
         log.exception("a request failed")
         return _error(500, f"the server failed answering: {type(exc).__name__}: {exc}", "server_error")
 
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(_PAGE)
+
+    @app.post("/v1/foveate/feedback")
+    async def feedback(body: FeedbackRequest) -> dict[str, Any]:
+        agent = _agent(agents, body.model)
+        said = functools.partial(_feedback, agent, body)
+        return (await asyncio.get_running_loop().run_in_executor(pool, said)).model_dump(mode="json")
+
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {
@@ -157,11 +184,7 @@ def create_app(agents: Mapping[str, Agent], limits: ServerLimits | None = None) 
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest) -> Any:
-        agent = agents.get(body.model)
-        if agent is None:
-            raise _Refused(
-                404, f"no model {body.model!r}; this server has {', '.join(agents)}", "model_not_found"
-            )
+        agent = _agent(agents, body.model)
         # a slot first (no await between the check and the take), then the image: a refused request
         # decodes nothing
         if in_flight.locked():
@@ -208,6 +231,47 @@ def create_app(agents: Mapping[str, Agent], limits: ServerLimits | None = None) 
                 in_flight.release()
 
     return app
+
+
+def _agent(agents: Mapping[str, Agent], model: str) -> Agent:
+    agent = agents.get(model)
+    if agent is None:
+        raise _Refused(404, f"no model {model!r}; this server has {', '.join(agents)}", "model_not_found")
+    return agent
+
+
+def _feedback(agent: Agent, body: FeedbackRequest) -> FeedbackReply:
+    """``Agent.feedback`` on a run this server answered, and what it recorded."""
+    if body.correct is None and body.answer is None and body.note is None:
+        raise _Refused(400, "say how the run went: correct, the right answer, or a note", "no_feedback")
+    try:
+        state = agent.workflow.state(body.run_id)
+    except FoveateError as exc:
+        raise _Refused(404, f"no run {body.run_id!r} on this server: {exc}", "run_not_found") from None
+    if not state:
+        raise _Refused(404, f"no run {body.run_id!r} on this server", "run_not_found")
+    try:
+        agent.feedback(body.run_id, correct=body.correct, answer=body.answer, note=body.note)
+    except FoveateError as exc:
+        raise _Refused(400, str(exc), "bad_feedback") from None
+    memory_run = state.get("run_id")
+    stored = agent.memory.get_run(memory_run) if agent.memory is not None and memory_run is not None else None
+    if stored is None and agent.memory is not None:  # recorded by this feedback: the run's state says where
+        memory_run = agent.workflow.state(body.run_id).get("run_id")
+        stored = agent.memory.get_run(memory_run) if memory_run is not None else None
+    correct = stored.correct if stored is not None else body.correct
+    coverage = agent.monitor.status().model_dump(mode="json") if agent.monitor is not None else None
+    verdict = {True: "right", False: "wrong", None: "not judged"}[correct]
+    where = (
+        f"recorded as memory run {stored.id}" if stored is not None else "noted (this server keeps no memory)"
+    )
+    return FeedbackReply(
+        run_id=body.run_id,
+        correct=correct,
+        memory_run=stored.id if stored is not None else None,
+        coverage=coverage,
+        message=f"run {body.run_id}: {verdict}, {where}",
+    )
 
 
 def _give_back(loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore) -> None:

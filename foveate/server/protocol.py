@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "ChatRequest",
     "ChatResponse",
+    "FeedbackReply",
+    "FeedbackRequest",
     "FoveateReply",
     "FoveateRequest",
     "ImagePart",
@@ -126,3 +128,36 @@ class ChatResponse(BaseModel):
     choices: list[Choice]
     usage: dict[str, int]
     foveate: FoveateReply
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /v1/foveate/feedback``: how an answered run went (``foveate feedback``, over HTTP).
+
+    Give ``correct``, or the right ``answer`` (then correctness follows from it), and a ``note`` if you like.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    """The model (workflow) that answered."""
+    run_id: str = Field(min_length=1, max_length=200)
+    """The run, as ``foveate.run_id`` of the reply."""
+    correct: bool | None = None
+    """Whether the answer was right."""
+    answer: str | None = Field(default=None, max_length=10_000)
+    """The right answer."""
+    note: str | None = Field(default=None, max_length=10_000)
+    """Kept with the run in the insight memory."""
+
+
+class FeedbackReply(BaseModel):
+    """What the feedback changed."""
+
+    run_id: str
+    correct: bool | None
+    """The outcome as recorded (None: a note only)."""
+    memory_run: int | None
+    """The run's record in the insight memory (None: the server keeps no memory)."""
+    coverage: dict[str, Any] | None
+    """The abstention gate's coverage monitor after this feedback (None: no gate, or nothing to count)."""
+    message: str
+    """The same, in a sentence."""

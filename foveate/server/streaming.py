@@ -1,10 +1,13 @@
 """``stream: true``: a run's progress as server-sent events, in OpenAI's chunk format.
 
 Each chunk is a ``chat.completion.chunk`` whose ``foveate`` object says what happened: ``{"node": NAME,
-"messages": [...]}`` when a node finishes, ``{"node": "zoom", "probes": N, "tokens": T}`` after each probe of
-a search. Their ``delta`` is empty, so a plain OpenAI client shows nothing until the answer: the last chunk
-with content carries the answer (or "I abstain: REASON") and the full ``FoveateReply``, then a chunk with
-``finish_reason``, then (with ``stream_options.include_usage``) one with ``usage``, then ``data: [DONE]``.
+"messages": [...]}`` when a node finishes (a search's node adds ``"visits"``, every view it probed), and
+``{"node": "zoom", "probes": N, "tokens": T, "views": [...]}`` after each probe of a search and each view
+it records (a view: ``box`` [left, top, right, bottom] in the image's pixels, ``depth``, and the
+confidences it was ranked by, as in ``foveate.zoom.Visit``). Their ``delta`` is empty, so a plain OpenAI
+client shows nothing until the answer: the last chunk with content carries the answer (or "I abstain:
+REASON") and the full ``FoveateReply``, then a chunk with ``finish_reason``, then (with
+``stream_options.include_usage``) one with ``usage``, then ``data: [DONE]``.
 
 The run goes on a worker thread (``Agent.stream``), started when the request is accepted; its events cross
 to the event loop through a queue. A client that goes away cancels the run at its next probe or node (the
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from foveate.agent import Agent, Answer
+    from foveate.graphs.workflow import SearchProgress
     from foveate.vlm.budget import TokenBudget
 
 __all__ = ["StreamedRun"]
@@ -66,10 +70,13 @@ class StreamedRun:
         with contextlib.suppress(RuntimeError):  # a closed event loop (the server stopping): nobody reads
             self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
 
-    def _watch(self, node: str, probes: int, tokens: int) -> None:
+    def _watch(self, progress: SearchProgress) -> None:
         if self.cancelled.is_set():
             raise _Cancelled("the client went away")
-        self._put({"node": node, "probes": probes, "tokens": tokens})
+        views = [v.model_dump(mode="json", exclude_none=True) for v in progress.views]
+        self._put(
+            {"node": progress.node, "probes": progress.probes, "tokens": progress.tokens, "views": views}
+        )
 
     def _work(
         self,
@@ -87,13 +94,16 @@ class StreamedRun:
                 image=image,
                 options=options,
                 budget=budget,
-                watch=lambda p: self._watch(p.node, p.probes, p.tokens),
+                watch=self._watch,
             )
             for event in events:
                 if self.cancelled.is_set():
                     raise _Cancelled("the client went away")
                 run_id = event.run_id
-                self._put({"node": event.node, "messages": event.messages})
+                said: dict[str, Any] = {"node": event.node, "messages": event.messages}
+                if "visits" in event.update:
+                    said["visits"] = event.update["visits"]
+                self._put(said)
             if run_id is None:
                 raise RuntimeError("the workflow ran no node")
             self._put(agent.answer(run_id))

@@ -101,6 +101,10 @@ class TrainConfig:
     hard_fraction: float = 0.0
     focus_hard_fraction: float = 0.0
     shape_weight: float = 0.0
+    # The dense probe of colour *and* shape together (one class per pair): the separate colour and shape
+    # probes can both be right on a patch whose features never tie a shape to its colour, which is what
+    # "is there a red circle?" beside a red square and a blue circle needs.
+    binding_weight: float = 0.0
 
 
 def hard_scene(index: int, fraction: float) -> bool:

@@ -33,13 +33,14 @@ class Trainee:
     probe: torch.nn.Linear
     position_probe: torch.nn.Linear
     shape_probe: torch.nn.Linear
+    binding_probe: torch.nn.Linear
     captured: dict[str, torch.Tensor]
     hook: Any
     attention: str  # the saved config's attention kernel (eager is switched on only to read weights)
 
     @property
     def params(self) -> list[torch.nn.Parameter]:
-        probes = (self.probe, self.position_probe, self.shape_probe)
+        probes = (self.probe, self.position_probe, self.shape_probe, self.binding_probe)
         return [*self.model.parameters(), *(p for probe in probes for p in probe.parameters())]
 
     def close(self) -> None:
@@ -63,6 +64,7 @@ def make_trainee(cfg: TrainConfig, seed: int) -> tuple[Trainee, Any]:
     probe = torch.nn.Linear(SHAPE.hidden, 1 + len(PATCH_COLOR_IDS)).to(cfg.device)
     position_probe = torch.nn.Linear(SHAPE.hidden, len(COLORS)).to(cfg.device)
     shape_probe = torch.nn.Linear(SHAPE.hidden, 1 + len(SHAPES)).to(cfg.device)
+    binding_probe = torch.nn.Linear(SHAPE.hidden, 1 + len(PATCH_COLOR_IDS) * len(SHAPES)).to(cfg.device)
     captured: dict[str, torch.Tensor] = {}
 
     def keep_patches(_module: Any, _inputs: Any, output: Any) -> None:
@@ -71,7 +73,14 @@ def make_trainee(cfg: TrainConfig, seed: int) -> tuple[Trainee, Any]:
     hook = model.model.vision_tower.register_forward_hook(keep_patches)
     model.train()
     trainee = Trainee(
-        model, probe, position_probe, shape_probe, captured, hook, model.config._attn_implementation
+        model,
+        probe,
+        position_probe,
+        shape_probe,
+        binding_probe,
+        captured,
+        hook,
+        model.config._attn_implementation,
     )
     return trainee, processor
 
@@ -109,6 +118,13 @@ def training_loss(
             logits.reshape(-1, logits.shape[-1]), patch_shapes.reshape(-1)
         )
         loss = loss + cfg.shape_weight * aux
+    if patch_colors is not None and patch_shapes is not None and cfg.binding_weight > 0:
+        # both maps are painted by the same objects in the same order, so a patch's pair is one object's
+        both = (patch_colors > 0) & (patch_shapes > 0)
+        pairs = torch.where(both, (patch_colors - 1) * len(SHAPES) + patch_shapes, 0)
+        logits = trainee.binding_probe(patches)
+        aux = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), pairs.reshape(-1))
+        loss = loss + cfg.binding_weight * aux
     if color_x is not None and cfg.position_weight > 0:
         shown = ~torch.isnan(color_x)
         if bool(shown.any()):

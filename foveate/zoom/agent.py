@@ -28,7 +28,7 @@ from foveate.vlm.base import VLM
 from foveate.vlm.budget import TokenBudget, TokenLedger
 from foveate.vlm.types import VLMRequest
 from foveate.zoom.answering import Reply, answer_from, answer_reserve
-from foveate.zoom.config import ZoomConfig, ZoomResult
+from foveate.zoom.config import Visit, ZoomConfig, ZoomResult
 from foveate.zoom.context import SearchContext
 from foveate.zoom.cues import parse_cues
 from foveate.zoom.meter import Meter, SearchStopped
@@ -71,7 +71,7 @@ class ZoomAgent:
         context: str | None = None,
         answer: bool = True,
         truth: Sequence[Box] | None = None,
-        watch: Callable[[int, int], None] | None = None,
+        watch: Callable[[int, int, Sequence[Visit]], None] | None = None,
     ) -> ZoomResult:
         """Search (unless ``direct``) and answer. ``options``: score them; else generate free text.
 
@@ -83,7 +83,8 @@ class ZoomAgent:
         ``truth``: the ground-truth boxes of the objects the question is about, where known (a benchmark);
         the result's ``grounding`` then says whether the crop answered from held them. The search never
         sees them.
-        ``watch``: told (probes so far, tokens spent so far) after each probing call, for a live display.
+        ``watch``: told (probes so far, tokens spent so far, views recorded since) after each probing call
+        and each view recorded, for a live display.
         """
         cfg = self.config
         chosen = self.strategies.get(strategy) if strategy is not None else self.strategy

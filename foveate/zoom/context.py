@@ -60,7 +60,7 @@ class SearchContext:
         self, cue: str, box: Box, depth: int, confidence: float | None = None, **scores: float | None
     ) -> None:
         """Record a node the search looked at, in order."""
-        self.meter.visits.append(
+        self.meter.visited(
             Visit(
                 order=len(self.meter.visits), cue=cue, box=box, depth=depth, confidence=confidence, **scores
             )

@@ -35,8 +35,9 @@ class Meter:
     per_probe: int = 0
     """Upper estimate of one probe's tokens (raised to the most a probe really cost)."""
     visits: list[Visit] = field(default_factory=list)
-    watch: Callable[[int, int], None] | None = None
-    """Told (probes so far, tokens spent so far) after each probing call: live progress for a display."""
+    watch: Callable[[int, int, Sequence[Visit]], None] | None = None
+    """Told (probes so far, tokens spent so far, views recorded since it was last told) after each probing
+    call and each view recorded: live progress for a display, which can draw each view as it comes."""
 
     def check(self, probes: int, passes: int) -> None:
         """Raise ``SearchStopped`` unless ``probes`` more probes in ``passes`` more passes fit every cap."""
@@ -57,5 +58,13 @@ class Meter:
         """Probes and passes spent (checked before with ``check``), said to ``watch``."""
         self.probes += probes
         self.passes += passes
+        self._tell(())
+
+    def visited(self, visit: Visit) -> None:
+        """A view the search looked at, recorded in order and said to ``watch``."""
+        self.visits.append(visit)
+        self._tell((visit,))
+
+    def _tell(self, views: Sequence[Visit]) -> None:
         if self.watch is not None:
-            self.watch(self.probes, self.ledger.spent.total)
+            self.watch(self.probes, self.ledger.spent.total, views)

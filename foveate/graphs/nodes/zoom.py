@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langgraph.config import get_config
@@ -14,6 +14,7 @@ from foveate.graphs.registry import NodeFn
 from foveate.graphs.services import Services
 from foveate.graphs.state import QAState
 from foveate.zoom import ZoomConfig
+from foveate.zoom.config import Visit
 
 __all__ = ["ZoomParams", "zoom_node"]
 
@@ -90,11 +91,12 @@ def zoom_node(params: ZoomParams, services: Services) -> NodeFn:
     return zoom
 
 
-def _progress_writer() -> Callable[[int, int], None] | None:
-    """Each probe's count, live, to whoever streams the run with ``watch`` (``Workflow.stream``); None when
-    nobody does, or the node is called outside a graph run (a test, a user's own loop)."""
+def _progress_writer() -> Callable[[int, int, Sequence[Visit]], None] | None:
+    """Each probe's count and each view, live, to whoever streams the run with ``watch``
+    (``Workflow.stream``); None when nobody does, or the node is called outside a graph run (a test, a
+    user's own loop)."""
     try:
         told = get_config().get("configurable", {}).get(WATCH)
     except RuntimeError:  # "Called get_config outside of a runnable context"
         return None
-    return None if told is None else lambda probes, tokens: told("zoom", probes, tokens)
+    return None if told is None else lambda probes, tokens, views: told("zoom", probes, tokens, views)
