@@ -27,7 +27,7 @@ from typing import Any, Literal
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel, ConfigDict, Field
 
-from foveate.agent_args import check_agent_args, check_questions, listable
+from foveate.agent_args import check_agent_args, check_questions, listable, open_memory
 from foveate.agent_args import truth_boxes as checked_boxes
 from foveate.conformal import ConformalCalibration, CoverageMonitor, SelectiveCalibration
 from foveate.conformal.answer_gate import AnswerGate, GateKey
@@ -115,7 +115,8 @@ class Answer(BaseModel):
 class Agent:
     """A VLM, a workflow, an insight memory and an abstention gate, behind ``ask``.
 
-    ``memory``: an ``InsightMemory``, a SQLite path or SQLAlchemy URL, or None (no recall, no remember).
+    ``memory``: an ``InsightMemory``, a SQLite path or SQLAlchemy URL (opened in ``namespace``: a user's or
+    project's own insights and runs, "default" when None), or None (no recall, no remember).
     ``checkpoints``: where runs are checkpointed (SQLite path or PostgreSQL URL; None: in memory), so
     that ``resume`` works across processes. ``calibration``: the abstention gate (an ``AnswerGate`` from
     ``foveate calibrate``, refused when it was made for another model, workflow or budget unless
@@ -134,6 +135,7 @@ class Agent:
         workflow: str | Path | WorkflowSpec = "full",
         budget: TokenBudget | None = None,
         memory: InsightMemory | str | Path | None = None,
+        namespace: str | None = None,
         calibration: AnswerGate | ConformalCalibration | SelectiveCalibration | None = None,
         allow_calibration_mismatch: bool = False,
         adaptive: bool = False,
@@ -153,10 +155,8 @@ class Agent:
             from foveate.vlm.batching import CoalescingVLM
 
             vlm = self._stack.enter_context(CoalescingVLM(vlm))
-        if memory is None or isinstance(memory, InsightMemory):
-            self.memory = memory
-        else:
-            self.memory = InsightMemory.open(memory)
+        self.memory, opened = open_memory(memory, namespace)
+        if opened and self.memory is not None:
             self._stack.callback(self.memory.close)
         saver = (
             checkpoints
@@ -194,6 +194,8 @@ class Agent:
         overrides.setdefault("workflow", settings.workflow)
         overrides.setdefault("max_options", settings.max_options)
         overrides.setdefault("memory", settings.memory_db)
+        if not isinstance(overrides["memory"], InsightMemory):  # one opened already has its namespace
+            overrides.setdefault("namespace", settings.namespace)
         overrides.setdefault("checkpoints", settings.checkpoints)
         overrides.setdefault(
             "budget",
@@ -382,7 +384,7 @@ class Agent:
         outcome is known, recalled insights are counted as helpful or not, and the coverage monitor
         learns whether the abstention gate's guarantee still holds.
         """
-        state = self.workflow.state(run_id)
+        state = self.workflow.state(run_id, own=True)
         scores = state.get("option_scores") or []
         chosen = model_choice(state)
         if correct is None and answer is not None:

@@ -20,10 +20,11 @@ from foveate.graphs.registry import Registry
 from foveate.graphs.spec import WorkflowSpec
 from foveate.imaging.boxes import Box
 from foveate.memory import InsightMemory
+from foveate.memory.namespaces import DEFAULT_NAMESPACE, check_namespace
 from foveate.vlm.budget import TokenBudget
 from foveate.zoom import StrategyRegistry
 
-__all__ = ["check_agent_args", "check_questions", "listable", "truth_boxes"]
+__all__ = ["check_agent_args", "check_questions", "listable", "open_memory", "truth_boxes"]
 
 _PATHLIKE = (str, os.PathLike)
 # what foveate calls on a model (a reasoner needs only the first two); a duck-typed one needs no more
@@ -40,6 +41,7 @@ def check_agent_args(**given: Any) -> None:
         "workflow": ((*_PATHLIKE, WorkflowSpec), "a built-in name, a YAML path or a WorkflowSpec"),
         "budget": ((TokenBudget, type(None)), "a TokenBudget or None"),
         "memory": ((*_PATHLIKE, URL, InsightMemory, type(None)), "an InsightMemory, a path or URL, or None"),
+        "namespace": ((str, type(None)), "a namespace name or None"),
         "calibration": (
             (AnswerGate, ConformalCalibration, SelectiveCalibration, type(None)),
             "an AnswerGate, ConformalCalibration, SelectiveCalibration or None",
@@ -65,6 +67,19 @@ def check_agent_args(**given: Any) -> None:
     limit = given.get("max_options")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 2):
         raise _wrong("max_options", limit, "an int of at least 2")
+
+
+def open_memory(memory: Any, namespace: str | None) -> tuple[InsightMemory | None, bool]:
+    """The agent's memory, and whether the agent opened it (and so closes it): ``memory`` itself, or the
+    database at that path or URL opened in ``namespace`` ("default" when None)."""
+    if memory is None or isinstance(memory, InsightMemory):
+        if memory is not None and namespace is not None and check_namespace(namespace) != memory.namespace:
+            raise FoveateError(
+                f"Agent(namespace={namespace!r}) was given an InsightMemory of namespace "
+                f"{memory.namespace!r}: open the memory in the namespace you mean, or leave namespace out"
+            )
+        return memory, False
+    return InsightMemory.open(memory, namespace=namespace or DEFAULT_NAMESPACE), True
 
 
 def _check_model(name: str, model: Any, calls: tuple[str, ...]) -> None:

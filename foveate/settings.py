@@ -69,6 +69,8 @@ class FoveateSettings(BaseSettings):
     visual tokens in one 132 s call). 26 = A to Z, what a lettered protocol can name."""
     memory_db: str = Field(default_factory=lambda: _home("memory.db"))
     """The insight memory: a SQLite file or a SQLAlchemy URL."""
+    namespace: str = "default"
+    """Whose insights and runs in that memory (a user or project): nothing crosses namespaces."""
     calibration_db: str = Field(default_factory=lambda: _home("calibrations.db"))
     """Calibration records: a SQLite file or a SQLAlchemy URL."""
     checkpoints: str = Field(default_factory=lambda: _home("runs.db"))

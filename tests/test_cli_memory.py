@@ -96,3 +96,37 @@ def test_search_with_another_embedder_is_a_clear_error(db: Path) -> None:
     result = runner.invoke(app, ["memory", "search", "cars", "--db", str(db), "--embedder", "hashing-64"])
     assert result.exit_code == 2
     assert "hashing-256" in result.output and "Traceback" not in result.output
+
+
+def test_memory_commands_never_cross_namespaces(db: Path, tmp_path: Path) -> None:
+    """Two namespaces in one database (issue 24 item 5): ls, search, export and rm of one never show or
+    touch the other's insights; namespaces lists both; drop-namespace deletes one and leaves the other."""
+    with InsightMemory.open(db, embedder=HashingEmbedder(), namespace="bob") as memory:
+        bob_id = memory.add("zoom in to count small red cars on the bridge").insight.id
+        memory.record_run("how many red cars?", "3")
+    ids = _ids(db)  # the default namespace's three
+    bob = ["--namespace", "bob", "--db", str(db)]
+
+    listed = runner.invoke(app, ["memory", "ls", "--json", *bob])
+    assert listed.exit_code == 0, listed.output
+    assert [json.loads(line)["id"] for line in listed.output.splitlines()] == [bob_id]
+    found = runner.invoke(app, ["memory", "search", "red cars", "--k", "5", "--json", *bob])
+    assert [json.loads(line)["id"] for line in found.output.splitlines()] == [bob_id], found.output
+    found_default = runner.invoke(
+        app, ["memory", "search", "red cars", "--k", "5", "--json", "--db", str(db)]
+    )
+    assert bob_id not in [json.loads(line)["id"] for line in found_default.output.splitlines()]
+    out = tmp_path / "bob.jsonl"
+    assert runner.invoke(app, ["memory", "export", str(out), *bob]).exit_code == 0
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [bob_id]
+    crossed = runner.invoke(app, ["memory", "rm", str(ids["blue bikes hide in shadows"]), *bob])
+    assert crossed.exit_code != 0 and "no insight" in crossed.output  # the default's id, unknown to bob
+
+    spaces = runner.invoke(app, ["memory", "namespaces", "--json", "--db", str(db)])
+    counts = {c["namespace"]: (c["insights"], c["runs"]) for c in map(json.loads, spaces.output.splitlines())}
+    assert counts == {"bob": (1, 1), "default": (3, 0)}
+    dropped = runner.invoke(app, ["memory", "drop-namespace", "bob", "--yes", "--db", str(db)])
+    assert dropped.exit_code == 0 and "1 insights and 1 runs" in dropped.output, dropped.output
+    assert sorted(_ids(db).values()) == sorted(ids.values())
+    spaces = runner.invoke(app, ["memory", "namespaces", "--json", "--db", str(db)])
+    assert [json.loads(line)["namespace"] for line in spaces.output.splitlines()] == ["default"]

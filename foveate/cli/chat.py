@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from foveate.cli.common import AllowMismatchOpt, fail, load_model, settings_from
+from foveate.cli.common import AllowMismatchOpt, NamespaceOpt, fail, load_model, settings_from
 from foveate.cli.preflight import check_before_loading
 from foveate.cli.repl import ChatREPL, SlashCompleter, history_path
 from foveate.errors import FoveateError
@@ -83,6 +83,7 @@ def chat(
             help="Insight memory database [default: $FOVEATE_MEMORY_DB, else ~/.foveate/memory.db].",
         ),
     ] = None,
+    namespace: NamespaceOpt = None,
     calibration: Annotated[
         Path | None,
         typer.Option(
@@ -115,6 +116,7 @@ def chat(
             model=model,
             workflow=workflow,
             memory_db=str(memory) if memory is not None else None,
+            namespace=namespace,
             allow_calibration_mismatch=allow_mismatch or None,
         )
         repl = ChatREPL(console, factory, workflow=settings.workflow)

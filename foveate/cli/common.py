@@ -122,6 +122,15 @@ RetriesOpt = Annotated[
         show_default=False,
     ),
 ]
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        help="A user's or project's part of the memory, apart from every other's "
+        "[default: $FOVEATE_NAMESPACE, else the shared one].",
+        show_default=False,
+    ),
+]
 TotalCapOpt = Annotated[
     int | None,
     typer.Option(

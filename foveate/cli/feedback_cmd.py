@@ -16,6 +16,7 @@ from foveate.cli.common import (
     EndpointOpt,
     FamilyOpt,
     ModelOpt,
+    NamespaceOpt,
     console,
     fail,
     load_model,
@@ -62,6 +63,7 @@ def feedback(
         str | None,
         typer.Option("--memory", "--db", help="Insight memory database [default: ~/.foveate/memory.db]."),
     ] = None,
+    namespace: NamespaceOpt = None,
     workflow: Annotated[
         str | None,
         typer.Option(
@@ -81,7 +83,12 @@ def feedback(
         raise fail("say how the run went: --right, --wrong or --answer TEXT (and --note TEXT if you like)")
     try:
         settings = settings_from(
-            model=model, endpoint=endpoint, family=family, memory_db=memory, checkpoints=checkpoints
+            model=model,
+            endpoint=endpoint,
+            family=family,
+            memory_db=memory,
+            checkpoints=checkpoints,
+            namespace=namespace,
         )
         saved = saved_run(run_id, settings.checkpoints)
         settings = settings.model_copy(update={"workflow": started_with(saved, workflow)})

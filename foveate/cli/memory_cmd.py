@@ -9,10 +9,14 @@ Only ``search`` embeds text, so only ``search`` loads an embedding model: by def
 stored insights were embedded with (``hashing-256`` needs no model; ``all-MiniLM-L6-v2`` is the
 packaged MiniLM), or ``--embedder hashing|minilm|NAME`` (NAME: a local sentence-transformers
 folder or a name in the Hugging Face cache).
+
+Each command reads or changes one namespace (a user's or project's part of the memory: ``--namespace``,
+else ``$FOVEATE_NAMESPACE``, else ``default``); ``namespaces`` lists them, ``drop-namespace`` deletes one.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -25,7 +29,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from foveate.cli.common import JsonOpt, console, fail, settings_from
+from foveate.cli.common import JsonOpt, NamespaceOpt, console, fail, settings_from
 from foveate.errors import FoveateError, InsightMemoryError, MemoryDatabaseError
 
 if TYPE_CHECKING:  # the memory (SQLAlchemy, FAISS) is imported when a command runs, not with the CLI
@@ -88,8 +92,8 @@ def existing_memory(db: str | None) -> URL:
     return url
 
 
-def stored_embedders(url: URL) -> list[tuple[str, int]]:
-    """The (embedding model name, dimension) pairs of the live insights, most used first."""
+def stored_embedders(url: URL, namespace: str) -> list[tuple[str, int]]:
+    """The (embedding model name, dimension) pairs of the namespace's live insights, most used first."""
     from sqlalchemy import func, select
 
     from foveate.memory.schema import InsightRow
@@ -100,7 +104,7 @@ def stored_embedders(url: URL) -> list[tuple[str, int]]:
         with store.reading() as session:
             rows = session.execute(
                 select(InsightRow.embedding_model, InsightRow.dim, func.count().label("n"))
-                .where(InsightRow.deleted.is_(False))
+                .where(InsightRow.deleted.is_(False), InsightRow.namespace == namespace)
                 .group_by(InsightRow.embedding_model, InsightRow.dim)
                 .order_by(func.count().desc())
             ).all()
@@ -152,25 +156,44 @@ def make_embedder(name: str) -> TextEmbedder:
     return SentenceTransformerEmbedder(name)
 
 
+def _space(namespace: str | None) -> str:
+    """The namespace a command works in: ``--namespace``, else the settings' (``$FOVEATE_NAMESPACE``...)."""
+    from foveate.memory.namespaces import check_namespace
+
+    return check_namespace(namespace if namespace is not None else settings_from().namespace)
+
+
+def _where(url: URL, namespace: str) -> str:
+    from foveate.memory.namespaces import DEFAULT_NAMESPACE
+    from foveate.memory.store import describe
+
+    return describe(url) + ("" if namespace == DEFAULT_NAMESPACE else f" (namespace {namespace})")
+
+
 def _open(
-    url: URL, embedder: TextEmbedder, *, keep_index_file: bool, read_only: bool = True
+    url: URL, embedder: TextEmbedder, *, keep_index_file: bool, namespace: str, read_only: bool = True
 ) -> InsightMemory:
-    """Open the memory (read-only unless told); with ``keep_index_file`` an existing index cache is used
-    (never a new one)."""
+    """Open the memory's ``namespace`` (read-only unless told); with ``keep_index_file`` an existing index
+    cache is used (never a new one)."""
     from foveate.databases import sqlite_file
     from foveate.memory import InsightMemory
+    from foveate.memory.namespaces import index_file
 
     index_path: Any = False
-    path = sqlite_file(url)
-    if keep_index_file and path is not None and path.with_name(path.name + ".faiss").exists():
+    kept = index_file(sqlite_file(url), namespace, None)
+    if keep_index_file and kept is not None and kept.exists():
         index_path = None  # the default, beside the database
-    return InsightMemory.open(url, embedder=embedder, index_path=index_path, read_only=read_only)
+    return InsightMemory.open(
+        url, embedder=embedder, index_path=index_path, read_only=read_only, namespace=namespace
+    )
 
 
-def _open_without_model(url: URL, *, read_only: bool = True) -> InsightMemory:
-    stored = stored_embedders(url)
+def _open_without_model(url: URL, *, namespace: str, read_only: bool = True) -> InsightMemory:
+    stored = stored_embedders(url, namespace)
     name, dim = stored[0] if stored else ("none", 8)
-    return _open(url, StoredVectorsOnly(name, dim), keep_index_file=False, read_only=read_only)
+    return _open(
+        url, StoredVectorsOnly(name, dim), keep_index_file=False, read_only=read_only, namespace=namespace
+    )
 
 
 @memory_app.command("ls")
@@ -183,13 +206,13 @@ def memory_ls(
         int | None, typer.Option("--limit", min=1, help="Show at most this many [default: all].")
     ] = None,
     as_json: JsonOpt = False,
+    namespace: NamespaceOpt = None,
 ) -> None:
     """List the stored insights, oldest first."""
-    from foveate.memory.store import describe
-
     try:
+        space = _space(namespace)
         url = existing_memory(db)
-        with _open_without_model(url) as memory:
+        with _open_without_model(url, namespace=space) as memory:
             insights = list(memory.insights(include_deleted=include_deleted))
     except FoveateError as exc:
         raise fail(exc) from None
@@ -215,7 +238,7 @@ def memory_ls(
     console.print(table)
     models = ", ".join(sorted({i.embedding_model for i in insights})) or "-"
     console.print(
-        f"{len(shown)} of {len(insights)} insights in {describe(url)} (embedded by {models})",
+        f"{len(shown)} of {len(insights)} insights in {_where(url, space)} (embedded by {models})",
         soft_wrap=True,
     )
 
@@ -235,16 +258,18 @@ def memory_search(
         ),
     ] = None,
     as_json: JsonOpt = False,
+    namespace: NamespaceOpt = None,
 ) -> None:
     """The stored insights closest in meaning to QUERY, best first."""
     from foveate.memory.store import describe
 
     try:
+        space = _space(namespace)
         if not query.strip():
             raise InsightMemoryError("the query is empty: give a question or phrase to search for")
         url = existing_memory(db)
         if embedder is None:
-            stored = stored_embedders(url)
+            stored = stored_embedders(url, space)
             if not stored:
                 if not as_json:  # no lines: no insights
                     console.print(f"no insights in {describe(url)}")
@@ -257,7 +282,7 @@ def memory_search(
                 )
             embedder = stored[0][0]
         model = make_embedder(embedder)
-        with _open(url, model, keep_index_file=True) as memory:
+        with _open(url, model, keep_index_file=True, namespace=space) as memory:
             hits = memory.search(query, k=k)
     except FoveateError as exc:
         raise fail(exc) from None
@@ -285,22 +310,24 @@ def memory_search(
 def memory_rm(
     ids: Annotated[list[int], typer.Argument(min=1, max=2**63 - 1, help="Ids of the insights to delete.")],
     db: DbOpt = None,
+    namespace: NamespaceOpt = None,
 ) -> None:
     """Delete insights by id. If any id is unknown (or already deleted), nothing is deleted."""
-    from foveate.memory.store import describe
-
     try:
+        space = _space(namespace)
         url = existing_memory(db)
-        with _open_without_model(url, read_only=False) as memory:
+        with _open_without_model(url, read_only=False, namespace=space) as memory:
             missing = [i for i in dict.fromkeys(ids) if (found := memory.get(i)) is None or found.deleted]
             if missing:
                 raise InsightMemoryError(
-                    f"memory {describe(url)} has no insight {', '.join(map(str, missing))}; nothing deleted"
+                    f"memory {_where(url, space)} has no insight {', '.join(map(str, missing))}; "
+                    "nothing deleted"
                 )
             count = memory.delete(ids)
     except FoveateError as exc:
         raise fail(exc) from None
-    console.print(f"deleted {count} insight{'s' if count != 1 else ''} from {describe(url)}", soft_wrap=True)
+    said = f"deleted {count} insight{'s' if count != 1 else ''} from {_where(url, space)}"
+    console.print(said, soft_wrap=True)
 
 
 @memory_app.command("export")
@@ -313,18 +340,19 @@ def memory_export(
     force: Annotated[
         bool, typer.Option("--force", help="Replace the file if it exists [default: off].")
     ] = False,
+    namespace: NamespaceOpt = None,
 ) -> None:
     """Write the insights as JSON Lines (one object per insight, no vectors)."""
     from foveate.databases import sqlite_file
     from foveate.files import output_file
-    from foveate.memory.store import describe
 
     try:
+        space = _space(namespace)
         url = existing_memory(db)
         if path != "-":
             target = output_file(path, "export file", InsightMemoryError)
             _check_export_target(target, sqlite_file(url), force)
-        with _open_without_model(url) as memory:
+        with _open_without_model(url, namespace=space) as memory:
             if path == "-":
                 memory.export(sys.stdout, include_deleted=include_deleted)
                 return
@@ -338,7 +366,56 @@ def memory_export(
                 tmp.unlink(missing_ok=True)
     except FoveateError as exc:
         raise fail(exc) from None
-    console.print(f"exported {count} insights from {describe(url)} to {target}", soft_wrap=True)
+    console.print(f"exported {count} insights from {_where(url, space)} to {target}", soft_wrap=True)
+
+
+@memory_app.command("namespaces")
+def memory_namespaces(db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """List the namespaces that hold insights or runs, with their counts."""
+    from foveate.memory.namespaces import list_namespaces
+
+    try:
+        url = existing_memory(db)
+        found = list_namespaces(url)
+    except FoveateError as exc:
+        raise fail(exc) from None
+    if as_json:
+        for counts in found:
+            typer.echo(counts.model_dump_json())
+        return
+    table = Table()
+    for name in ("namespace", "insights", "deleted", "runs"):
+        table.add_column(name, no_wrap=True)
+    for c in found:
+        table.add_row(escape(c.namespace), str(c.insights), str(c.deleted_insights), str(c.runs))
+    console.print(table)
+
+
+@memory_app.command("drop-namespace")
+def memory_drop_namespace(
+    namespace: Annotated[str, typer.Argument(help="The namespace whose insights and runs go, for good.")],
+    db: DbOpt = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Delete without asking (needed without a terminal) [default: off].")
+    ] = False,
+) -> None:
+    """Delete a namespace: its insights, runs and index, for good. Other namespaces are untouched."""
+    try:
+        space = _space(namespace)
+        url = existing_memory(db)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise InsightMemoryError(f"this deletes namespace {space} for good: add --yes to go on")
+            typer.confirm(f"delete namespace {space} of {_where(url, space)} for good?", abort=True)
+        with _open_without_model(url, read_only=False, namespace=space) as memory:
+            gone = memory.delete_namespace()
+    except FoveateError as exc:
+        raise fail(exc) from None
+    console.print(
+        f"deleted namespace {space}: {gone.insights + gone.deleted_insights} insights and {gone.runs} runs "
+        f"from {_where(url, 'default')}",
+        soft_wrap=True,
+    )
 
 
 def _check_export_target(target: Path, database: Path | None, force: bool) -> None:
@@ -348,8 +425,10 @@ def _check_export_target(target: Path, database: Path | None, force: bool) -> No
     if database is not None and target.exists():
         suffixes = ("", "-wal", "-shm", ".faiss", ".faiss.json", ".faiss.lock")
         for base in {database, database.resolve()}:  # by file identity: a symlink, a bind mount, any case
-            for suffix in suffixes:
-                own = base.with_name(base.name + suffix)
+            # and every namespace's index files (<database>.<namespace>.faiss...)
+            owned = [base.with_name(base.name + suffix) for suffix in suffixes]
+            owned += [p for p in base.parent.glob(f"{glob.escape(base.name)}.*.faiss*")]
+            for own in owned:
                 if own.exists() and os.path.samefile(target, own):
                     raise InsightMemoryError(
                         f"{target} is part of the memory being exported; write somewhere else"

@@ -21,6 +21,7 @@ from rich.markup import escape
 from foveate.cli.common import (
     AllowMismatchOpt,
     FamilyOpt,
+    NamespaceOpt,
     RetriesOpt,
     TimeoutOpt,
     console,
@@ -125,6 +126,7 @@ def run(
         str | None,
         typer.Option("--memory", "--db", help="Insight memory database [default: ~/.foveate/memory.db]."),
     ] = None,
+    namespace: NamespaceOpt = None,
     no_memory: Annotated[
         bool, typer.Option("--no-memory", help="Neither recall nor remember [default: off].")
     ] = False,
@@ -226,6 +228,7 @@ def run(
             max_total_tokens=max_total_tokens,
             max_visual_tokens=max_visual_tokens,
             memory_db=memory,
+            namespace=namespace,
             checkpoints=checkpoints,
             alpha=alpha,
             method=method,

@@ -3,13 +3,19 @@
 One VLM is loaded and shared; each workflow is a model named ``foveate-<workflow>``. It binds 127.0.0.1
 unless told otherwise: anyone who can reach the port can spend the model's time, so set ``--api-key``
 (or ``$FOVEATE_API_KEY``) before binding to other hosts.
+
+With ``--memory``, each memory namespace (a user, a project) has its own agents and its own view of the
+memory: ``--api-keys FILE`` gives each key its namespace, and ``--namespace-header`` lets a proxy in front
+choose it with ``X-Foveate-Namespace``. One embedding model is loaded for all of them.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -61,6 +67,39 @@ def serve(
         str | None,
         typer.Option("--memory", help="Insight memory database [default: none: no recall, no remember]."),
     ] = None,
+    checkpoints: Annotated[
+        str | None,
+        typer.Option(
+            "--checkpoints",
+            help="Run checkpoints: a SQLite file or PostgreSQL URL; give every process behind one address "
+            "the same one, so that feedback reaches a run another answered [default: none: in RAM].",
+            show_default=False,
+        ),
+    ] = None,
+    namespace: Annotated[
+        str,
+        typer.Option(
+            "--namespace", help="The memory namespace of requests with --api-key, or with no key at all."
+        ),
+    ] = "default",
+    api_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--api-keys",
+            help='A JSON file of more keys, each with its memory namespace: {"KEY": "NAMESPACE", ...} '
+            "[default: none].",
+            show_default=False,
+        ),
+    ] = None,
+    namespace_header: Annotated[
+        bool,
+        typer.Option(
+            "--namespace-header",
+            help="Let the X-Foveate-Namespace header choose the namespace (behind a proxy that sets it) "
+            "[default: off: refused].",
+            show_default=False,
+        ),
+    ] = False,
     model: ModelOpt = None,
     endpoint: EndpointOpt = None,
     family: FamilyOpt = None,
@@ -69,40 +108,100 @@ def serve(
     try:
         import uvicorn
 
-        from foveate.server import ServerLimits, create_app
+        from foveate.server import AgentsByNamespace, ServerLimits, create_app
     except ImportError as exc:  # FastAPI and uvicorn come with the serve extra
         raise fail(f"foveate serve needs {exc.name}: pip install 'foveate[serve]'") from None
     from foveate.agent import Agent
+    from foveate.memory import InsightMemory, SentenceTransformerEmbedder
+    from foveate.memory.namespaces import check_namespace
 
     names = list(dict.fromkeys(workflow or ["direct", "zoom", "full"]))
     try:
         # the cap is the agents' own budget too: the gate each workflow uses is the one made for that budget
         settings = settings_from(
-            model=model, endpoint=endpoint, family=family, memory_db=memory, max_total_tokens=max_total_tokens
+            model=model,
+            endpoint=endpoint,
+            family=family,
+            memory_db=memory,
+            checkpoints=checkpoints,
+            max_total_tokens=max_total_tokens,
         )
-        check_before_loading(settings, workflows=names, memory=memory is not None, checkpoints=False)
+        check_before_loading(
+            settings, workflows=names, memory=memory is not None, checkpoints=checkpoints is not None
+        )
         limits = ServerLimits(
             api_key=api_key or os.environ.get("FOVEATE_API_KEY") or None,
+            api_keys=_read_keys(api_keys) if api_keys is not None else {},
+            namespace=check_namespace(namespace),
+            namespace_header=namespace_header,
             max_concurrency=max_concurrency,
             max_total_tokens=max_total_tokens,
         )
-        vlm = load_model(settings)
-        agents: dict[str, Any] = {}
-        for name in names:
-            served = f"foveate-{Path(name).stem if name.endswith(('.yaml', '.yml')) else name}"
-            if served in agents:
-                raise FoveateError(f"two workflows would both be served as {served}: rename one file")
-            agents[served] = Agent.from_defaults(
-                settings=settings, vlm=vlm, workflow=name, memory=memory, checkpoints=None, coalesce=True
+        served = {_served_as(name): name for name in names}
+        if len(served) < len(names):
+            raise FoveateError(
+                f"two workflows would be served under one name ({', '.join(names)}): rename one"
             )
+        vlm = load_model(settings)
+        with ExitStack() as stack:
+            embedder = SentenceTransformerEmbedder() if memory is not None else None
+
+            def agents_of(space: str) -> dict[str, Agent]:
+                """One memory (its namespace's view) shared by the namespace's agents, one per workflow."""
+                memory_of = None
+                if memory is not None:
+                    memory_of = stack.enter_context(
+                        InsightMemory.open(memory, namespace=space, embedder=embedder)
+                    )
+                made = {
+                    model: Agent.from_defaults(
+                        settings=settings,
+                        vlm=vlm,
+                        workflow=name,
+                        memory=memory_of,
+                        checkpoints=checkpoints,
+                        coalesce=True,
+                    )
+                    for model, name in served.items()
+                }
+                for agent in made.values():
+                    stack.callback(agent.close)
+                return made
+
+            spaces = AgentsByNamespace(
+                limits.namespace, agents_of(limits.namespace), agents_of if memory else None
+            )
+            key = "an API key" if limits.needs_key else "no API key"
+            console.print(
+                f"serving {', '.join(served)} on http://{host}:{port}/v1 ({vlm.model_id}; {key})",
+                highlight=False,
+            )
+            uvicorn.run(create_app(spaces, limits), host=host, port=port, log_level="warning")
     except FoveateError as exc:
         raise fail(exc) from None
-    key = "an API key" if limits.api_key else "no API key"
-    console.print(
-        f"serving {', '.join(agents)} on http://{host}:{port}/v1 ({vlm.model_id}; {key})", highlight=False
-    )
+
+
+def _served_as(workflow: str) -> str:
+    return f"foveate-{Path(workflow).stem if workflow.endswith(('.yaml', '.yml')) else workflow}"
+
+
+def _read_keys(path: Path) -> dict[str, str]:
+    """``--api-keys``: a JSON object of key -> namespace, each namespace checked."""
+    from foveate.memory.namespaces import NamespaceError, check_namespace
+
     try:
-        uvicorn.run(create_app(agents, limits), host=host, port=port, log_level="warning")
-    finally:
-        for agent in agents.values():
-            agent.close()
+        keys = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FoveateError(f"--api-keys {path}: cannot read it as JSON: {exc}") from None
+    if not isinstance(keys, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in keys.items()
+    ):
+        raise FoveateError(
+            f'--api-keys {path}: give a JSON object of key -> namespace, {{"KEY": "NAMESPACE"}}'
+        )
+    if any(len(k) < 8 for k in keys):
+        raise FoveateError(f"--api-keys {path}: a key shorter than 8 characters is too easy to guess")
+    try:
+        return {k: check_namespace(v) for k, v in keys.items()}
+    except NamespaceError as exc:
+        raise FoveateError(f"--api-keys {path}: {exc}") from None

@@ -235,7 +235,11 @@ class Workflow:
         return run_id
 
     def config(self, run_id: str, **extra: Any) -> RunnableConfig:
-        about = {"foveate_workflow": self.source, "foveate_model": self.services.vlm.model_id}
+        about = {
+            "foveate_workflow": self.source,
+            "foveate_model": self.services.vlm.model_id,
+            "foveate_namespace": self._namespace,
+        }
         return run_config(self.spec, configurable={"thread_id": run_id}, metadata=about, **extra)
 
     # ------------------------------------------------------------------ running
@@ -329,9 +333,19 @@ class Workflow:
             raise RunError(f"no run {run_id!r} in this checkpointer")
         return snapshot
 
-    def state(self, run_id: str) -> dict[str, Any]:
-        """The run's whole current state (what ``output`` summarises)."""
-        return dict(self._snapshot(run_id).values)
+    def state(self, run_id: str, *, own: bool = False) -> dict[str, Any]:
+        """The run's whole current state (what ``output`` summarises). ``own``: only a run begun in this
+        workflow's memory namespace, else ``RunError``: feedback never reaches another user's run, even
+        where the checkpoints of several are in one database."""
+        snapshot = self._snapshot(run_id)
+        began = (snapshot.metadata or {}).get("foveate_namespace")
+        if own and began is not None and began != self._namespace:
+            raise RunError(f"run {run_id} was answered in another memory namespace than {self._namespace!r}")
+        return dict(snapshot.values)
+
+    @property
+    def _namespace(self) -> str | None:
+        return self.services.memory.namespace if self.services.memory is not None else None
 
     def output(self, run_id: str) -> RunOutput:
         snapshot = self._snapshot(run_id)

@@ -1,6 +1,7 @@
 """Insight memory: lessons from past runs, stored in a database and retrieved by meaning (ICAL-style).
 
-``InsightMemory`` is the entry point; see its module, ``foveate.memory.memory``, for an example.
+``InsightMemory`` is the entry point; see its module, ``foveate.memory.memory``, for an example. One database
+can hold several memories, one per namespace (``foveate.memory.namespaces``).
 """
 
 from foveate.memory.embeddings import (
@@ -21,11 +22,13 @@ from foveate.memory.memory import (
     RunRecord,
     image_fingerprint,
 )
+from foveate.memory.namespaces import DEFAULT_NAMESPACE, NamespaceCounts, NamespaceError, list_namespaces
 from foveate.memory.schema import InsightKind
 from foveate.memory.store import MemoryStore
 
 __all__ = [
     "DEFAULT_MERGE_THRESHOLD",
+    "DEFAULT_NAMESPACE",
     "AddResult",
     "HashingEmbedder",
     "IndexConfig",
@@ -34,12 +37,15 @@ __all__ = [
     "InsightKind",
     "InsightMemory",
     "MemoryStore",
+    "NamespaceCounts",
+    "NamespaceError",
     "RunRecord",
     "SentenceTransformerEmbedder",
     "TextEmbedder",
     "VectorIndex",
     "fuse",
     "image_fingerprint",
+    "list_namespaces",
     "minilm_path",
     "normalise",
 ]

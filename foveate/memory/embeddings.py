@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from foveate.errors import ModelLoadError
+from foveate.errors import InsightMemoryError, ModelLoadError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
@@ -191,3 +191,19 @@ def fuse(
             raise ValueError(f"concat fusion needs one image row per text row, got {image.shape[0]}")
         return normalise(np.concatenate([(1.0 - image_weight) * text, image_weight * image], axis=1))
     raise ValueError(f"unknown fusion mode {mode!r}: use 'sum' or 'concat'")
+
+
+def retrieval_keys(
+    embedder: TextEmbedder, texts: Sequence[str], image_vectors: np.ndarray | None, image_weight: float
+) -> np.ndarray:
+    """The memory's retrieval keys for ``texts``: their embeddings, checked for shape (an embedder that
+    answers the wrong shape would corrupt the index), fused with image embeddings if given (``fuse``)."""
+    vectors = normalise(embedder.embed(list(texts)))
+    if vectors.shape != (len(texts), embedder.dim):
+        raise InsightMemoryError(
+            f"embedder {embedder.name} returned shape {vectors.shape} for {len(texts)} texts, "
+            f"expected ({len(texts)}, {embedder.dim})"
+        )
+    if image_vectors is not None:
+        vectors = fuse(vectors, np.asarray(image_vectors), image_weight=image_weight, mode="sum")
+    return vectors

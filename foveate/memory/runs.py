@@ -1,4 +1,7 @@
-"""Runs: the answered questions insights are drawn from, with their outcome once it is known."""
+"""Runs: the answered questions insights are drawn from, with their outcome once it is known.
+
+A run log sees only its namespace's runs: another namespace's run is, to it, a run that is not there.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +9,29 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from foveate.errors import InsightMemoryError
+from foveate.memory.namespaces import memory_name
 from foveate.memory.records import RunRecord, image_fingerprint
-from foveate.memory.schema import RunRow, utcnow
+from foveate.memory.schema import DEFAULT_NAMESPACE, RunRow, utcnow
 from foveate.memory.store import MemoryStore
 
 __all__ = ["RunLog"]
 
 
 class RunLog:
-    """The runs table of a memory database."""
+    """The runs of one namespace in a memory database."""
 
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(self, store: MemoryStore, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.store = store
+        self.namespace = namespace
+        self.name = memory_name(store, namespace)  # for messages
+
+    def find(self, session: Session, run_id: int) -> RunRow | None:
+        """The run with this id in this namespace, or ``None`` (also when another namespace has it)."""
+        row = session.get(RunRow, run_id)
+        return row if row is not None and row.namespace == self.namespace else None
 
     def record_run(
         self,
@@ -37,6 +49,7 @@ class RunLog:
         if image is not None and image_sha256 is None:
             image_sha256 = image_fingerprint(image)
         row = RunRow(
+            namespace=self.namespace,
             question=question,
             image_sha256=image_sha256,
             answer=answer,
@@ -56,9 +69,9 @@ class RunLog:
     ) -> RunRecord:
         """Record how a run went, once it is known."""
         with self.store.writing() as (session, _revision):
-            row = session.get(RunRow, run_id)
+            row = self.find(session, run_id)
             if row is None:
-                raise InsightMemoryError(f"memory {self.store.name} has no run {run_id}")
+                raise InsightMemoryError(f"memory {self.name} has no run {run_id}")
             if correct is not None:
                 row.correct = correct
             if feedback is not None:
@@ -68,11 +81,12 @@ class RunLog:
 
     def get_run(self, run_id: int) -> RunRecord | None:
         with self.store.reading() as session:
-            row = session.get(RunRow, run_id)
+            row = self.find(session, run_id)
             return RunRecord.from_row(row) if row is not None else None
 
     def runs(self) -> Iterator[RunRecord]:
-        """Every run, oldest first."""
+        """Every run of this namespace, oldest first."""
+        query = select(RunRow).where(RunRow.namespace == self.namespace).order_by(RunRow.id)
         with self.store.reading() as session:
-            for row in session.scalars(select(RunRow).order_by(RunRow.id).execution_options(yield_per=1000)):
+            for row in session.scalars(query.execution_options(yield_per=1000)):
                 yield RunRecord.from_row(row)

@@ -7,6 +7,9 @@ transaction. Bumping that single row also serialises writers on every backend (S
 lock, PostgreSQL's row lock), so revisions are committed in order and an index that covers
 revision ``r`` can be caught up by reading the rows with ``revision > r``.
 
+Every run and insight belongs to a ``namespace`` (a user or project; ``"default"`` unless told), so that
+one database can hold several memories that never see each other's rows (``foveate.memory.namespaces``).
+
 Schema changes go through an Alembic migration in ``foveate/memory/migrations/versions``.
 """
 
@@ -27,6 +30,9 @@ from sqlalchemy import (
     false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# The namespace of every row written before namespaces existed, and of every memory not told otherwise.
+DEFAULT_NAMESPACE = "default"
 
 
 def utcnow() -> datetime:
@@ -62,6 +68,9 @@ class RunRow(Base):
     __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(
+        String(128), nullable=False, default=DEFAULT_NAMESPACE, server_default=DEFAULT_NAMESPACE, index=True
+    )
     question: Mapped[str] = mapped_column(Text, nullable=False)
     image_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     answer: Mapped[str | None] = mapped_column(Text)
@@ -83,6 +92,9 @@ class InsightRow(Base):
     __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(
+        String(128), nullable=False, default=DEFAULT_NAMESPACE, server_default=DEFAULT_NAMESPACE, index=True
+    )
     text: Mapped[str] = mapped_column(Text, nullable=False)
     kind: Mapped[InsightKind] = mapped_column(
         Enum(

@@ -4,6 +4,11 @@ The database is the source of truth; the index beside it is caught up from the d
 before every search, and rebuilt from it when it is missing, stale or corrupt -- never the other way
 round. ``watermark`` is the database revision every change up to which is in the index; each change
 commits to the database first, then touches the index, then moves the watermark.
+
+An index holds one namespace's insights (``foveate.memory.namespaces``): every query here selects that
+namespace's rows, and an index file whose sidecar names another namespace is rebuilt, never used. The
+watermark is a revision of the whole database (one counter orders every namespace's writes), so a change
+in another namespace only moves it on.
 """
 
 from __future__ import annotations
@@ -13,14 +18,16 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from foveate.errors import EmbedderMismatchError, IndexFileError
 from foveate.memory.embeddings import TextEmbedder
 from foveate.memory.index import IndexConfig, VectorIndex
+from foveate.memory.index_files import file_lock, sidecar_path
+from foveate.memory.namespaces import memory_name
 from foveate.memory.records import vector_bytes, vectors_from_bytes
-from foveate.memory.schema import InsightRow
+from foveate.memory.schema import DEFAULT_NAMESPACE, InsightRow
 from foveate.memory.store import MemoryStore
 
 log = logging.getLogger(__name__)
@@ -31,7 +38,7 @@ _CHUNK = 10_000
 
 
 class IndexSync:
-    """One process's index of a memory database, kept in step with the database's revisions."""
+    """One process's index of a namespace of a memory database, kept in step with the database's revisions."""
 
     def __init__(
         self,
@@ -41,8 +48,12 @@ class IndexSync:
         index_config: IndexConfig,
         save_every: int,
         lock: threading.RLock,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
     ) -> None:
         self.store = store
+        self.namespace = namespace
+        self.name = memory_name(store, namespace)  # for messages
         self.embedder = embedder
         self.index_path = index_path
         self.index_config = index_config
@@ -66,6 +77,7 @@ class IndexSync:
                 "revision": self.watermark,
                 "embedding_model": self.embedder.name,
                 "database": self.store.name,
+                "namespace": self.namespace,
             }
             try:
                 self.index.save(self.index_path, meta)
@@ -95,6 +107,10 @@ class IndexSync:
             if self.index_path is not None and self.index_path.exists():
                 try:
                     index, meta = VectorIndex.load(self.index_path, self.embedder.dim, self.index_config)
+                    # a sidecar from before namespaces names none: that index is the default namespace's
+                    held = meta.get("namespace", DEFAULT_NAMESPACE)
+                    if held != self.namespace:
+                        raise IndexFileError(f"it holds namespace {held!r}, not {self.namespace!r}")
                     if meta.get("embedding_model") != self.embedder.name:
                         raise IndexFileError(f"it was built with {meta.get('embedding_model')!r}")
                     covered = int(meta.get("revision", -1))
@@ -106,7 +122,7 @@ class IndexSync:
                         "memory index %s is unusable (%s); rebuilding it from %s",
                         self.index_path,
                         exc,
-                        self.store.name,
+                        self.name,
                     )
                     index = None
             if index is None:
@@ -119,7 +135,7 @@ class IndexSync:
                     "memory index %s holds %d insights but %s has %d; rebuilding it from the database",
                     self.index_path,
                     len(self.index),
-                    self.store.name,
+                    self.name,
                     live,
                 )
                 self.index, rebuilt = self.rebuild(session, revision), True
@@ -134,7 +150,7 @@ class IndexSync:
         vectors: list[np.ndarray] = []
         query = (
             select(InsightRow.id, InsightRow.embedding)
-            .where(InsightRow.deleted.is_(False))
+            .where(self.mine, InsightRow.deleted.is_(False))
             .order_by(InsightRow.id)
             .execution_options(yield_per=_CHUNK)
         )
@@ -153,8 +169,31 @@ class IndexSync:
                 self.index = self.rebuild(session, self.store.revision(session))
             self.changed(self.save_every)
 
+    @property
+    def mine(self) -> ColumnElement[bool]:
+        """The condition that picks this namespace's insights."""
+        return InsightRow.namespace == self.namespace
+
     def live_count(self, session: Session) -> int:
-        return session.execute(select(func.count()).where(InsightRow.deleted.is_(False))).scalar_one()
+        return session.execute(
+            select(func.count()).where(self.mine, InsightRow.deleted.is_(False))
+        ).scalar_one()
+
+    def drop(self, revision: int, *others: Path | None) -> None:
+        """Empty the index and remove its file and sidecar, and those of ``others`` (the namespace's file
+        beside the database, when this index keeps none or another): the namespace was deleted at
+        ``revision``."""
+        with self._lock:
+            self.index = VectorIndex(self.embedder.dim, self.index_config)
+            self.watermark = revision
+            self.unsaved, self.retry_on_close = 0, False
+            if self.store.read_only:
+                return
+            for path in {p for p in (self.index_path, *others) if p is not None}:
+                if path.exists() or sidecar_path(path).exists():
+                    with file_lock(path, exclusive=True):
+                        path.unlink(missing_ok=True)
+                        sidecar_path(path).unlink(missing_ok=True)
 
     def catch_up(self, session: Session, upto: int) -> int:
         """Apply every change with ``watermark < revision <= upto`` to the index; returns how many."""
@@ -163,13 +202,13 @@ class IndexSync:
                 return 0
             rows = session.execute(
                 select(InsightRow.id, InsightRow.deleted, InsightRow.embedding, InsightRow.embedding_model)
-                .where(InsightRow.revision > self.watermark, InsightRow.revision <= upto)
+                .where(self.mine, InsightRow.revision > self.watermark, InsightRow.revision <= upto)
                 .order_by(InsightRow.id)
             ).all()
             foreign = {r[3] for r in rows if not r[1] and r[3] != self.embedder.name}
             if foreign:
                 raise EmbedderMismatchError(
-                    f"another process added insights to {self.store.name} embedded with {sorted(foreign)}, "
+                    f"another process added insights to {self.name} embedded with {sorted(foreign)}, "
                     f"not {self.embedder.name}"
                 )
             gone = np.array([r[0] for r in rows if r[1]], dtype=np.int64)
@@ -188,11 +227,12 @@ class IndexSync:
             self.catch_up(session, self.store.revision(session))
 
     def check_embedder(self, on_model_change: str) -> None:
-        """Refuse (or, with ``"reembed"``, embed again) stored insights another embedder made."""
+        """Refuse (or, with ``"reembed"``, embed again) this namespace's insights another embedder made
+        (other namespaces have indexes of their own, so they may keep another embedder)."""
         with self.store.reading() as session:
             stored = session.execute(
                 select(InsightRow.embedding_model, InsightRow.dim, func.count())
-                .where(InsightRow.deleted.is_(False))
+                .where(self.mine, InsightRow.deleted.is_(False))
                 .group_by(InsightRow.embedding_model, InsightRow.dim)
             ).all()
         other = [(m, d, n) for m, d, n in stored if (m, d) != (self.embedder.name, self.embedder.dim)]
@@ -201,16 +241,17 @@ class IndexSync:
         if on_model_change != "reembed":
             found = ", ".join(f"{n} by {m} ({d}-d)" for m, d, n in other)
             raise EmbedderMismatchError(
-                f"memory {self.store.name} holds insights embedded {found}, but the embedder in use is "
+                f"memory {self.name} holds insights embedded {found}, but the embedder in use is "
                 f"{self.embedder.name} ({self.embedder.dim}-d): open it with that embedder, or with "
                 "on_model_change='reembed' to embed them again"
             )
         self.reembed()
 
     def reembed(self, batch_size: int = 256) -> int:
-        """Embed every live insight again with the current embedder (one transaction); returns how many."""
+        """Embed every live insight of this namespace again with the current embedder (one transaction);
+        returns how many."""
         with self._lock, self.store.writing() as (session, revision):
-            rows = session.scalars(select(InsightRow).where(InsightRow.deleted.is_(False))).all()
+            rows = session.scalars(select(InsightRow).where(self.mine, InsightRow.deleted.is_(False))).all()
             for start in range(0, len(rows), batch_size):
                 chunk = rows[start : start + batch_size]
                 vectors = self.embedder.embed([r.text for r in chunk])
@@ -221,7 +262,7 @@ class IndexSync:
                     row.revision = revision
             log.warning(
                 "memory %s: embedded %d insights again with %s",
-                self.store.name,
+                self.name,
                 len(rows),
                 self.embedder.name,
             )

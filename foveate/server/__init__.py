@@ -8,6 +8,15 @@ budget and abstention in front of any VLM.
 
 from foveate.server.app import create_app
 from foveate.server.limits import ServerLimits
+from foveate.server.namespaces import AgentsByNamespace
 from foveate.server.protocol import ChatRequest, ChatResponse, FoveateReply, FoveateRequest
 
-__all__ = ["ChatRequest", "ChatResponse", "FoveateReply", "FoveateRequest", "ServerLimits", "create_app"]
+__all__ = [
+    "AgentsByNamespace",
+    "ChatRequest",
+    "ChatResponse",
+    "FoveateReply",
+    "FoveateRequest",
+    "ServerLimits",
+    "create_app",
+]

@@ -35,7 +35,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from foveate.errors import FoveateError, ImageTooLargeError
 from foveate.graphs.state import RunInput
 from foveate.imaging import load_image
+from foveate.memory.namespaces import NamespaceError, check_namespace
 from foveate.server.limits import ServerLimits
+from foveate.server.namespaces import AgentsByNamespace
 from foveate.server.protocol import (
     ChatRequest,
     ChatResponse,
@@ -58,6 +60,8 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
+NAMESPACE_HEADER = "x-foveate-namespace"
+_NAMESPACE = "foveate_namespace"  # where the gate leaves the request's namespace, in the ASGI scope's state
 _PAGE = resources.files("foveate.server").joinpath("page.html").read_text(encoding="utf-8")
 
 
@@ -91,10 +95,11 @@ class _Gate:
             # sends it with each request it makes
             await self.app(scope, receive, send)
             return
-        refused = self._refusal(Headers(scope=scope))
+        refused, namespace = self._admit(Headers(scope=scope))
         if refused is not None:
             await refused(scope, receive, send)
             return
+        scope.setdefault("state", {})[_NAMESPACE] = namespace
         limit = self.limits.max_request_bytes
         chunks: list[bytes] = []
         seen, more = 0, True
@@ -120,23 +125,54 @@ class _Gate:
 
         await self.app(scope, replay, send)
 
-    def _refusal(self, headers: Headers) -> JSONResponse | None:
-        """A missing key, or a Content-Length past the limit (refused without reading the body)."""
-        key, limit = self.limits.api_key, self.limits.max_request_bytes
-        if key is not None and not hmac.compare_digest(
-            headers.get("authorization", "").encode(), f"Bearer {key}".encode()
-        ):
-            return _error(401, "a valid API key is needed: Authorization: Bearer <key>", "invalid_api_key")
+    def _admit(self, headers: Headers) -> tuple[JSONResponse | None, str]:
+        """The refusal of a missing key, a namespace header the server does not take, or a Content-Length
+        past the limit (refused without reading the body); else None and the request's memory namespace:
+        its key's, or the header's where the server takes it."""
+        limits = self.limits
+        namespace = limits.namespace
+        if limits.needs_key:
+            given = headers.get("authorization", "").encode()
+            found = None
+            for key, space in ((limits.api_key, limits.namespace), *limits.api_keys.items()):
+                # every key compared, in constant time each: no early exit tells which one came close
+                if key is not None and hmac.compare_digest(given, f"Bearer {key}".encode()):
+                    found = space
+            if found is None:
+                said = "a valid API key is needed: Authorization: Bearer <key>"
+                return _error(401, said, "invalid_api_key"), namespace
+            namespace = found
+        asked = headers.get(NAMESPACE_HEADER)
+        if asked is not None:
+            if not limits.namespace_header:
+                said = (
+                    f"this server chooses the memory namespace by API key and does not take the "
+                    f"{NAMESPACE_HEADER} header (foveate serve --namespace-header takes it, behind a proxy "
+                    "that sets it)"
+                )
+                return _error(400, said, "namespace_header_off"), namespace
+            try:
+                namespace = check_namespace(asked)
+            except NamespaceError as exc:
+                return _error(400, f"{NAMESPACE_HEADER}: {exc}", "bad_namespace"), namespace
         length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
-            said = f"the request is {int(length):,} bytes, past this server's limit of {limit:,}"
-            return _error(413, said, "request_too_large")
-        return None
+        if length.isdigit() and int(length) > limits.max_request_bytes:
+            said = (
+                f"the request is {int(length):,} bytes, past this server's limit of "
+                f"{limits.max_request_bytes:,}"
+            )
+            return _error(413, said, "request_too_large"), namespace
+        return None, namespace
 
 
-def create_app(agents: Mapping[str, Agent], limits: ServerLimits | None = None) -> FastAPI:
-    """The application answering with ``agents`` (model name -> agent) under ``limits``."""
+def create_app(
+    agents: Mapping[str, Agent] | AgentsByNamespace, limits: ServerLimits | None = None
+) -> FastAPI:
+    """The application answering with ``agents`` (model name -> agent; or an ``AgentsByNamespace``, whose
+    agents for each memory namespace answer the requests of that namespace) under ``limits``."""
     limits = limits or ServerLimits()
+    spaces = agents if isinstance(agents, AgentsByNamespace) else AgentsByNamespace(limits.namespace, agents)
+    names = list(spaces.models)
     app = FastAPI(title="foveate", docs_url=None, redoc_url=None)
     in_flight = asyncio.Semaphore(limits.max_concurrency)
     # the answers' threads: as many as questions answered at once (asyncio's default pool has cores + 4)
@@ -170,21 +206,23 @@ def create_app(agents: Mapping[str, Agent], limits: ServerLimits | None = None) 
         return HTMLResponse(_PAGE)
 
     @app.post("/v1/foveate/feedback")
-    async def feedback(body: FeedbackRequest) -> dict[str, Any]:
-        agent = _agent(agents, body.model)
+    async def feedback(body: FeedbackRequest, request: Request) -> dict[str, Any]:
+        _known(names, body.model)
+        loop = asyncio.get_running_loop()
+        agent = await loop.run_in_executor(pool, spaces.agent, _namespace_of(request), body.model)
         said = functools.partial(_feedback, agent, body)
-        return (await asyncio.get_running_loop().run_in_executor(pool, said)).model_dump(mode="json")
+        return (await loop.run_in_executor(pool, said)).model_dump(mode="json")
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {
             "object": "list",
-            "data": [{"id": name, "object": "model", "created": 0, "owned_by": "foveate"} for name in agents],
+            "data": [{"id": name, "object": "model", "created": 0, "owned_by": "foveate"} for name in names],
         }
 
     @app.post("/v1/chat/completions")
-    async def chat(body: ChatRequest) -> Any:
-        agent = _agent(agents, body.model)
+    async def chat(body: ChatRequest, request: Request) -> Any:
+        _known(names, body.model)
         # a slot first (no await between the check and the take), then the image: a refused request
         # decodes nothing
         if in_flight.locked():
@@ -195,6 +233,7 @@ def create_app(agents: Mapping[str, Agent], limits: ServerLimits | None = None) 
         loop = asyncio.get_running_loop()
         handed_on = False
         try:
+            agent = await loop.run_in_executor(pool, spaces.agent, _namespace_of(request), body.model)
             question, image = await loop.run_in_executor(pool, _question, body, limits)
             budget = _budget(agent, body.foveate.max_total_tokens, limits)
             try:
@@ -233,11 +272,13 @@ def create_app(agents: Mapping[str, Agent], limits: ServerLimits | None = None) 
     return app
 
 
-def _agent(agents: Mapping[str, Agent], model: str) -> Agent:
-    agent = agents.get(model)
-    if agent is None:
-        raise _Refused(404, f"no model {model!r}; this server has {', '.join(agents)}", "model_not_found")
-    return agent
+def _known(names: list[str], model: str) -> None:
+    if model not in names:
+        raise _Refused(404, f"no model {model!r}; this server has {', '.join(names)}", "model_not_found")
+
+
+def _namespace_of(request: Request) -> str:
+    return str(getattr(request.state, _NAMESPACE))
 
 
 def _feedback(agent: Agent, body: FeedbackRequest) -> FeedbackReply:
@@ -245,7 +286,7 @@ def _feedback(agent: Agent, body: FeedbackRequest) -> FeedbackReply:
     if body.correct is None and body.answer is None and body.note is None:
         raise _Refused(400, "say how the run went: correct, the right answer, or a note", "no_feedback")
     try:
-        state = agent.workflow.state(body.run_id)
+        state = agent.workflow.state(body.run_id, own=True)
     except FoveateError as exc:
         raise _Refused(404, f"no run {body.run_id!r} on this server: {exc}", "run_not_found") from None
     if not state:

@@ -13,8 +13,18 @@ class ServerLimits(BaseModel):
     """The server's limits; each refusal is a 4xx JSON error naming the limit."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    api_key: str | None = None
-    """When set, every request needs ``Authorization: Bearer <key>`` (401 without it)."""
+    api_key: str | None = Field(default=None, repr=False)
+    """When set, every request needs ``Authorization: Bearer <key>`` (401 without it); its questions use
+    the namespace ``namespace``."""
+    api_keys: dict[str, str] = Field(default_factory=dict, repr=False)
+    """More keys, each with the memory namespace its questions use (key -> namespace): each user's
+    insights, runs and feedback stay in their own namespace. Any of these keys (or ``api_key``) opens."""
+    namespace: str = "default"
+    """The namespace of requests that ``api_key`` (or no key) opens."""
+    namespace_header: bool = False
+    """Let the ``X-Foveate-Namespace`` header choose the namespace (for a server behind a proxy that
+    authenticates users and sets it). Off: that header is refused, so a namespace is never chosen by what a
+    client merely says."""
     max_request_bytes: int = Field(default=20_000_000, ge=1_000)
     """The largest request body (413 beyond it): an image as a data URI is about 4/3 of its file."""
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS // 2, ge=1)
@@ -26,3 +36,7 @@ class ServerLimits(BaseModel):
     """Questions answered at once; one more gets 429 (retry later) rather than waiting without a word."""
     max_total_tokens: int | None = Field(default=None, ge=1)
     """The server's cap on all tokens one question spends. A request may ask for less, never for more."""
+
+    @property
+    def needs_key(self) -> bool:
+        return self.api_key is not None or bool(self.api_keys)
