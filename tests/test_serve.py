@@ -321,3 +321,43 @@ def test_feedback_on_a_run_and_its_refusals(
     for code, response in refused.items():
         assert 400 <= response.status_code < 500, response.text
         assert response.json()["error"]["code"] == code
+
+
+def test_local_file_urls_only_inside_the_folder_the_server_was_given(
+    agents: dict[str, Agent], question: tuple[str, list[str], str], tmp_path: Any
+) -> None:
+    """file:// URLs: read when the server takes local files and the file is in its folder (symbolic links
+    and .. resolved first); refused otherwise, each with a 4xx JSON error."""
+    text, options, url = question
+    shared, private = tmp_path / "shared", tmp_path / "private"
+    shared.mkdir()
+    private.mkdir()
+    scene = base64.b64decode(url.partition(",")[2])
+    (shared / "scene.png").write_bytes(scene)
+    (private / "secret.png").write_bytes(scene)
+    (shared / "link.png").symlink_to(private / "secret.png")
+
+    def ask(base: str, file_url: str) -> httpx.Response:
+        body = {
+            "model": "foveate-direct",
+            "messages": _messages(text, file_url),
+            "foveate": {"options": options},
+        }
+        return httpx.post(f"{base}/chat/completions", json=body, timeout=120)
+
+    with _live(create_app(agents, ServerLimits(local_files=shared))) as base:
+        inside = ask(base, (shared / "scene.png").as_uri())
+        escaped = ask(base, f"file://{shared}/../private/secret.png")
+        linked = ask(base, (shared / "link.png").as_uri())
+        remote = ask(base, "file://example.org/etc/passwd")
+    with _live(create_app(agents)) as base:
+        off = ask(base, (shared / "scene.png").as_uri())
+    assert inside.status_code == 200, inside.text
+    assert inside.json()["foveate"]["option"] in options
+    for response, code in [
+        (escaped, "outside_local_files"),
+        (linked, "outside_local_files"),
+        (remote, "bad_file_url"),
+        (off, "local_files_off"),
+    ]:
+        assert 400 <= response.status_code < 500 and response.json()["error"]["code"] == code, response.text

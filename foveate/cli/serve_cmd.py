@@ -76,6 +76,17 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    local_files: Annotated[
+        Path | None,
+        typer.Option(
+            "--local-files",
+            help="A folder whose images requests may name by file:// URL (none outside it) "
+            "[default: none: data: URIs only].",
+            show_default=False,
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
     namespace: Annotated[
         str,
         typer.Option(
@@ -134,6 +145,7 @@ def serve(
             api_keys=_read_keys(api_keys) if api_keys is not None else {},
             namespace=check_namespace(namespace),
             namespace_header=namespace_header,
+            local_files=local_files,
             max_concurrency=max_concurrency,
             max_total_tokens=max_total_tokens,
         )

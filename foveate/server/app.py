@@ -23,7 +23,9 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import unquote, urlparse
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -341,10 +343,12 @@ def _question(body: ChatRequest, limits: ServerLimits) -> tuple[str, Image.Image
         raise _Refused(
             400, f"give one image (an image_url part); this message has {len(images)}", "one_image"
         )
-    url = images[0]
-    if not url.startswith("data:"):
+    url: str | Path = images[0]
+    if str(url).startswith("file:"):
+        url = _local_file(str(url), limits)
+    elif not str(url).startswith("data:"):
         raise _Refused(400, "foveate does not download images: send the image as a data: URI", "remote_image")
-    if url.partition(",")[2].startswith("JVBER"):  # base64 of "%PDF": rendering a page has no pixel bound
+    elif str(url).partition(",")[2].startswith("JVBER"):  # base64 of "%PDF": a page has no pixel bound
         raise _Refused(
             400, "send a PDF page as an image (PNG, JPEG); this server does not render PDFs", "pdf"
         )
@@ -354,6 +358,32 @@ def _question(body: ChatRequest, limits: ServerLimits) -> tuple[str, Image.Image
         raise _Refused(413, str(exc), "image_too_large") from None
     except FoveateError as exc:
         raise _Refused(400, str(exc), "bad_image") from None
+
+
+def _local_file(url: str, limits: ServerLimits) -> Path:
+    """A ``file://`` URL's file, when the server takes local files and it lies in their folder (after
+    resolving symbolic links and ``..``: a request never reads outside it)."""
+    if limits.local_files is None:
+        said = (
+            "this server takes images as data: URIs only (foveate serve --local-files DIR takes file:// URLs)"
+        )
+        raise _Refused(400, said, "local_files_off")
+    parsed = urlparse(url)
+    if parsed.netloc not in ("", "localhost"):
+        raise _Refused(
+            400, f"a file:// URL names a file on this machine, not on {parsed.netloc}", "bad_file_url"
+        )
+    root = limits.local_files.resolve()
+    path = Path(unquote(parsed.path)).resolve()
+    if not path.is_relative_to(root):
+        raise _Refused(
+            403, f"{path} is outside the folder this server reads images from", "outside_local_files"
+        )
+    if path.suffix.lower() == ".pdf":
+        raise _Refused(
+            400, "send a PDF page as an image (PNG, JPEG); this server does not render PDFs", "pdf"
+        )
+    return path
 
 
 def _budget(agent: Agent, asked: int | None, limits: ServerLimits) -> TokenBudget:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from foveate.imaging import DEFAULT_MAX_PIXELS
@@ -34,6 +36,9 @@ class ServerLimits(BaseModel):
     """The longest question, in characters (400 beyond it)."""
     max_concurrency: int = Field(default=8, ge=1)
     """Questions answered at once; one more gets 429 (retry later) rather than waiting without a word."""
+    local_files: Path | None = None
+    """A folder whose images requests may name by ``file://`` URL (the server reads them; none outside it,
+    symbolic links resolved first). None: only ``data:`` URIs. Remote URLs are never fetched."""
     max_total_tokens: int | None = Field(default=None, ge=1)
     """The server's cap on all tokens one question spends. A request may ask for less, never for more."""
 

@@ -1,8 +1,9 @@
 """The OpenAI chat-completions format as ``foveate serve`` reads and writes it, with one extension object.
 
 A request is OpenAI's: ``model`` (a workflow: ``foveate-full``, ``foveate-zoom``...), ``messages`` whose last
-user message holds the question as text parts and one image as an ``image_url`` part (a ``data:`` URI;
-remote URLs are refused: foveate never downloads). foveate's own fields go in ``foveate``
+user message holds the question as text parts and one image as an ``image_url`` part (a ``data:`` URI, or a
+``file://`` URL inside the folder a server started with ``--local-files`` reads; remote URLs are refused:
+foveate never downloads). foveate's own fields go in ``foveate``
 (``FoveateRequest``): the options to choose from, a smaller token budget. The reply is OpenAI's, with the
 answer (or the abstention, said in words) as the message, and everything else in ``foveate``
 (``FoveateReply``): why it abstained, the prediction set, the crops it looked at, the tokens, the run id.
