@@ -120,6 +120,72 @@ def test_sigkill_mid_loop_loses_nothing_committed(database: str, tmp_path: Path)
     assert sidecar["count"] == len(memory)
 
 
+# A writer killed at a chosen step of its third write (InsightMemory's on_write_step hook).
+KILLED_AT = """
+import os, signal, sys
+from foveate.memory import HashingEmbedder, InsightMemory
+
+database, index, point = sys.argv[1], sys.argv[2], sys.argv[3]
+writes = {"n": 0}
+
+def hook(step):
+    if step == "before_commit":
+        writes["n"] += 1
+    if writes["n"] == 3 and step == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+memory = InsightMemory.open(
+    database, embedder=HashingEmbedder(DIM), index_path=index, save_every=1, on_write_step=hook
+)
+for i in range(3):
+    memory.add(f"write {i}: lesson number {i} about small red cars", "tip")
+    print(i, flush=True)
+""".replace("DIM", str(DIM))
+
+
+@pytest.mark.parametrize(
+    ("point", "how", "kept"),
+    [
+        ("before_commit", "loaded", 2),  # rolled back: the file already matches the database
+        ("committed", "caught_up", 3),  # in the database, not in the file: replayed from it
+        ("index_written", "loaded", 3),  # in both: nothing to do
+    ],
+)
+def test_a_kill_at_each_write_step_is_recovered_as_that_step_requires(
+    database: str, tmp_path: Path, point: str, how: str, kept: int
+) -> None:
+    """Killed before the commit, between the commit and the index file, or after it: the reopen says how it
+    recovered (``InsightMemory.opened``): nothing to do, a catch-up of exactly the one committed write, or
+    nothing again; never a rebuild, which is for a file that cannot be trusted (last case below)."""
+    index = tmp_path / "memory.faiss"
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_AT, database, str(index), point],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert child.stdout.split() == ["0", "1"]  # the third write never returned
+    with InsightMemory.open(database, embedder=HashingEmbedder(DIM), index_path=index) as memory:
+        assert (memory.opened.how, memory.opened.applied) == (how, 1 if how == "caught_up" else 0)
+        assert len(memory) == kept
+        check_consistent_texts(memory, kept)
+    index.write_bytes(b"not an index")  # a file that cannot be trusted: rebuilt, and said so
+    with InsightMemory.open(database, embedder=HashingEmbedder(DIM), index_path=index) as memory:
+        assert memory.opened.how == "rebuilt" and memory.opened.reason
+        check_consistent_texts(memory, kept)
+
+
+def check_consistent_texts(memory: InsightMemory, kept: int) -> None:
+    texts = sorted(i.text for i in memory.insights())
+    assert [t.split(":")[0] for t in texts] == [f"write {i}" for i in range(kept)]
+    assert sorted(memory.index.ids().tolist()) == sorted(i.id for i in memory.insights())
+    for text_ in texts:
+        assert memory.search(text_, k=1)[0].insight.text == text_
+
+
 def test_two_processes_writing_at_once_lose_nothing(database: str, tmp_path: Path) -> None:
     index = tmp_path / "memory.faiss"
     children = [writer(database, index, tag, 30) for tag in ("left", "right")]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
@@ -59,7 +59,7 @@ from foveate.memory.records import (
 from foveate.memory.runs import RunLog
 from foveate.memory.schema import DEFAULT_NAMESPACE, InsightKind, InsightRow, utcnow
 from foveate.memory.store import MemoryStore
-from foveate.memory.sync import IndexSync
+from foveate.memory.sync import IndexOpen, IndexSync, WriteStep
 from foveate.memory.writes import prepare, store_batch
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ class InsightMemory:
       or are embedded again with this one (``"reembed"``).
     - ``read_only``: write nothing, not even the index file (an existing one is read); adding or
       deleting is an error. For reading a memory on a read-only mount or in another user's folder.
+    - ``on_write_step``: told each step of a write (``foveate.memory.sync.WriteStep``): a test's crash hook.
     """
 
     def __init__(
@@ -111,6 +112,7 @@ class InsightMemory:
         save_every: int = 100,
         on_model_change: Literal["error", "reembed"] = "error",
         read_only: bool = False,
+        on_write_step: Callable[[WriteStep], None] | None = None,
     ) -> None:
         self.namespace = check_namespace(namespace)
         # first: a bad database fails before a model is loaded
@@ -137,6 +139,7 @@ class InsightMemory:
             save_every,
             self._lock,
             namespace=self.namespace,
+            on_write_step=on_write_step,
         )
         try:
             self._sync.check_embedder(on_model_change)
@@ -149,8 +152,6 @@ class InsightMemory:
     def open(cls, database: str | Path | URL, **kwargs: Any) -> InsightMemory:
         """Same as the constructor; reads well in ``with InsightMemory.open(path) as memory:``."""
         return cls(database, **kwargs)
-
-    # -- lifecycle ------------------------------------------------------------------------------
 
     def __enter__(self) -> InsightMemory:
         return self
@@ -178,6 +179,11 @@ class InsightMemory:
         return self._sync.index
 
     @property
+    def opened(self) -> IndexOpen:
+        """How this open found the index file: loaded, caught up (after a crash), rebuilt or built."""
+        return self._sync.opened
+
+    @property
     def watermark(self) -> int:
         """The database revision every change up to which is in the index."""
         return self._sync.watermark
@@ -193,8 +199,6 @@ class InsightMemory:
     def reembed(self, batch_size: int = 256) -> int:
         """Embed every live insight again with the current embedder (one transaction); returns how many."""
         return self._sync.reembed(batch_size)
-
-    # -- embedding ------------------------------------------------------------------------------
 
     def embed(self, texts: Sequence[str], image_vectors: np.ndarray | None = None) -> np.ndarray:
         """The retrieval keys for ``texts``: their embeddings, fused with image embeddings if given.
@@ -249,7 +253,8 @@ class InsightMemory:
                     run_id=run_id,
                     revision=revision,
                 )
-            # committed: now the index
+                self._sync.step("before_commit")
+            self._sync.step("committed")  # committed: now the index
             if new_rows:
                 self.index.add(
                     np.array([r.id for r, _ in new_rows], dtype=np.int64), np.stack([v for _, v in new_rows])

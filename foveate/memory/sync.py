@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from sqlalchemy import ColumnElement, func, select
@@ -32,7 +35,24 @@ from foveate.memory.store import MemoryStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IndexSync"]
+__all__ = ["IndexOpen", "IndexSync", "WriteStep"]
+
+#: The moments of a write, in order, that ``on_write_step`` is told of: the rows are in the transaction but
+#: not committed; committed, the index not yet changed; the index file written (when a write saves it).
+WriteStep = Literal["before_commit", "committed", "index_written"]
+
+
+@dataclass(frozen=True)
+class IndexOpen:
+    """How an open found the index file: ``built`` (there was none), ``loaded`` (it was current),
+    ``caught_up`` (it was behind the database by ``applied`` changes, which were replayed) or ``rebuilt``
+    (it was unusable: ``reason``). A crash leaves the file behind at worst, so recovery is a catch-up; a
+    rebuild means the file itself could not be trusted."""
+
+    how: Literal["built", "loaded", "caught_up", "rebuilt"]
+    applied: int = 0
+    reason: str | None = None
+
 
 _CHUNK = 10_000
 
@@ -50,6 +70,7 @@ class IndexSync:
         lock: threading.RLock,
         *,
         namespace: str = DEFAULT_NAMESPACE,
+        on_write_step: Callable[[WriteStep], None] | None = None,
     ) -> None:
         self.store = store
         self.namespace = namespace
@@ -63,6 +84,13 @@ class IndexSync:
         self.retry_on_close = False  # a save failed (a full disk): try once more on close
         self.watermark = 0  # every change up to this database revision is in the index
         self.index = VectorIndex(embedder.dim, index_config)
+        self.on_write_step = on_write_step
+        self.opened = IndexOpen("built")
+
+    def step(self, name: WriteStep) -> None:
+        """Tell ``on_write_step`` (a test's crash hook) that a write reached ``name``."""
+        if self.on_write_step is not None:
+            self.on_write_step(name)
 
     def flush(self) -> None:
         """Catch the index up with the database and write it (atomically) with its sidecar; a read-only
@@ -92,6 +120,7 @@ class IndexSync:
                 self.unsaved, self.retry_on_close = 0, True  # not again on every add: once more on close
                 return
             self.unsaved, self.retry_on_close = 0, False
+            self.step("index_written")
 
     def changed(self, count: int = 1) -> None:
         self.unsaved += count
@@ -103,8 +132,9 @@ class IndexSync:
         with self.store.reading() as session:
             revision = self.store.revision(session)
             index: VectorIndex | None = None
-            rebuilt = False
+            rebuilt, found, reason = False, False, None
             if self.index_path is not None and self.index_path.exists():
+                found = True
                 try:
                     index, meta = VectorIndex.load(self.index_path, self.embedder.dim, self.index_config)
                     # a sidecar from before namespaces names none: that index is the default namespace's
@@ -118,6 +148,7 @@ class IndexSync:
                         raise IndexFileError(f"it covers revision {covered}, the database is at {revision}")
                     self.watermark = covered
                 except IndexFileError as exc:
+                    reason = str(exc)
                     log.warning(
                         "memory index %s is unusable (%s); rebuilding it from %s",
                         self.index_path,
@@ -131,6 +162,7 @@ class IndexSync:
             applied = self.catch_up(session, revision)
             live = self.live_count(session)
             if len(self.index) != live:
+                reason = f"it holds {len(self.index)} insights, the database {live}"
                 log.warning(
                     "memory index %s holds %d insights but %s has %d; rebuilding it from the database",
                     self.index_path,
@@ -139,6 +171,12 @@ class IndexSync:
                     live,
                 )
                 self.index, rebuilt = self.rebuild(session, revision), True
+        if not found:
+            self.opened = IndexOpen("built")
+        elif reason is not None:
+            self.opened = IndexOpen("rebuilt", reason=reason)
+        else:
+            self.opened = IndexOpen("caught_up", applied) if applied else IndexOpen("loaded")
         if rebuilt or applied:
             self.unsaved += max(1, applied)
             if self.index_path is not None:
