@@ -324,3 +324,39 @@ def test_a_harder_world_mix_grounds_in_the_plain_world_and_trains_the_shape_prob
         inputs = {k: v.clone() for k, v in with_shapes.items()}
         losses.append(float(training_loss(trainee, inputs, 0.0, TrainConfig(shape_weight=weight)).detach()))
     assert losses[1] > losses[0]  # the shape probe's cross-entropy is part of the loss
+
+
+def test_shape_questions_name_the_one_visible_object_of_a_colour() -> None:
+    """``shape_questions``: "What is the shape of the red object?" is asked about a clearly visible target
+    when no other visible object has its colour (a red distractor beside it would make it unanswerable), and
+    its answer is the target's shape; the other questions and the random draws stay what they were."""
+    from foveate.synthetic import HARD
+    from foveate.tiny_vlm.tasks import questions_for_view, visible
+
+    image, item = generate_scene(5, 0, world=HARD)
+    without = examples_for_scene(image, item, np.random.default_rng(0), 128)
+    asked = examples_for_scene(image, item, np.random.default_rng(0), 128, shape_questions=True)
+    assert [e.question for e in asked if e.kind != "shape"] == [e.question for e in without]
+    target = item.targets[0]
+    twin = next(d for d in item.distractors if d.color == target.color)  # a same-colour distractor
+    alone = (target.box[0] - 20, target.box[1] - 20, target.box[0] + 108, target.box[1] + 108)
+    both = (
+        min(target.box[0], twin.box[0]) - 5,
+        min(target.box[1], twin.box[1]) - 5,
+        max(target.box[2], twin.box[2]) + 5,
+        max(target.box[3], twin.box[3]) + 5,
+    )
+    assert (
+        twin.box[2] <= alone[0]
+        or twin.box[0] >= alone[2]
+        or twin.box[3] <= alone[1]
+        or twin.box[1] >= alone[3]
+    )
+
+    def shape_questions(view: tuple[int, int, int, int]) -> list[tuple[str, str]]:
+        questions = questions_for_view(item, view, np.random.default_rng(0), 128, shapes=True)
+        return [(q.text, q.answer) for q in questions if q.kind == "shape"]
+
+    assert shape_questions(alone) == [(f"What is the shape of the {target.color} object?", target.shape)]
+    assert visible(target, both, 128) and visible(twin, both, 128)  # both clearly seen: which one is meant?
+    assert shape_questions(both) == []

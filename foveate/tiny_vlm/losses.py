@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from foveate.synthetic import COLORS
+from foveate.synthetic import COLORS, SHAPES
 from foveate.tiny_vlm.recipe import Batcher
 from foveate.tiny_vlm.tasks import Example
 
@@ -65,6 +65,7 @@ def evaluate(model: Any, batcher: Batcher, examples: list[Example], batch_size: 
         "relation": ["left", "right"],
         "side": ["left", "right"],
         "attribute": list(COLORS),
+        "shape": list(SHAPES),
     }
     ids = {k: [tok.encode(w, add_special_tokens=False)[0] for w in v] for k, v in candidates.items()}
     hits: dict[str, list[bool]] = defaultdict(list)

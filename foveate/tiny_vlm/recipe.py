@@ -105,6 +105,12 @@ class TrainConfig:
     # probes can both be right on a patch whose features never tie a shape to its colour, which is what
     # "is there a red circle?" beside a red square and a blue circle needs.
     binding_weight: float = 0.0
+    # "What is the shape of the red object?" on views where one visible object has that colour: the
+    # existence probe answered "red circle" by colour alone beside a red square (P(Yes) 0.58 for a
+    # same-colour confuser, 0.57 for a present target under 20 px); and the harder world's existence
+    # questions repeated, since they are the few examples where shape decides the answer.
+    shape_questions: bool = False
+    existence_repeats: int = 1
 
 
 def hard_scene(index: int, fraction: float) -> bool:
@@ -127,18 +133,23 @@ def build_examples(
     paired_probes: bool = False,
     context: tuple[float, float] = (1.5, 6.0),
     hard_fraction: float = 0.0,
+    shapes: bool = False,
+    existence_repeats: int = 1,
 ) -> list[Example]:
     """Examples from ``n_scenes`` scenes (``hard_fraction`` of them in the harder world); relation examples
-    appear ``relation_repeats`` times."""
+    appear ``relation_repeats`` times, the harder world's existence examples ``existence_repeats`` times."""
     rng = np.random.default_rng(rng_seed)
     out: list[Example] = []
     for index in range(n_scenes):
         world = HARD if hard_scene(index, hard_fraction) else PLAIN
         image, item = generate_scene(scene_seed, index, world=world)
         for example in examples_for_scene(
-            image, item, rng, IMAGE_SIZE, paired=paired_probes, context=context
+            image, item, rng, IMAGE_SIZE, paired=paired_probes, context=context, shape_questions=shapes
         ):
-            out.extend([example] * (relation_repeats if example.kind == "relation" else 1))
+            repeats = relation_repeats if example.kind == "relation" else 1
+            if example.kind == "existence" and example.world != "plain":
+                repeats = existence_repeats
+            out.extend([example] * repeats)
     return out
 
 

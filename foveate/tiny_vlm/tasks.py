@@ -46,6 +46,7 @@ LATENT = "Could the {obj} be found by zooming in? Answer Yes or No."
 ANSWERABLE = "Question: {question} Could you answer the question from this view? Answer Yes or No."
 SIDE = "Is the {obj} on the left or on the right of this view?"
 RELATION = "Is the {a} to the left or to the right of the {b}?"
+SHAPE_OF = "What is the shape of the {color} object?"
 
 ANSWER_WORDS: tuple[str, ...] = ("Yes", "No", "left", "right", *COLORS, *SHAPES)
 PROMPT_WORDS: tuple[str, ...] = tuple(
@@ -60,7 +61,7 @@ class Example:
     image: Image.Image
     question: str
     answer: str
-    kind: str  # "existence" | "latent" | "answerable" | "attribute" | "relation"
+    kind: str  # "existence" | "latent" | "answerable" | "attribute" | "relation" | "side" | "shape"
     patch_colors: np.ndarray | None = None  # (grid, grid) colour ids of clearly visible targets, 0 = none
     color_x: np.ndarray | None = (
         None  # (len(COLORS),) centre x in [0, 1] of the visible target per colour, NaN = none
@@ -218,12 +219,14 @@ def questions_for_view(
     rng: np.random.Generator,
     image_size: int,
     paired: frozenset[str] = frozenset(),
+    shapes: bool = False,
 ) -> list[Question]:
     """Questions with labels that follow from the view's geometry.
 
     Kinds in ``paired`` ask about the target *and* about an absent object (otherwise one of the two, at
     random): the sampler pairs existence on target crops and latent on image-tree nodes, where those probes
-    decide a zoom search.
+    decide a zoom search. ``shapes``: also ask the shape of the clearly visible target's colour, when no
+    other visible object has that colour (the answer must come from the shape *at* that colour).
     """
     out: list[Question] = []
     target = item.targets[int(rng.integers(len(item.targets)))]
@@ -278,6 +281,10 @@ def questions_for_view(
         if abs(offset) > 0.08:
             side = "left" if offset < 0 else "right"
             out.append(Question("side", SIDE.format(obj=object_name(target)), side, (target,)))
+    if shapes and visible(target, view, image_size):
+        alike = [o for o in objects if o.color == target.color and visible(o, view, image_size)]
+        if len(alike) == 1:
+            out.append(Question("shape", SHAPE_OF.format(color=target.color), target.shape, (target,)))
     return out
 
 
@@ -372,6 +379,7 @@ def examples_for_scene(
     *,
     paired: bool = False,
     context: tuple[float, float] = (1.5, 6.0),
+    shape_questions: bool = False,
 ) -> list[Example]:
     """Examples for the views of :func:`sample_views`: the whole image, three tree nodes, four crops.
 
@@ -385,7 +393,9 @@ def examples_for_scene(
         shapes = patch_shape_map(item, view, image_size, grid)
         xs = color_positions(item, view, image_size)
         kinds = frozenset({"latent"} if 1 <= index <= 3 else {"existence"} if index >= 4 else ())
-        for q in questions_for_view(item, view, rng, image_size, kinds if paired else frozenset()):
+        for q in questions_for_view(
+            item, view, rng, image_size, kinds if paired else frozenset(), shape_questions
+        ):
             focus = focus_mask(q.about, view, grid)
             examples.append(
                 Example(shown, q.text, q.answer, q.kind, colors, xs, focus, shapes, item.world.name)

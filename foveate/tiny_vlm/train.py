@@ -177,6 +177,8 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
             cfg.relation_repeats,
             cfg.paired_probes,
             hard_fraction=cfg.hard_fraction,
+            shapes=cfg.shape_questions,
+            existence_repeats=cfg.existence_repeats,
         )
     grounding = first
     if cfg.grounding_epochs > 0 and cfg.hard_fraction > 0:
@@ -197,12 +199,20 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
             paired_probes=True,
             context=(cfg.focus_context_min, cfg.focus_context_max),
             hard_fraction=cfg.focus_hard_fraction,
+            shapes=cfg.shape_questions,
+            existence_repeats=cfg.existence_repeats,
         )
     # held-out scenes of both worlds, half each, when training sees the harder world
     paired_eval = cfg.paired_probes or cfg.focus_epochs > 0
     eval_hard = 0.5 if max(cfg.hard_fraction, cfg.focus_hard_fraction) > 0 else 0.0
     eval_examples = build_examples(
-        cfg.eval_scenes, cfg.eval_seed, cfg.seed + 1, 1, paired_eval, hard_fraction=eval_hard
+        cfg.eval_scenes,
+        cfg.eval_seed,
+        cfg.seed + 1,
+        1,
+        paired_eval,
+        hard_fraction=eval_hard,
+        shapes=cfg.shape_questions,
     )
     logger.info(
         "built %d + %d train / %d eval examples in %.0f s",
@@ -251,11 +261,20 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
     }
 
 
+def _flag(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes", "on"):
+        return True
+    if text.lower() in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"give true or false, not {text!r}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     defaults = TrainConfig()
     for name, value in vars(defaults).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+        kind = _flag if isinstance(value, bool) else type(value)  # bool("False") is True
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
