@@ -125,6 +125,8 @@ def test_memory_commands_never_cross_namespaces(db: Path, tmp_path: Path) -> Non
     spaces = runner.invoke(app, ["memory", "namespaces", "--json", "--db", str(db)])
     counts = {c["namespace"]: (c["insights"], c["runs"]) for c in map(json.loads, spaces.output.splitlines())}
     assert counts == {"bob": (1, 1), "default": (3, 0)}
+    typo = runner.invoke(app, ["memory", "drop-namespace", "bobb", "--yes", "--db", str(db)])
+    assert typo.exit_code != 0 and "no namespace bobb" in typo.output and "nothing deleted" in typo.output
     dropped = runner.invoke(app, ["memory", "drop-namespace", "bob", "--yes", "--db", str(db)])
     assert dropped.exit_code == 0 and "1 insights and 1 runs" in dropped.output, dropped.output
     assert sorted(_ids(db).values()) == sorted(ids.values())

@@ -350,6 +350,7 @@ def test_local_file_urls_only_inside_the_folder_the_server_was_given(
         escaped = ask(base, f"file://{shared}/../private/secret.png")
         linked = ask(base, (shared / "link.png").as_uri())
         remote = ask(base, "file://example.org/etc/passwd")
+        nul = ask(base, f"file://{shared}/scene%00.png")
     with _live(create_app(agents)) as base:
         off = ask(base, (shared / "scene.png").as_uri())
     assert inside.status_code == 200, inside.text
@@ -358,6 +359,7 @@ def test_local_file_urls_only_inside_the_folder_the_server_was_given(
         (escaped, "outside_local_files"),
         (linked, "outside_local_files"),
         (remote, "bad_file_url"),
+        (nul, "bad_file_url"),
         (off, "local_files_off"),
     ]:
         assert 400 <= response.status_code < 500 and response.json()["error"]["code"] == code, response.text

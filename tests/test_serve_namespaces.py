@@ -123,8 +123,15 @@ def test_a_trusted_header_chooses_the_namespace(
             headers={"X-Foveate-Namespace": "../alice"},
             timeout=120,
         )
+        twice = httpx.post(  # a proxy that added its header beside the client's own
+            f"{base}/chat/completions",
+            json=_body(image, item.question, []),
+            headers=[("X-Foveate-Namespace", "mallory"), ("X-Foveate-Namespace", "alice")],
+            timeout=120,
+        )
     assert said.status_code == 200, said.text
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_namespace"
+    assert twice.status_code == 400 and "2 times" in twice.json()["error"]["message"]
     with InsightMemory.open(database, namespace="carol", embedder=minilm) as memory:
         assert [(run.question, run.correct) for run in memory.runs()] == [(item.question, False)]
     with InsightMemory.open(database, namespace="alice", embedder=minilm) as memory:
@@ -137,6 +144,7 @@ def test_a_trusted_header_chooses_the_namespace(
         (["--api-keys", "{keys}"], "cannot read it as JSON"),
         (["--api-keys", "{short}"], "shorter than 8"),
         (["--namespace", "../x"], "../x"),
+        (["--api-keys", "{good}", "--namespace-header"], "not both"),
     ],
 )
 def test_bad_keys_or_namespaces_are_refused_in_one_line_before_loading(
@@ -147,7 +155,8 @@ def test_bad_keys_or_namespaces_are_refused_in_one_line_before_loading(
 
     (tmp_path / "keys.json").write_text("{not json")
     (tmp_path / "short.json").write_text('{"abc": "alice"}')
-    files = {"keys": str(tmp_path / "keys.json"), "short": str(tmp_path / "short.json")}
+    (tmp_path / "good.json").write_text('{"alice-key-0001": "alice"}')
+    files = {k: str(tmp_path / f"{k}.json") for k in ("keys", "short", "good")}
     command = [sys.executable, "-c", "from foveate.cli.main import main; main()", "serve"]
     command += [a.format(**files) for a in args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)

@@ -1,7 +1,7 @@
 """``foveate serve``'s web page in headless Chromium (Debian's ``chromium``, driven by Playwright through
-``executable_path``; ``.ci/run`` installs both): load the page, upload a generated scene, ask, watch the
-search's views drawn over the image, read the answer, and say it was wrong; the insight memory then holds
-the run as wrong (issue 27, items 4 and 5).
+``executable_path``; Playwright comes with the dev extra, ``.ci/run`` installs chromium): load the page,
+upload a generated scene, ask, watch the search's views drawn over the image, read the answer, and say
+whether it was right; the insight memory then holds the run with that verdict (issue 27, items 4 and 5).
 
 The screenshot is a test artefact: written to ``$FOVEATE_SCREENSHOT`` when set (``make docs/web_page.png``
 makes the one the README shows), else into the test's temporary folder.

@@ -400,9 +400,17 @@ def memory_drop_namespace(
     ] = False,
 ) -> None:
     """Delete a namespace: its insights, runs and index, for good. Other namespaces are untouched."""
+    from foveate.memory.namespaces import list_namespaces
+
     try:
         space = _space(namespace)
         url = existing_memory(db)
+        held = [c.namespace for c in list_namespaces(url)]
+        if space not in held:  # a typo deletes nothing, and says so rather than "deleted 0"
+            raise InsightMemoryError(
+                f"{_where(url, 'default')} has no namespace {space} (it has {', '.join(held) or 'none'}); "
+                "nothing deleted"
+            )
         if not yes:
             if not sys.stdin.isatty():
                 raise InsightMemoryError(f"this deletes namespace {space} for good: add --yes to go on")

@@ -88,11 +88,14 @@ def serve(
         ),
     ] = None,
     namespace: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--namespace", help="The memory namespace of requests with --api-key, or with no key at all."
+            "--namespace",
+            help="The memory namespace of requests with --api-key, or with no key at all [default: "
+            "$FOVEATE_NAMESPACE, else the shared one].",
+            show_default=False,
         ),
-    ] = "default",
+    ] = None,
     api_keys: Annotated[
         Path | None,
         typer.Option(
@@ -115,13 +118,16 @@ def serve(
     endpoint: EndpointOpt = None,
     family: FamilyOpt = None,
 ) -> None:
-    """Serve foveate as an OpenAI-compatible endpoint: POST /v1/chat/completions, GET /v1/models."""
+    """Serve foveate as an OpenAI-compatible endpoint (POST /v1/chat/completions, GET /v1/models), with
+    feedback (POST /v1/foveate/feedback) and a web page at /."""
     try:
         import uvicorn
 
         from foveate.server import AgentsByNamespace, ServerLimits, create_app
     except ImportError as exc:  # FastAPI and uvicorn come with the serve extra
         raise fail(f"foveate serve needs {exc.name}: pip install 'foveate[serve]'") from None
+    from pydantic import ValidationError
+
     from foveate.agent import Agent
     from foveate.memory import InsightMemory, SentenceTransformerEmbedder
     from foveate.memory.namespaces import check_namespace
@@ -140,15 +146,18 @@ def serve(
         check_before_loading(
             settings, workflows=names, memory=memory is not None, checkpoints=checkpoints is not None
         )
-        limits = ServerLimits(
-            api_key=api_key or os.environ.get("FOVEATE_API_KEY") or None,
-            api_keys=_read_keys(api_keys) if api_keys is not None else {},
-            namespace=check_namespace(namespace),
-            namespace_header=namespace_header,
-            local_files=local_files,
-            max_concurrency=max_concurrency,
-            max_total_tokens=max_total_tokens,
-        )
+        try:
+            limits = ServerLimits(
+                api_key=api_key or os.environ.get("FOVEATE_API_KEY") or None,
+                api_keys=_read_keys(api_keys) if api_keys is not None else {},
+                namespace=check_namespace(namespace if namespace is not None else settings.namespace),
+                namespace_header=namespace_header,
+                local_files=local_files,
+                max_concurrency=max_concurrency,
+                max_total_tokens=max_total_tokens,
+            )
+        except ValidationError as exc:
+            raise FoveateError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
         served = {_served_as(name): name for name in names}
         if len(served) < len(names):
             raise FoveateError(
@@ -159,25 +168,26 @@ def serve(
             embedder = SentenceTransformerEmbedder() if memory is not None else None
 
             def agents_of(space: str) -> dict[str, Agent]:
-                """One memory (its namespace's view) shared by the namespace's agents, one per workflow."""
-                memory_of = None
-                if memory is not None:
-                    memory_of = stack.enter_context(
-                        InsightMemory.open(memory, namespace=space, embedder=embedder)
-                    )
-                made = {
-                    model: Agent.from_defaults(
-                        settings=settings,
-                        vlm=vlm,
-                        workflow=name,
-                        memory=memory_of,
-                        checkpoints=checkpoints,
-                        coalesce=True,
-                    )
-                    for model, name in served.items()
-                }
-                for agent in made.values():
-                    stack.callback(agent.close)
+                """One memory (its namespace's view) shared by the namespace's agents, one per workflow;
+                all closed again if any of them fails to open (a full connection pool), none kept."""
+                with ExitStack() as making:
+                    memory_of = None
+                    if memory is not None:
+                        memory_of = making.enter_context(
+                            InsightMemory.open(memory, namespace=space, embedder=embedder)
+                        )
+                    made: dict[str, Agent] = {}
+                    for model, name in served.items():
+                        made[model] = Agent.from_defaults(
+                            settings=settings,
+                            vlm=vlm,
+                            workflow=name,
+                            memory=memory_of,
+                            checkpoints=checkpoints,
+                            coalesce=True,
+                        )
+                        making.callback(made[model].close)
+                    stack.enter_context(making.pop_all())  # kept: closed when the server stops
                 return made
 
             spaces = AgentsByNamespace(

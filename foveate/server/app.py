@@ -144,7 +144,10 @@ class _Gate:
                 said = "a valid API key is needed: Authorization: Bearer <key>"
                 return _error(401, said, "invalid_api_key"), namespace
             namespace = found
-        asked = headers.get(NAMESPACE_HEADER)
+        given = headers.getlist(NAMESPACE_HEADER)
+        if len(given) > 1:  # a proxy that added its header beside the client's: which one is meant?
+            return _error(400, f"{NAMESPACE_HEADER} given {len(given)} times", "bad_namespace"), namespace
+        asked = given[0] if given else None
         if asked is not None:
             if not limits.namespace_header:
                 said = (
@@ -210,10 +213,16 @@ def create_app(
     @app.post("/v1/foveate/feedback")
     async def feedback(body: FeedbackRequest, request: Request) -> dict[str, Any]:
         _known(names, body.model)
-        loop = asyncio.get_running_loop()
-        agent = await loop.run_in_executor(pool, spaces.agent, _namespace_of(request), body.model)
-        said = functools.partial(_feedback, agent, body)
-        return (await loop.run_in_executor(pool, said)).model_dump(mode="json")
+        # a slot, as a question takes: feedback may call the model (writing the run's lessons)
+        if in_flight.locked():
+            raise _Refused(
+                429, f"this server answers {limits.max_concurrency} questions at once; retry shortly", "busy"
+            )
+        async with in_flight:
+            loop = asyncio.get_running_loop()
+            agent = await loop.run_in_executor(pool, spaces.agent, _namespace_of(request), body.model)
+            said = functools.partial(_feedback, agent, body)
+            return (await loop.run_in_executor(pool, said)).model_dump(mode="json")
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -289,8 +298,8 @@ def _feedback(agent: Agent, body: FeedbackRequest) -> FeedbackReply:
         raise _Refused(400, "say how the run went: correct, the right answer, or a note", "no_feedback")
     try:
         state = agent.workflow.state(body.run_id, own=True)
-    except FoveateError as exc:
-        raise _Refused(404, f"no run {body.run_id!r} on this server: {exc}", "run_not_found") from None
+    except FoveateError:  # another namespace's run is, to this key, not there: the same words
+        state = {}
     if not state:
         raise _Refused(404, f"no run {body.run_id!r} on this server", "run_not_found")
     try:
@@ -374,11 +383,13 @@ def _local_file(url: str, limits: ServerLimits) -> Path:
             400, f"a file:// URL names a file on this machine, not on {parsed.netloc}", "bad_file_url"
         )
     root = limits.local_files.resolve()
-    path = Path(unquote(parsed.path)).resolve()
-    if not path.is_relative_to(root):
-        raise _Refused(
-            403, f"{path} is outside the folder this server reads images from", "outside_local_files"
-        )
+    try:
+        path = Path(unquote(parsed.path)).resolve()
+    except (ValueError, OSError) as exc:  # a NUL byte, a loop of links
+        raise _Refused(400, f"{url!r:.200} names no file: {exc}", "bad_file_url") from None
+    if not path.is_relative_to(root):  # the URL, not the resolved path: where links lead stays unsaid
+        said = f"{url!r:.200} is outside the folder this server reads images from"
+        raise _Refused(403, said, "outside_local_files")
     if path.suffix.lower() == ".pdf":
         raise _Refused(
             400, "send a PDF page as an image (PNG, JPEG); this server does not render PDFs", "pdf"

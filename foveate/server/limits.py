@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from foveate.imaging import DEFAULT_MAX_PIXELS
 
@@ -41,6 +41,16 @@ class ServerLimits(BaseModel):
     symbolic links resolved first). None: only ``data:`` URIs. Remote URLs are never fetched."""
     max_total_tokens: int | None = Field(default=None, ge=1)
     """The server's cap on all tokens one question spends. A request may ask for less, never for more."""
+
+    @model_validator(mode="after")
+    def _one_way_to_choose_namespaces(self) -> ServerLimits:
+        # with both, a user's own key and a header naming another user would open that user's memory
+        if self.namespace_header and self.api_keys:
+            raise ValueError(
+                "namespaces are chosen by key (--api-keys) or by a proxy's header (--namespace-header), not "
+                "both: a client with a key could name another user's namespace in the header"
+            )
+        return self
 
     @property
     def needs_key(self) -> bool:

@@ -44,8 +44,3 @@ class AgentsByNamespace:
 
     def agent(self, namespace: str, model: str) -> Agent:
         return self.agents(namespace)[model]
-
-    def made(self) -> list[Agent]:
-        """The agents made for other namespaces (their maker's to close)."""
-        with self._lock:
-            return [agent for agents in self._made.values() for agent in agents.values()]
