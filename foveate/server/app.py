@@ -144,10 +144,10 @@ class _Gate:
                 said = "a valid API key is needed: Authorization: Bearer <key>"
                 return _error(401, said, "invalid_api_key"), namespace
             namespace = found
-        given = headers.getlist(NAMESPACE_HEADER)
-        if len(given) > 1:  # a proxy that added its header beside the client's: which one is meant?
-            return _error(400, f"{NAMESPACE_HEADER} given {len(given)} times", "bad_namespace"), namespace
-        asked = given[0] if given else None
+        named = headers.getlist(NAMESPACE_HEADER)
+        if len(named) > 1:  # a proxy that added its header beside the client's: which one is meant?
+            return _error(400, f"{NAMESPACE_HEADER} given {len(named)} times", "bad_namespace"), namespace
+        asked = named[0] if named else None
         if asked is not None:
             if not limits.namespace_header:
                 said = (
