@@ -665,3 +665,34 @@ def test_an_agent_opens_its_memory_in_its_namespace(tmp_path: Path) -> None:
             Agent(ScriptedVLM(), workflow="direct", memory=bob, namespace="alice", checkpoints=None)
     with pytest.raises(FoveateError, match="not a valid memory namespace"):
         Agent(ScriptedVLM(), workflow="direct", memory=database, namespace="../x", checkpoints=None)
+
+
+def test_a_run_goes_on_only_in_the_namespace_it_began_in(tmp_path: Path) -> None:
+    """Runs record their memory namespace: with one checkpoint database for two namespaces (processes
+    behind one address), another namespace can neither judge a run nor go on with it (which would write
+    its checkpoints as that namespace's)."""
+    from PIL import Image
+
+    from foveate.agent import Agent
+    from foveate.errors import RunError
+    from foveate.memory import HashingEmbedder
+    from foveate.testing import ScriptedVLM
+
+    database, runs = tmp_path / "memory.db", tmp_path / "runs.db"
+    picture = Image.new("RGB", (64, 64), "white")
+    with (
+        InsightMemory.open(database, embedder=HashingEmbedder(), namespace="alice") as alice_memory,
+        InsightMemory.open(database, embedder=HashingEmbedder(), namespace="bob") as bob_memory,
+        Agent(ScriptedVLM(), workflow="direct", memory=alice_memory, checkpoints=runs) as alice,
+        Agent(ScriptedVLM(), workflow="direct", memory=bob_memory, checkpoints=runs) as bob,
+    ):
+        run_id = alice.ask("What colour is it?", image=picture, options=["red", "white"]).run_id
+        for going_on in (
+            lambda: bob.feedback(run_id, correct=True),
+            lambda: bob.resume(run_id),
+            lambda: list(bob.resume_stream(run_id)),
+        ):
+            with pytest.raises(RunError, match="another memory namespace"):
+                going_on()
+        alice.feedback(run_id, correct=True)  # its own namespace: taken
+        assert [r.correct for r in alice_memory.runs()] == [True] and list(bob_memory.runs()) == []

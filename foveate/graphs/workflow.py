@@ -267,6 +267,8 @@ class Workflow:
             raise RunError("stream needs a question or the id of a run to resume")
         run_id = self._fresh(run_id) if run is not None else (run_id or new_run_id())
         payload = self.start_state(run) if run is not None else None
+        if run is None:  # going on with a run writes its checkpoints as ours: only our namespace's
+            self._own(self._snapshot(run_id), run_id)
         config = self.config(run_id)
         if watch is not None:
             config["configurable"] = {**config["configurable"], WATCH: _teller(watch, run_id)}
@@ -285,7 +287,7 @@ class Workflow:
         """Continue a run: after a crash, from its last completed node; after a pause for a person,
         with their reply (``{"answer": ...}`` to answer, ``{"feedback": ...}``, or ``None`` to let it
         abstain)."""
-        snapshot = self._snapshot(run_id)
+        snapshot = self._own(self._snapshot(run_id), run_id)
         if snapshot.interrupts:
             # never an empty dict: LangGraph reads {} as a map of interrupt ids and resumes nothing
             reply: dict[str, Any] = {"answer": human} if isinstance(human, str) else dict(human or {})
@@ -338,10 +340,15 @@ class Workflow:
         workflow's memory namespace, else ``RunError``: feedback never reaches another user's run, even
         where the checkpoints of several are in one database."""
         snapshot = self._snapshot(run_id)
+        return dict((self._own(snapshot, run_id) if own else snapshot).values)
+
+    def _own(self, snapshot: StateSnapshot, run_id: str) -> StateSnapshot:
+        """``snapshot`` when its run began in this workflow's memory namespace (or before runs recorded
+        one), else ``RunError``."""
         began = (snapshot.metadata or {}).get("foveate_namespace")
-        if own and began is not None and began != self._namespace:
+        if began is not None and began != self._namespace:
             raise RunError(f"run {run_id} was answered in another memory namespace than {self._namespace!r}")
-        return dict(snapshot.values)
+        return snapshot
 
     @property
     def _namespace(self) -> str | None:
