@@ -162,3 +162,22 @@ def test_bad_keys_or_namespaces_are_refused_in_one_line_before_loading(
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and named in result.stderr, result.stderr
+
+
+def test_namespaces_past_the_servers_limit_get_503(spaces: tuple[AgentsByNamespace, Path]) -> None:
+    """Each namespace's agents hold database connections: one more than the server keeps is a 503, and
+    the namespaces it already has go on being answered."""
+    made, _ = spaces
+    limited = AgentsByNamespace(made.home, made.models, made.make, limit=2)  # alice and one more
+    image, item = generate_scene(7, 3)
+    body = _body(image, item.question, list(item.options))
+    limits = ServerLimits(namespace="alice", namespace_header=True)
+    with live(create_app(limited, limits)) as base:
+        said = {
+            space: httpx.post(
+                f"{base}/chat/completions", json=body, headers={"X-Foveate-Namespace": space}, timeout=120
+            )
+            for space in ("bob", "carol", "alice")
+        }
+    assert said["bob"].status_code == 200 and said["alice"].status_code == 200
+    assert said["carol"].status_code == 503 and said["carol"].json()["error"]["code"] == "too_many_namespaces"

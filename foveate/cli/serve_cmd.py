@@ -105,6 +105,14 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    max_namespaces: Annotated[
+        int,
+        typer.Option(
+            "--max-namespaces",
+            min=1,
+            help="Namespaces this server keeps agents for (each holds database connections); one more: 503.",
+        ),
+    ] = 64,
     namespace_header: Annotated[
         bool,
         typer.Option(
@@ -153,6 +161,7 @@ def serve(
                 namespace=check_namespace(namespace if namespace is not None else settings.namespace),
                 namespace_header=namespace_header,
                 local_files=local_files,
+                max_namespaces=max_namespaces,
                 max_concurrency=max_concurrency,
                 max_total_tokens=max_total_tokens,
             )
@@ -191,7 +200,10 @@ def serve(
                 return made
 
             spaces = AgentsByNamespace(
-                limits.namespace, agents_of(limits.namespace), agents_of if memory else None
+                limits.namespace,
+                agents_of(limits.namespace),
+                agents_of if memory else None,
+                limit=limits.max_namespaces,
             )
             key = "an API key" if limits.needs_key else "no API key"
             console.print(

@@ -39,7 +39,7 @@ from foveate.graphs.state import RunInput
 from foveate.imaging import load_image
 from foveate.memory.namespaces import NamespaceError, check_namespace
 from foveate.server.limits import ServerLimits
-from foveate.server.namespaces import AgentsByNamespace
+from foveate.server.namespaces import AgentsByNamespace, TooManyNamespaces
 from foveate.server.protocol import (
     ChatRequest,
     ChatResponse,
@@ -76,9 +76,12 @@ class _Refused(Exception):
 
 
 def _error(status: int, message: str, code: str) -> JSONResponse:
-    kind = {401: "authentication_error", 429: "rate_limit_error", 500: "server_error"}.get(
-        status, "invalid_request_error"
-    )
+    kind = {
+        401: "authentication_error",
+        429: "rate_limit_error",
+        500: "server_error",
+        503: "server_error",
+    }.get(status, "invalid_request_error")
     return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
 
 
@@ -176,7 +179,11 @@ def create_app(
     """The application answering with ``agents`` (model name -> agent; or an ``AgentsByNamespace``, whose
     agents for each memory namespace answer the requests of that namespace) under ``limits``."""
     limits = limits or ServerLimits()
-    spaces = agents if isinstance(agents, AgentsByNamespace) else AgentsByNamespace(limits.namespace, agents)
+    spaces = (
+        agents
+        if isinstance(agents, AgentsByNamespace)
+        else AgentsByNamespace(limits.namespace, agents, limit=limits.max_namespaces)
+    )
     names = list(spaces.models)
     app = FastAPI(title="foveate", docs_url=None, redoc_url=None)
     in_flight = asyncio.Semaphore(limits.max_concurrency)
@@ -220,7 +227,7 @@ def create_app(
             )
         async with in_flight:
             loop = asyncio.get_running_loop()
-            agent = await loop.run_in_executor(pool, spaces.agent, _namespace_of(request), body.model)
+            agent = await loop.run_in_executor(pool, _agent_of, spaces, request, body.model)
             said = functools.partial(_feedback, agent, body)
             return (await loop.run_in_executor(pool, said)).model_dump(mode="json")
 
@@ -244,7 +251,7 @@ def create_app(
         loop = asyncio.get_running_loop()
         handed_on = False
         try:
-            agent = await loop.run_in_executor(pool, spaces.agent, _namespace_of(request), body.model)
+            agent = await loop.run_in_executor(pool, _agent_of, spaces, request, body.model)
             question, image = await loop.run_in_executor(pool, _question, body, limits)
             budget = _budget(agent, body.foveate.max_total_tokens, limits)
             try:
@@ -288,8 +295,12 @@ def _known(names: list[str], model: str) -> None:
         raise _Refused(404, f"no model {model!r}; this server has {', '.join(names)}", "model_not_found")
 
 
-def _namespace_of(request: Request) -> str:
-    return str(getattr(request.state, _NAMESPACE))
+def _agent_of(spaces: AgentsByNamespace, request: Request, model: str) -> Agent:
+    """The agent of the request's namespace (its agents made on its first request)."""
+    try:
+        return spaces.agent(str(getattr(request.state, _NAMESPACE)), model)
+    except TooManyNamespaces as exc:
+        raise _Refused(503, str(exc), "too_many_namespaces") from None
 
 
 def _feedback(agent: Agent, body: FeedbackRequest) -> FeedbackReply:

@@ -36,6 +36,9 @@ class ServerLimits(BaseModel):
     """The longest question, in characters (400 beyond it)."""
     max_concurrency: int = Field(default=8, ge=1)
     """Questions answered at once; one more gets 429 (retry later) rather than waiting without a word."""
+    max_namespaces: int = Field(default=64, ge=1)
+    """Memory namespaces this server keeps agents for (each holds a memory engine and checkpoint
+    connections); a request from one more gets 503 rather than exhausting the database's connections."""
     local_files: Path | None = None
     """A folder whose images requests may name by ``file://`` URL (the server reads them; none outside it,
     symbolic links resolved first). None: only ``data:`` URIs. Remote URLs are never fetched."""

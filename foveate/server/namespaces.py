@@ -16,7 +16,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from foveate.agent import Agent
 
-__all__ = ["AgentsByNamespace"]
+__all__ = ["AgentsByNamespace", "TooManyNamespaces"]
+
+
+class TooManyNamespaces(Exception):
+    """A namespace past the server's limit asked for its agents (each holds database connections)."""
 
 
 class AgentsByNamespace:
@@ -28,8 +32,9 @@ class AgentsByNamespace:
         home: str,
         agents: Mapping[str, Agent],
         make: Callable[[str], Mapping[str, Agent]] | None = None,
+        limit: int | None = None,
     ) -> None:
-        self.home, self.models, self.make = home, dict(agents), make
+        self.home, self.models, self.make, self.limit = home, dict(agents), make, limit
         self._made: dict[str, dict[str, Agent]] = {}
         self._lock = threading.Lock()  # two first requests of one namespace make its agents once
 
@@ -39,6 +44,10 @@ class AgentsByNamespace:
             return self.models
         with self._lock:
             if namespace not in self._made:
+                if self.limit is not None and len(self._made) + 1 >= self.limit:  # the home one counts
+                    raise TooManyNamespaces(
+                        f"this server holds agents for {self.limit} namespaces, its limit (--max-namespaces)"
+                    )
                 self._made[namespace] = dict(self.make(namespace))
             return self._made[namespace]
 
