@@ -23,9 +23,7 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import unquote, urlparse
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,10 +32,10 @@ from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from foveate.errors import FoveateError, ImageTooLargeError
+from foveate.errors import FoveateError
 from foveate.graphs.state import RunInput
-from foveate.imaging import load_image
 from foveate.memory.namespaces import NamespaceError, check_namespace
+from foveate.server.inputs import question_and_image
 from foveate.server.limits import ServerLimits
 from foveate.server.namespaces import AgentsByNamespace, TooManyNamespaces
 from foveate.server.protocol import (
@@ -47,15 +45,12 @@ from foveate.server.protocol import (
     FeedbackReply,
     FeedbackRequest,
     FoveateReply,
-    ImagePart,
-    TextPart,
 )
+from foveate.server.refusals import Refused, error
 from foveate.server.streaming import StreamedRun
 from foveate.vlm.budget import TokenBudget
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from foveate.agent import Agent, Answer
 
 __all__ = ["create_app"]
@@ -65,24 +60,6 @@ log = logging.getLogger(__name__)
 NAMESPACE_HEADER = "x-foveate-namespace"
 _NAMESPACE = "foveate_namespace"  # where the gate leaves the request's namespace, in the ASGI scope's state
 _PAGE = resources.files("foveate.server").joinpath("page.html").read_text(encoding="utf-8")
-
-
-class _Refused(Exception):
-    """A request refused with ``status``; ``code`` is the machine-readable reason."""
-
-    def __init__(self, status: int, message: str, code: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
-
-
-def _error(status: int, message: str, code: str) -> JSONResponse:
-    kind = {
-        401: "authentication_error",
-        429: "rate_limit_error",
-        500: "server_error",
-        503: "server_error",
-    }.get(status, "invalid_request_error")
-    return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
 
 
 class _Gate:
@@ -116,7 +93,7 @@ class _Gate:
             seen += len(chunks[-1])
             if seen > limit:
                 said = f"the request is past this server's limit of {limit:,} bytes"
-                await _error(413, said, "request_too_large")(scope, receive, send)
+                await error(413, said, "request_too_large")(scope, receive, send)
                 return
             more = message.get("more_body", False)
         whole, given = b"".join(chunks), False
@@ -145,11 +122,11 @@ class _Gate:
                     found = space
             if found is None:
                 said = "a valid API key is needed: Authorization: Bearer <key>"
-                return _error(401, said, "invalid_api_key"), namespace
+                return error(401, said, "invalid_api_key"), namespace
             namespace = found
         named = headers.getlist(NAMESPACE_HEADER)
         if len(named) > 1:  # a proxy that added its header beside the client's: which one is meant?
-            return _error(400, f"{NAMESPACE_HEADER} given {len(named)} times", "bad_namespace"), namespace
+            return error(400, f"{NAMESPACE_HEADER} given {len(named)} times", "bad_namespace"), namespace
         asked = named[0] if named else None
         if asked is not None:
             if not limits.namespace_header:
@@ -158,18 +135,18 @@ class _Gate:
                     f"{NAMESPACE_HEADER} header (foveate serve --namespace-header takes it, behind a proxy "
                     "that sets it)"
                 )
-                return _error(400, said, "namespace_header_off"), namespace
+                return error(400, said, "namespace_header_off"), namespace
             try:
                 namespace = check_namespace(asked)
             except NamespaceError as exc:
-                return _error(400, f"{NAMESPACE_HEADER}: {exc}", "bad_namespace"), namespace
+                return error(400, f"{NAMESPACE_HEADER}: {exc}", "bad_namespace"), namespace
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > limits.max_request_bytes:
             said = (
                 f"the request is {int(length):,} bytes, past this server's limit of "
                 f"{limits.max_request_bytes:,}"
             )
-            return _error(413, said, "request_too_large"), namespace
+            return error(413, said, "request_too_large"), namespace
         return None, namespace
 
 
@@ -196,22 +173,22 @@ def create_app(
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return _error(400, f"{where}: {first.get('msg', 'invalid request')}", "invalid_request")
+        return error(400, f"{where}: {first.get('msg', 'invalid request')}", "invalid_request")
 
-    @app.exception_handler(_Refused)
-    async def _refused(request: Request, exc: _Refused) -> JSONResponse:
-        return _error(exc.status, str(exc), exc.code)
+    @app.exception_handler(Refused)
+    async def _refused(request: Request, exc: Refused) -> JSONResponse:
+        return error(exc.status, str(exc), exc.code)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(
+        return error(
             exc.status_code, str(exc.detail), "not_found" if exc.status_code == 404 else "http_error"
         )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("a request failed")
-        return _error(500, f"the server failed answering: {type(exc).__name__}: {exc}", "server_error")
+        return error(500, f"the server failed answering: {type(exc).__name__}: {exc}", "server_error")
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
@@ -222,7 +199,7 @@ def create_app(
         _known(names, body.model)
         # a slot, as a question takes: feedback may call the model (writing the run's lessons)
         if in_flight.locked():
-            raise _Refused(
+            raise Refused(
                 429, f"this server answers {limits.max_concurrency} questions at once; retry shortly", "busy"
             )
         async with in_flight:
@@ -244,7 +221,7 @@ def create_app(
         # a slot first (no await between the check and the take), then the image: a refused request
         # decodes nothing
         if in_flight.locked():
-            raise _Refused(
+            raise Refused(
                 429, f"this server answers {limits.max_concurrency} questions at once; retry shortly", "busy"
             )
         await in_flight.acquire()
@@ -252,7 +229,7 @@ def create_app(
         handed_on = False
         try:
             agent = await loop.run_in_executor(pool, _agent_of, spaces, request, body.model)
-            question, image = await loop.run_in_executor(pool, _question, body, limits)
+            question, image = await loop.run_in_executor(pool, question_and_image, body, limits)
             budget = _budget(agent, body.foveate.max_total_tokens, limits)
             try:
                 RunInput.checked(
@@ -262,7 +239,7 @@ def create_app(
                     options=body.foveate.options,
                 )
             except FoveateError as exc:
-                raise _Refused(400, str(exc), "bad_question") from None
+                raise Refused(400, str(exc), "bad_question") from None
             if body.stream:
                 run = StreamedRun(
                     agent,
@@ -281,7 +258,7 @@ def create_app(
             try:
                 answer = await loop.run_in_executor(pool, ask)
             except FoveateError as exc:
-                raise _Refused(400, str(exc), "cannot_answer") from None
+                raise Refused(400, str(exc), "cannot_answer") from None
             return _reply(body.model, answer).model_dump()
         finally:
             if not handed_on:
@@ -292,7 +269,7 @@ def create_app(
 
 def _known(names: list[str], model: str) -> None:
     if model not in names:
-        raise _Refused(404, f"no model {model!r}; this server has {', '.join(names)}", "model_not_found")
+        raise Refused(404, f"no model {model!r}; this server has {', '.join(names)}", "model_not_found")
 
 
 def _agent_of(spaces: AgentsByNamespace, request: Request, model: str) -> Agent:
@@ -300,23 +277,23 @@ def _agent_of(spaces: AgentsByNamespace, request: Request, model: str) -> Agent:
     try:
         return spaces.agent(str(getattr(request.state, _NAMESPACE)), model)
     except TooManyNamespaces as exc:
-        raise _Refused(503, str(exc), "too_many_namespaces") from None
+        raise Refused(503, str(exc), "too_many_namespaces") from None
 
 
 def _feedback(agent: Agent, body: FeedbackRequest) -> FeedbackReply:
     """``Agent.feedback`` on a run this server answered, and what it recorded."""
     if body.correct is None and body.answer is None and body.note is None:
-        raise _Refused(400, "say how the run went: correct, the right answer, or a note", "no_feedback")
+        raise Refused(400, "say how the run went: correct, the right answer, or a note", "no_feedback")
     try:
         state = agent.workflow.state(body.run_id, own=True)
     except FoveateError:  # another namespace's run is, to this key, not there: the same words
         state = {}
     if not state:
-        raise _Refused(404, f"no run {body.run_id!r} on this server", "run_not_found")
+        raise Refused(404, f"no run {body.run_id!r} on this server", "run_not_found")
     try:
         agent.feedback(body.run_id, correct=body.correct, answer=body.answer, note=body.note)
     except FoveateError as exc:
-        raise _Refused(400, str(exc), "bad_feedback") from None
+        raise Refused(400, str(exc), "bad_feedback") from None
     memory_run = state.get("run_id")
     stored = agent.memory.get_run(memory_run) if agent.memory is not None and memory_run is not None else None
     if stored is None and agent.memory is not None:  # recorded by this feedback: the run's state says where
@@ -342,72 +319,6 @@ def _give_back(loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore) -> Non
         loop.call_soon_threadsafe(slots.release)
 
 
-def _question(body: ChatRequest, limits: ServerLimits) -> tuple[str, Image.Image]:
-    """The last user message's text and its one image."""
-    user = next((m for m in reversed(body.messages) if m.role == "user"), None)
-    if user is None or user.content is None:
-        raise _Refused(400, "no user message: put the question and the image in one", "no_question")
-    parts = [TextPart(type="text", text=user.content)] if isinstance(user.content, str) else user.content
-    text = " ".join(p.text for p in parts if isinstance(p, TextPart)).strip()
-    images = [p.image_url.url for p in parts if isinstance(p, ImagePart)]
-    if not text:
-        raise _Refused(400, "the user message has no question text", "no_question")
-    if len(text) > limits.max_question_chars:
-        raise _Refused(
-            400,
-            f"the question is {len(text):,} characters, past this server's limit of "
-            f"{limits.max_question_chars:,}",
-            "question_too_long",
-        )
-    if len(images) != 1:
-        raise _Refused(
-            400, f"give one image (an image_url part); this message has {len(images)}", "one_image"
-        )
-    url: str | Path = images[0]
-    if str(url).startswith("file:"):
-        url = _local_file(str(url), limits)
-    elif not str(url).startswith("data:"):
-        raise _Refused(400, "foveate does not download images: send the image as a data: URI", "remote_image")
-    elif str(url).partition(",")[2].startswith("JVBER"):  # base64 of "%PDF": a page has no pixel bound
-        raise _Refused(
-            400, "send a PDF page as an image (PNG, JPEG); this server does not render PDFs", "pdf"
-        )
-    try:
-        return text, load_image(url, max_pixels=limits.max_pixels)
-    except ImageTooLargeError as exc:
-        raise _Refused(413, str(exc), "image_too_large") from None
-    except FoveateError as exc:
-        raise _Refused(400, str(exc), "bad_image") from None
-
-
-def _local_file(url: str, limits: ServerLimits) -> Path:
-    """A ``file://`` URL's file, when the server takes local files and it lies in their folder (after
-    resolving symbolic links and ``..``: a request never reads outside it)."""
-    if limits.local_files is None:
-        said = (
-            "this server takes images as data: URIs only (foveate serve --local-files DIR takes file:// URLs)"
-        )
-        raise _Refused(400, said, "local_files_off")
-    parsed = urlparse(url)
-    if parsed.netloc not in ("", "localhost"):
-        raise _Refused(
-            400, f"a file:// URL names a file on this machine, not on {parsed.netloc}", "bad_file_url"
-        )
-    root = limits.local_files.resolve()
-    try:
-        path = Path(unquote(parsed.path)).resolve()
-    except (ValueError, OSError) as exc:  # a NUL byte, a loop of links
-        raise _Refused(400, f"{url!r:.200} names no file: {exc}", "bad_file_url") from None
-    if not path.is_relative_to(root):  # the URL, not the resolved path: where links lead stays unsaid
-        said = f"{url!r:.200} is outside the folder this server reads images from"
-        raise _Refused(403, said, "outside_local_files")
-    if path.suffix.lower() == ".pdf":
-        raise _Refused(
-            400, "send a PDF page as an image (PNG, JPEG); this server does not render PDFs", "pdf"
-        )
-    return path
-
-
 def _budget(agent: Agent, asked: int | None, limits: ServerLimits) -> TokenBudget:
     """The agent's budget, with the question's cap the smallest of the request's, the server's and the
     agent's own: a request can lower it, never raise it."""
@@ -416,7 +327,7 @@ def _budget(agent: Agent, asked: int | None, limits: ServerLimits) -> TokenBudge
     try:
         return TokenBudget.model_validate(fields)
     except ValidationError as exc:
-        raise _Refused(400, f"foveate.max_total_tokens: {exc.errors()[0]['msg']}", "bad_budget") from None
+        raise Refused(400, f"foveate.max_total_tokens: {exc.errors()[0]['msg']}", "bad_budget") from None
 
 
 def _reply_dict(model: str, answer: Answer) -> dict[str, Any]:
