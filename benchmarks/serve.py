@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import io
 import os
 import platform
-import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,12 +22,13 @@ from typing import Any
 import numpy as np
 import openai
 import torch
-import uvicorn
 
 from benchmarks import write_page
 from foveate.agent import Agent
+from foveate.imaging import to_data_uri
 from foveate.server import ServerLimits, create_app
 from foveate.synthetic import generate_scene
+from foveate.testing.live_server import live
 from foveate.tiny_vlm import TINY_VLM_PATH, model_label
 from foveate.vlm.transformers_vlm import TransformersVLM
 
@@ -77,41 +74,28 @@ def main(argv: list[str] | None = None) -> None:
     requests = []
     for index in range(args.n):
         image, item = generate_scene(args.seed, index, size_range=(1536, 2048))
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-        requests.append(_request(item.question, list(item.options), url))
+        requests.append(_request(item.question, list(item.options), to_data_uri(image)))
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}/v1"
     walls: dict[str, list[float]] = {"one at a time": [], f"{args.n} at once": []}
     answered: dict[str, int] = {}
     same: dict[str, int] = {}
     reference: list[str | None] | None = None
     try:
-        for round_no in range(args.repeats):
-            order = [False, True] if round_no % 2 == 0 else [True, False]
-            for at_once in order:
-                name = f"{args.n} at once" if at_once else "one at a time"
-                wall, chosen = asyncio.run(_ask_all(base, requests, at_once))
-                print(f"round {round_no}: {name}: {wall:.1f} s", flush=True)
-                walls[name].append(wall)
-                answered[name] = min(answered.get(name, args.n), sum(c is not None for c in chosen))
-                if not at_once and reference is None:
-                    reference = chosen
-                if reference is not None:
-                    agree = sum(a == b for a, b in zip(chosen, reference, strict=True))
-                    same[name] = min(same.get(name, args.n), agree)
+        with live(app) as base:
+            for round_no in range(args.repeats):
+                order = [False, True] if round_no % 2 == 0 else [True, False]
+                for at_once in order:
+                    name = f"{args.n} at once" if at_once else "one at a time"
+                    wall, chosen = asyncio.run(_ask_all(base, requests, at_once))
+                    print(f"round {round_no}: {name}: {wall:.1f} s", flush=True)
+                    walls[name].append(wall)
+                    answered[name] = min(answered.get(name, args.n), sum(c is not None for c in chosen))
+                    if not at_once and reference is None:
+                        reference = chosen
+                    if reference is not None:
+                        agree = sum(a == b for a, b in zip(chosen, reference, strict=True))
+                        same[name] = min(same.get(name, args.n), agree)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
         agent.close()
 
     one = np.array(walls["one at a time"])

@@ -10,15 +10,12 @@ import io
 import json
 import logging
 import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import create_engine, make_url, text
 
 from foveate.errors import EmbedderMismatchError, InsightMemoryError, ModelLoadError
 from foveate.memory import (
@@ -33,30 +30,6 @@ from foveate.memory import (
     normalise,
 )
 from foveate.memory.index import sidecar_path
-
-PG_URL = os.environ.get("FOVEATE_TEST_DATABASE_URL")
-BACKENDS = [
-    "sqlite",
-    pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason="no PostgreSQL")),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "memory.db")
-        return
-    admin = create_engine(str(PG_URL), isolation_level="AUTOCOMMIT")
-    name = f"foveate_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(str(PG_URL)).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def open_memory(database: str, tmp_path: Path, **kwargs: Any) -> InsightMemory:

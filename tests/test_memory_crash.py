@@ -14,23 +14,15 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, make_url, text
 
 from foveate.errors import MemoryDatabaseError
 from foveate.memory import HashingEmbedder, InsightMemory
 from foveate.memory.index import sidecar_path
 
-PG_URL = os.environ.get("FOVEATE_TEST_DATABASE_URL")
-BACKENDS = [
-    "sqlite",
-    pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason="no PostgreSQL")),
-]
 DIM = 256
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,23 +42,6 @@ for i in range(count):
     print(result.insight.id, flush=True)
 memory.close()
 """.replace("DIM", str(DIM))
-
-
-@pytest.fixture(params=BACKENDS)
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "memory.db")
-        return
-    admin = create_engine(str(PG_URL), isolation_level="AUTOCOMMIT")
-    name = f"foveate_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(str(PG_URL)).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def writer(database: str, index: Path, tag: str, count: int) -> subprocess.Popen[str]:

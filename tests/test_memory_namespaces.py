@@ -19,8 +19,6 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -29,7 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from foveate.cli.main import app
@@ -45,32 +43,9 @@ from foveate.memory import (
 )
 from foveate.memory.index import VectorIndex, sidecar_path
 
-PG_URL = os.environ.get("FOVEATE_TEST_DATABASE_URL")
-BACKENDS = [
-    "sqlite",
-    pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason="no PostgreSQL")),
-]
 DIM = 256
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-
-
-@pytest.fixture(params=BACKENDS)
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "memory.db")
-        return
-    admin = create_engine(str(PG_URL), isolation_level="AUTOCOMMIT")
-    name = f"foveate_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(str(PG_URL)).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def is_sqlite(database: str) -> bool:

@@ -5,7 +5,6 @@ answer with foveate's object, an abstention said in words, the models list, and 
 from __future__ import annotations
 
 import base64
-import io
 import math
 import socket
 import time
@@ -15,22 +14,16 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from live_server import live as _live
-from PIL import Image
 
 from foveate.agent import Agent
 from foveate.conformal import SelectiveCalibration
+from foveate.imaging import to_data_uri
 from foveate.server import ServerLimits, create_app
 from foveate.synthetic import generate_scene
+from foveate.testing.live_server import live as _live
 from foveate.vlm.transformers_vlm import TransformersVLM
 
 ANSWER_NONE = SelectiveCalibration(method="crc", alpha=0.2, n=100, threshold=math.inf, answered=0, wrong=0)
-
-
-def _data_uri(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +43,7 @@ def agents(vlm: TransformersVLM) -> Iterator[dict[str, Agent]]:
 @pytest.fixture(scope="module")
 def question() -> tuple[str, list[str], str]:
     image, item = generate_scene(7, 0)
-    return item.question, list(item.options), _data_uri(image)
+    return item.question, list(item.options), to_data_uri(image)
 
 
 def _messages(text: str, url: str) -> list[dict[str, Any]]:

@@ -5,8 +5,6 @@ server was told to take it (behind a proxy that sets it)."""
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -14,22 +12,21 @@ from typing import Any
 
 import httpx
 import pytest
-from live_server import live
 from PIL import Image
 
 from foveate.agent import Agent
+from foveate.imaging import to_data_uri
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
 from foveate.server import AgentsByNamespace, ServerLimits, create_app
 from foveate.synthetic import generate_scene
+from foveate.testing.live_server import live
 from foveate.vlm.transformers_vlm import TransformersVLM
 
 ALICE, BOB = "alice-key-0001", "bob-key-00002"
 
 
 def _body(image: Image.Image, question: str, options: list[str]) -> dict[str, Any]:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    url = to_data_uri(image)
     content = [{"type": "text", "text": question}, {"type": "image_url", "image_url": {"url": url}}]
     return {
         "model": "foveate-direct",

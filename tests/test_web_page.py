@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_server import live
 
 from foveate.agent import Agent
 from foveate.memory import InsightMemory
 from foveate.server import ServerLimits, create_app
 from foveate.synthetic import generate_scene
+from foveate.testing.live_server import live
 from foveate.vlm.transformers_vlm import TransformersVLM
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
