@@ -164,10 +164,11 @@ def _space(namespace: str | None) -> str:
 
 
 def _where(url: URL, namespace: str) -> str:
-    from foveate.memory.namespaces import DEFAULT_NAMESPACE
+    """The memory's name in messages, as an open ``InsightMemory`` names itself."""
+    from foveate.memory.namespaces import memory_name
     from foveate.memory.store import describe
 
-    return describe(url) + ("" if namespace == DEFAULT_NAMESPACE else f" (namespace {namespace})")
+    return memory_name(describe(url), namespace)
 
 
 def _open(

@@ -149,6 +149,7 @@ def serve(
             family=family,
             memory_db=memory,
             checkpoints=checkpoints,
+            namespace=namespace,
             max_total_tokens=max_total_tokens,
         )
         check_before_loading(
@@ -158,7 +159,7 @@ def serve(
             limits = ServerLimits(
                 api_key=api_key or os.environ.get("FOVEATE_API_KEY") or None,
                 api_keys=_read_keys(api_keys) if api_keys is not None else {},
-                namespace=check_namespace(namespace if namespace is not None else settings.namespace),
+                namespace=check_namespace(settings.namespace),
                 namespace_header=namespace_header,
                 local_files=local_files,
                 max_namespaces=max_namespaces,

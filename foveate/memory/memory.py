@@ -127,7 +127,7 @@ class InsightMemory:
         self.save_every = save_every
         self.index_config = index_config or IndexConfig()
         self.index_path = index_file(self.store.path, self.namespace, index_path)
-        self.name = memory_name(self.store, self.namespace)  # for messages
+        self.name = memory_name(self.store.name, self.namespace)  # for messages
         self._lock = threading.RLock()
         self._closed = False
         self.run_log = RunLog(self.store, self.namespace)

@@ -127,6 +127,7 @@ def list_namespaces(database: str | Path | URL) -> list[NamespaceCounts]:
         store.close()
 
 
-def memory_name(store: MemoryStore, namespace: str) -> str:
-    """A memory's name in messages: the database, and the namespace unless it is the default."""
-    return store.name if namespace == DEFAULT_NAMESPACE else f"{store.name} (namespace {namespace})"
+def memory_name(database: str, namespace: str) -> str:
+    """A memory's name in messages: the database's (``MemoryStore.name``, ``store.describe``), and the
+    namespace unless it is the default."""
+    return database if namespace == DEFAULT_NAMESPACE else f"{database} (namespace {namespace})"

@@ -26,7 +26,7 @@ class RunLog:
     def __init__(self, store: MemoryStore, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.store = store
         self.namespace = namespace
-        self.name = memory_name(store, namespace)  # for messages
+        self.name = memory_name(store.name, namespace)  # for messages
 
     def find(self, session: Session, run_id: int) -> RunRow | None:
         """The run with this id in this namespace, or ``None`` (also when another namespace has it)."""

@@ -74,7 +74,7 @@ class IndexSync:
     ) -> None:
         self.store = store
         self.namespace = namespace
-        self.name = memory_name(store, namespace)  # for messages
+        self.name = memory_name(store.name, namespace)  # for messages
         self.embedder = embedder
         self.index_path = index_path
         self.index_config = index_config
