@@ -111,6 +111,11 @@ class TrainConfig:
     # questions repeated, since they are the few examples where shape decides the answer.
     shape_questions: bool = False
     existence_repeats: int = 1
+    # The seeing phase before all others (``foveate.tiny_vlm.seeing``): the vision tower alone names each
+    # patch's shape and colour on views drawn afresh every step; 0 steps skips it.
+    seeing_steps: int = 0
+    seeing_lr: float = 1e-3
+    seeing_batch_size: int = 32
 
 
 def hard_scene(index: int, fraction: float) -> bool:

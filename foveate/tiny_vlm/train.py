@@ -60,6 +60,7 @@ from foveate.tiny_vlm import FAMILY_NAME
 from foveate.tiny_vlm.architecture import make_llava
 from foveate.tiny_vlm.losses import evaluate, warmup_cosine
 from foveate.tiny_vlm.recipe import DEFAULT_OUT, SHAPE, Batcher, TrainConfig, build_examples
+from foveate.tiny_vlm.seeing import see
 from foveate.tiny_vlm.tasks import Example
 from foveate.tiny_vlm.trainee import Trainee, make_trainee, training_loss
 
@@ -126,7 +127,11 @@ def run_phase(trainee: Trainee, phase: Phase, run: Run, eval_examples: list[Exam
 
 
 def ground(
-    cfg: TrainConfig, run: Run, examples: list[Example], eval_examples: list[Example]
+    cfg: TrainConfig,
+    run: Run,
+    examples: list[Example],
+    eval_examples: list[Example],
+    tower: dict[str, torch.Tensor] | None = None,
 ) -> tuple[Trainee, dict[str, float]]:
     """The grounding phase: side and relation questions only, restarted from the next seed until held-out
     relation accuracy reaches ``grounding_bar`` (at most ``grounding_tries`` starts).
@@ -147,7 +152,7 @@ def ground(
     for attempt in range(max(1, cfg.grounding_tries)):
         if trainee is not None:
             trainee.close()
-        trainee, _ = make_trainee(cfg, cfg.seed + attempt)
+        trainee, _ = make_trainee(cfg, cfg.seed + attempt, tower)
         accuracy = run_phase(trainee, phase, run, where_eval)
         if accuracy.get("relation", 0.0) >= cfg.grounding_bar:
             logger.info(
@@ -163,6 +168,24 @@ def ground(
     logger.warning("grounding never reached relation %.2f; going on with the last start", cfg.grounding_bar)
     assert trainee is not None
     return trainee, accuracy
+
+
+def looked(cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The seeing phase (``foveate.tiny_vlm.seeing``) on the start's vision tower: its trained weights, which
+    every start of the later phases begins from."""
+    trainee, processor = make_trainee(cfg, cfg.seed)
+    tower = trainee.model.model.vision_tower
+    see(
+        tower,
+        processor,
+        steps=cfg.seeing_steps,
+        lr=cfg.seeing_lr,
+        batch_size=cfg.seeing_batch_size,
+        seed=cfg.seed + 3,
+        device=cfg.device,
+    )
+    trainee.close()
+    return {k: v.detach().clone() for k, v in tower.state_dict().items()}
 
 
 def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
@@ -231,13 +254,14 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
         TimeRemainingColumn(),
     )
     accuracy: dict[str, float] = {}
+    tower = looked(cfg) if cfg.seeing_steps > 0 else None
     with Progress(*columns, disable=not progress) as bar:
         if cfg.grounding_epochs > 0:
             _, processor = make_llava(cfg.seed, SHAPE)
             run = Run(cfg, Batcher(processor), np.random.default_rng(cfg.seed), bar, progress, [])
-            trainee, accuracy = ground(cfg, run, grounding, eval_examples)
+            trainee, accuracy = ground(cfg, run, grounding, eval_examples, tower)
         else:
-            trainee, processor = make_trainee(cfg, cfg.seed)
+            trainee, processor = make_trainee(cfg, cfg.seed, tower)
             run = Run(cfg, Batcher(processor), np.random.default_rng(cfg.seed), bar, progress, [])
         phases = []
         if cfg.epochs > 0:

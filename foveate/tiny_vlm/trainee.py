@@ -48,8 +48,11 @@ class Trainee:
         self.model.set_attn_implementation(self.attention)
 
 
-def make_trainee(cfg: TrainConfig, seed: int) -> tuple[Trainee, Any]:
-    """A fresh model (random from ``seed``, or ``cfg.init``) with fresh probes, and its processor."""
+def make_trainee(
+    cfg: TrainConfig, seed: int, tower: dict[str, torch.Tensor] | None = None
+) -> tuple[Trainee, Any]:
+    """A fresh model (random from ``seed``, or ``cfg.init``; its vision tower's weights from ``tower`` when
+    given, e.g. after the seeing phase) with fresh probes, and its processor."""
     torch.manual_seed(seed)
     random.seed(seed)
     built, processor = make_llava(seed, SHAPE)
@@ -60,6 +63,8 @@ def make_trainee(cfg: TrainConfig, seed: int) -> tuple[Trainee, Any]:
         model = LlavaForConditionalGeneration.from_pretrained(cfg.init)
     elif cfg.position_scale > 0:
         init_vision_positions(model, cfg.position_scale)
+    if tower is not None:
+        model.model.vision_tower.load_state_dict(tower)
     model = model.to(cfg.device)
     probe = torch.nn.Linear(SHAPE.hidden, 1 + len(PATCH_COLOR_IDS)).to(cfg.device)
     position_probe = torch.nn.Linear(SHAPE.hidden, len(COLORS)).to(cfg.device)
