@@ -36,6 +36,7 @@ from foveate.memory import InsightHit, InsightKind, InsightMemory
 from foveate.vlm.base import VLM
 from foveate.vlm.types import VLMRequest
 from foveate.zoom import ZoomResult
+from foveate.zoom.experience import SearchExperience, SearchPrior, experience_of, prior_from
 
 __all__ = [
     "InsightDraft",
@@ -46,9 +47,11 @@ __all__ = [
     "extract_insights",
     "insights_prompt",
     "lessons_prompt",
+    "question_kind",
     "question_pattern",
     "recall",
     "remember",
+    "search_prior",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,8 @@ class Trajectory(BaseModel):
     probes: int = 0
     budget_exhausted: bool = False
     model_id: str = ""
+    experience: SearchExperience | None = None
+    """What the search measured (None: no search, or not known), stored with the run for search priors."""
 
     @classmethod
     def from_zoom(
@@ -99,6 +104,9 @@ class Trajectory(BaseModel):
             probes=result.probes,
             budget_exhausted=result.budget_exhausted,
             model_id=model_id,
+            experience=experience_of(result.visits, result.strategy, image_size, result.probes)
+            if result.visits
+            else None,
         )
 
     @property
@@ -308,6 +316,8 @@ def remember(
         feedback=trajectory.feedback,
         trace_summary=trajectory.summary(),
         model_id=trajectory.model_id,
+        question_kind=question_kind(trajectory.question, trajectory.cues),
+        experience=trajectory.experience.model_dump(mode="json") if trajectory.experience else None,
     )
     results = memory.add_many([d.text for d in drafts], [d.kind for d in drafts], run_id=run.id)
     return RememberResult(
@@ -329,6 +339,34 @@ def recall(
     """The insights most relevant to ``question``, best first; weak matches (cosine < ``min_score``) are
     left out, since an unrelated lesson in the prompt only distracts."""
     return memory.search(question, k, exclude_run_id=exclude_run_id, min_score=min_score)
+
+
+def question_kind(question: str, cues: Sequence[str]) -> str:
+    """The kind of question a run's experience is stored and recalled under: its pattern with the objects
+    generalised (``question_pattern``), lower-cased and with single spaces, so that the same wording about
+    other objects is the same kind."""
+    return " ".join(question_pattern(" ".join(question.split()), cues).lower().split())
+
+
+def search_prior(
+    memory: InsightMemory,
+    question: str,
+    cues: Sequence[str],
+    strategy: str,
+    *,
+    min_runs: int = 5,
+    limit: int = 200,
+) -> SearchPrior | None:
+    """The search prior for ``question`` from the experience of earlier runs of its kind (``prior_from``);
+    None when fewer than ``min_runs`` right runs of the kind searched with ``strategy``. Recalled by the
+    kind of question (a structured field), newest ``limit`` runs of this memory's namespace."""
+    runs = memory.run_log.experiences(question_kind(question, cues), limit=limit)
+    pairs = [
+        (SearchExperience.model_validate(r.experience), bool(r.correct))
+        for r in runs
+        if r.experience is not None and r.correct is not None
+    ]
+    return prior_from(pairs, strategy, min_runs=min_runs)
 
 
 def insights_prompt(hits: Sequence[InsightHit]) -> str:

@@ -601,7 +601,7 @@ def test_a_memory_from_before_namespaces_migrates_into_the_default_namespace(
     live = make_0001_memory(database)
     with open_memory(database, tmp_path, "default") as memory:
         with memory.store.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
             if is_sqlite(database):  # added in place: the table keeps AUTOINCREMENT (ids never reused)
                 sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'insights'")).scalar_one()
                 assert "AUTOINCREMENT" in sql

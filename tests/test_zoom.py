@@ -536,3 +536,63 @@ def test_the_tiny_presets_rules_scale_with_the_image() -> None:
     assert [ranks_by_existence(small, d) for d in (2, 3)] == [False, True]
     assert [ranks_by_existence(large, d) for d in (4, 5)] == [False, True]
     assert Fast().pop_limit(small) == 10 and Fast().pop_limit(large) == 12
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Search priors from experience (foveate.zoom.experience)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_the_prior_of_right_searches_asks_fewer_probes_and_finds_the_same_crop() -> None:
+    from foveate.zoom.experience import experience_of, prior_from
+
+    image, item = generate_scene(5, 0)
+    cues = wording_cues(item.question)
+    truth = [t.box for t in item.targets]
+    plain = _agent("zoomeye").run(image, item.question, item.options, cues=cues, truth=truth)
+    assert plain.grounding is not None and plain.grounding.holds_all
+    # what a memory says after five right runs like this one
+    seen = experience_of(plain.visits, "zoomeye", image.size, plain.probes)
+    prior = prior_from([(seen, True)] * 5, "zoomeye")
+    assert prior is not None and prior.rank_by in ("existence", "latent")
+    other = "latent" if prior.rank_by == "existence" else "existence"
+    primed = _agent("zoomeye").run(image, item.question, item.options, cues=cues, prior=prior, truth=truth)
+    assert primed.prior == prior and primed.prior_fallbacks == 0
+    assert primed.crops == plain.crops and primed.answer == plain.answer
+    alone = [v for v in primed.visits if v.confidence is None and v.depth >= prior.rank_from_depth]
+    assert alone and all(getattr(v, other) is None and getattr(v, prior.rank_by) is not None for v in alone)
+    assert all(v.depth >= prior.min_stop_depth for v in primed.visits if v.confidence is not None)
+    assert primed.probes < plain.probes
+
+
+def test_a_prior_that_points_nowhere_falls_back_to_the_plain_search() -> None:
+    from foveate.zoom.experience import SearchPrior
+
+    image, item = generate_scene(5, 0)
+    cues = wording_cues(item.question)
+    # no stop probe above depth 12 and one pop: the prior's search can find nothing
+    misleading = SearchPrior(min_stop_depth=12, max_pops=1)
+    plain = _agent("zoomeye").run(image, item.question, item.options, cues=cues)
+    primed = _agent("zoomeye").run(image, item.question, item.options, cues=cues, prior=misleading)
+    assert primed.prior_fallbacks == len(cues) and any("without it" in n for n in primed.notes)
+    assert primed.crops == plain.crops and primed.answer == plain.answer
+    # the fallback asks nothing the prior's search already asked: at most that one pop's probes more
+    assert primed.probes <= plain.probes + 8 * len(cues)
+
+
+def test_a_prior_without_early_answers_skips_fasts_early_stop() -> None:
+    from foveate.zoom.experience import SearchPrior
+
+    image, item = generate_scene(5, 0)
+    cues = wording_cues(item.question)
+    plain = _agent("fast").run(image, item.question, item.options, cues=cues)
+    primed = _agent("fast").run(
+        image,
+        item.question,
+        item.options,
+        cues=cues,
+        prior=SearchPrior(skip_early_stop=True, min_stop_depth=2),
+    )
+    assert any(v.depth == 0 and v.confidence is not None for v in plain.visits)
+    assert not any(v.depth < 2 and v.confidence is not None for v in primed.visits)
+    assert primed.crops == plain.crops and primed.probes < plain.probes

@@ -94,6 +94,10 @@ class RunRecord(BaseModel):
     trace_summary: str | None
     model_id: str
     created_at: datetime
+    question_kind: str | None = None
+    """The question's pattern ("what is the color of <object>"), by which experience is recalled."""
+    experience: dict[str, Any] | None = None
+    """What the run's search measured (``foveate.zoom.experience.SearchExperience``), when recorded."""
 
     @classmethod
     def from_row(cls, row: RunRow) -> RunRecord:
@@ -108,6 +112,8 @@ class RunRecord(BaseModel):
             trace_summary=row.trace_summary,
             model_id=row.model_id,
             created_at=aware(row.created_at),
+            question_kind=row.question_kind,
+            experience=json.loads(row.experience) if row.experience else None,
         )
 
 

@@ -5,6 +5,7 @@ A run log sees only its namespace's runs: another namespace's run is, to it, a r
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,8 +45,11 @@ class RunLog:
         feedback: str | None = None,
         trace_summary: str | None = None,
         model_id: str = "",
+        question_kind: str | None = None,
+        experience: dict[str, Any] | None = None,
     ) -> RunRecord:
-        """Store one answered question; ``image`` (anything ``load_image`` takes) is fingerprinted."""
+        """Store one answered question; ``image`` (anything ``load_image`` takes) is fingerprinted.
+        ``experience`` (JSON-ready) is what its search measured, recalled later by ``question_kind``."""
         if image is not None and image_sha256 is None:
             image_sha256 = image_fingerprint(image)
         row = RunRow(
@@ -58,6 +62,8 @@ class RunLog:
             trace_summary=trace_summary,
             model_id=model_id,
             created_at=utcnow(),
+            question_kind=question_kind[:255] if question_kind else None,
+            experience=json.dumps(experience) if experience is not None else None,
         )
         with self.store.writing() as (session, _revision):
             session.add(row)
@@ -83,6 +89,23 @@ class RunLog:
         with self.store.reading() as session:
             row = self.find(session, run_id)
             return RunRecord.from_row(row) if row is not None else None
+
+    def experiences(self, question_kind: str, *, limit: int = 200) -> list[RunRecord]:
+        """The newest ``limit`` runs of this kind of question whose search experience and outcome are both
+        known, newest first (what ``foveate.insights.search_prior`` turns into search priors)."""
+        query = (
+            select(RunRow)
+            .where(
+                RunRow.namespace == self.namespace,
+                RunRow.question_kind == question_kind[:255],
+                RunRow.experience.is_not(None),
+                RunRow.correct.is_not(None),
+            )
+            .order_by(RunRow.id.desc())
+            .limit(limit)
+        )
+        with self.store.reading() as session:
+            return [RunRecord.from_row(row) for row in session.scalars(query)]
 
     def runs(self) -> Iterator[RunRecord]:
         """Every run of this namespace, oldest first."""

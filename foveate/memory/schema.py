@@ -23,6 +23,7 @@ from sqlalchemy import (
     DateTime,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -79,8 +80,15 @@ class RunRow(Base):
     trace_summary: Mapped[str | None] = mapped_column(Text)
     model_id: Mapped[str] = mapped_column(String(255), nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    # What the run's search measured (JSON; foveate.zoom.experience reads it) and the kind of question it
+    # answered (its pattern: "what is the color of <object>"), by which experience is recalled.
+    question_kind: Mapped[str | None] = mapped_column(String(255))
+    experience: Mapped[str | None] = mapped_column(Text)
 
     insights: Mapped[list[InsightRow]] = relationship(back_populates="run", passive_deletes=True)
+
+
+Index("ix_runs_question_kind", RunRow.namespace, RunRow.question_kind)
 
 
 class InsightRow(Base):

@@ -31,6 +31,7 @@ from foveate.zoom.answering import Reply, answer_from, answer_reserve
 from foveate.zoom.config import Visit, ZoomConfig, ZoomResult
 from foveate.zoom.context import SearchContext
 from foveate.zoom.cues import parse_cues
+from foveate.zoom.experience import SearchPrior
 from foveate.zoom.meter import Meter, SearchStopped
 from foveate.zoom.planner import TEXT_TOKENS_PER_PROBE, plan_search, probe_visual_cost
 from foveate.zoom.search import ZoomStrategy
@@ -72,6 +73,7 @@ class ZoomAgent:
         answer: bool = True,
         truth: Sequence[Box] | None = None,
         watch: Callable[[int, int, Sequence[Visit]], None] | None = None,
+        prior: SearchPrior | Callable[[list[str]], SearchPrior | None] | None = None,
     ) -> ZoomResult:
         """Search (unless ``direct``) and answer. ``options``: score them; else generate free text.
 
@@ -85,6 +87,8 @@ class ZoomAgent:
         sees them.
         ``watch``: told (probes so far, tokens spent so far, views recorded since) after each probing call
         and each view recorded, for a live display.
+        ``prior``: what experience of this kind of question says (``foveate.zoom.experience``), or a function
+        of the cues that says it once they are known (``foveate.insights.search_prior`` reads a memory).
         """
         cfg = self.config
         chosen = self.strategies.get(strategy) if strategy is not None else self.strategy
@@ -103,6 +107,9 @@ class ZoomAgent:
         try:
             if chosen.lists_cues and cues is None:
                 cue_list = self.list_cues(img, question, ledger, meter)
+            ctx.prior = prior(cue_list) if callable(prior) else prior
+            if ctx.prior is not None and ctx.prior.changes:
+                notes.append(f"search prior from {ctx.prior.runs} runs: " + "; ".join(ctx.prior.reasons))
             chosen.search(ctx, question, cue_list)
         except SearchStopped as stop:
             exhausted = True
@@ -110,6 +117,8 @@ class ZoomAgent:
             best = ctx.best_visit()
             if best is not None and not ctx.found:
                 ctx.found.append(best)
+        if ctx.fallbacks:
+            notes.append(f"the prior found nothing for {ctx.fallbacks} cue(s); searched them without it")
         crops = [f.box for f in ctx.found if f.box != ctx.full]
         answer_box = ctx.answer_box(crops) if crops else None
         reply = (
@@ -136,6 +145,8 @@ class ZoomAgent:
             wall_s=time.perf_counter() - start,
             budget_exhausted=exhausted,
             notes=notes,
+            prior=ctx.prior,
+            prior_fallbacks=ctx.fallbacks,
         )
 
     def list_cues(

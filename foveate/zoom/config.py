@@ -8,6 +8,7 @@ from foveate.imaging.boxes import Box
 from foveate.imaging.grounding import Grounding
 from foveate.vlm.budget import TokenBudget, TokenUsage
 from foveate.vlm.prompts import ZoomPrompts
+from foveate.zoom.experience import SearchPrior
 
 __all__ = ["Visit", "ZoomConfig", "ZoomResult"]
 
@@ -115,3 +116,7 @@ class ZoomResult(BaseModel):
     overruns: list[str] = Field(default_factory=list)
     """Calls that spent more than they held (a server reporting more than its bound): the search stopped."""
     notes: list[str] = Field(default_factory=list)
+    prior: SearchPrior | None = None
+    """The search prior experience gave this question (``foveate.zoom.experience``), if any."""
+    prior_fallbacks: int = 0
+    """Cues the prior's search found nothing for, searched again without it."""

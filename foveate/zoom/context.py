@@ -19,6 +19,7 @@ from foveate.vlm.base import VLM, group_by_view
 from foveate.vlm.prompts import ZoomPrompts
 from foveate.vlm.types import RelevanceMap, YesNoResult
 from foveate.zoom.config import Visit, ZoomConfig
+from foveate.zoom.experience import SearchPrior
 from foveate.zoom.meter import Meter, SearchStopped
 
 __all__ = ["Found", "SearchContext", "region_box"]
@@ -47,6 +48,11 @@ class SearchContext:
     found: list[Found] = field(default_factory=list)
     """What the search has found so far, one entry per cue: the agent answers from it, also when a cap
     stops the search part way (strategies append to it, or replace it as a whole)."""
+    prior: SearchPrior | None = None
+    """What experience of this kind of question says (``foveate.zoom.experience``); strategies that know
+    priors follow it, and a cue it finds nothing for is searched again without it."""
+    fallbacks: int = 0
+    """Cue searches under the prior that found nothing and were searched again without it."""
     answered: dict[tuple[Box, str], float] = field(default_factory=dict)
     """Every probe answered so far in this search, by view box and prompt: asking again costs nothing, so a
     strategy may ask ahead (``fast`` asks a node's grandchildren in the same pass as its best child)."""

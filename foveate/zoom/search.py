@@ -85,6 +85,14 @@ class TreeSearch:
             )
             rank_by_stop = not single and ctx.prompts.rank_cues_by_stop
             outcome = self.search_cue(ctx, cue, stop_prompt, found, rank_by_stop)
+            if outcome is None and ctx.prior is not None and ctx.prior.changes:
+                # the prior pointed where nothing was found: the plain search, paying only for new probes
+                prior, ctx.prior = ctx.prior, None
+                ctx.fallbacks += 1
+                try:
+                    outcome = self.search_cue(ctx, cue, stop_prompt, found, rank_by_stop)
+                finally:
+                    ctx.prior = prior
             if outcome is not None:
                 outcome.cue = cue
                 found.append(outcome)
@@ -147,6 +155,10 @@ class TreeSearch:
         root = start or TreeNode(ctx.full, 0)
         max_depth = max(1, tree_depth(ctx.image.width, ctx.image.height, ctx.native_side, cfg.max_depth))
         max_pops = self.pop_limit(ctx)
+        prior = ctx.prior
+        if prior is not None and prior.max_pops is not None:
+            max_pops = prior.max_pops if max_pops is None else min(max_pops, prior.max_pops)
+        min_stop_depth = prior.min_stop_depth if prior is not None else 0
         known: dict[tuple[int, int, int, int], float] = {}  # stop-probe confidences already measured
         best: Found | None = None
 
@@ -179,6 +191,8 @@ class TreeSearch:
             pops += 1
             if node.box in known:
                 conf = known[node.box]
+            elif node.depth < min_stop_depth:
+                conf = -1.0  # experience: no answer ever came from this high up; expand without asking
             else:
                 ahead = self.ask_ahead(ctx, node, cue, stop_prompt, rank_by_stop)
                 conf = ctx.probe_ahead(node.box, stop_prompt, ahead)

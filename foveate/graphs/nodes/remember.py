@@ -9,6 +9,8 @@ from foveate.graphs.registry import NodeFn
 from foveate.graphs.services import Services
 from foveate.graphs.state import QAState, model_choice
 from foveate.insights import Trajectory, remember
+from foveate.zoom.config import Visit
+from foveate.zoom.experience import experience_of
 
 __all__ = ["remember_node", "trajectory_from_state"]
 
@@ -58,16 +60,20 @@ def trajectory_from_state(
     """What the run did, for insight extraction (correctness left unknown: the caller knows it)."""
     box = state.get("answer_box")
     scores = state.get("option_scores") or []
+    visits = [Visit.model_validate(v) for v in state.get("visits") or []]
+    strategy = state.get("strategy", "direct")
+    probes = int(state.get("probes") or 0)
     return Trajectory(
         question=state["question"],
         options=state.get("options") or [],
         answer=model_choice(state),
-        strategy=state.get("strategy", "direct"),
+        strategy=strategy,
         cues=state.get("cues") or [],
         image_size=image_size,
         answer_box=tuple(box) if box else None,  # type: ignore[arg-type]
         confidence=max(scores) if scores else None,
-        probes=int(state.get("probes") or 0),
+        probes=probes,
         budget_exhausted=bool(state.get("budget_exhausted")),
         model_id=model_id,
+        experience=experience_of(visits, strategy, image_size, probes) if visits else None,
     )

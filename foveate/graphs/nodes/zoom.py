@@ -13,6 +13,7 @@ from foveate.graphs.nodes.common import WATCH, NodeParams, question_ledger, say
 from foveate.graphs.registry import NodeFn
 from foveate.graphs.services import Services
 from foveate.graphs.state import QAState
+from foveate.insights import search_prior
 from foveate.zoom import ZoomConfig
 from foveate.zoom.config import Visit
 
@@ -28,6 +29,9 @@ class ZoomParams(NodeParams):
     max_probes: int | None = Field(default=None, ge=0)
     max_forward_passes: int | None = Field(default=None, ge=1)
     early_stop: bool = True
+    priors: bool = True
+    """With a memory: search with the priors the experience of earlier runs of this kind of question gives
+    (``foveate.zoom.experience``; none until enough of them are known to be right or wrong)."""
 
 
 def zoom_node(params: ZoomParams, services: Services) -> NodeFn:
@@ -55,6 +59,7 @@ def zoom_node(params: ZoomParams, services: Services) -> NodeFn:
         )
         image = services.image(state)
         cues = state.get("cues")
+        memory = services.memory if params.priors else None
         result = services.zoom_agent(config).run(
             image,
             state["question"],
@@ -62,6 +67,9 @@ def zoom_node(params: ZoomParams, services: Services) -> NodeFn:
             cues=cues,
             answer=False,
             watch=_progress_writer(),
+            prior=None
+            if memory is None
+            else lambda listed: search_prior(memory, state["question"], listed, strategy),
         )
         if result.probes == 0 and result.budget_exhausted and state.get("answer_box"):
             # no room for a single probe: keep what the earlier search found rather than forget it
@@ -76,6 +84,7 @@ def zoom_node(params: ZoomParams, services: Services) -> NodeFn:
         where = "the whole image" if result.answer_box is None else f"crop {list(result.answer_box)}"
         return {
             "strategy": strategy,
+            "cues": result.cues,  # listed by the search when the state had none: the run is stored with them
             "crops": crops,
             "answer_box": list(result.answer_box) if result.answer_box is not None else None,
             "probes": result.probes,

@@ -73,7 +73,7 @@ class Fast(TreeSearch):
         probes (a large target can be lost when the whole image is shrunk to the input, yet plain in a
         quarter of it). A search starting below the root (a later cue's, near the
         previous one) ranks the node's children in the same pass."""
-        if not ctx.config.early_stop:
+        if not ctx.config.early_stop or (ctx.prior is not None and ctx.prior.skip_early_stop):
             return []
         below = root.depth > 0
         ahead = self.ask_ahead(ctx, root, cue, stop_prompt, rank_by_stop) if below else []
@@ -261,6 +261,8 @@ class Fast(TreeSearch):
             stops = list(ranks)
         elif kind == "existence" and floor is not None and ranks[best] < floor:
             pass  # no child shows the cue: none is worth a stop probe (the queue moves on elsewhere)
+        elif ctx.prior is not None and kids[best].depth < ctx.prior.min_stop_depth:
+            pass  # experience: no answer came from this high up; its pop expands it without asking
         else:
             # The best child is popped next unless its stop probe fires, and its children are then ranked:
             # ask that ranking in the same pass as the stop probe (one pass per level instead of two; the

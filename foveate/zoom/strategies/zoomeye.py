@@ -32,10 +32,20 @@ class ZoomEye(TreeSearch):
         rank_by_stop: bool,
     ) -> Expansion:
         p = ctx.prompts
+        prior = ctx.prior
+        rank_by = prior.rank_by if prior is not None and kids[0].depth >= prior.rank_from_depth else None
+        pending: Expansion = []
+        if rank_by in ("existence", "latent"):
+            # experience: this probe alone led every right search of this kind of question
+            prompt = p.existence.format(o=cue) if rank_by == "existence" else p.latent.format(o=cue)
+            ranks = ctx.probe([k.box for k in kids], [[prompt]] * len(kids))
+            for kid, (rank,) in zip(kids, ranks, strict=True):
+                ctx.visit(cue, kid.box, kid.depth, None, priority=rank, **{rank_by: rank})
+                pending.append((rank, kid, None))
+            return pending
         scores = ctx.probe(
             [k.box for k in kids], [[p.existence.format(o=cue), p.latent.format(o=cue)]] * len(kids)
         )
-        pending: Expansion = []
         for kid, (e, lat) in zip(kids, scores, strict=True):
             prio = priority(e, lat, kid.depth, max_depth, p.bias)
             ctx.visit(cue, kid.box, kid.depth, None, existence=e, latent=lat, priority=prio)

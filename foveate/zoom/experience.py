@@ -1,0 +1,234 @@
+"""Search experience and the priors drawn from it: what a finished search measured, and how the next search
+of the same kind of question can spend fewer probes.
+
+ICAL's lesson is that abstracted experience makes later attempts cheaper; a lesson in the prompt helps only a
+model that reads it (docs/benchmarks/retrieval.md: the tiny VLM does not). Experience that reaches the
+*search* helps any model, because it is about the model's own probes on this kind of question:
+
+- ``SearchExperience`` (one per run, stored with the run by ``foveate.memory``): per cue, the tree depth the
+  search stopped at, the crop's share of the image and its place, the stop probe's confidence there, the pops
+  it took, and which ranking probes (existence, latent, relevance) put the path's node first at every level;
+  the probes spent. The outcome is the run's own (``correct``), known once ground truth or feedback is.
+- ``SearchPrior`` (``prior_from``, over the right and wrong runs of one kind of question): rank children by
+  one probe when it alone led every right search (half of ZoomEye's ranking probes), ask no stop probe above
+  the shallowest depth any right answer came from, skip ``fast``'s early stop when no right answer came from
+  the root or its children, and give up on the prior after a few more pops than any right search needed.
+
+A search under a prior that finds nothing falls back to the plain search (``TreeSearch.search``); the probes
+the prior's search asked stay answered (``SearchContext.answered``), so the fallback pays only for what it
+asks anew.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from foveate.imaging.boxes import Box
+
+if TYPE_CHECKING:  # config imports this module (ZoomResult.prior)
+    from foveate.zoom.config import Visit
+
+__all__ = ["CueExperience", "SearchExperience", "SearchPrior", "experience_of", "prior_from"]
+
+Probe = Literal["existence", "latent", "relevance"]
+_PROBES: tuple[Probe, ...] = ("existence", "latent", "relevance")
+
+
+class CueExperience(BaseModel):
+    """Where one cue's search stopped, and what led it there."""
+
+    model_config = ConfigDict(frozen=True)
+    cue: str
+    depth: int
+    """Tree depth of the node the search stopped at (0: the whole image)."""
+    share: float
+    """That node's share of the image's area."""
+    region: tuple[float, float, float, float]
+    """That node's box as fractions of the image's width and height (x0, y0, x1, y1)."""
+    stop_confidence: float
+    """The stop probe's confidence there (``2 * P(Yes) - 1``)."""
+    pops: int
+    """Stop probes the cue's search asked (the nodes it looked at as answers)."""
+    ranked: dict[str, list[int]] = Field(default_factory=dict)
+    """Per ranking probe: the depths at which it scored the path's node among its siblings."""
+    led: dict[str, list[int]] = Field(default_factory=dict)
+    """Per ranking probe: the depths at which it scored the path's node above every sibling (a tie is not
+    a lead: it would not have chosen that node)."""
+
+
+class SearchExperience(BaseModel):
+    """What one run's search measured (the outcome is the run's)."""
+
+    model_config = ConfigDict(frozen=True)
+    strategy: str
+    image_size: tuple[int, int]
+    probes: int
+    cues: list[CueExperience] = Field(default_factory=list)
+    """One per cue whose search looked at a node; empty for ``direct`` or a search stopped before any."""
+
+
+class SearchPrior(BaseModel):
+    """How experience changes the next search of the same kind of question (every field: no change)."""
+
+    model_config = ConfigDict(frozen=True)
+    rank_by: Probe | None = None
+    """Rank children from ``rank_from_depth`` on by this probe alone (the other ranking probe is not
+    asked)."""
+    rank_from_depth: int = 0
+    """The shallowest depth whose children ``rank_by`` ranks (above it, the strategy's own ranking)."""
+    min_stop_depth: int = 0
+    """No stop probe on nodes shallower than this (they are expanded without being asked)."""
+    skip_early_stop: bool = False
+    """``fast``: do not ask the root and its children whether they already answer."""
+    max_pops: int | None = None
+    """Pops per cue before the prior is given up and the plain search runs."""
+    runs: int = 0
+    """How many runs of this kind of question it was drawn from."""
+    reasons: list[str] = Field(default_factory=list)
+    """Why each change was made, in words (for traces and the page)."""
+
+    @property
+    def changes(self) -> bool:
+        return (
+            self.rank_by is not None
+            or self.min_stop_depth > 0
+            or self.skip_early_stop
+            or self.max_pops is not None
+        )
+
+
+def _contains(outer: Box, inner: Box) -> bool:
+    return outer[0] <= inner[0] and outer[1] <= inner[1] and outer[2] >= inner[2] and outer[3] >= inner[3]
+
+
+Depths = dict[str, list[int]]
+
+
+def _led(visits: Sequence[Visit], path: Sequence[Visit]) -> tuple[Depths, Depths]:
+    """For each ranking probe: the depths at which an expansion scored the path's node, and those at which
+    it scored it strictly above every sibling.
+
+    An expansion is a run of consecutive visits of one cue at one depth that carry ranking scores (the
+    children one pop ranked, in one pass)."""
+    groups: list[list[Visit]] = []
+    for v in visits:
+        if all(getattr(v, p) is None for p in _PROBES):
+            continue
+        if groups and groups[-1][-1].depth == v.depth and groups[-1][-1].order == v.order - 1:
+            groups[-1].append(v)
+        else:
+            groups.append([v])
+    ranked: Depths = {}
+    led: Depths = {}
+    for node in path:
+        for group in groups:
+            mine = [v for v in group if v.box == node.box]
+            if not mine or len(group) < 2:
+                continue
+            for probe in _PROBES:
+                score = getattr(mine[0], probe)
+                others = [getattr(v, probe) for v in group if v.box != node.box]
+                others = [o for o in others if o is not None]
+                if score is None or not others:
+                    continue
+                ranked.setdefault(probe, []).append(node.depth)
+                if score > max(others):
+                    led.setdefault(probe, []).append(node.depth)
+    return ranked, led
+
+
+def experience_of(
+    visits: Sequence[Visit], strategy: str, image_size: tuple[int, int], probes: int
+) -> SearchExperience:
+    """The experience of a finished search, from its visits (``ZoomResult.visits``, in order)."""
+    width, height = image_size
+    cues: list[CueExperience] = []
+    for cue in dict.fromkeys(v.cue for v in visits):
+        mine = [v for v in visits if v.cue == cue]
+        asked = [v for v in mine if v.confidence is not None]
+        if not asked:
+            continue
+        # where it stopped: the best stop confidence, the latest of equals (a search returns on its first hit)
+        stop = max(reversed(asked), key=lambda v: v.confidence or -1.0)
+        x0, y0, x1, y1 = stop.box
+        # the nodes from the root down to it, once each (a node is visited when ranked and when popped)
+        path = list({v.box: v for v in mine if _contains(v.box, stop.box)}.values())
+        ranked, led = _led(mine, path)
+        cues.append(
+            CueExperience(
+                cue=cue,
+                depth=stop.depth,
+                share=(x1 - x0) * (y1 - y0) / max(1, width * height),
+                region=(x0 / width, y0 / height, x1 / width, y1 / height),
+                stop_confidence=float(stop.confidence or 0.0),
+                pops=len(asked),
+                ranked=ranked,
+                led=led,
+            )
+        )
+    return SearchExperience(strategy=strategy, image_size=image_size, probes=probes, cues=cues)
+
+
+def prior_from(
+    experiences: Sequence[tuple[SearchExperience, bool]],
+    strategy: str,
+    *,
+    min_runs: int = 5,
+    lead_share: float = 0.9,
+    spare_pops: int = 2,
+) -> SearchPrior | None:
+    """A prior from ``(experience, right)`` pairs of one kind of question searched by ``strategy``; None when
+    fewer than ``min_runs`` right runs searched that way (too little to go on).
+
+    - ``rank_by`` / ``rank_from_depth``: the ranking probe that, from the shallowest depth on, scored the
+      path's node strictly first in at least ``lead_share`` of the right searches' rankings there (at least
+      ``min_runs`` of them); ZoomEye weighs latent more at shallow depths for this reason: existence is
+      unreliable where the object is too small to see;
+    - ``min_stop_depth``: the shallowest depth any right cue search stopped at;
+    - ``skip_early_stop``: that depth is 2 or more (the root and its children never answered);
+    - ``max_pops``: the most pops any right cue search took, plus ``spare_pops``.
+    Wrong runs are counted in ``runs`` but shape nothing: a prior copies what worked.
+    """
+    right = [e for e, ok in experiences if ok and e.strategy == strategy and e.cues]
+    if len(right) < min_runs:
+        return None
+    cues = [c for e in right for c in e.cues]
+    reasons: list[str] = []
+    rank_by: Probe | None = None
+    rank_from = 0
+    best_share = 0.0
+    for probe in _PROBES:
+        depths = sorted({d for c in cues for d in c.ranked.get(probe, [])})
+        for start in depths:  # the shallowest depth from which on this probe alone led
+            scored = sum(1 for c in cues for d in c.ranked.get(probe, []) if d >= start)
+            leads = sum(1 for c in cues for d in c.led.get(probe, []) if d >= start)
+            if scored >= min_runs and leads / scored >= lead_share:
+                if (
+                    rank_by is None
+                    or start < rank_from
+                    or (start == rank_from and leads / scored > best_share)
+                ):
+                    rank_by, rank_from, best_share = probe, start, leads / scored
+                break
+    if rank_by is not None:
+        reasons.append(
+            f"the {rank_by} probe alone ranked the path first from depth {rank_from} on in "
+            f"{best_share:.0%} of the right searches' rankings"
+        )
+    depth = min(c.depth for c in cues)
+    if depth > 0:
+        reasons.append(f"no right answer came from above depth {depth}")
+    max_pops = max(c.pops for c in cues) + spare_pops
+    reasons.append(f"right searches took at most {max_pops - spare_pops} pops")
+    return SearchPrior(
+        rank_by=rank_by,
+        rank_from_depth=rank_from,
+        min_stop_depth=depth,
+        skip_early_stop=depth >= 2,
+        max_pops=max_pops,
+        runs=len(experiences),
+        reasons=reasons,
+    )
