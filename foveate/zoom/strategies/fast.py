@@ -213,16 +213,22 @@ class Fast(TreeSearch):
         cfg, p = ctx.config, ctx.prompts
         ranked = sorted(range(len(kids)), key=lambda i: -masses[i])
         chosen = ranked[: cfg.top_children]
-        scores = ctx.probe(
-            [kids[i].box for i in chosen], [[stop_prompt, p.latent.format(o=cue)]] * len(chosen)
-        )
+        latent = p.latent.format(o=cue)
+        boxes = [kids[i].box for i in chosen]
+        stops: list[float | None] = [None] * len(chosen)
+        if ctx.prior is not None and kids[0].depth < ctx.prior.min_stop_depth:
+            # experience: no answer came from this high up, so no stop probe; the latent probe still ranks
+            latents = [lat for (lat,) in ctx.probe(boxes, [[latent]] * len(chosen))]
+        else:
+            both = ctx.probe(boxes, [[stop_prompt, latent]] * len(chosen))
+            stops, latents = [stop for stop, _ in both], [lat for _, lat in both]
         pending: Expansion = []
-        for i, (stop, lat) in zip(chosen, scores, strict=True):
-            prio = priority(stop, lat, kids[i].depth, max_depth, p.bias)
+        for i, stop, lat in zip(chosen, stops, latents, strict=True):
+            prio = lat if stop is None else priority(stop, lat, kids[i].depth, max_depth, p.bias)
             ctx.visit(cue, kids[i].box, kids[i].depth, stop, latent=lat, priority=prio, relevance=masses[i])
             pending.append((prio, kids[i], stop))
         rest = ranked[len(chosen) :]
-        best_latent = max(lat for _, lat in scores)
+        best_latent = max(latents)
         if rest and cfg.map_fallback is not None and best_latent < cfg.map_fallback:
             # the map's choice does not hold the cue: rank the rest by latent probes after all
             others = ctx.probe([kids[i].box for i in rest], [[p.latent.format(o=cue)]] * len(rest))
