@@ -113,7 +113,9 @@ def run_case(
     return case
 
 
-def paired(a: list[float], b: list[float], rng: np.random.Generator, ratio: bool) -> tuple[float, float, float]:
+def paired(
+    a: list[int] | list[bool], b: list[int] | list[bool], rng: np.random.Generator, ratio: bool
+) -> tuple[float, float, float]:
     """The paired statistic (mean(b) - mean(a), or mean(b) / mean(a)) and its 95% bootstrap interval."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     idx = rng.integers(0, len(x), size=(10_000, len(x)))
@@ -139,10 +141,10 @@ def page(cases: list[Case], args: argparse.Namespace, seconds: float) -> list[st
         f"seed {args.feed_seed} (searched plainly, scored, remembered with their search experience); the "
         f"{args.n} questions of seed {args.test_seed} are then searched twice by the same strategy, without "
         "and with the priors the memory gives (`foveate.insights.search_prior`; the memory is not fed during "
-        "the test). Intervals: 95% paired bootstrap over the test questions. `prior_from`'s settings (5 right "
-        "runs at least, a probe leading 90% of right searches, 2 spare pops) were chosen before any run and "
-        f"not tuned; seeds {TUNING_SEEDS[0]} and {TUNING_SEEDS[1]} are the zoom benchmark's tuning seeds and "
-        "are not used here.",
+        "the test). Intervals: 95% paired bootstrap over the test questions. `prior_from`'s settings (5 "
+        "right runs at least, a probe leading 90% of right searches, 2 spare pops) were chosen before any "
+        f"run and not tuned; seeds {TUNING_SEEDS[0]} and {TUNING_SEEDS[1]} are the zoom benchmark's tuning "
+        "seeds and are not used here.",
         "",
         "## Goals",
         "",
@@ -177,15 +179,16 @@ def page(cases: list[Case], args: argparse.Namespace, seconds: float) -> list[st
         "",
         "## Cases",
         "",
-        "| strategy | fed on | tested on | feed accuracy | accuracy without / with | probes / q without / with "
-        "| questions with a prior | fallbacks to the plain search |",
+        "| strategy | fed on | tested on | feed accuracy | accuracy without / with "
+        "| probes / q without / with | questions with a prior | fallbacks to the plain search |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for c, _, _ in rows:
         lines.append(
             f"| {c.strategy} | {c.feed} | {c.test} | {c.fed_right:.3f} | {np.mean(c.plain.right):.3f} / "
-            f"{np.mean(c.primed.right):.3f} | {np.mean(c.plain.probes):.1f} / {np.mean(c.primed.probes):.1f} | "
-            f"{c.primed.with_prior} / {len(c.primed.right)} | {c.primed.fallbacks} |"
+            f"{np.mean(c.primed.right):.3f} | {np.mean(c.plain.probes):.1f} / "
+            f"{np.mean(c.primed.probes):.1f} | {c.primed.with_prior} / {len(c.primed.right)} | "
+            f"{c.primed.fallbacks} |"
         )
     lines += ["", "What the priors said (questions whose prior gave each reason):", ""]
     for c, _, _ in rows:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from benchmarks import DEFAULT_WORLDS, parse_worlds, worlds_option, write_page
-from foveate.insights import Trajectory, insights_prompt, recall, remember
+from foveate.insights import DEFAULT_MIN_SCORE, Trajectory, insights_prompt, question_kind, recall, remember
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
 from foveate.synthetic import World, generate_scene
 from foveate.tiny_vlm import TINY_VLM_PATH, model_label
@@ -58,6 +58,10 @@ class WorldRun:
     merged: int = 0
     stored_insights: int = 0
     runs: int = 0
+    # cosine of each test question against every stored lesson, by whether the lesson's run asked the same
+    # kind of question (foveate.insights.question_kind) or another
+    same_kind: list[float] = field(default_factory=list)
+    other_kind: list[float] = field(default_factory=list)
 
 
 def run_world(
@@ -87,6 +91,15 @@ def run_world(
                 out.merged += len(stored.merged)
                 out.kinds.update(d.kind.value for d in stored.drafts)
                 continue
+            if index == feed:
+                lessons = list(memory.insights())
+                kinds = {r.id: r.question_kind for r in memory.runs()}
+                vectors = memory.embed([i.text for i in lessons])
+            scores = vectors @ memory.embed([item.question])[0]
+            kind = question_kind(item.question, wording_cues(item.question))
+            for lesson, score in zip(lessons, scores.tolist(), strict=True):
+                mine = lesson.run_id is not None and kinds.get(lesson.run_id) == kind
+                (out.same_kind if mine else out.other_kind).append(float(score))
             found = recall(memory, item.question, k=args.k)
             out.recalled.append(len(found))
             out.top_scores.append(found[0].score if found else float("nan"))
@@ -141,6 +154,31 @@ def world_section(name: str, run: WorldRun, args: argparse.Namespace) -> list[st
         a, b = hits[base]["all"], hits[f"{base} + insights"]["all"]
         low, high = paired_interval(a, b, rng)
         lines.append(f"| {base} | {np.mean(b) - np.mean(a):+.3f} | [{low:+.3f}, {high:+.3f}] |")
+    return [*lines, "", *floor_table(run)]
+
+
+def floor_table(run: WorldRun) -> list[str]:
+    """The cosine of test questions against lessons of their own kind and of other kinds, and what each
+    recall floor keeps of either (issue 24: the floor is chosen from these distributions)."""
+    same, other = np.asarray(run.same_kind), np.asarray(run.other_kind)
+    if not len(same) or not len(other):
+        return []
+    quantiles = (0.05, 0.25, 0.5, 0.75, 0.95)
+    lines = [
+        f"Recall floor: cosine of a test question against each stored lesson, {len(same)} pairs of the same "
+        f"kind of question and {len(other)} of another kind (quantiles), and the share of each a floor keeps "
+        f"(recall's default floor is {DEFAULT_MIN_SCORE}):",
+        "",
+        "| pairs | " + " | ".join(f"q{q * 100:.0f}" for q in quantiles) + " |",
+        "|---|" + "---|" * len(quantiles),
+        "| same kind | " + " | ".join(f"{np.quantile(same, q):.3f}" for q in quantiles) + " |",
+        "| other kind | " + " | ".join(f"{np.quantile(other, q):.3f}" for q in quantiles) + " |",
+        "",
+        "| floor | same kind kept | other kind kept |",
+        "|---|---|---|",
+    ]
+    for floor in (0.0, 0.1, 0.15, DEFAULT_MIN_SCORE, 0.25, 0.3, 0.4):
+        lines.append(f"| {floor:.2f} | {np.mean(same >= floor):.3f} | {np.mean(other >= floor):.3f} |")
     return [*lines, ""]
 
 

@@ -39,6 +39,7 @@ from foveate.zoom import ZoomResult
 from foveate.zoom.experience import SearchExperience, SearchPrior, experience_of, prior_from
 
 __all__ = [
+    "DEFAULT_MIN_SCORE",
     "InsightDraft",
     "RememberResult",
     "RuleInsightExtractor",
@@ -57,6 +58,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_INSIGHTS = 3
+#: Recall's similarity floor (MiniLM cosine of the question against a lesson). Chosen from the measured
+#: distributions of same-kind and other-kind question-lesson pairs (docs/benchmarks/retrieval.md).
+DEFAULT_MIN_SCORE = 0.2
 
 
 class Trajectory(BaseModel):
@@ -334,10 +338,10 @@ def recall(
     k: int = 3,
     *,
     exclude_run_id: int | None = None,
-    min_score: float | None = 0.2,
+    min_score: float | None = DEFAULT_MIN_SCORE,
 ) -> list[InsightHit]:
     """The insights most relevant to ``question``, best first; weak matches (cosine < ``min_score``) are
-    left out, since an unrelated lesson in the prompt only distracts."""
+    left out, since an unrelated lesson in the prompt only distracts (None: no floor)."""
     return memory.search(question, k, exclude_run_id=exclude_run_id, min_score=min_score)
 
 

@@ -10,14 +10,15 @@ from foveate.graphs.nodes.common import NodeParams, say
 from foveate.graphs.registry import NodeFn
 from foveate.graphs.services import Services
 from foveate.graphs.state import QAState
-from foveate.insights import recall
+from foveate.insights import DEFAULT_MIN_SCORE, recall
 
 __all__ = ["RecallParams", "recall_node"]
 
 
 class RecallParams(NodeParams):
     k: int = Field(default=3, ge=0, le=50)
-    min_score: float | None = Field(default=0.2, ge=-1.0, le=1.0)
+    min_score: float | None = Field(default=DEFAULT_MIN_SCORE, ge=-1.0, le=1.0)
+    """Leave out lessons less similar to the question than this (MiniLM cosine; None: no floor)."""
 
 
 def recall_node(params: RecallParams, services: Services) -> NodeFn:
