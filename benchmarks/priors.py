@@ -94,13 +94,8 @@ def run_case(
             image, item = _scene(args.test_seed, index, test)
             cues = wording_cues(item.question)
             plain = agent.run(image, item.question, item.options, cues=cues)
-            primed = agent.run(
-                image,
-                item.question,
-                item.options,
-                cues=cues,
-                prior=lambda listed, q=item.question: search_prior(memory, q, listed, strategy),
-            )
+            prior = search_prior(memory, item.question, cues, strategy)  # the cues are given here
+            primed = agent.run(image, item.question, item.options, cues=cues, prior=prior)
             for arm, result in ((case.plain, plain), (case.primed, primed)):
                 arm.right.append(result.answer == item.answer)
                 arm.probes.append(result.probes)
