@@ -75,8 +75,9 @@ class SearchPrior(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     rank_by: Probe | None = None
-    """Rank children from ``rank_from_depth`` on by this probe alone (the other ranking probe is not
-    asked)."""
+    """Rank children from ``rank_from_depth`` on by this probe alone: ``zoomeye`` asks no other ranking
+    probe; ``fast`` with ``relevance`` trusts the map and asks no latent probes when its choice looks
+    empty."""
     rank_from_depth: int = 0
     """The shallowest depth whose children ``rank_by`` ranks (above it, the strategy's own ranking)."""
     min_stop_depth: int = 0

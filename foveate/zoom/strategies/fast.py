@@ -229,7 +229,11 @@ class Fast(TreeSearch):
             pending.append((prio, kids[i], stop))
         rest = ranked[len(chosen) :]
         best_latent = max(latents)
-        if rest and cfg.map_fallback is not None and best_latent < cfg.map_fallback:
+        prior = ctx.prior
+        trusted = (
+            prior is not None and prior.rank_by == "relevance" and kids[0].depth >= prior.rank_from_depth
+        )
+        if rest and cfg.map_fallback is not None and best_latent < cfg.map_fallback and not trusted:
             # the map's choice does not hold the cue: rank the rest by latent probes after all
             others = ctx.probe([kids[i].box for i in rest], [[p.latent.format(o=cue)]] * len(rest))
             for i, (other,) in zip(rest, others, strict=True):
