@@ -596,3 +596,21 @@ def test_a_prior_without_early_answers_skips_fasts_early_stop() -> None:
     assert any(v.depth == 0 and v.confidence is not None for v in plain.visits)
     assert not any(v.depth < 2 and v.confidence is not None for v in primed.visits)
     assert primed.crops == plain.crops and primed.probes < plain.probes
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_a_prior_that_trusts_the_map_asks_no_latent_probes_on_the_rest(invert: bool) -> None:
+    from foveate.zoom.experience import SearchPrior
+
+    image, item = generate_scene(5, 1)
+    cues = wording_cues(item.question)
+    plain = _map_agent(map_oracle(invert=invert)).run(image, item.question, item.options, cues=cues)
+    trusting = SearchPrior(rank_by="relevance", rank_from_depth=0, max_pops=4)
+    primed = _map_agent(map_oracle(invert=invert)).run(
+        image, item.question, item.options, cues=cues, prior=trusting
+    )
+    if not invert:  # the map points at the targets: trusting it costs nothing and finds the same crops
+        assert primed.prior_fallbacks == 0 and primed.crops == plain.crops
+        assert primed.probes <= plain.probes
+    else:  # a map that points away: the trusting search finds nothing, and the plain search then does
+        assert primed.prior_fallbacks >= 1 and primed.crops == plain.crops
