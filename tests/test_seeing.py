@@ -78,3 +78,39 @@ def test_seeing_trains_the_tower_and_the_trainer_starts_from_it(tmp_path: Path) 
     # with no other phase, the saved tower is the seen one and everything else is the start's
     assert any(not torch.equal(plain[k], seen[k]) for k in vision)
     assert all(torch.equal(plain[k], seen[k]) for k in others)
+
+
+def test_the_binding_phase_trains_on_the_questions_where_shape_decides_only(tmp_path: Path) -> None:
+    import math
+
+    from foveate.tiny_vlm.recipe import TrainConfig, build_examples
+    from foveate.tiny_vlm.train import train
+
+    cfg = TrainConfig(
+        scenes=2,
+        eval_scenes=1,
+        epochs=0,
+        grounding_epochs=0,
+        focus_epochs=0,
+        binding_epochs=1,
+        focus_scenes=2,
+        focus_hard_fraction=1.0,
+        shape_questions=True,
+        batch_size=8,
+    )
+    result = train(cfg, tmp_path / "model", progress=False)
+    # the focusing scenes' examples, as train builds them
+    second = build_examples(
+        cfg.focus_scenes,
+        cfg.train_seed + 1,
+        cfg.seed + 2,
+        cfg.relation_repeats,
+        paired_probes=True,
+        context=(cfg.focus_context_min, cfg.focus_context_max),
+        hard_fraction=cfg.focus_hard_fraction,
+        shapes=cfg.shape_questions,
+        existence_repeats=cfg.existence_repeats,
+    )
+    deciding = [ex for ex in second if ex.kind in ("shape", "existence")]
+    assert 0 < len(deciding) < len(second) and {ex.kind for ex in deciding} == {"shape", "existence"}
+    assert result["steps"] == math.ceil(len(deciding) / cfg.batch_size)

@@ -113,6 +113,10 @@ class TrainConfig:
     existence_repeats: int = 1
     # The seeing phase before all others (``foveate.tiny_vlm.seeing``): the vision tower alone names each
     # patch's shape and colour on views drawn afresh every step; 0 steps skips it.
+    # A binding phase before focusing: only the questions where shape decides (shape questions, existence
+    # questions) of the focusing scenes, as grounding teaches left / right alone; 0 epochs skips it.
+    binding_epochs: int = 0
+    binding_lr: float = 1e-3
     seeing_steps: int = 0
     seeing_lr: float = 1e-3
     seeing_batch_size: int = 32

@@ -212,7 +212,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
             cfg.scenes, cfg.train_seed, cfg.seed, cfg.relation_repeats, cfg.paired_probes
         )
     second: list[Example] = []
-    if cfg.focus_epochs > 0:
+    if cfg.focus_epochs > 0 or cfg.binding_epochs > 0:
         # other scenes than the first phase's, so the second phase does not revisit memorised views
         second = build_examples(
             cfg.focus_scenes,
@@ -266,6 +266,9 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
         phases = []
         if cfg.epochs > 0:
             phases.append(Phase("training", first, cfg.epochs, cfg.lr, cfg.focus_weight))
+        if cfg.binding_epochs > 0:
+            binding = [ex for ex in second or first if ex.kind in ("shape", "existence")]
+            phases.append(Phase("binding", binding, cfg.binding_epochs, cfg.binding_lr, 0.0))
         if cfg.focus_epochs > 0:
             phases.append(Phase("focusing", second, cfg.focus_epochs, cfg.focus_lr, cfg.focus_phase_weight))
         for phase in phases:
