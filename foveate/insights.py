@@ -360,6 +360,7 @@ def search_prior(
     *,
     min_runs: int = 5,
     limit: int = 200,
+    spare_pops: int | None = 2,
 ) -> SearchPrior | None:
     """The search prior for ``question`` from the experience of earlier runs of its kind (``prior_from``);
     None when fewer than ``min_runs`` right runs of the kind searched with ``strategy``. Recalled by the
@@ -370,7 +371,7 @@ def search_prior(
         for r in runs
         if r.experience is not None and r.correct is not None
     ]
-    return prior_from(pairs, strategy, min_runs=min_runs)
+    return prior_from(pairs, strategy, min_runs=min_runs, spare_pops=spare_pops)
 
 
 def insights_prompt(hits: Sequence[InsightHit]) -> str:

@@ -179,7 +179,7 @@ def prior_from(
     *,
     min_runs: int = 5,
     lead_share: float = 0.9,
-    spare_pops: int = 2,
+    spare_pops: int | None = 2,
 ) -> SearchPrior | None:
     """A prior from ``(experience, right)`` pairs of one kind of question searched by ``strategy``; None when
     fewer than ``min_runs`` right runs searched that way (too little to go on).
@@ -222,8 +222,9 @@ def prior_from(
     depth = min(c.depth for c in cues)
     if depth > 0:
         reasons.append(f"no right answer came from above depth {depth}")
-    max_pops = max(c.pops for c in cues) + spare_pops
-    reasons.append(f"right searches took at most {max_pops - spare_pops} pops")
+    max_pops = None if spare_pops is None else max(c.pops for c in cues) + spare_pops
+    if max_pops is not None:
+        reasons.append(f"right searches took at most {max(c.pops for c in cues)} pops")
     return SearchPrior(
         rank_by=rank_by,
         rank_from_depth=rank_from,
