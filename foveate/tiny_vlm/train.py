@@ -35,6 +35,11 @@ The harder world (issue 28: saturated distractors, photograph / texture backgrou
 focusing scenes in it (grounding stays plain, on every training scene) and adds a dense shape probe. Its
 candidates meet the harder world's crop bars but not its existence AUROC (0.85-0.88 against 0.95), so the
 shipped weights stay the plain-world ones; runs, commands and readings: docs/benchmarks/fixture-notes.md.
+Two phases added for it, both off by default: *seeing* (``--seeing-steps``, ``foveate.tiny_vlm.seeing``:
+the vision tower alone names each patch's shape and colour on freshly drawn views, before all else) and
+*binding* (``--binding-epochs``: the shape and existence questions alone, before focusing). With them a
+candidate fine-tuned from the shipped weights meets every harder-world bar at n = 300 (AUROC 0.956) and
+misses the plain world's whole-image bar by 0.4 points; not shipped yet (fixture-notes, 2026-12-06).
 
 The parts: ``recipe`` (the shape, ``TrainConfig``, the examples and their batches), ``losses`` (the answer
 and focus losses, the held-out check), ``trainee`` (the model with its auxiliary probes, one batch's loss);
