@@ -19,7 +19,7 @@ from foveate.vlm.base import VLM, group_by_view
 from foveate.vlm.prompts import ZoomPrompts
 from foveate.vlm.types import RelevanceMap, YesNoResult
 from foveate.zoom.config import Visit, ZoomConfig
-from foveate.zoom.experience import SearchPrior
+from foveate.zoom.experience import Probe, SearchPrior
 from foveate.zoom.meter import Meter, SearchStopped
 
 __all__ = ["Found", "SearchContext", "region_box"]
@@ -79,6 +79,18 @@ class SearchContext:
             return None
         top = max(scored, key=lambda v: v.confidence or -1.0)
         return Found(top.box, float(top.confidence or 0.0))
+
+    # ------------------------------------------------------------------ the prior
+    def asks_stop(self, depth: int) -> bool:
+        """Whether a node at ``depth`` gets a stop probe: not above the prior's ``min_stop_depth`` (no right
+        answer of this kind of question came from that high up)."""
+        return self.prior is None or depth >= self.prior.min_stop_depth
+
+    def ranked_alone_by(self, depth: int) -> Probe | None:
+        """The probe that alone ranks children at ``depth`` (the prior's ``rank_by`` from its
+        ``rank_from_depth`` on), or None: the strategy's own ranking."""
+        prior = self.prior
+        return prior.rank_by if prior is not None and depth >= prior.rank_from_depth else None
 
     # ------------------------------------------------------------------ probing
     def probe(self, boxes: Sequence[Box], questions: Sequence[Sequence[str]]) -> list[list[float]]:

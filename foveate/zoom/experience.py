@@ -31,7 +31,7 @@ from foveate.imaging.boxes import Box
 if TYPE_CHECKING:  # config imports this module (ZoomResult.prior)
     from foveate.zoom.config import Visit
 
-__all__ = ["CueExperience", "SearchExperience", "SearchPrior", "experience_of", "prior_from"]
+__all__ = ["CueExperience", "Probe", "SearchExperience", "SearchPrior", "experience_of", "prior_from"]
 
 Probe = Literal["existence", "latent", "relevance"]
 _PROBES: tuple[Probe, ...] = ("existence", "latent", "relevance")

@@ -158,7 +158,6 @@ class TreeSearch:
         prior = ctx.prior
         if prior is not None and prior.max_pops is not None:
             max_pops = prior.max_pops if max_pops is None else min(max_pops, prior.max_pops)
-        min_stop_depth = prior.min_stop_depth if prior is not None else 0
         known: dict[tuple[int, int, int, int], float] = {}  # stop-probe confidences already measured
         best: Found | None = None
 
@@ -191,7 +190,7 @@ class TreeSearch:
             pops += 1
             if node.box in known:
                 conf = known[node.box]
-            elif node.depth < min_stop_depth:
+            elif not ctx.asks_stop(node.depth):
                 conf = -1.0  # experience: no answer ever came from this high up; expand without asking
             else:
                 ahead = self.ask_ahead(ctx, node, cue, stop_prompt, rank_by_stop)

@@ -216,7 +216,7 @@ class Fast(TreeSearch):
         latent = p.latent.format(o=cue)
         boxes = [kids[i].box for i in chosen]
         stops: list[float | None] = [None] * len(chosen)
-        if ctx.prior is not None and kids[0].depth < ctx.prior.min_stop_depth:
+        if not ctx.asks_stop(kids[0].depth):
             # experience: no answer came from this high up, so no stop probe; the latent probe still ranks
             latents = [lat for (lat,) in ctx.probe(boxes, [[latent]] * len(chosen))]
         else:
@@ -229,10 +229,8 @@ class Fast(TreeSearch):
             pending.append((prio, kids[i], stop))
         rest = ranked[len(chosen) :]
         best_latent = max(latents)
-        prior = ctx.prior
-        trusted = (
-            prior is not None and prior.rank_by == "relevance" and kids[0].depth >= prior.rank_from_depth
-        )
+        # experience: the map alone led the right searches from this depth on, so its choice is kept
+        trusted = ctx.ranked_alone_by(kids[0].depth) == "relevance"
         if rest and cfg.map_fallback is not None and best_latent < cfg.map_fallback and not trusted:
             # the map's choice does not hold the cue: rank the rest by latent probes after all
             others = ctx.probe([kids[i].box for i in rest], [[p.latent.format(o=cue)]] * len(rest))
@@ -271,7 +269,7 @@ class Fast(TreeSearch):
             stops = list(ranks)
         elif kind == "existence" and floor is not None and ranks[best] < floor:
             pass  # no child shows the cue: none is worth a stop probe (the queue moves on elsewhere)
-        elif ctx.prior is not None and kids[best].depth < ctx.prior.min_stop_depth:
+        elif not ctx.asks_stop(kids[best].depth):
             pass  # experience: no answer came from this high up; its pop expands it without asking
         else:
             # The best child is popped next unless its stop probe fires, and its children are then ranked:

@@ -32,8 +32,7 @@ class ZoomEye(TreeSearch):
         rank_by_stop: bool,
     ) -> Expansion:
         p = ctx.prompts
-        prior = ctx.prior
-        rank_by = prior.rank_by if prior is not None and kids[0].depth >= prior.rank_from_depth else None
+        rank_by = ctx.ranked_alone_by(kids[0].depth)
         pending: Expansion = []
         if rank_by in ("existence", "latent"):
             # experience: this probe alone led every right search of this kind of question
