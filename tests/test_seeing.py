@@ -83,8 +83,8 @@ def test_seeing_trains_the_tower_and_the_trainer_starts_from_it(tmp_path: Path) 
 def test_the_binding_phase_trains_on_the_questions_where_shape_decides_only(tmp_path: Path) -> None:
     import math
 
-    from foveate.tiny_vlm.recipe import TrainConfig, build_examples
-    from foveate.tiny_vlm.train import train
+    from foveate.tiny_vlm.recipe import TrainConfig
+    from foveate.tiny_vlm.train import focusing_examples, train
 
     cfg = TrainConfig(
         scenes=2,
@@ -99,18 +99,7 @@ def test_the_binding_phase_trains_on_the_questions_where_shape_decides_only(tmp_
         batch_size=8,
     )
     result = train(cfg, tmp_path / "model", progress=False)
-    # the focusing scenes' examples, as train builds them
-    second = build_examples(
-        cfg.focus_scenes,
-        cfg.train_seed + 1,
-        cfg.seed + 2,
-        cfg.relation_repeats,
-        paired_probes=True,
-        context=(cfg.focus_context_min, cfg.focus_context_max),
-        hard_fraction=cfg.focus_hard_fraction,
-        shapes=cfg.shape_questions,
-        existence_repeats=cfg.existence_repeats,
-    )
+    second = focusing_examples(cfg)
     deciding = [ex for ex in second if ex.kind in ("shape", "existence")]
     assert 0 < len(deciding) < len(second) and {ex.kind for ex in deciding} == {"shape", "existence"}
     assert result["steps"] == math.ceil(len(deciding) / cfg.batch_size)

@@ -193,6 +193,22 @@ def looked(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in tower.state_dict().items()}
 
 
+def focusing_examples(cfg: TrainConfig) -> list[Example]:
+    """The focusing scenes' examples (the binding phase's too): other scenes than the first phase's, so the
+    later phases do not revisit memorised views; paired probes and tighter crops."""
+    return build_examples(
+        cfg.focus_scenes,
+        cfg.train_seed + 1,
+        cfg.seed + 2,
+        cfg.relation_repeats,
+        paired_probes=True,
+        context=(cfg.focus_context_min, cfg.focus_context_max),
+        hard_fraction=cfg.focus_hard_fraction,
+        shapes=cfg.shape_questions,
+        existence_repeats=cfg.existence_repeats,
+    )
+
+
 def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
@@ -216,20 +232,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
         grounding = build_examples(
             cfg.scenes, cfg.train_seed, cfg.seed, cfg.relation_repeats, cfg.paired_probes
         )
-    second: list[Example] = []
-    if cfg.focus_epochs > 0 or cfg.binding_epochs > 0:
-        # other scenes than the first phase's, so the second phase does not revisit memorised views
-        second = build_examples(
-            cfg.focus_scenes,
-            cfg.train_seed + 1,
-            cfg.seed + 2,
-            cfg.relation_repeats,
-            paired_probes=True,
-            context=(cfg.focus_context_min, cfg.focus_context_max),
-            hard_fraction=cfg.focus_hard_fraction,
-            shapes=cfg.shape_questions,
-            existence_repeats=cfg.existence_repeats,
-        )
+    second = focusing_examples(cfg) if cfg.focus_epochs > 0 or cfg.binding_epochs > 0 else []
     # held-out scenes of both worlds, half each, when training sees the harder world
     paired_eval = cfg.paired_probes or cfg.focus_epochs > 0
     eval_hard = 0.5 if max(cfg.hard_fraction, cfg.focus_hard_fraction) > 0 else 0.0
