@@ -304,7 +304,8 @@ def _flag(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"give true or false, not {text!r}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_options(argv: list[str] | None = None) -> tuple[TrainConfig, Path]:
+    """The run's config and output folder from the command line (one option per ``TrainConfig`` field)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     defaults = TrainConfig()
     for name, value in vars(defaults).items():
@@ -312,14 +313,18 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
+    return TrainConfig(**{k: getattr(args, k) for k in vars(defaults)}), args.out
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg, out = parse_options(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = TrainConfig(**{k: getattr(args, k) for k in vars(defaults)})
-    result = train(cfg, args.out)
+    result = train(cfg, out)
     print(
         f"trained in {result['seconds']:.0f} s, {result['steps']} steps; "
         f"held-out accuracy {result['accuracy']}"
     )
-    print(f"saved to {args.out}")
+    print(f"saved to {out}")
 
 
 if __name__ == "__main__":

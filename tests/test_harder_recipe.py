@@ -1,0 +1,33 @@
+"""The shipped weights' recipe (``foveate.tiny_vlm.harder``): a chain of ``train`` runs that takes 88 minutes,
+so a mistyped option or a reused seed would surface only deep into a run. These check it without training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from foveate.evaluation.fixture import EVAL_SEEDS, TUNING_SEED
+from foveate.tiny_vlm.harder import STEPS, step_options
+from foveate.tiny_vlm.recipe import TrainConfig
+from foveate.tiny_vlm.train import parse_options
+
+
+def test_every_step_parses_and_starts_from_the_step_before(tmp_path: Path) -> None:
+    previous = tmp_path / "plain"
+    configs: list[TrainConfig] = []
+    for name, options in STEPS:
+        cfg, out = parse_options(step_options(previous, name, options, tmp_path))
+        assert cfg.init == str(previous) and out == tmp_path / name
+        # fine-tuning only: grounding and the plain training phase would start the language model over
+        assert cfg.grounding_epochs == 0 and cfg.epochs == 0
+        assert cfg.focus_hard_fraction == 0.7 and cfg.shape_questions
+        configs.append(cfg)
+        previous = out
+    assert configs[0].seeing_steps > 0 and all(c.seeing_steps == 0 for c in configs[1:])
+    assert sum(c.binding_epochs for c in configs) > 0
+
+
+def test_the_steps_draw_scenes_no_benchmark_reads() -> None:
+    seeds = [parse_options(options)[0].train_seed for _, options in STEPS]
+    assert len(set(seeds)) == len(seeds)
+    drawn = {s for seed in seeds for s in (seed, seed + 1)}  # a run draws its seed and the next
+    assert not drawn & {*EVAL_SEEDS, TUNING_SEED, 1000, 1001, 2000}
