@@ -52,7 +52,7 @@ bench: bench-fixture
 
 # The embedded tiny VLM: crop vs whole-image accuracy on 300 held-out scenes -> docs/benchmarks/fixture.md
 bench-fixture: setup
-	$(VENV)/bin/foveate bench fixture --n 300 --seed 7 --out docs/benchmarks/fixture.md
+	$(VENV)/bin/foveate bench fixture --n 300 --out docs/benchmarks/fixture.md
 
 # The abstention gates the embedded tiny VLM ships for its built-in workflows (its weights folder's
 # foveate_gates.json; Agent.from_defaults and `make demo` gate with them): each workflow's own answers to

@@ -69,6 +69,8 @@ CASES = [
     (["memory", "export", "", "--db", "mem.db"], "path is empty"),
     (["calibrate", "--workflow", "direct", "--db", "cal.db", "--synthetic", "2", "--seed", "-1"], "--seed"),
     (["bench", "fixture", "--n", "1", "--worlds", "", "--out", "fx.md"], "names no world"),
+    (["bench", "fixture", "--n", "1", "--seeds", "7,x", "--out", "fx.md"], "comma-separated non-negative"),
+    (["bench", "fixture", "--n", "1", "--seeds", "7,7", "--out", "fx.md"], "names a seed twice"),
     (["call", "p.png", "What?", "--max-new-tokens", "100000000"], "less than or equal to 32768"),
     (["call", "p.png", "What \udcff?"], "not valid UTF-8"),
     (["run", "p.png", "What?", "--no-memory", "--options", "r\udcffd,blue"], "not valid UTF-8"),

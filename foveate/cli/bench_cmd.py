@@ -61,9 +61,14 @@ def bench_fixture(
         "docs/benchmarks/fixture.md"
     ),
     n: Annotated[int, typer.Option("--n", min=1, help="Held-out scenes to measure on.")] = 300,
-    seed: Annotated[
-        int, typer.Option("--seed", min=0, help="Held-out scene seed (training uses 1000, 1001 and 2000).")
-    ] = 7,
+    seeds: Annotated[
+        str,
+        typer.Option(
+            "--seeds",
+            help="Comma-separated held-out scene seeds (training uses 1000, 1001, 2000 and 3000-9000; "
+            "7 chose among trained candidates).",
+        ),
+    ] = "17,27,37",
     model: ModelOpt = None,
     worlds: Annotated[
         str, typer.Option("--worlds", help="Comma-separated worlds to measure in (plain, hard).")
@@ -74,14 +79,30 @@ def bench_fixture(
     from foveate.synthetic import world_named
     from foveate.tiny_vlm import default_model_path
 
-    command = f"foveate bench fixture --n {n} --seed {seed}" + (f" --model {model}" if model else "")
+    command = f"foveate bench fixture --n {n}" + (f" --model {model}" if model else "")
+    if seeds != "17,27,37":
+        command += f" --seeds {seeds}"
     if worlds != "plain,hard":
         command += f" --worlds {worlds}"
     try:
+        seed_list = _seed_list(seeds)
         chosen = [world_named(w.strip()) for w in worlds.split(",") if w.strip()]
         if not chosen:
             raise ValueError(f"--worlds {worlds!r} names no world: give plain, hard or both")
-        write_fixture_report(Path(model) if model else default_model_path(), out, n, seed, command, chosen)
+        write_fixture_report(
+            Path(model) if model else default_model_path(), out, n, seed_list, command, chosen
+        )
     except (FoveateError, ValueError, ImportError) as exc:
         raise fail(exc) from None
     console.print(out.read_text())
+
+
+def _seed_list(text: str) -> list[int]:
+    """The seeds a comma-separated ``--seeds`` names: each a non-negative integer, none twice."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names or not all(name.isdigit() for name in names):
+        raise ValueError(f"--seeds {text!r}: give comma-separated non-negative integers, e.g. 17,27,37")
+    seeds = [int(name) for name in names]
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"--seeds {text!r} names a seed twice")
+    return seeds
