@@ -65,7 +65,7 @@ def bench_fixture(
         str,
         typer.Option(
             "--seeds",
-            help="Comma-separated held-out scene seeds (training uses 1000, 1001, 2000 and 3000-9000; "
+            help="Comma-separated held-out scene seeds (training uses 1000, 1001, 2000 and 3000-9001; "
             "7 chose among trained candidates).",
         ),
     ] = "17,27,37",

@@ -35,7 +35,7 @@ from foveate.vlm import TransformersVLM, VLMRequest
 
 SIZE_BINS = ((10, 20), (20, 40), (40, 61))
 
-#: The seeds the page reports on: not used in training (1000, 1001, 2000, 3000-9000 for the harder-world
+#: The seeds the page reports on: not used in training (1000, 1001, 2000, 3000-9001 for the harder-world
 #: phases) nor in choosing among candidates (7, the page's seed before these).
 EVAL_SEEDS = (17, 27, 37)
 TUNING_SEED = 7

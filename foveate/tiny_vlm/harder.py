@@ -7,7 +7,8 @@ to read it, *focusing* (70% of its scenes in the harder world) restores the othe
 probes. One ``train`` run cannot interleave binding and focusing rounds, hence the chain. Why each step:
 docs/benchmarks/fixture-notes.md (2026-12-06 entries, candidates S1-S5). On 2 CPU cores the chain takes
 about 88 minutes (S1 2634 s, of which seeing 1590 s; S2 611 s; S3 and S4 about 830 s each; S5 395 s),
-111 with the plain-world run: far from the issue's "about 30 minutes", said here rather than hidden.
+111 with the plain-world run; a rebuild on a slower machine took 133 minutes (7993 s, S1 3957 s). Far from
+the issue's "about 30 minutes", said here rather than hidden.
 
 Every step is seeded (``--train-seed`` draws its scenes; the seeds 3000-9001 are used by no benchmark).
 """
