@@ -67,9 +67,10 @@ calibrate-fixture: setup
 docs/web_page.png: setup
 	FOVEATE_SCREENSHOT=$@ $(PY) -m pytest -q tests/test_web_page.py
 
-# Re-train the embedded tiny VLM on CPU (seeded; writes foveate/tiny_vlm/weights)
+# Re-train the embedded tiny VLM on CPU (seeded; writes foveate/tiny_vlm/weights): the plain-world run,
+# then the five harder-world runs (about 2 hours on 2 cores); then `make calibrate-fixture`
 train-fixture: setup
-	$(PY) -m foveate.tiny_vlm.train
+	$(PY) -m foveate.tiny_vlm.harder
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -54,7 +54,9 @@ def test_feedback_writes_lessons_and_feeds_the_drift_monitor(
         (run,) = memory.runs()
         assert run.correct is False and run.answer == answer.option
         assert len(memory) >= 1 and all(i.run_id == run.id for i in memory.insights())
-        assert agent.monitor is not None and agent.monitor.status().seen == (0 if answer.abstained else 1)
+        # a selective gate's monitor counts every judged question: covered unless answered and wrong
+        assert agent.monitor is not None and agent.monitor.status().seen == 1
+        assert agent.monitor.status().covered == (1 if answer.abstained else 0)
         seen, lessons = agent.monitor.status().seen, len(memory)
         agent.feedback(answer.run_id, answer=wrong, note="said twice")  # the same outcome again
         assert agent.monitor.status().seen == seen and len(memory) == lessons
@@ -90,7 +92,7 @@ def test_a_question_without_an_image_is_refused(vlm: TransformersVLM) -> None:
 
 
 def test_truth_boxes_say_whether_the_answer_crop_held_the_targets(vlm: TransformersVLM) -> None:
-    image, item = generate_scene(7, 0)
+    image, item = generate_scene(7, 2)  # a scene whose search settles on a crop (on scene 0: the whole image)
     truth = [list(t.box) for t in item.targets]
     far = (
         [[0, 0, 4, 4]]

@@ -226,6 +226,10 @@ def test_shipped_gates_are_written_replaced_and_picked_by_key(tmp_path: Path) ->
     write_gates(tmp_path, [newer])
     assert read_gates(tmp_path) == [b, newer]
     assert pick_gate(read_gates(tmp_path), _key(), "crc") == (newer, [])
+    retrained = calibrate_gate(_scores(70, seed=9), 0.1, "crc", key=_key(model_fingerprint="sha256:bb"))
+    write_gates(tmp_path, [retrained])  # new weights: the old weights' gates can never be picked again
+    assert read_gates(tmp_path) == [retrained]
+    write_gates(tmp_path, [a, b])
     none, why = pick_gate(read_gates(tmp_path), _key(workflow="full", strategy="zoomeye"), "crc")
     assert none is None and why == ["strategy: calibrated for 'fast', asked with 'zoomeye'"]
     (tmp_path / GATES_FILE).write_text("[{]")

@@ -84,7 +84,11 @@ def test_quickstart(tmp_path: Path) -> None:
     visual = int(line(out, "tokens: ").split()[0])
     assert visual > 0
     trace = [x.strip().split(":")[0] for x in out.split("trace:\n")[1].splitlines() if x.startswith("  ")]
-    assert trace == ["perceive", "recall", "zoom", "reason", "judge", "abstain", "remember"]
+    # the judge may send the search back for a second look (zoom, reason, judge again) before the end
+    assert trace[:5] == ["perceive", "recall", "zoom", "reason", "judge"], trace
+    assert trace[-2:] == ["abstain", "remember"], trace
+    looks = len(trace[5:-2]) // 3
+    assert trace[5:-2] == ["zoom", "reason", "judge"] * looks, trace
     assert "feedback: the right answer is" in out
     # the memory went where FOVEATE_MEMORY_DB points, and the run carries the feedback
     with sqlite3.connect(tmp_path / "memory.db") as db:

@@ -42,7 +42,9 @@ def test_every_builtin_workflow_runs_end_to_end(
 ) -> None:
     with InsightMemory.open(tmp_path / "memory.db", embedder=minilm) as memory:
         flow = Workflow(name, Services(vlm=vlm, memory=memory, calibration=ANSWER_ALL), image_cache=tmp_path)
-        run = scene_input(0)
+        # scene 2: the embedded model's search settles on a crop there (on scene 0, since the weights of
+        # issue 28, it settles on the whole image, and ``out.crops`` would be empty by right)
+        run = scene_input(2)
         events = list(flow.stream(run))
         out = flow.output(events[0].run_id)
         nodes = [e.node for e in events]

@@ -5,13 +5,18 @@ world the model must answer attribute and relation questions from the crop aroun
 90% of the time, and do much worse on the whole image (the gap zoom search exists to close); its
 existence probe must separate a present target from an absent object on crops.
 
-The harder world (``foveate.synthetic.HARD``) is measured in docs/benchmarks/fixture.md, not held to a
-bar here: the shipped weights were trained in the plain world only (docs/benchmarks/fixture-notes.md).
+In the harder world (``foveate.synthetic.HARD``: saturated distractors, photograph and texture
+backgrounds) the same must hold with some slack under the page's bars (docs/benchmarks/fixture.md: crop
+0.90, whole 0.50, AUROC 0.95 on 900 scenes), because 100 scenes of one seed are a noisier reading: crop at
+least 0.85 in each category, whole at most 0.55, existence AUROC at least 0.92. Weights that learned only
+"name the most saturated colour" (those shipped before the harder world) fail it: crop 0.83 on
+photograph backgrounds in issue 28's trial.
 """
 
 from __future__ import annotations
 
 from foveate.evaluation.fixture import evaluate_fixture
+from foveate.synthetic import HARD
 from foveate.tiny_vlm import TINY_VLM_PATH, tiny_vlm_available
 from foveate.vlm import TransformersVLM
 
@@ -33,3 +38,13 @@ def test_shipped_weights_see_small_targets_only_when_zoomed() -> None:
     relation_crop, _, _ = report.by_category["relation"]
     assert relation_crop >= 0.90, report
     assert report.existence_auroc >= 0.95, report
+
+
+def test_shipped_weights_see_by_shape_and_colour_in_the_harder_world() -> None:
+    vlm = TransformersVLM(TINY_VLM_PATH)
+    report = evaluate_fixture(vlm, n=100, seed=11, world=HARD)
+    for category in ("attribute", "relation"):
+        crop, _, n = report.by_category[category]
+        assert n == 50 and crop >= 0.85, (category, report)
+    assert report.whole_accuracy <= 0.55, report
+    assert report.existence_auroc >= 0.92, report

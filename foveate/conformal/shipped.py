@@ -36,15 +36,21 @@ def read_gates(folder: str | os.PathLike[str]) -> list[AnswerGate]:
 
 
 def write_gates(folder: str | os.PathLike[str], gates: list[AnswerGate]) -> Path:
-    """Add ``gates`` to the folder's file (a gate with the same key, alpha and method is replaced);
-    written atomically."""
+    """Add ``gates`` to the folder's file (a gate with the same key, alpha and method is replaced, and so is
+    every gate made for other weights: the folder holds only the new ones, whose fingerprint no gate for
+    the old could match again); written atomically."""
     path = Path(folder) / GATES_FILE
 
     def ident(g: AnswerGate) -> tuple[str, float, str]:
         return (g.key.sha256() if g.key else "", g.alpha, g.method)
 
     new = {ident(g) for g in gates}
-    kept = [g for g in read_gates(folder) if ident(g) not in new] + list(gates)
+    weights = {g.key.model_fingerprint for g in gates if g.key is not None}
+    kept = [
+        g
+        for g in read_gates(folder)
+        if ident(g) not in new and (g.key is None or not weights or g.key.model_fingerprint in weights)
+    ] + list(gates)
     text = "[\n" + ",\n".join(g.to_json() for g in kept) + "\n]\n"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(text, encoding="utf-8")
