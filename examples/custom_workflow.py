@@ -51,7 +51,7 @@ def main() -> None:
     # 3. Run it. `workflow=` takes a built-in name (direct, zoom, full), a YAML path or a WorkflowSpec.
     vlm = load_vlm()  # the embedded tiny VLM, on the CPU
     with Agent(vlm, workflow=path, memory=None) as agent:
-        for index in (4,):  # add more scenes here; in scene 4 the first search is unsure: the judge retries
+        for index in (0,):  # add more scenes here; in scene 0 the first search is unsure: the judge retries
             image, item = generate_scene(seed=7, index=index)
             print(f"\nQ: {item.question} {item.options}")
             run_id = None

@@ -614,3 +614,17 @@ def test_a_prior_that_trusts_the_map_asks_no_latent_probes_on_the_rest(invert: b
         assert primed.probes <= plain.probes
     else:  # a map that points away: the trusting search finds nothing, and the plain search then does
         assert primed.prior_fallbacks >= 1 and primed.crops == plain.crops
+
+
+@pytest.mark.parametrize("writes", [True, False])
+def test_a_search_without_cues_asks_the_model_for_them_only_if_it_writes(writes: bool) -> None:
+    """The `zoom` workflow has no perceive node: the search lists the cues itself. A model that cannot write
+    (the tiny VLM) once answered the cue-listing prompt with a colour and the search looked for that."""
+    image, item = generate_scene(7, 0)
+    vlm = ScriptedVLM(generate=lambda images, prompt: "yellow", profile=VLMProfile.unknown(writes=writes))
+    result = ZoomAgent(vlm, ZoomConfig(strategy="fast", max_probes=10)).run(
+        image, item.question, item.options
+    )
+    assert item.question == "What is the color of the square?"
+    assert result.cues == (["yellow"] if writes else ["square"])
+    assert vlm.calls["generate"] == (1 if writes else 0)

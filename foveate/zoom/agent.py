@@ -30,7 +30,7 @@ from foveate.vlm.types import VLMRequest
 from foveate.zoom.answering import Reply, answer_from, answer_reserve
 from foveate.zoom.config import Visit, ZoomConfig, ZoomResult
 from foveate.zoom.context import SearchContext
-from foveate.zoom.cues import parse_cues
+from foveate.zoom.cues import parse_cues, wording_cues
 from foveate.zoom.experience import SearchPrior
 from foveate.zoom.meter import Meter, SearchStopped
 from foveate.zoom.planner import TEXT_TOKENS_PER_PROBE, plan_search, probe_visual_cost
@@ -77,7 +77,9 @@ class ZoomAgent:
     ) -> ZoomResult:
         """Search (unless ``direct``) and answer. ``options``: score them; else generate free text.
 
-        ``cues``: the objects to look for; ``None`` asks the model to list them (one generation).
+        ``cues``: the objects to look for; ``None`` asks the model to list them (one generation), or, for a
+        model that cannot write (the embedded tiny VLM), reads them off the question's wording
+        (``wording_cues``; none: the question is searched for as a whole), as the perceive node does.
         ``strategy``: another registered strategy than the config's, for this question.
         ``context``: text for the answering call only (a system message), e.g. recalled insights; the
         search's probes never see it, so that their confidences stay comparable across runs.
@@ -106,7 +108,14 @@ class ZoomAgent:
         cue_list = list(cues) if cues is not None else []
         try:
             if chosen.lists_cues and cues is None:
-                cue_list = self.list_cues(img, question, ledger, meter)
+                # A model that cannot write answers a cue-listing prompt with one of its trained words: the
+                # shipped tiny VLM said "yellow" for "What is the color of the square?" (seed 7, scene 0),
+                # and the `zoom` workflow, which has no perceive node, searched for that (issue 28 notes).
+                cue_list = (
+                    self.list_cues(img, question, ledger, meter)
+                    if self.vlm.profile.writes
+                    else wording_cues(question)
+                )
             ctx.prior = prior(cue_list) if callable(prior) else prior
             if ctx.prior is not None and ctx.prior.changes:
                 notes.append(f"search prior from {ctx.prior.runs} runs: " + "; ".join(ctx.prior.reasons))
