@@ -108,14 +108,7 @@ class ZoomAgent:
         cue_list = list(cues) if cues is not None else []
         try:
             if chosen.lists_cues and cues is None:
-                # A model that cannot write answers a cue-listing prompt with one of its trained words: the
-                # shipped tiny VLM said "yellow" for "What is the color of the square?" (seed 7, scene 0),
-                # and the `zoom` workflow, which has no perceive node, searched for that (issue 28 notes).
-                cue_list = (
-                    self.list_cues(img, question, ledger, meter)
-                    if self.vlm.profile.writes
-                    else wording_cues(question)
-                )
+                cue_list = self.question_cues(img, question, ledger, meter)
             ctx.prior = prior(cue_list) if callable(prior) else prior
             if ctx.prior is not None and ctx.prior.changes:
                 notes.append(f"search prior from {ctx.prior.runs} runs: " + "; ".join(ctx.prior.reasons))
@@ -157,6 +150,17 @@ class ZoomAgent:
             prior=ctx.prior,
             prior_fallbacks=ctx.fallbacks,
         )
+
+    def question_cues(
+        self, image: Image.Image, question: str, ledger: TokenLedger, meter: Meter | None = None
+    ) -> list[str]:
+        """The objects ``question`` needs: the model's own list when it writes, else its wording's."""
+        # A model that cannot write answers a cue-listing prompt with one of its trained words: the shipped
+        # tiny VLM said "yellow" for "What is the color of the square?" (seed 7, scene 0), and the `zoom`
+        # workflow, which has no perceive node, searched for that (issue 28 notes).
+        if self.vlm.profile.writes:
+            return self.list_cues(image, question, ledger, meter)
+        return wording_cues(question)
 
     def list_cues(
         self, image: Image.Image, question: str, ledger: TokenLedger, meter: Meter | None = None

@@ -40,8 +40,8 @@ def perceive_node(params: PerceiveParams, services: Services) -> NodeFn:
             return {"cues": cues, "budget_exhausted": True, "messages": say("perceive", str(exc))}
         update: dict[str, Any] = {}
         try:
-            if services.cue_source is None and writer:
-                cues = services.zoom_agent(ZoomConfig()).list_cues(image, question, ledger)
+            if services.cue_source is None:
+                cues = services.zoom_agent(ZoomConfig()).question_cues(image, question, ledger)
             if params.probe_root:
                 result = services.vlm.yes_probability(
                     VLMRequest.from_prompt(prompts.answering.format(q=question), images=[image]), ledger
