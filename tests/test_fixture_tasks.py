@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from foveate.synthetic import generate_scene
+from foveate.synthetic import HARD, generate_scene
 from foveate.testing.tiny_models import make_llava
 from foveate.tiny_vlm.losses import answer_loss, focus_loss
 from foveate.tiny_vlm.recipe import SHAPE, Batcher, TrainConfig, build_examples
 from foveate.tiny_vlm.tasks import (
     COLOR_IDS,
     VISIBLE_PIXELS,
+    NodeViews,
     answerable,
     examples_for_scene,
     findable,
@@ -79,6 +80,28 @@ def test_paired_probes_ask_about_the_target_and_an_absent_object() -> None:
     asked_target = [e for e in crops if any(f"a {n} in" in e.question for n in names)]
     assert asked_target and len(crops) > len(asked_target)  # both kinds of question on the crops
     assert all(e.answer == "No" for e in crops if e not in asked_target)
+
+
+def test_node_views_set_how_many_tree_nodes_and_which_probes_they_ask() -> None:
+    image, item = generate_scene(5, 1, world=HARD)
+    default = list(sample_views(image, item, np.random.default_rng(0), 128))
+    assert default == list(sample_views(image, item, np.random.default_rng(0), 128, nodes=NodeViews()))
+    nodes = NodeViews(count=6, toward=0.0, min_depth=3, existence=True)
+    views = list(sample_views(image, item, np.random.default_rng(0), 128, nodes=nodes))
+    assert len(views) == len(default) + 3
+    full = image.width * image.height
+    for x0, y0, x1, y1 in views[1:7]:  # three levels down at least: a 64th of the image at most
+        assert (x1 - x0) * (y1 - y0) <= full / 64 + image.width + image.height
+
+    def existence_questions(node_existence: bool) -> int:
+        asked = NodeViews(count=6, toward=0.0, min_depth=3, existence=node_existence)
+        examples = examples_for_scene(image, item, np.random.default_rng(0), 128, paired=True, nodes=asked)
+        return sum(e.kind == "existence" for e in examples)
+
+    # one on the whole image, a pair on each of the four crops, and with ``existence`` a pair on each node
+    # (the target and an absent object), else one
+    assert existence_questions(True) == 1 + 4 * 2 + 6 * 2
+    assert existence_questions(False) == 1 + 4 * 2 + 6
 
 
 def test_focus_mask_covers_the_object_and_its_centre_patch() -> None:

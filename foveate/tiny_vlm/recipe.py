@@ -20,6 +20,7 @@ from foveate.tiny_vlm.tasks import (
     LATENT,
     SIDE,
     Example,
+    NodeViews,
     examples_for_scene,
 )
 
@@ -120,6 +121,12 @@ class TrainConfig:
     seeing_steps: int = 0
     seeing_lr: float = 1e-3
     seeing_batch_size: int = 32
+    # The image-tree nodes of each focusing scene (``foveate.tiny_vlm.tasks.NodeViews``): how many, the share
+    # walked toward a target, the shallowest depth, and whether existence is asked on them too.
+    node_views: int = 3
+    node_toward: float = 0.7
+    node_min_depth: int = 1
+    node_existence: bool = False
 
 
 def hard_scene(index: int, fraction: float) -> bool:
@@ -144,6 +151,7 @@ def build_examples(
     hard_fraction: float = 0.0,
     shapes: bool = False,
     existence_repeats: int = 1,
+    nodes: NodeViews | None = None,
 ) -> list[Example]:
     """Examples from ``n_scenes`` scenes (``hard_fraction`` of them in the harder world); relation examples
     appear ``relation_repeats`` times, the harder world's existence examples ``existence_repeats`` times."""
@@ -153,7 +161,14 @@ def build_examples(
         world = HARD if hard_scene(index, hard_fraction) else PLAIN
         image, item = generate_scene(scene_seed, index, world=world)
         for example in examples_for_scene(
-            image, item, rng, IMAGE_SIZE, paired=paired_probes, context=context, shape_questions=shapes
+            image,
+            item,
+            rng,
+            IMAGE_SIZE,
+            paired=paired_probes,
+            context=context,
+            shape_questions=shapes,
+            nodes=nodes or NodeViews(),
         ):
             repeats = relation_repeats if example.kind == "relation" else 1
             if example.kind == "existence" and example.world != "plain":

@@ -132,24 +132,40 @@ def render_view(image: Image.Image, view: Box, image_size: int) -> Image.Image:
     return image.crop(view).resize((image_size, image_size), Image.Resampling.BICUBIC)
 
 
+@dataclass(frozen=True)
+class NodeViews:
+    """The image-tree nodes a scene's examples are asked on: the views a zoom search probes."""
+
+    count: int = 3
+    """Nodes per scene."""
+    toward: float = 0.7
+    """The share walked down toward a target (the rest take random children: the target is elsewhere)."""
+    min_depth: int = 1
+    """The shallowest node; the deepest is 4 levels down (or the first at most the model's input)."""
+    existence: bool = False
+    """Paired probes also ask existence on these nodes (about the target and an absent object), not latent
+    alone: a search's existence probe ranks nodes of up to two native sides, not target crops."""
+
+
 def sample_views(
     image: Image.Image,
     item: SceneItem,
     rng: np.random.Generator,
     image_size: int,
     context: tuple[float, float] = (1.5, 6.0),
+    nodes: NodeViews = NodeViews(),
 ) -> Iterator[Box]:
-    """The whole image, three image-tree nodes (mostly on the path to a target), four target crops.
+    """The whole image, ``nodes.count`` image-tree nodes (mostly on the path to a target), four target crops.
 
     A crop's side is ``context`` (drawn uniformly from the range) times the targets' union box, at least
     ``image_size``.
     """
     full: Box = (0, 0, image.width, image.height)
     yield full
-    for _ in range(3):
+    for _ in range(nodes.count):
         view = full
-        depth = int(rng.integers(1, 5))
-        toward = item.targets[int(rng.integers(len(item.targets)))] if rng.random() < 0.7 else None
+        depth = int(rng.integers(nodes.min_depth, 5))
+        toward = item.targets[int(rng.integers(len(item.targets)))] if rng.random() < nodes.toward else None
         for _ in range(depth):
             children = tree_children(view)
             on_path = [c for c in children if toward is not None and findable(toward, c)]
@@ -380,19 +396,26 @@ def examples_for_scene(
     paired: bool = False,
     context: tuple[float, float] = (1.5, 6.0),
     shape_questions: bool = False,
+    nodes: NodeViews = NodeViews(),
 ) -> list[Example]:
-    """Examples for the views of :func:`sample_views`: the whole image, three tree nodes, four crops.
+    """Examples for the views of :func:`sample_views`: the whole image, ``nodes``' tree nodes, four crops.
 
     ``paired``: tree nodes ask the latent probe about the target *and* an absent object, crops ask both
     existence probes (otherwise one of each at random). ``context``: see :func:`sample_views`.
     """
     examples = []
-    for index, view in enumerate(sample_views(image, item, rng, image_size, context)):
+    for index, view in enumerate(sample_views(image, item, rng, image_size, context, nodes)):
         shown = render_view(image, view, image_size)
         colors = patch_color_map(item, view, image_size, grid)
         shapes = patch_shape_map(item, view, image_size, grid)
         xs = color_positions(item, view, image_size)
-        kinds = frozenset({"latent"} if 1 <= index <= 3 else {"existence"} if index >= 4 else ())
+        kinds = frozenset(
+            ({"latent", "existence"} if nodes.existence else {"latent"})
+            if 1 <= index <= nodes.count
+            else {"existence"}
+            if index > nodes.count
+            else ()
+        )
         for q in questions_for_view(
             item, view, rng, image_size, kinds if paired else frozenset(), shape_questions
         ):

@@ -68,7 +68,7 @@ from foveate.tiny_vlm.architecture import make_llava
 from foveate.tiny_vlm.losses import evaluate, warmup_cosine
 from foveate.tiny_vlm.recipe import DEFAULT_OUT, SHAPE, Batcher, TrainConfig, build_examples
 from foveate.tiny_vlm.seeing import see
-from foveate.tiny_vlm.tasks import Example
+from foveate.tiny_vlm.tasks import Example, NodeViews
 from foveate.tiny_vlm.trainee import Trainee, make_trainee, training_loss
 
 logger = logging.getLogger(__name__)
@@ -208,6 +208,7 @@ def focusing_examples(cfg: TrainConfig) -> list[Example]:
         hard_fraction=cfg.focus_hard_fraction,
         shapes=cfg.shape_questions,
         existence_repeats=cfg.existence_repeats,
+        nodes=NodeViews(cfg.node_views, cfg.node_toward, cfg.node_min_depth, cfg.node_existence),
     )
 
 
