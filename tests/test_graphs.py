@@ -74,6 +74,24 @@ def test_the_question_budget_holds_across_nodes(vlm: TransformersVLM, tmp_path: 
     assert capped.probes < unlimited.probes
 
 
+def test_the_zoom_workflow_searches_for_the_cues_of_the_runtimes_cue_source(
+    vlm: TransformersVLM, tmp_path: Path
+) -> None:
+    # the zoom workflow has no perceive node: its search takes the runtime's cue source as perceive would
+    asked: list[str] = []
+
+    def source(question: str) -> list[str]:
+        asked.append(question)
+        return ["green cross"]
+
+    flow = Workflow("zoom", Services(vlm=vlm, cue_source=source), image_cache=tmp_path)
+    run = scene_input(2)
+    out = flow.run(run)
+    state = flow.state(out.run_id)
+    assert asked == [run.question] and state["cues"] == ["green cross"]
+    assert {v["cue"] for v in state["visits"]} == {"green cross"}
+
+
 def test_batched_runs_give_the_same_answers_as_one_at_a_time(vlm: TransformersVLM, tmp_path: Path) -> None:
     flow = Workflow("zoom", Services(vlm=vlm), image_cache=tmp_path)
     runs = [scene_input(i) for i in range(3)]

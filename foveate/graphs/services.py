@@ -30,8 +30,9 @@ class Services:
     """What nodes need besides the state: models, memory, calibration. Never checkpointed.
 
     ``reasoner``: a text-only model for ``reason`` with ``model: text`` (None: the VLM reasons too).
-    ``cue_source``: how ``perceive`` lists the objects to look for (``None``: the model lists them when
-    it can write, else they are read off the question's wording). ``strategies``: the zoom strategies
+    ``cue_source``: how the objects to look for are listed, by ``perceive``, or by ``zoom`` when the state
+    has none (``None``: the model lists them when it can write, else they are read off the question's
+    wording). ``strategies``: the zoom strategies
     ``zoom`` nodes may name (the built-in ones, or a copy with yours).
     """
 

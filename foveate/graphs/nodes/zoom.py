@@ -59,6 +59,8 @@ def zoom_node(params: ZoomParams, services: Services) -> NodeFn:
         )
         image = services.image(state)
         cues = state.get("cues")
+        if cues is None and services.cue_source is not None:  # no perceive node before: the runtime's own
+            cues = services.cue_source(state["question"])
         memory = services.memory if params.priors else None
         result = services.zoom_agent(config).run(
             image,
