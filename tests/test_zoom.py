@@ -559,10 +559,35 @@ def test_the_prior_of_right_searches_asks_fewer_probes_and_finds_the_same_crop()
     primed = _agent("zoomeye").run(image, item.question, item.options, cues=cues, prior=prior, truth=truth)
     assert primed.prior == prior and primed.prior_fallbacks == 0
     assert primed.crops == plain.crops and primed.answer == plain.answer
-    alone = [v for v in primed.visits if v.confidence is None and v.depth >= prior.rank_from_depth]
+    # the ranked children (a pop the prior asks no stop probe of is recorded too, with no score)
+    alone = [
+        v for v in primed.visits if v.confidence is None and not v.popped and v.depth >= prior.rank_from_depth
+    ]
     assert alone and all(getattr(v, other) is None and getattr(v, prior.rank_by) is not None for v in alone)
     assert all(v.depth >= prior.min_stop_depth for v in primed.visits if v.confidence is not None)
     assert primed.probes < plain.probes
+
+
+@pytest.mark.parametrize("index", [0, 1])  # an attribute question, a relation one
+def test_experience_counts_a_searchs_pops_in_the_unit_a_prior_caps(index: int) -> None:
+    from foveate.zoom.experience import experience_of, prior_from
+
+    image, item = generate_scene(5, index)
+    cues = wording_cues(item.question)
+    fast = _agent("fast")
+    plain = fast.run(image, item.question, item.options, cues=cues)
+    seen = experience_of(plain.visits, "fast", image.size, plain.probes)
+    assert seen.cues
+    for cue in seen.cues:
+        mine = [v for v in plain.visits if v.cue == cue.cue]
+        assert cue.pops == sum(bool(v.popped) for v in mine) >= 1
+        # fast's children carry their stop confidences for free: more stop-probed views than pops
+        assert sum(v.confidence is not None for v in mine) > cue.pops
+    # a prior allowing exactly the pops this search took finds the same crops
+    prior = prior_from([(seen, True)] * 5, "fast", spare_pops=0)
+    assert prior is not None and prior.max_pops == max(c.pops for c in seen.cues)
+    primed = fast.run(image, item.question, item.options, cues=cues, prior=prior)
+    assert primed.crops == plain.crops and primed.prior_fallbacks == 0
 
 
 def test_a_prior_that_points_nowhere_falls_back_to_the_plain_search() -> None:

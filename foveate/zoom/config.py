@@ -87,6 +87,9 @@ class Visit(BaseModel):
     latent: float | None = None
     priority: float | None = None
     relevance: float | None = None
+    popped: bool | None = None
+    """True on the visit recorded when the search popped this node (looked at it as an answer); None in
+    runs recorded before pops were (their experience counts stop probes instead)."""
 
 
 class ZoomResult(BaseModel):

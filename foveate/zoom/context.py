@@ -66,11 +66,15 @@ class SearchContext:
         self, cue: str, box: Box, depth: int, confidence: float | None = None, **scores: float | None
     ) -> None:
         """Record a node the search looked at, in order."""
-        self.meter.visited(
-            Visit(
-                order=len(self.meter.visits), cue=cue, box=box, depth=depth, confidence=confidence, **scores
-            )
+        fields = {"order": len(self.meter.visits), "cue": cue, "box": box, "depth": depth}
+        self.meter.visited(Visit.model_validate({**fields, "confidence": confidence, **scores}))
+
+    def popped(self, cue: str, box: Box, depth: int, confidence: float | None = None) -> None:
+        """Record a node the best-first loop popped (looked at as an answer), with its stop confidence."""
+        visit = Visit(
+            order=len(self.meter.visits), cue=cue, box=box, depth=depth, confidence=confidence, popped=True
         )
+        self.meter.visited(visit)
 
     def best_visit(self) -> Found | None:
         """The visited node with the highest stop confidence (what a stopped search answers from)."""

@@ -51,7 +51,9 @@ class CueExperience(BaseModel):
     stop_confidence: float
     """The stop probe's confidence there (``2 * P(Yes) - 1``)."""
     pops: int
-    """Stop probes the cue's search asked (the nodes it looked at as answers)."""
+    """Nodes the cue's search popped (looked at as answers): the unit ``SearchPrior.max_pops`` caps. For
+    runs recorded before pops were, the stop probes it asked (as many, for ``zoomeye``; ``fast``'s
+    children carry free stop confidences, so there it over-counts)."""
     ranked: dict[str, list[int]] = Field(default_factory=dict)
     """Per ranking probe: the depths at which it scored the path's node among its siblings."""
     led: dict[str, list[int]] = Field(default_factory=dict)
@@ -141,6 +143,13 @@ def _led(visits: Sequence[Visit], path: Sequence[Visit]) -> tuple[Depths, Depths
     return ranked, led
 
 
+def _pops(mine: Sequence[Visit], asked: Sequence[Visit]) -> int:
+    """A cue's pops: its popped visits, or for a run recorded before pops were, its stop-probed ones."""
+    if any(v.popped is not None for v in mine):
+        return sum(bool(v.popped) for v in mine)
+    return len(asked)
+
+
 def experience_of(
     visits: Sequence[Visit], strategy: str, image_size: tuple[int, int], probes: int
 ) -> SearchExperience:
@@ -165,7 +174,7 @@ def experience_of(
                 share=(x1 - x0) * (y1 - y0) / max(1, width * height),
                 region=(x0 / width, y0 / height, x1 / width, y1 / height),
                 stop_confidence=float(stop.confidence or 0.0),
-                pops=len(asked),
+                pops=_pops(mine, asked),
                 ranked=ranked,
                 led=led,
             )

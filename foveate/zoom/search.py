@@ -188,15 +188,19 @@ class TreeSearch:
             queue.sort(key=lambda item: (-item[0], item[1]))  # global best-first, re-ranked each pop
             _, _, node = queue.pop(0)
             pops += 1
+            # every pop is recorded (``popped``), also when its confidence came free with its ranking
+            # (``fast``), so that experience counts pops in the unit a prior's ``max_pops`` caps
             if node.box in known:
                 conf = known[node.box]
+                ctx.popped(cue, node.box, node.depth, conf)
             elif not ctx.asks_stop(node.depth):
                 conf = -1.0  # experience: no answer ever came from this high up; expand without asking
+                ctx.popped(cue, node.box, node.depth)
             else:
                 ahead = self.ask_ahead(ctx, node, cue, stop_prompt, rank_by_stop)
                 conf = ctx.probe_ahead(node.box, stop_prompt, ahead)
                 known[node.box] = conf
-                ctx.visit(cue, node.box, node.depth, conf)
+                ctx.popped(cue, node.box, node.depth, conf)
                 seen(node, conf)
             if conf >= threshold:
                 return Found(node.box, conf, depth=node.depth)
