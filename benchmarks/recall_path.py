@@ -12,9 +12,9 @@ embedder). A tenth as many insights are stored under a second namespace in the s
 namespace filter has rows to drop. Queries are other lessons (another seed) as a run would recall with.
 Recall@10 is against exact inner-product search over the namespace's own vectors.
 
-Embedding is the slow part on a CPU (about 9 ms per lesson on 2 cores: 15 minutes per 100,000, 2.5 hours
-per million); ``--cache`` keeps the vectors with the sha256 of the embedder's weights and of this code, and
-refuses a file made by others.
+Embedding is the slow part on a CPU (9-13 ms per lesson on 2 cores: 15-21 minutes per 100,000, 2.5-3.5
+hours per million); ``--cache`` keeps the vectors with the sha256 of the embedder's weights and of this code,
+and refuses a file made by others.
 
     python -m benchmarks.recall_path --sizes 100000 --postgres postgresql+psycopg://foveate@127.0.0.1:PORT/db
 """
@@ -248,7 +248,10 @@ def measure(
         ingest = time.perf_counter() - start
         config = memory.index.config
         index = memory.index.kind + (
-            f" (M={config.hnsw_m}, efSearch={config.hnsw_ef_search})" if memory.index.kind == "hnsw" else ""
+            f" (M={config.hnsw_m}, efConstruction={config.hnsw_ef_construction}, "
+            f"efSearch={config.hnsw_ef_search})"
+            if memory.index.kind == "hnsw"
+            else ""
         )
         by_row = np.array(ids)
         exact = exact_top(query_vectors, vectors)
@@ -354,8 +357,8 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(f"{'Met' if met else 'Not met'}: p50 {r.p50_ms:.2f} ms, recall@10 {r.recall:.3f}.")
     else:
         lines.append(
-            "Not measured in this run: 1M was left out (embedding a million lessons takes about 2.5 hours "
-            "on 2 CPU cores; minutes on a GPU)."
+            "Not measured in this run: 1M was left out (embedding a million lessons takes 2.5-3.5 hours on "
+            "2 CPU cores; minutes on a GPU)."
         )
     write_page(args.out, lines)
 
