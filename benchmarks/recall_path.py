@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import sentence_transformers
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from benchmarks import sources_sha256, weights_sha256, write_page
-from foveate import insights
 from foveate.insights import RuleInsightExtractor, Trajectory
-from foveate.memory import InsightMemory, SentenceTransformerEmbedder
+from foveate.memory import InsightMemory, SentenceTransformerEmbedder, embeddings
 from foveate.memory.embeddings import minilm_path
 
 K = 10
@@ -161,7 +161,9 @@ def embedded(
     """MiniLM vectors of ``texts``, from ``cache`` when it holds this set made by these weights and code."""
     stamp = {
         "weights": weights_sha256(minilm_path()),
-        "code": sources_sha256([Path(__file__), Path(insights.__file__)], []),
+        # the vectors depend on the texts (hashed below), the weights and the embedding code, not on how
+        # the texts were generated: editing this file must not throw 20 minutes of embedding away
+        "code": sources_sha256([Path(embeddings.__file__)], []) + f"+st{sentence_transformers.__version__}",
         "texts": len(texts),
         "texts_sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
     }
