@@ -187,7 +187,17 @@ def test_an_interrupted_run_says_how_to_resume_it(tmp_path: Path) -> None:
     runs = ["--no-memory", "--checkpoints", str(tmp_path / "runs.db")]
     command = [sys.executable, "-m", "foveate.cli.main", "run", str(tmp_path / "scene.png"), item.question]
     command += ["--options", ",".join(item.options), "--workflow", "full", *runs]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal gives it: the child starts with SIGINT's default action, whatever this process
+    # inherited (an ignored SIGINT is inherited through exec, and Python then installs no KeyboardInterrupt:
+    # in the full suite the child ran to the end and exited 0)
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert proc.stdout is not None
     first = proc.stdout.readline()
     assert first.startswith("run "), first
