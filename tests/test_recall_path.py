@@ -31,21 +31,44 @@ class Refusing:
         raise AssertionError(f"asked to embed {len(texts)} texts that the cache holds")
 
 
+class Counting:
+    """MiniLM, counting the texts it is asked to embed."""
+
+    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+        self.inner, self.asked = inner, 0
+        self.name, self.dim = inner.name, inner.dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.asked += len(texts)
+        return self.inner.embed(texts)
+
+
 def test_the_vector_cache_is_read_back_and_refused_when_made_by_other_code(
     tmp_path: Path, minilm: SentenceTransformerEmbedder
 ) -> None:
-    texts = lessons(3, seed=1)
-    made = embedded(texts, minilm, tmp_path, "t")
-    again = embedded(texts, Refusing(), tmp_path, "t")  # type: ignore[arg-type]
+    texts = lessons(5, seed=1)
+    made = embedded(texts, minilm, tmp_path, "t", chunk=2)
+    assert len(list(tmp_path.glob("*.npy"))) == 3  # chunks of 2, 2 and 1
+    again = embedded(texts, Refusing(), tmp_path, "t", chunk=2)  # type: ignore[arg-type]
     np.testing.assert_array_equal(made, again)
-    stamp = tmp_path / "t.json"
+    np.testing.assert_allclose(made, minilm.embed(texts), atol=1e-5)  # in order, every text once
+    stamp = sorted(tmp_path.glob("*.json"))[0]
     good = stamp.read_text()
     stamp.write_text(json.dumps(json.loads(good) | {"code": "0" * 64}))
     with pytest.raises(SystemExit, match="other weights, code or texts"):
-        embedded(texts, Refusing(), tmp_path, "t")  # type: ignore[arg-type]
+        embedded(texts, Refusing(), tmp_path, "t", chunk=2)  # type: ignore[arg-type]
     stamp.write_text(good)
-    with pytest.raises(SystemExit, match="other weights, code or texts"):  # other texts, same label
-        embedded(lessons(3, seed=2), Refusing(), tmp_path, "t")  # type: ignore[arg-type]
+    with pytest.raises(AssertionError, match="asked to embed"):  # other texts are not in the cache
+        embedded(lessons(3, seed=2), Refusing(), tmp_path, "t", chunk=2)  # type: ignore[arg-type]
+
+
+def test_a_stopped_fill_resumes_where_it_stopped(tmp_path: Path, minilm: SentenceTransformerEmbedder) -> None:
+    texts = lessons(6, seed=1)
+    embedded(texts[:4], minilm, tmp_path, "t", chunk=2)  # a run stopped after two chunks
+    counting = Counting(minilm)
+    whole = embedded(texts, counting, tmp_path, "t", chunk=2)  # type: ignore[arg-type]
+    assert counting.asked == 2 and whole.shape == (6, minilm.dim)
+    np.testing.assert_allclose(whole, minilm.embed(texts), atol=1e-5)
 
 
 def test_exact_top_is_the_best_first_inner_product_order() -> None:
