@@ -605,6 +605,79 @@ def test_a_prior_that_points_nowhere_falls_back_to_the_plain_search() -> None:
     assert primed.probes <= plain.probes + 8 * len(cues)
 
 
+def _dim_seeing(view: Image.Image, text: str) -> float:
+    """The seeing oracle as the tiny VLM behaves on large scenes: where the object is too small to see,
+    existence is low for every crop yet still a little higher on the crop that holds it, and the latent
+    probe says "maybe" (0.3) of every crop, a little more (0.35) of the one that holds it."""
+    holds = bool(_saturated(np.asarray(view.convert("RGB"))).any())
+    if "zooming" in text:
+        return 0.35 if holds else 0.3
+    seen = _seeing(view, text)
+    return seen if seen > 0.5 else 0.02 + 0.06 * holds
+
+
+def test_a_prior_ranking_by_one_probe_keeps_the_queue_on_zoomeyes_scale() -> None:
+    from foveate.zoom.experience import experience_of, prior_from
+
+    image, item = generate_scene(5, 0, size_range=(3000, 3400), target_size_range=(10, 14))
+    cues = wording_cues(item.question)
+    (target,) = item.targets
+    config = ZoomConfig(strategy="zoomeye", prompts=PROMPTS, native_side=NATIVE, relevance=False)
+    agent = ZoomAgent(
+        ScriptedVLM(yes=_dim_seeing, profile=VLMProfile.unknown(family="oracle"), model_id="dim"), config
+    )
+    plain = agent.run(image, item.question, item.options, cues=cues)
+    assert plain.crops and _contains(plain.crops[0], target.center)
+    seen = experience_of(plain.visits, "zoomeye", image.size, plain.probes)
+    learned = prior_from([(seen, True)] * 5, "zoomeye")
+    assert learned is not None and learned.rank_by == "existence"
+    # where existence cannot see, the path's node scored about -0.84 and its siblings -0.96: the floor
+    assert learned.rank_floor[2] == pytest.approx(-0.84)
+    # existence alone from the second level on (the large scenes' prior ranked from the third): the first
+    # level keeps ZoomEye's priorities, the other scale
+    prior = learned.model_copy(update={"rank_from_depth": 2})
+    primed = agent.run(image, item.question, item.options, cues=cues, prior=prior)
+    assert primed.prior_fallbacks == 0 and primed.crops == plain.crops
+    # queued at -0.84 the target's children would sink below the first-level nodes (latent "maybe");
+    # at their parent's place, the search goes straight down to it
+    popped = [v for v in primed.visits if v.popped]
+    assert popped and all(_contains(v.box, target.center) for v in popped)
+    assert primed.probes < plain.probes
+
+
+def test_experience_keeps_the_path_scores_and_the_prior_its_lowest() -> None:
+    from foveate.zoom.experience import SearchExperience, experience_of, prior_from
+
+    image, item = generate_scene(5, 0)
+    cues = wording_cues(item.question)
+    plain = _agent("zoomeye").run(image, item.question, item.options, cues=cues)
+    seen = experience_of(plain.visits, "zoomeye", image.size, plain.probes)
+    (cue,) = seen.cues
+    assert set(cue.path_scores) == set(cue.ranked) == {"existence", "latent"}
+    assert all(set(cue.path_scores[p]) == set(cue.ranked[p]) for p in cue.ranked)
+    first = prior_from([(seen, True)] * 5, "zoomeye")
+    assert first is not None and first.rank_by is not None
+    probe = first.rank_by
+
+    def scored(value: float) -> SearchExperience:
+        low = {probe: dict.fromkeys(cue.ranked[probe], value)}
+        return seen.model_copy(update={"cues": [cue.model_copy(update={"path_scores": low})]})
+
+    prior = prior_from([(seen, True)] * 4 + [(scored(-0.5), True)], "zoomeye", floor_quantile=0.0)
+    assert prior is not None and prior.rank_by == probe
+    assert prior.rank_floor == {d: -0.5 for d in cue.ranked[probe] if d >= prior.rank_from_depth}
+    # by default a low quantile: one right search of five scoring low does not set it
+    assert prior_from([(seen, True)] * 4 + [(scored(-0.5), True)], "zoomeye") == first.model_copy(
+        update={"runs": 5}
+    )
+    assert prior_from([(seen, True)] * 3 + [(scored(-0.5), True)] * 2, "zoomeye").rank_floor == (  # type: ignore[union-attr]
+        prior.rank_floor
+    )
+    again = prior_from([(seen, True)] * 5 + [(scored(-0.9), False)], "zoomeye")  # a wrong run shapes nothing
+    assert again is not None and again.rank_floor == first.rank_floor
+    assert first.rank_floor == {d: v for d, v in cue.path_scores[probe].items() if d >= first.rank_from_depth}
+
+
 def test_a_prior_without_early_answers_skips_fasts_early_stop() -> None:
     from foveate.zoom.experience import SearchPrior
 

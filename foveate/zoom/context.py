@@ -56,6 +56,9 @@ class SearchContext:
     answered: dict[tuple[Box, str], float] = field(default_factory=dict)
     """Every probe answered so far in this search, by view box and prompt: asking again costs nothing, so a
     strategy may ask ahead (``fast`` asks a node's grandchildren in the same pass as its best child)."""
+    priorities: dict[tuple[str, Box], float] = field(default_factory=dict)
+    """Per (cue, node): the priority the node was queued with (``ZoomEye.expand``: a prior that ranks by
+    one probe places children relative to their parent's)."""
 
     @property
     def full(self) -> Box:

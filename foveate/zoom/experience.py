@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from foveate.imaging.boxes import Box
@@ -59,6 +60,8 @@ class CueExperience(BaseModel):
     led: dict[str, list[int]] = Field(default_factory=dict)
     """Per ranking probe: the depths at which it scored the path's node above every sibling (a tie is not
     a lead: it would not have chosen that node)."""
+    path_scores: dict[str, dict[int, float]] = Field(default_factory=dict)
+    """Per ranking probe: the score it gave the path's node, by depth (empty for runs recorded before)."""
 
 
 class SearchExperience(BaseModel):
@@ -86,6 +89,12 @@ class SearchPrior(BaseModel):
     """No stop probe on nodes shallower than this (they are expanded without being asked)."""
     skip_early_stop: bool = False
     """``fast``: do not ask the root and its children whether they already answer."""
+    rank_floor: dict[int, float] = Field(default_factory=dict)
+    """Per depth from ``rank_from_depth`` on: a low quantile of the scores ``rank_by`` gave the path's node
+    there in the right searches. A child scoring at least this is where a right search could go on, and
+    keeps its parent's place in the queue; one below it is queued at its own score (``ZoomEye.expand``: one
+    probe's scores and ZoomEye's priorities are on different scales). Empty: every child at its own
+    score (so do priors drawn from runs recorded before path scores were)."""
     max_pops: int | None = None
     """Pops per cue before the prior is given up and the plain search runs."""
     runs: int = 0
@@ -108,11 +117,12 @@ def _contains(outer: Box, inner: Box) -> bool:
 
 
 Depths = dict[str, list[int]]
+Scores = dict[str, dict[int, float]]
 
 
-def _led(visits: Sequence[Visit], path: Sequence[Visit]) -> tuple[Depths, Depths]:
-    """For each ranking probe: the depths at which an expansion scored the path's node, and those at which
-    it scored it strictly above every sibling.
+def _led(visits: Sequence[Visit], path: Sequence[Visit]) -> tuple[Depths, Depths, Scores]:
+    """For each ranking probe: the depths at which an expansion scored the path's node, those at which it
+    scored it strictly above every sibling, and its score there.
 
     An expansion is a run of consecutive visits of one cue at one depth that carry ranking scores (the
     children one pop ranked, in one pass)."""
@@ -126,6 +136,7 @@ def _led(visits: Sequence[Visit], path: Sequence[Visit]) -> tuple[Depths, Depths
             groups.append([v])
     ranked: Depths = {}
     led: Depths = {}
+    scores: Scores = {}
     for node in path:
         for group in groups:
             mine = [v for v in group if v.box == node.box]
@@ -138,9 +149,10 @@ def _led(visits: Sequence[Visit], path: Sequence[Visit]) -> tuple[Depths, Depths
                 if score is None or not others:
                     continue
                 ranked.setdefault(probe, []).append(node.depth)
+                scores.setdefault(probe, {})[node.depth] = score
                 if score > max(others):
                     led.setdefault(probe, []).append(node.depth)
-    return ranked, led
+    return ranked, led, scores
 
 
 def _pops(mine: Sequence[Visit], asked: Sequence[Visit]) -> int:
@@ -166,7 +178,7 @@ def experience_of(
         x0, y0, x1, y1 = stop.box
         # the nodes from the root down to it, once each (a node is visited when ranked and when popped)
         path = list({v.box: v for v in mine if _contains(v.box, stop.box)}.values())
-        ranked, led = _led(mine, path)
+        ranked, led, scores = _led(mine, path)
         cues.append(
             CueExperience(
                 cue=cue,
@@ -177,6 +189,7 @@ def experience_of(
                 pops=_pops(mine, asked),
                 ranked=ranked,
                 led=led,
+                path_scores=scores,
             )
         )
     return SearchExperience(strategy=strategy, image_size=image_size, probes=probes, cues=cues)
@@ -189,6 +202,7 @@ def prior_from(
     min_runs: int = 5,
     lead_share: float = 0.9,
     spare_pops: int | None = 2,
+    floor_quantile: float = 0.25,
 ) -> SearchPrior | None:
     """A prior from ``(experience, right)`` pairs of one kind of question searched by ``strategy``; None when
     fewer than ``min_runs`` right runs searched that way (too little to go on).
@@ -199,6 +213,11 @@ def prior_from(
       unreliable where the object is too small to see;
     - ``min_stop_depth``: the shallowest depth any right cue search stopped at;
     - ``skip_early_stop``: that depth is 2 or more (the root and its children never answered);
+    - ``rank_floor``: per depth, the ``floor_quantile`` of the scores ``rank_by`` gave the right searches'
+      paths there. 0.25 was chosen on the zoom benchmark's tuning seeds (fed on 7, tested on 8, ZoomEye,
+      30 questions): probes on the default scenes 37% below the plain search's with it, 34% with every
+      child at its own score, 25% at the minimum, 11% with every child at its parent's place; on the large
+      scenes +0.2%, +12%, +3% and -3% (docs/benchmarks/zoom-notes.md);
     - ``max_pops``: the most pops any right cue search took, plus ``spare_pops``.
     Wrong runs are counted in ``runs`` but shape nothing: a prior copies what worked.
     """
@@ -223,7 +242,16 @@ def prior_from(
                 ):
                     rank_by, rank_from, best_share = probe, start, leads / scored
                 break
+    floor: dict[int, float] = {}
     if rank_by is not None:
+        by_depth: dict[int, list[float]] = {}
+        for c in cues:
+            for d, score in c.path_scores.get(rank_by, {}).items():
+                if d >= rank_from:
+                    by_depth.setdefault(d, []).append(score)
+        floor = {
+            d: float(np.quantile(v, floor_quantile, method="lower")) for d, v in sorted(by_depth.items())
+        }
         reasons.append(
             f"the {rank_by} probe alone ranked the path first from depth {rank_from} on in "
             f"{best_share:.0%} of the right searches' rankings"
@@ -237,6 +265,7 @@ def prior_from(
     return SearchPrior(
         rank_by=rank_by,
         rank_from_depth=rank_from,
+        rank_floor=floor,
         min_stop_depth=depth,
         skip_early_stop=depth >= 2,
         max_pops=max_pops,
