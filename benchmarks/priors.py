@@ -146,7 +146,10 @@ def page(cases: list[Case], args: argparse.Namespace, seconds: float) -> list[st
         "the test). Intervals: 95% paired bootstrap over the test questions. `prior_from`'s settings (5 "
         "right runs at least, a probe leading 90% of right searches, 2 spare pops) were chosen before any "
         f"run and checked on the tuning seeds {TUNING_SEEDS[0]} (feed) and {TUNING_SEEDS[1]} (test), the "
-        "zoom benchmark's, which this page does not use (there, no pop cap changed probes by under 1%).",
+        "zoom benchmark's, which this page does not use (there, no pop cap changed probes by under 1%); "
+        "its rank floor (which children ranked by one probe keep their parent's place in ZoomEye's queue: "
+        "the 25th percentile of the scores right searches' paths got) was chosen on those tuning seeds "
+        "among the minimum and the 10th, 25th and 50th percentiles (`prior_from`'s docstring).",
         "",
         "## Goals",
         "",
