@@ -49,6 +49,7 @@ def test_experience_names_where_the_search_stopped_and_what_led_it_there() -> No
     assert cue.stop_confidence == pytest.approx(0.95)
     assert cue.ranked == {"existence": [1, 2], "latent": [1, 2]}
     assert cue.led == {"existence": [1, 2], "latent": [1, 2]}
+    assert cue.path_scores == {"existence": {1: 0.5, 2: 0.8}, "latent": {1: 0.9, 2: 0.9}}
     misled = experience_of(_zoomeye_visits(existence_leads=False), "zoomeye", (W, H), probes=19)
     assert misled.cues[0].led == {"existence": [1], "latent": [1, 2]}
 
@@ -65,6 +66,7 @@ def _right(
         pops=pops,
         ranked=ranked or {"existence": [1, 2], "latent": [1, 2]},
         led=led,
+        path_scores={"existence": {1: 0.5, 2: 0.8 - depth / 10}},
     )
     return SearchExperience(strategy="zoomeye", image_size=(W, H), probes=30, cues=[cue])
 
@@ -146,6 +148,8 @@ def test_experience_is_stored_with_the_run_and_recalled_by_kind_within_the_names
         assert [r.id for r in runs] == sorted((r.id for r in runs), reverse=True)  # newest first
         prior = search_prior(memory, asked, ["star"], "zoomeye")
         assert prior is not None and prior.runs == 5 and prior.min_stop_depth == 3  # not the other's depth 1
+        # depths read back from the stored JSON as numbers: the search looks the floor up by its depth
+        assert prior.rank_by == "existence" and prior.rank_floor == {1: 0.5, 2: pytest.approx(0.5)}
         assert (
             search_prior(
                 memory, "Is the circle left or right of the square?", ["circle", "square"], "zoomeye"
