@@ -55,18 +55,14 @@ def test_experience_names_where_the_search_stopped_and_what_led_it_there() -> No
 
 
 def _right(
-    led: dict[str, list[int]],
-    depth: int = 3,
-    pops: int = 4,
-    ranked: dict[str, list[int]] | None = None,
-    stop_confidence: float = 0.9,
+    led: dict[str, list[int]], depth: int = 3, pops: int = 4, ranked: dict[str, list[int]] | None = None
 ) -> SearchExperience:
     cue = CueExperience(
         cue="x",
         depth=depth,
         share=0.01,
         region=(0, 0, 0.1, 0.1),
-        stop_confidence=stop_confidence,
+        stop_confidence=0.9,
         pops=pops,
         ranked=ranked or {"existence": [1, 2], "latent": [1, 2]},
         led=led,
@@ -94,19 +90,6 @@ def test_a_prior_copies_what_worked_and_needs_enough_right_runs() -> None:
     assert mixed.runs == 16
     # another strategy's runs say nothing about this one
     assert prior_from([(_right(both), True)] * 6, "fast") is None
-
-
-def test_a_right_run_whose_search_ended_where_the_model_said_no_shapes_nothing() -> None:
-    """A run can be right by luck (a guess from the whole image) after a cue search that found nothing and
-    used every pop it had: copying that search would let the prior's search wander as long."""
-    both: dict[str, list[int]] = {"existence": [1, 2]}
-    found = [(_right(both, depth=d, pops=p), True) for d, p in [(3, 4), (2, 6), (3, 3)] * 2]
-    lucky = [(_right({"latent": [1, 2]}, depth=1, pops=21, stop_confidence=-0.99), True)] * 3
-    prior = prior_from(found + lucky, "zoomeye")
-    assert prior is not None
-    assert (prior.rank_by, prior.min_stop_depth, prior.max_pops) == ("existence", 2, 6 + 2)
-    assert prior.runs == 9
-    assert prior_from(lucky * 2, "zoomeye") is None  # right runs, but no search that found anything
 
 
 def test_a_probe_ranks_alone_only_from_the_depth_on_where_it_led() -> None:

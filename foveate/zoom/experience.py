@@ -205,7 +205,7 @@ def prior_from(
     floor_quantile: float = 0.25,
 ) -> SearchPrior | None:
     """A prior from ``(experience, right)`` pairs of one kind of question searched by ``strategy``; None when
-    fewer than ``min_runs`` right runs searched that way and found something (too little to go on).
+    fewer than ``min_runs`` right runs searched that way (too little to go on).
 
     - ``rank_by`` / ``rank_from_depth``: the ranking probe that, from the shallowest depth on, scored the
       path's node strictly first in at least ``lead_share`` of the right searches' rankings there (at least
@@ -219,18 +219,12 @@ def prior_from(
       child at its own score, 25% at the minimum, 11% with every child at its parent's place; on the large
       scenes +0.2%, +12%, +3% and -3% (docs/benchmarks/zoom-notes.md);
     - ``max_pops``: the most pops any right cue search took, plus ``spare_pops``.
-    Wrong runs are counted in ``runs`` but shape nothing, nor do cue searches that found nothing (stop
-    confidence at most 0) in right runs: a prior copies what worked.
+    Wrong runs are counted in ``runs`` but shape nothing: a prior copies what worked.
     """
-    # a cue search that ended where the model said no (stop confidence <= 0) found nothing: a run right
-    # after one was right by luck (a guess from the whole image), not by its search, and copying that
-    # search (every pop it had, a path to nowhere) lets the prior's search wander as long. On the zoom
-    # benchmark's large scenes (tuning seed 7, 30 scenes) 8 of the 22 right runs had one.
-    cues_of = {id(e): [c for c in e.cues if c.stop_confidence > 0] for e, _ in experiences}
-    right = [e for e, ok in experiences if ok and e.strategy == strategy and cues_of[id(e)]]
+    right = [e for e, ok in experiences if ok and e.strategy == strategy and e.cues]
     if len(right) < min_runs:
         return None
-    cues = [c for e in right for c in cues_of[id(e)]]
+    cues = [c for e in right for c in e.cues]
     reasons: list[str] = []
     rank_by: Probe | None = None
     rank_from = 0
