@@ -22,6 +22,13 @@ def test_bench_make_writes_a_valid_benchmark(tmp_path: Path) -> None:
     assert len(items) == 2 and all((tmp_path / it.image).is_file() for it in items)
 
 
+def test_bench_fixture_measures_the_fixture_seeds_by_default() -> None:
+    from foveate.cli.bench_cmd import FIXTURE_SEEDS
+    from foveate.evaluation.fixture import EVAL_SEEDS
+
+    assert ",".join(map(str, EVAL_SEEDS)) == FIXTURE_SEEDS
+
+
 def test_call_with_a_missing_image_is_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["call", str(tmp_path / "nope.png"), "What is it?"])
     assert result.exit_code == 2

@@ -55,6 +55,11 @@ def bench_make(
     console.print(f"wrote {n} scenes as {fmt}: foveate eval {fmt} {path}", highlight=False, soft_wrap=True)
 
 
+FIXTURE_SEEDS = "17,27,37"
+"""``foveate.evaluation.fixture.EVAL_SEEDS`` as ``--seeds`` text: written out because that module loads
+transformers, which the CLI imports only when a command needs it (tests/test_cli.py checks they agree)."""
+
+
 @bench_app.command("fixture")
 def bench_fixture(
     out: Annotated[Path, typer.Option("--out", help="Markdown report to write.")] = Path(
@@ -68,7 +73,7 @@ def bench_fixture(
             help="Comma-separated held-out scene seeds (training uses 1000, 1001, 2000 and 3000-9001; "
             "7 chose among trained candidates).",
         ),
-    ] = "17,27,37",
+    ] = FIXTURE_SEEDS,
     model: ModelOpt = None,
     worlds: Annotated[
         str, typer.Option("--worlds", help="Comma-separated worlds to measure in (plain, hard).")
@@ -80,7 +85,7 @@ def bench_fixture(
     from foveate.tiny_vlm import default_model_path
 
     command = f"foveate bench fixture --n {n}" + (f" --model {model}" if model else "")
-    if seeds != "17,27,37":
+    if seeds != FIXTURE_SEEDS:
         command += f" --seeds {seeds}"
     if worlds != "plain,hard":
         command += f" --worlds {worlds}"
