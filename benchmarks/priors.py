@@ -71,6 +71,10 @@ class Case:
     primed: Arm = field(default_factory=Arm)
     reasons: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def name(self) -> str:
+        return f"{self.world} world, {self.strategy}, fed {self.feed}, tested {self.test}"
+
 
 def _scene(seed: int, index: int, distribution: str, world: World):  # type: ignore[no-untyped-def]
     sizes, targets = DISTRIBUTIONS[distribution]
@@ -175,23 +179,22 @@ def page(cases: list[Case], args: argparse.Namespace, worlds: list[World], secon
         probes = paired(c.plain.probes, c.primed.probes, rng, ratio=True)
         acc = paired(c.plain.right, c.primed.right, rng, ratio=False)
         rows.append((c, probes, acc))
-        name = f"{c.world} world, {c.strategy}, fed {c.feed}, tested {c.test}"
         if c.feed == c.test:
             lines.append(
-                f"| {name}: probes down >= 25% | {1 - probes[0]:.1%} fewer (ratio {probes[0]:.2f} "
+                f"| {c.name}: probes down >= 25% | {1 - probes[0]:.1%} fewer (ratio {probes[0]:.2f} "
                 f"[{probes[1]:.2f}, {probes[2]:.2f}]) | {'yes' if probes[0] <= 0.75 else '**no**'} |"
             )
             lines.append(
-                f"| {name}: accuracy no lower than without memory - 1 point | {acc[0] * 100:+.1f} points "
+                f"| {c.name}: accuracy no lower than without memory - 1 point | {acc[0] * 100:+.1f} points "
                 f"[{acc[1] * 100:+.1f}, {acc[2] * 100:+.1f}] | {'yes' if acc[0] >= -0.01 else '**no**'} |"
             )
         else:
             lines.append(
-                f"| {name} (mismatch): accuracy no worse beyond noise | {acc[0] * 100:+.1f} points "
+                f"| {c.name} (mismatch): accuracy no worse beyond noise | {acc[0] * 100:+.1f} points "
                 f"[{acc[1] * 100:+.1f}, {acc[2] * 100:+.1f}] | {'yes' if acc[2] >= 0 else '**no**'} |"
             )
             lines.append(
-                f"| {name} (mismatch): probes no more than without memory | ratio {probes[0]:.2f} "
+                f"| {c.name} (mismatch): probes no more than without memory | ratio {probes[0]:.2f} "
                 f"[{probes[1]:.2f}, {probes[2]:.2f}] | {'yes' if probes[1] <= 1.0 else '**no**'} |"
             )
     lines += [
@@ -213,7 +216,7 @@ def page(cases: list[Case], args: argparse.Namespace, worlds: list[World], secon
     lines += ["", "What the priors said (questions whose prior gave each reason):", ""]
     for c, _, _ in rows:
         said = "; ".join(f"{k} ({v})" for k, v in sorted(c.reasons.items())) or "nothing"
-        lines.append(f"- {c.world} world, {c.strategy}, fed {c.feed}, tested {c.test}: {said}")
+        lines.append(f"- {c.name}: {said}")
     return lines
 
 
@@ -223,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--feed-seed", type=int, default=33)
     parser.add_argument("--test-seed", type=int, default=34)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
-    parser.add_argument("--tuning", action="store_true", help="allow the tuning seeds")
+    parser.add_argument("--tuning", action="store_true", help="allow the tuning and spent seeds")
     parser.add_argument(
         "--spare-pops", type=int, default=2, help="the prior's pop cap over right runs' most (-1: no cap)"
     )
