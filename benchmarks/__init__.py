@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from foveate.synthetic import World, world_named
+from foveate.synthetic import World, worlds_named
 
 DEFAULT_WORLDS = "plain,hard"
 """What ``--worlds`` defaults to: every benchmark page reports the plain and the harder world."""
 
 
-def parse_worlds(text: str) -> list[World]:
-    """The worlds a comma-separated ``--worlds`` value names, in order (blanks around names ignored).
+def add_worlds_option(parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` the ``--worlds`` option every page has: ``args.worlds`` is then the list of ``World``s
+    it names (default ``DEFAULT_WORLDS``), and a name it does not know, an empty list or a repeated name is a
+    usage error that names it, before any model is loaded."""
+    parser.add_argument(
+        "--worlds", type=_worlds, default=DEFAULT_WORLDS, help="comma-separated worlds (plain, hard)"
+    )
 
-    ``ValueError`` from ``world_named`` for an unknown name (it names the world and the known ones), and
-    for a value that names no world or one world twice.
-    """
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names:
-        raise ValueError(f"--worlds {text!r} names no world")
-    if len(set(names)) < len(names):
-        raise ValueError(f"--worlds {text!r} names a world twice")
-    return [world_named(name) for name in names]
+
+def _worlds(text: str) -> list[World]:
+    try:
+        return worlds_named(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def worlds_option(worlds: Sequence[World]) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from benchmarks import DEFAULT_WORLDS, parse_worlds, worlds_option, write_page
+from benchmarks import add_worlds_option, worlds_option, write_page
 from benchmarks.abstention_data import MODES, K, Stream, load_or_collect
 from benchmarks.zoom import EVAL_SEEDS, TUNING_SEEDS
 from foveate.conformal import (
@@ -43,7 +43,7 @@ from foveate.conformal import (
 )
 from foveate.conformal.procedure import LabelledScore, calibrate_gate
 from foveate.errors import ConformalError
-from foveate.synthetic import HARD
+from foveate.synthetic import HARD, World
 from foveate.tiny_vlm import TINY_VLM_PATH, model_label
 from foveate.vlm.transformers_vlm import TransformersVLM
 
@@ -552,7 +552,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=11, help="scenes [seed, i]; split r: [seed, r, 2]")
     parser.add_argument("--drift-n", type=int, default=300, help="scenes of 2500-3500 px (seed + 1)")
     parser.add_argument("--splits", type=int, default=200)
-    parser.add_argument("--worlds", default=DEFAULT_WORLDS, help="comma-separated worlds (plain, hard)")
+    add_worlds_option(parser)
     parser.add_argument("--alpha", type=float, default=0.1, help="the methods table's and Mondrian's alpha")
     parser.add_argument("--delta", type=float, default=0.1)
     parser.add_argument("--noise", type=float, default=0.01, help="what 'holds' allows beyond the bound")
@@ -561,7 +561,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, default=None, help=".npz of the answers (reused when it fits)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    worlds = parse_worlds(args.worlds)
+    worlds: list[World] = args.worlds
     names = [w.name for w in worlds]
     if "plain" not in names:
         raise SystemExit("--worlds must include plain: the drift streams start there")

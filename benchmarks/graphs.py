@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import DEFAULT_WORLDS, parse_worlds, worlds_option, write_page
+from benchmarks import add_worlds_option, worlds_option, write_page
 from foveate.conformal import SelectiveCalibration, crc_threshold
 from foveate.graphs.services import Services
 from foveate.graphs.state import RunInput, RunOutput
@@ -136,14 +136,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-cal", type=int, default=100, help="calibration scenes (seed --cal-seed)")
     parser.add_argument("--seed", type=int, default=21, help="test scenes (not a zoom tuning seed: 7, 8)")
     parser.add_argument("--cal-seed", type=int, default=17)
-    parser.add_argument("--worlds", default=DEFAULT_WORLDS, help="comma-separated worlds (plain, hard)")
+    add_worlds_option(parser)
     parser.add_argument("--alpha", type=float, default=0.2, help="CRC: P(answered and wrong) <= alpha")
     parser.add_argument("--concurrent", type=int, default=32)
     parser.add_argument("--model", type=Path, default=TINY_VLM_PATH)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/graphs.md"))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    worlds = parse_worlds(args.worlds)
+    worlds: list[World] = args.worlds
     torch.set_num_threads(args.threads)
     vlm = TransformersVLM(args.model, device="cpu")
     begin = time.perf_counter()

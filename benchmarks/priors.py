@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import DEFAULT_WORLDS, parse_worlds, worlds_option, write_page
+from benchmarks import add_worlds_option, worlds_option, write_page
 from foveate.insights import Trajectory, remember, search_prior
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
 from foveate.synthetic import World, generate_scene
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         "--spare-pops", type=int, default=2, help="the prior's pop cap over right runs' most (-1: no cap)"
     )
     parser.add_argument("--cases", default=CASES, help="feed:test distribution pairs")
-    parser.add_argument("--worlds", default=DEFAULT_WORLDS, help="comma-separated worlds (plain, hard)")
+    add_worlds_option(parser)
     parser.add_argument("--model", type=Path, default=TINY_VLM_PATH)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/priors.md"))
     args = parser.parse_args(argv)
@@ -240,10 +240,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(
             f"seeds {TUNING_SEEDS} are tuning seeds and {SPENT_SEEDS} spent ones: pass --tuning to use them"
         )
-    try:
-        worlds = parse_worlds(args.worlds)
-    except ValueError as exc:
-        parser.error(str(exc))
+    worlds: list[World] = args.worlds
     torch.set_num_threads(2)
     start = time.perf_counter()
     vlm = TransformersVLM(args.model)

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from benchmarks import DEFAULT_WORLDS, parse_worlds, worlds_option
+from benchmarks import add_worlds_option, worlds_option
 from foveate.evaluation.fixture import native_crop
 from foveate.synthetic import PLAIN, World, generate_scene
 from foveate.testing.tiny_models import LlavaShape, make_llava, make_tiny
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=300, help="held-out scenes for accuracy")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--worlds", default=DEFAULT_WORLDS, help="comma-separated worlds (plain, hard)")
+    add_worlds_option(parser)
     parser.add_argument("--timing-prompts", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/pruning.md"))
     args = parser.parse_args(argv)
-    worlds = parse_worlds(args.worlds)
+    worlds: list[World] = args.worlds
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
 

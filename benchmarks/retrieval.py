@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import DEFAULT_WORLDS, parse_worlds, worlds_option, write_page
+from benchmarks import add_worlds_option, worlds_option, write_page
 from foveate.insights import DEFAULT_MIN_SCORE, Trajectory, insights_prompt, question_kind, recall, remember
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
 from foveate.synthetic import World, generate_scene
@@ -187,12 +187,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=300, help="scenes in all; the first half feeds the memory")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--k", type=int, default=3, help="insights recalled per question")
-    parser.add_argument("--worlds", default=DEFAULT_WORLDS, help="comma-separated worlds (plain, hard)")
+    add_worlds_option(parser)
     parser.add_argument("--model", type=Path, default=TINY_VLM_PATH)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/retrieval.md"))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    worlds = parse_worlds(args.worlds)
+    worlds: list[World] = args.worlds
     torch.set_num_threads(args.threads)
     vlm = TransformersVLM(args.model, device="cpu")
     start = time.perf_counter()

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import DEFAULT_WORLDS, parse_worlds, worlds_option, write_page
+from benchmarks import add_worlds_option, worlds_option, write_page
 from benchmarks.zoom import EVAL_SEEDS, TUNING_SEEDS
 from foveate.evaluation.report import bootstrap_interval
 from foveate.synthetic import World, generate_scene
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=50, help="scenes per seed and world")
     parser.add_argument("--seeds", default=",".join(map(str, EVAL_SEEDS)))
     parser.add_argument("--tuning", action="store_true", help="allow the tuning seeds (7, 8)")
-    parser.add_argument("--worlds", default=DEFAULT_WORLDS)
+    add_worlds_option(parser)
     parser.add_argument("--model", type=Path, default=TINY_VLM_PATH)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/search_probes.md"))
@@ -127,10 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     if not args.tuning and set(seeds) & set(TUNING_SEEDS):
         parser.error(f"--seeds {args.seeds} holds tuning seeds {TUNING_SEEDS}: pass --tuning")
-    try:
-        worlds = parse_worlds(args.worlds)
-    except ValueError as exc:
-        parser.error(str(exc))
+    worlds: list[World] = args.worlds
     torch.set_num_threads(args.threads)
     agent = ZoomAgent(TransformersVLM(args.model, device="cpu"), ZoomConfig())
     start = time.perf_counter()

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import DEFAULT_WORLDS, parse_worlds, weights_sha256, worlds_option, write_page
+from benchmarks import add_worlds_option, weights_sha256, worlds_option, write_page
 from benchmarks.replay import ReplayStore, ReplayVLM, answering_code_sha256
 from foveate.imaging.draw import save_trace
 from foveate.synthetic import PLAIN, World, generate_scene
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", default=",".join(map(str, EVAL_SEEDS)), help="comma-separated seeds")
     parser.add_argument("--tuning", action="store_true", help="allow the tuning seeds (a tuning run)")
     parser.add_argument("--distributions", default=",".join(DISTRIBUTIONS), help="comma-separated")
-    parser.add_argument("--worlds", default=DEFAULT_WORLDS, help="comma-separated worlds (plain, hard)")
+    add_worlds_option(parser)
     parser.add_argument(
         "--hard-distributions",
         default="default",
@@ -314,10 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     distributions = _names(args.distributions, "--distributions", list(DISTRIBUTIONS))
     hard_distributions = _names(args.hard_distributions, "--hard-distributions", list(DISTRIBUTIONS))
     strategies = _names(args.strategies, "--strategies", list(MAIN))
-    try:
-        worlds = parse_worlds(args.worlds)
-    except ValueError as exc:
-        parser.error(str(exc))
+    worlds: list[World] = args.worlds
     torch.set_num_threads(args.threads)
     vlm: VLM = TransformersVLM(args.model, device="cpu")
     store = None

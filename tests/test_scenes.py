@@ -32,6 +32,7 @@ from foveate.synthetic import (
     random_crop,
     union_box,
     world_named,
+    worlds_named,
 )
 from foveate.synthetic.items import World
 
@@ -412,6 +413,17 @@ def test_unknown_worlds_and_bad_ranges_are_named() -> None:
         world_named("harder")
     with pytest.raises(ValidationError, match="near_targets"):
         World(distractors=(1, 2), near_targets=(2, 3))
+
+
+def test_a_list_of_worlds_is_read_in_order_and_a_bad_one_is_named() -> None:
+    assert worlds_named("hard, plain") == [HARD, PLAIN]
+    for text, reason in [
+        ("plain,marsh", "unknown world 'marsh'"),
+        ("", "names no world"),
+        ("plain,plain", "twice"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            worlds_named(text)
 
 
 def test_a_crop_holds_an_object_when_it_holds_its_centre() -> None:

@@ -81,7 +81,7 @@ def bench_fixture(
 ) -> None:
     """Measure the embedded tiny VLM in each world: crop vs whole-image accuracy, existence AUROC, by size."""
     from foveate.evaluation.fixture import write_fixture_report
-    from foveate.synthetic import world_named
+    from foveate.synthetic import worlds_named
     from foveate.tiny_vlm import default_model_path
 
     command = f"foveate bench fixture --n {n}" + (f" --model {model}" if model else "")
@@ -91,9 +91,10 @@ def bench_fixture(
         command += f" --worlds {worlds}"
     try:
         seed_list = _seed_list(seeds)
-        chosen = [world_named(w.strip()) for w in worlds.split(",") if w.strip()]
-        if not chosen:
-            raise ValueError(f"--worlds {worlds!r} names no world: give plain, hard or both")
+        try:
+            chosen = worlds_named(worlds)
+        except ValueError as exc:
+            raise ValueError(f"--worlds: {exc}") from None
         write_fixture_report(
             Path(model) if model else default_model_path(), out, n, seed_list, command, chosen
         )

@@ -27,6 +27,7 @@ from foveate.synthetic.items import (
     TargetBox,
     World,
     world_named,
+    worlds_named,
 )
 from foveate.synthetic.manifest import MANIFEST_NAME, image_path, load_manifest, make_benchmark
 from foveate.synthetic.scenes import generate_scene
@@ -60,4 +61,5 @@ __all__ = [
     "random_crop",
     "union_box",
     "world_named",
+    "worlds_named",
 ]

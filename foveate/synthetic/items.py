@@ -29,6 +29,7 @@ __all__ = [
     "TargetBox",
     "World",
     "world_named",
+    "worlds_named",
 ]
 
 # ----------------------------------------------------------------------------------------------------------
@@ -173,6 +174,18 @@ def world_named(name: str) -> World:
         return WORLDS[name]
     except KeyError:
         raise ValueError(f"unknown world {name!r}; known: {', '.join(WORLDS)}") from None
+
+
+def worlds_named(text: str) -> list[World]:
+    """The built-in worlds a comma-separated list names, in order (blanks around names ignored): what
+    ``--worlds`` options take. ``ValueError`` naming the problem for an unknown name, an empty list, or a
+    world named twice (it would be measured twice and reported as two)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise ValueError(f"{text!r} names no world; known: {', '.join(WORLDS)}")
+    if len(set(names)) < len(names):
+        raise ValueError(f"{text!r} names a world twice")
+    return [world_named(name) for name in names]
 
 
 class SceneItem(BaseModel):
