@@ -3,7 +3,10 @@ so a mistyped option or a reused seed would surface only deep into a run. These 
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
+
+import pytest
 
 from foveate.evaluation.fixture import EVAL_SEEDS, TUNING_SEED
 from foveate.tiny_vlm.harder import STEPS, step_options
@@ -31,3 +34,19 @@ def test_the_steps_draw_scenes_no_benchmark_reads() -> None:
     assert len(set(seeds)) == len(seeds)
     drawn = {s for seed in seeds for s in (seed, seed + 1)}  # a run draws its seed and the next
     assert not drawn & {*EVAL_SEEDS, TUNING_SEED, 1000, 1001, 2000}
+
+
+def test_every_training_option_says_what_it_does_and_keeps_its_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_options(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps long lines
+    for option in fields(TrainConfig):
+        help_text = option.metadata.get("help", "")
+        assert help_text, f"TrainConfig.{option.name} has no --help line"
+        assert f"--{option.name.replace('_', '-')}" in text
+        assert " ".join(help_text.split()) in text
+    assert parse_options([])[0] == TrainConfig()
+    cfg, _ = parse_options(["--node-existence", "true", "--focus-lr", "5e-4"])
+    assert cfg.node_existence is True and cfg.focus_lr == 5e-4

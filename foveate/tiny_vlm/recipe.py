@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,74 +59,87 @@ SHAPE = LlavaShape(
 DEFAULT_OUT = Path(__file__).parent / "weights"
 
 
+def _option(default: Any, text: str) -> Any:
+    """A ``TrainConfig`` field with its ``--help`` line (``foveate.tiny_vlm.train.parse_options``)."""
+    return field(default=default, metadata={"help": text})
+
+
 @dataclass
 class TrainConfig:
-    scenes: int = 1000
-    eval_scenes: int = 150
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 1e-3
-    seed: int = 0
-    train_seed: int = 1000  # scene seeds for training; benchmarks use other seeds
-    eval_seed: int = 2000
-    threads: int = 2
-    device: str = "cpu"
-    aux_weight: float = 1.0
-    relation_repeats: int = 5  # relation questions are 6% of the examples and the hardest to learn
-    position_weight: float = 10.0
-    position_scale: float = 3.0
+    """One training run's settings; each is a ``python -m foveate.tiny_vlm.train`` option of the same name.
+
+    Phases, in the order they run: seeing (the vision tower alone), grounding (side and relation questions),
+    training (every question, on the training scenes), binding (shape and existence questions), focusing
+    (other scenes, paired probes, attention supervision). A phase with 0 epochs or steps is skipped.
+    """
+
+    scenes: int = _option(1000, "training scenes (the training phase's and grounding's)")
+    eval_scenes: int = _option(150, "held-out scenes the run reports its accuracy on")
+    epochs: int = _option(3, "epochs of the training phase (0 skips it)")
+    batch_size: int = _option(32, "examples per step")
+    lr: float = _option(1e-3, "the training phase's peak learning rate")
+    seed: int = _option(0, "weight initialisation and example order")
+    train_seed: int = _option(1000, "scene seed of the training scenes (benchmarks use other seeds)")
+    eval_seed: int = _option(2000, "scene seed of the held-out scenes")
+    threads: int = _option(2, "torch CPU threads")
+    device: str = _option("cpu", "torch device (cpu, cuda, ...)")
+    aux_weight: float = _option(1.0, "weight of the dense colour probe on the tower's patches")
+    # relation questions are 6% of the examples and the hardest to learn
+    relation_repeats: int = _option(5, "times each relation example appears")
+    position_weight: float = _option(
+        10.0, "weight of the pooled position probe (each visible target's place, by colour)"
+    )
+    position_scale: float = _option(
+        3.0, "scale of the sine-cosine table the tower's position embeddings start from (0: CLIP's)"
+    )
     # Attention supervision and paired search probes in the *first* phase: off (see ``focus_loss``).
-    focus_weight: float = 0.0
-    paired_probes: bool = False
-    # The second phase after ``epochs``: paired probes on other scenes, attention supervision, tighter crops,
-    # a fresh schedule; 0 epochs skips it.
-    focus_epochs: int = 3
-    focus_scenes: int = 350
-    focus_lr: float = 1e-3
-    focus_phase_weight: float = 0.5
+    focus_weight: float = _option(0.0, "the training phase's attention supervision weight")
+    paired_probes: bool = _option(False, "the training phase asks existence and latent probes in pairs")
+    # The focusing phase: paired probes on other scenes, attention supervision, tighter crops, a fresh
+    # schedule.
+    focus_epochs: int = _option(3, "epochs of the focusing phase (0 skips it)")
+    focus_scenes: int = _option(350, "focusing scenes (other scenes than training's)")
+    focus_lr: float = _option(1e-3, "the focusing phase's peak learning rate")
+    focus_phase_weight: float = _option(0.5, "the focusing phase's attention supervision weight")
     # its target crops are tighter than the first phase's 1.5-6x the targets (more of them clearly visible)
-    focus_context_min: float = 1.1
-    focus_context_max: float = 2.5
-    init: str = ""  # start from a saved tiny VLM instead of random weights (fine-tuning)
+    focus_context_min: float = _option(1.1, "smallest focusing crop, in target-box sides")
+    focus_context_max: float = _option(2.5, "largest focusing crop, in target-box sides")
+    init: str = _option("", "start from this saved tiny VLM's weights (fine-tuning) instead of random ones")
     # A first phase on the training scenes' side and relation questions only (see ``train``).
-    grounding_epochs: int = 2
-    grounding_lr: float = 1e-3
-    grounding_bar: float = 0.75  # held-out relation accuracy a start must reach, or the next seed starts
-    grounding_tries: int = 4
+    grounding_epochs: int = _option(2, "epochs of the grounding phase (0 skips it)")
+    grounding_lr: float = _option(1e-3, "the grounding phase's peak learning rate")
+    grounding_bar: float = _option(0.75, "held-out relation accuracy grounding must reach, or it restarts")
+    grounding_tries: int = _option(4, "grounding starts (new seeds) before the run gives up")
     # The harder world (foveate.synthetic.HARD: saturated distractors, photograph / texture backgrounds):
-    # its share of the training and focusing scenes (grounding stays in the plain world), and the dense
-    # shape probe that is the colour probe's counterpart there; with either share above 0 the held-out
-    # scenes are half in each world. Off by default: the shipped weights are plain-world weights, and the
-    # harder-world recipe (``--hard-fraction 0.5 --focus-hard-fraction 0.7 --shape-weight 1``) has not yet
-    # met the harder world's bars (table in ``foveate.tiny_vlm.train``).
-    hard_fraction: float = 0.0
-    focus_hard_fraction: float = 0.0
-    shape_weight: float = 0.0
+    # with either share above 0 the held-out scenes are half in each world. The shipped weights' recipe
+    # (``python -m foveate.tiny_vlm.harder``) uses them.
+    hard_fraction: float = _option(0.0, "share of the training scenes drawn in the harder world")
+    focus_hard_fraction: float = _option(0.0, "share of the focusing scenes drawn in the harder world")
+    shape_weight: float = _option(0.0, "weight of the dense shape probe (the colour probe's counterpart)")
     # The dense probe of colour *and* shape together (one class per pair): the separate colour and shape
     # probes can both be right on a patch whose features never tie a shape to its colour, which is what
     # "is there a red circle?" beside a red square and a blue circle needs.
-    binding_weight: float = 0.0
+    binding_weight: float = _option(0.0, "weight of the dense colour-and-shape probe")
     # "What is the shape of the red object?" on views where one visible object has that colour: the
     # existence probe answered "red circle" by colour alone beside a red square (P(Yes) 0.58 for a
     # same-colour confuser, 0.57 for a present target under 20 px); and the harder world's existence
     # questions repeated, since they are the few examples where shape decides the answer.
-    shape_questions: bool = False
-    existence_repeats: int = 1
-    # The seeing phase before all others (``foveate.tiny_vlm.seeing``): the vision tower alone names each
-    # patch's shape and colour on views drawn afresh every step; 0 steps skips it.
+    shape_questions: bool = _option(False, "ask the shape of the one visible object of a colour")
+    existence_repeats: int = _option(1, "times each harder-world existence example appears")
     # A binding phase before focusing: only the questions where shape decides (shape questions, existence
-    # questions) of the focusing scenes, as grounding teaches left / right alone; 0 epochs skips it.
-    binding_epochs: int = 0
-    binding_lr: float = 1e-3
-    seeing_steps: int = 0
-    seeing_lr: float = 1e-3
-    seeing_batch_size: int = 32
-    # The image-tree nodes of each focusing scene (``foveate.tiny_vlm.tasks.NodeViews``): how many, the share
-    # walked toward a target, the shallowest depth, and whether existence is asked on them too.
-    node_views: int = 3
-    node_toward: float = 0.7
-    node_min_depth: int = 1
-    node_existence: bool = False
+    # questions) of the focusing scenes, as grounding teaches left / right alone.
+    binding_epochs: int = _option(0, "epochs of the binding phase (0 skips it)")
+    binding_lr: float = _option(1e-3, "the binding phase's peak learning rate")
+    # The seeing phase before all others (``foveate.tiny_vlm.seeing``): the vision tower alone names each
+    # patch's shape and colour on views drawn afresh every step.
+    seeing_steps: int = _option(0, "steps of the seeing phase (0 skips it)")
+    seeing_lr: float = _option(1e-3, "the seeing phase's peak learning rate")
+    seeing_batch_size: int = _option(32, "views per seeing step")
+    # The image-tree nodes of each focusing scene (``foveate.tiny_vlm.tasks.NodeViews``).
+    node_views: int = _option(3, "image-tree nodes asked about per focusing scene")
+    node_toward: float = _option(0.7, "share of those nodes walked down toward a target")
+    node_min_depth: int = _option(1, "the shallowest of those nodes")
+    node_existence: bool = _option(False, "ask existence on those nodes too, not latent alone")
 
 
 def hard_scene(index: int, fraction: float) -> bool:

@@ -56,7 +56,7 @@ import argparse
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -309,12 +309,17 @@ def _flag(text: str) -> bool:
 
 def parse_options(argv: list[str] | None = None) -> tuple[TrainConfig, Path]:
     """The run's config and output folder from the command line (one option per ``TrainConfig`` field)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     defaults = TrainConfig()
-    for name, value in vars(defaults).items():
+    for option in fields(TrainConfig):
+        value = getattr(defaults, option.name)
         kind = _flag if isinstance(value, bool) else type(value)  # bool("False") is True
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+        parser.add_argument(
+            f"--{option.name.replace('_', '-')}", type=kind, default=value, help=option.metadata["help"]
+        )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder the trained weights go to")
     args = parser.parse_args(argv)
     return TrainConfig(**{k: getattr(args, k) for k in vars(defaults)}), args.out
 
