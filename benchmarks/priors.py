@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from benchmarks import add_worlds_option, worlds_option, write_page
+from benchmarks.zoom import DISTRIBUTIONS, TUNING_SEEDS
 from foveate.insights import Trajectory, remember, search_prior
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
 from foveate.synthetic import World, generate_scene
@@ -37,15 +38,10 @@ from foveate.tiny_vlm import TINY_VLM_PATH, model_label
 from foveate.vlm.transformers_vlm import TransformersVLM
 from foveate.zoom import ZoomAgent, ZoomConfig, wording_cues
 
-TUNING_SEEDS = (7, 8)
 # Seeds an earlier page reported on and that then chose between two versions of ``prior_from`` (07bc7c6 and
 # its revert, docs/benchmarks/zoom-notes.md): no longer seeds that chose nothing, so refused like the tuning
 # ones.
 SPENT_SEEDS = (31, 32)
-DISTRIBUTIONS = {  # benchmarks.zoom's
-    "default": ((1536, 2048), (10, 60)),
-    "large": ((2500, 4000), (8, 24)),
-}
 STRATEGIES = ("zoomeye", "fast")
 CASES = "default:default,large:large,default:large"
 
@@ -77,8 +73,8 @@ class Case:
 
 
 def _scene(seed: int, index: int, distribution: str, world: World):  # type: ignore[no-untyped-def]
-    sizes, targets = DISTRIBUTIONS[distribution]
-    return generate_scene(seed, index, size_range=sizes, target_size_range=targets, world=world)
+    scenes = DISTRIBUTIONS[distribution]
+    return generate_scene(seed, index, size_range=scenes.sizes, target_size_range=scenes.targets, world=world)
 
 
 def run_case(
@@ -240,6 +236,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(
             f"seeds {TUNING_SEEDS} are tuning seeds and {SPENT_SEEDS} spent ones: pass --tuning to use them"
         )
+    pairs = [case.split(":") for case in args.cases.split(",")]
+    for pair in pairs:
+        if len(pair) != 2 or not set(pair) <= set(DISTRIBUTIONS):
+            parser.error(
+                f"--cases: {':'.join(pair)!r} is not feed:test, each one of {', '.join(DISTRIBUTIONS)}"
+            )
+    for strategy in args.strategies.split(","):
+        if strategy not in STRATEGIES:
+            parser.error(f"--strategies: unknown {strategy!r}; known: {', '.join(STRATEGIES)}")
     worlds: list[World] = args.worlds
     torch.set_num_threads(2)
     start = time.perf_counter()
@@ -248,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     cases = []
     for world in worlds:
         for strategy in args.strategies.split(","):
-            for feed, test in (case.split(":") for case in args.cases.split(",")):
+            for feed, test in pairs:
                 label = f"{world.name} world, {strategy}: fed {feed}, tested {test}"
                 print(label, file=sys.stderr, flush=True)
                 cases.append(run_case(vlm, embedder, world, strategy, feed, test, args))

@@ -31,3 +31,20 @@ def test_an_unknown_world_is_named_in_the_refusal(tmp_path: Path, capsys: pytest
     with pytest.raises(SystemExit):
         main(_guarded(tmp_path, "--worlds", "plain,marsh"))
     assert "marsh" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "named"),
+    [
+        ("--cases", "default:marsh", "default:marsh"),
+        ("--cases", "default", "'default'"),
+        ("--strategies", "zoomeye,dfs", "dfs"),
+    ],
+)
+def test_unknown_cases_and_strategies_are_named_before_any_model_loads(
+    flag: str, value: str, named: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(_guarded(tmp_path, flag, value))
+    assert exit_info.value.code == 2
+    assert named in capsys.readouterr().err
