@@ -11,7 +11,7 @@ import torch
 from foveate.synthetic import HARD, generate_scene
 from foveate.testing.tiny_models import make_llava
 from foveate.tiny_vlm.losses import answer_loss, focus_loss
-from foveate.tiny_vlm.recipe import SHAPE, Batcher, TrainConfig, build_examples
+from foveate.tiny_vlm.recipe import SHAPE, Batcher, TrainConfig, build_examples, model_shape
 from foveate.tiny_vlm.tasks import (
     COLOR_IDS,
     VISIBLE_PIXELS,
@@ -383,3 +383,40 @@ def test_shape_questions_name_the_one_visible_object_of_a_colour() -> None:
     assert shape_questions(alone) == [(f"What is the shape of the {target.color} object?", target.shape)]
     assert visible(target, both, 128) and visible(twin, both, 128)  # both clearly seen: which one is meant?
     assert shape_questions(both) == []
+
+
+def test_a_finer_patch_grid_trains_and_saves_a_model_with_four_times_the_visual_tokens(
+    tmp_path: Path,
+) -> None:
+    cfg = TrainConfig(
+        scenes=2, eval_scenes=1, epochs=1, batch_size=16, focus_epochs=0, grounding_epochs=0, patch_size=8
+    )
+    result = train(cfg, tmp_path / "fine", progress=False)
+    assert result["steps"] > 0 and all(np.isfinite(result["losses"]))
+    vlm = TransformersVLM(tmp_path / "fine")
+    config = vlm.model.config
+    assert config.vision_config.patch_size == 8 and config.image_seq_length == 256
+    image, item = generate_scene(9, 0)
+    scored = vlm.score(VLMRequest.from_prompt(item.question, [image]), item.options)
+    assert all(np.isfinite(scored.logprobs))
+    # fine-tuning keeps the saved grid, and says so when the run asks for another
+    with pytest.raises(ValueError, match="has 8 px patches, this run 16: pass --patch-size 8"):
+        train(
+            TrainConfig(
+                scenes=1,
+                eval_scenes=1,
+                epochs=1,
+                focus_epochs=0,
+                grounding_epochs=0,
+                init=str(tmp_path / "fine"),
+            ),
+            tmp_path / "again",
+            progress=False,
+        )
+    assert not (tmp_path / "again").exists()
+
+
+@pytest.mark.parametrize("patch", [0, 7, 256])
+def test_a_patch_side_that_does_not_tile_the_input_is_refused(patch: int) -> None:
+    with pytest.raises(ValueError, match=f"--patch-size {patch} does not tile"):
+        model_shape(patch)

@@ -26,6 +26,9 @@ def test_every_step_parses_and_starts_from_the_step_before(tmp_path: Path) -> No
         configs.append(cfg)
         previous = out
     assert configs[0].seeing_steps > 0 and all(c.seeing_steps == 0 for c in configs[1:])
+    assert all(c.patch_size == 16 for c in configs)
+    finer, _ = parse_options(step_options(previous, "S1", STEPS[0][1], tmp_path, patch_size=8, device="cuda"))
+    assert finer.patch_size == 8 and finer.device == "cuda" and configs[0].device == "cpu"
     assert sum(c.binding_epochs for c in configs) > 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ __all__ = [
     "build_examples",
     "hard_scene",
     "init_vision_positions",
+    "model_shape",
     "sincos_positions",
 ]
 
@@ -57,6 +58,15 @@ SHAPE = LlavaShape(
     ),
 )
 DEFAULT_OUT = Path(__file__).parent / "weights"
+
+
+def model_shape(patch_size: int) -> LlavaShape:
+    """``SHAPE`` with another patch side: 16 px gives 64 visual tokens a view, 8 px 256 (a 10 px shape then
+    covers a 2x2 block of patches instead of part of one; fixture-notes.md, 2026-12-05, names that as the
+    lever for the harder world's search probes). ``ValueError`` unless it tiles ``IMAGE_SIZE``."""
+    if patch_size < 1 or IMAGE_SIZE % patch_size:
+        raise ValueError(f"--patch-size {patch_size} does not tile the {IMAGE_SIZE} px input")
+    return replace(SHAPE, patch_size=patch_size)
 
 
 def _option(default: Any, text: str) -> Any:
@@ -105,6 +115,11 @@ class TrainConfig:
     focus_context_min: float = _option(1.1, "smallest focusing crop, in target-box sides")
     focus_context_max: float = _option(2.5, "largest focusing crop, in target-box sides")
     init: str = _option("", "start from this saved tiny VLM's weights (fine-tuning) instead of random ones")
+    patch_size: int = _option(
+        16,
+        "the vision tower's patch side in input px (16: 64 visual tokens, 8: 256); "
+        "with --init, the saved model's",
+    )
     # A first phase on the training scenes' side and relation questions only (see ``train``).
     grounding_epochs: int = _option(2, "epochs of the grounding phase (0 skips it)")
     grounding_lr: float = _option(1e-3, "the grounding phase's peak learning rate")
@@ -165,6 +180,7 @@ def build_examples(
     shapes: bool = False,
     existence_repeats: int = 1,
     nodes: NodeViews | None = None,
+    grid: int = IMAGE_SIZE // SHAPE.patch_size,
 ) -> list[Example]:
     """Examples from ``n_scenes`` scenes (``hard_fraction`` of them in the harder world); relation examples
     appear ``relation_repeats`` times, the harder world's existence examples ``existence_repeats`` times."""
@@ -182,6 +198,7 @@ def build_examples(
             context=context,
             shape_questions=shapes,
             nodes=nodes or NodeViews(),
+            grid=grid,
         ):
             repeats = relation_repeats if example.kind == "relation" else 1
             if example.kind == "existence" and example.world != "plain":
@@ -212,7 +229,8 @@ def init_vision_positions(model: Any, scale: float) -> None:
     """
     embeddings = model.model.vision_tower.embeddings
     weight = embeddings.position_embedding.weight
-    grid = SHAPE.image_size // SHAPE.patch_size
+    vision = model.config.vision_config
+    grid = vision.image_size // vision.patch_size
     with torch.no_grad():
         weight[1:] = scale * sincos_positions(grid, weight.shape[1]).to(weight.dtype)
         weight[0] = 0
@@ -224,6 +242,7 @@ class Batcher:
     def __init__(self, processor: Any) -> None:
         self.processor = processor
         self.tokenizer = processor.tokenizer
+        self.grid = IMAGE_SIZE // int(processor.patch_size)
         self._prompt_cache: dict[str, str] = {}
 
     def prompt(self, question: str) -> str:
@@ -261,7 +280,7 @@ class Batcher:
         xs = [ex.color_x for ex in batch if ex.color_x is not None]
         if len(xs) == len(batch):
             enc["color_x"] = torch.as_tensor(np.stack(xs))
-        grid = SHAPE.image_size // SHAPE.patch_size
+        grid = self.grid
         enc["focus"] = torch.as_tensor(
             np.stack(
                 [

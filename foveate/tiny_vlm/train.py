@@ -66,7 +66,7 @@ import torch
 from foveate.tiny_vlm import FAMILY_NAME
 from foveate.tiny_vlm.architecture import make_llava
 from foveate.tiny_vlm.losses import evaluate, warmup_cosine
-from foveate.tiny_vlm.recipe import DEFAULT_OUT, SHAPE, Batcher, TrainConfig, build_examples
+from foveate.tiny_vlm.recipe import DEFAULT_OUT, IMAGE_SIZE, Batcher, TrainConfig, build_examples, model_shape
 from foveate.tiny_vlm.seeing import see
 from foveate.tiny_vlm.tasks import Example, NodeViews
 from foveate.tiny_vlm.trainee import Trainee, make_trainee, training_loss
@@ -209,6 +209,7 @@ def focusing_examples(cfg: TrainConfig) -> list[Example]:
         shapes=cfg.shape_questions,
         existence_repeats=cfg.existence_repeats,
         nodes=NodeViews(cfg.node_views, cfg.node_toward, cfg.node_min_depth, cfg.node_existence),
+        grid=IMAGE_SIZE // cfg.patch_size,
     )
 
 
@@ -226,6 +227,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
             hard_fraction=cfg.hard_fraction,
             shapes=cfg.shape_questions,
             existence_repeats=cfg.existence_repeats,
+            grid=IMAGE_SIZE // cfg.patch_size,
         )
     grounding = first
     if cfg.grounding_epochs > 0 and cfg.hard_fraction > 0:
@@ -233,7 +235,12 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
         # examples as before the harder world. On the mix's plain half alone (half the steps) the first
         # start stopped at held-out relation 0.39.
         grounding = build_examples(
-            cfg.scenes, cfg.train_seed, cfg.seed, cfg.relation_repeats, cfg.paired_probes
+            cfg.scenes,
+            cfg.train_seed,
+            cfg.seed,
+            cfg.relation_repeats,
+            cfg.paired_probes,
+            grid=IMAGE_SIZE // cfg.patch_size,
         )
     second = focusing_examples(cfg) if cfg.focus_epochs > 0 or cfg.binding_epochs > 0 else []
     # held-out scenes of both worlds, half each, when training sees the harder world
@@ -247,6 +254,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
         paired_eval,
         hard_fraction=eval_hard,
         shapes=cfg.shape_questions,
+        grid=IMAGE_SIZE // cfg.patch_size,
     )
     logger.info(
         "built %d + %d train / %d eval examples in %.0f s",
@@ -268,7 +276,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
     tower = looked(cfg) if cfg.seeing_steps > 0 else None
     with Progress(*columns, disable=not progress) as bar:
         if cfg.grounding_epochs > 0:
-            _, processor = make_llava(cfg.seed, SHAPE)
+            _, processor = make_llava(cfg.seed, model_shape(cfg.patch_size))
             run = Run(cfg, Batcher(processor), np.random.default_rng(cfg.seed), bar, progress, [])
             trainee, accuracy = ground(cfg, run, grounding, eval_examples, tower)
         else:

@@ -11,7 +11,7 @@ import torch
 from foveate.synthetic import COLORS, SHAPES
 from foveate.tiny_vlm.architecture import make_llava
 from foveate.tiny_vlm.losses import answer_loss, focus_loss
-from foveate.tiny_vlm.recipe import SHAPE, TrainConfig, init_vision_positions
+from foveate.tiny_vlm.recipe import SHAPE, TrainConfig, init_vision_positions, model_shape
 from foveate.tiny_vlm.tasks import PATCH_COLOR_IDS
 
 __all__ = ["Trainee", "make_trainee", "training_loss"]
@@ -55,12 +55,18 @@ def make_trainee(
     given, e.g. after the seeing phase) with fresh probes, and its processor."""
     torch.manual_seed(seed)
     random.seed(seed)
-    built, processor = make_llava(seed, SHAPE)
+    built, processor = make_llava(seed, model_shape(cfg.patch_size))
     model: Any = built
     if cfg.init:
         from transformers import LlavaForConditionalGeneration
 
         model = LlavaForConditionalGeneration.from_pretrained(cfg.init)
+        saved = int(model.config.vision_config.patch_size)
+        if saved != cfg.patch_size:  # the processor above would count the wrong number of image tokens
+            raise ValueError(
+                f"--init {cfg.init} has {saved} px patches, this run {cfg.patch_size}: "
+                f"pass --patch-size {saved}"
+            )
     elif cfg.position_scale > 0:
         init_vision_positions(model, cfg.position_scale)
     if tower is not None:
