@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(
                 f"--cases: {':'.join(pair)!r} is not feed:test, each one of {', '.join(DISTRIBUTIONS)}"
             )
-    for strategy in args.strategies.split(","):
+    strategies = args.strategies.split(",")
+    for strategy in strategies:
         if strategy not in STRATEGIES:
             parser.error(f"--strategies: unknown {strategy!r}; known: {', '.join(STRATEGIES)}")
     worlds: list[World] = args.worlds
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     embedder = SentenceTransformerEmbedder()
     cases = []
     for world in worlds:
-        for strategy in args.strategies.split(","):
+        for strategy in strategies:
             for feed, test in pairs:
                 label = f"{world.name} world, {strategy}: fed {feed}, tested {test}"
                 print(label, file=sys.stderr, flush=True)

@@ -156,6 +156,13 @@ class TrainConfig:
     node_min_depth: int = _option(1, "the shallowest of those nodes")
     node_existence: bool = _option(False, "ask existence on those nodes too, not latent alone")
 
+    @property
+    def grid(self) -> int:
+        """Patches per side of a view, the size of the patch maps and focus masks the examples carry
+        (``ValueError`` for a patch side that does not tile the input, before any example is built)."""
+        shape = model_shape(self.patch_size)
+        return shape.image_size // shape.patch_size
+
 
 def hard_scene(index: int, fraction: float) -> bool:
     """Whether scene ``index`` of a mix is drawn in the harder world: ``fraction`` of them, spread evenly.

@@ -66,7 +66,7 @@ import torch
 from foveate.tiny_vlm import FAMILY_NAME
 from foveate.tiny_vlm.architecture import make_llava
 from foveate.tiny_vlm.losses import evaluate, warmup_cosine
-from foveate.tiny_vlm.recipe import DEFAULT_OUT, IMAGE_SIZE, Batcher, TrainConfig, build_examples, model_shape
+from foveate.tiny_vlm.recipe import DEFAULT_OUT, Batcher, TrainConfig, build_examples, model_shape
 from foveate.tiny_vlm.seeing import see
 from foveate.tiny_vlm.tasks import Example, NodeViews
 from foveate.tiny_vlm.trainee import Trainee, make_trainee, training_loss
@@ -209,7 +209,7 @@ def focusing_examples(cfg: TrainConfig) -> list[Example]:
         shapes=cfg.shape_questions,
         existence_repeats=cfg.existence_repeats,
         nodes=NodeViews(cfg.node_views, cfg.node_toward, cfg.node_min_depth, cfg.node_existence),
-        grid=IMAGE_SIZE // cfg.patch_size,
+        grid=cfg.grid,
     )
 
 
@@ -227,7 +227,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
             hard_fraction=cfg.hard_fraction,
             shapes=cfg.shape_questions,
             existence_repeats=cfg.existence_repeats,
-            grid=IMAGE_SIZE // cfg.patch_size,
+            grid=cfg.grid,
         )
     grounding = first
     if cfg.grounding_epochs > 0 and cfg.hard_fraction > 0:
@@ -240,7 +240,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
             cfg.seed,
             cfg.relation_repeats,
             cfg.paired_probes,
-            grid=IMAGE_SIZE // cfg.patch_size,
+            grid=cfg.grid,
         )
     second = focusing_examples(cfg) if cfg.focus_epochs > 0 or cfg.binding_epochs > 0 else []
     # held-out scenes of both worlds, half each, when training sees the harder world
@@ -254,7 +254,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
         paired_eval,
         hard_fraction=eval_hard,
         shapes=cfg.shape_questions,
-        grid=IMAGE_SIZE // cfg.patch_size,
+        grid=cfg.grid,
     )
     logger.info(
         "built %d + %d train / %d eval examples in %.0f s",
