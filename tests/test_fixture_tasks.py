@@ -420,3 +420,36 @@ def test_a_finer_patch_grid_trains_and_saves_a_model_with_four_times_the_visual_
 def test_a_patch_side_that_does_not_tile_the_input_is_refused(patch: int) -> None:
     with pytest.raises(ValueError, match=f"--patch-size {patch} does not tile"):
         model_shape(patch)
+
+
+def test_probe_options_ask_the_answerability_probe_with_the_question_and_its_options() -> None:
+    """``probe_options``: the answerability probe asks the question with its options (the wording a model
+    so trained takes as ``ZoomPrompts.answering_options``), its labels and every other question unchanged;
+    a view showing only the target's shape in a colour no option offers is labelled unanswerable."""
+    from foveate.tiny_vlm.tasks import ANSWERABLE, OPTIONS_LINE
+
+    for index in range(6):
+        image, item = generate_scene(5, index, world=HARD)
+        plain = examples_for_scene(image, item, np.random.default_rng(0), 128, paired=True)
+        told = examples_for_scene(image, item, np.random.default_rng(0), 128, paired=True, probe_options=True)
+        assert [(e.kind, e.answer) for e in told] == [(e.kind, e.answer) for e in plain]
+        joined = OPTIONS_LINE.format(q=item.question, options=", ".join(item.options))
+        for before, after in zip(plain, told, strict=True):
+            if before.kind == "answerable":
+                assert (before.question, after.question) == (
+                    ANSWERABLE.format(question=item.question),
+                    ANSWERABLE.format(question=joined),
+                )
+                assert all(option in after.question for option in item.options)
+            else:
+                assert after.question == before.question
+    found = []
+    for index in range(0, 40, 2):  # attribute questions: a same-shape distractor in a colour not offered
+        image, item = generate_scene(5, index, world=HARD)
+        target = item.targets[0]
+        for d in item.distractors:
+            if d.shape == target.shape and d.color not in item.options:
+                view = (d.box[0] - 20, d.box[1] - 20, d.box[2] + 20, d.box[3] + 20)
+                if visible(d, view, 128) and not findable(target, view):
+                    found.append(answerable(item, view, 128))
+    assert found and not any(found)

@@ -723,3 +723,59 @@ def test_a_search_without_cues_asks_the_model_for_them_only_if_it_writes(writes:
     assert item.question == "What is the color of the square?"
     assert result.cues == (["yellow"] if writes else ["square"])
     assert vlm.calls["generate"] == (1 if writes else 0)
+
+
+# ---------------------------------------------------------------------------- the question's options
+_PINK, _RED = (235, 90, 175), COLORS["red"]
+
+
+def _two_circles() -> Image.Image:
+    """A big pink circle up left (no option's colour) and a smaller red one down right (the target)."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (1024, 1024), (128, 128, 128))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((100, 100, 144, 144), fill=_PINK)
+    draw.ellipse((800, 820, 830, 850), fill=_RED)
+    return image
+
+
+def _options_seeing(view: Image.Image, text: str) -> float:
+    """A shape-only oracle: its cue probes see any saturated circle (the bigger, the surer); its answering
+    probe, when the options are in the prompt, says Yes only to a circle in an offered colour."""
+    a = np.asarray(view.convert("RGB")).astype(int)
+    saturated = _saturated(a)
+    if "Options:" in text:
+        offered = [rgb for name, rgb in COLORS.items() if name in text.split("Options:")[1]]
+        saturated &= np.any([np.abs(a - np.array(rgb)).max(axis=2) <= 40 for rgb in offered], axis=0)
+    count = int(saturated.sum())
+    if "zooming" in text:
+        return 0.5 + 0.45 * min(1.0, count / 3000) if count else 0.05
+    return 0.95 if count and np.sqrt(count) * NATIVE / max(view.size) >= VISIBLE_PIXELS else 0.05
+
+
+@pytest.mark.parametrize("strategy", ["zoomeye", "fast"])
+def test_the_stop_probe_asks_with_the_options_when_the_prompts_say_how(strategy: str) -> None:
+    question, options = "What is the color of the circle?", ["red", "blue", "green", "yellow"]
+    red, pink = (815, 835), (122, 122)
+
+    def run(joined: str | None) -> tuple[int, int, int, int]:
+        prompts = PROMPTS.model_copy(update={"answering_options": joined, "pops_per_level": None})
+        config = ZoomConfig(strategy=strategy, prompts=prompts, native_side=NATIVE, relevance=False)
+        vlm = ScriptedVLM(yes=_options_seeing, model_id="options-oracle")
+        result = ZoomAgent(vlm, config).run(_two_circles(), question, options, cues=["circle"])
+        assert result.answer_box is not None and result.question == question
+        return result.answer_box
+
+    with_options = run("{q} Options: {options}.")
+    assert _contains(with_options, red) and not _contains(with_options, pink)
+    # the question alone: the pink circle, ranked first, answers it as well as the red one would
+    alone = run(None)
+    assert _contains(alone, pink) and not _contains(alone, red)
+
+
+def test_search_question_joins_the_options_only_when_asked_to() -> None:
+    joined = PROMPTS.model_copy(update={"answering_options": "{q} Options: {options}."})
+    assert joined.search_question("What?", ["red", "blue"]) == "What? Options: red, blue."
+    assert joined.search_question("What?", None) == "What?"
+    assert PROMPTS.search_question("What?", ["red", "blue"]) == "What?"

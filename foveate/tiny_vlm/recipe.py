@@ -155,6 +155,9 @@ class TrainConfig:
     node_toward: float = _option(0.7, "share of those nodes walked down toward a target")
     node_min_depth: int = _option(1, "the shallowest of those nodes")
     node_existence: bool = _option(False, "ask existence on those nodes too, not latent alone")
+    # A search's stop probe asks the question itself; without the options a view showing the question's
+    # shape in a colour no option offers cannot tell it from the target (zoom-notes.md, session 14).
+    probe_options: bool = _option(False, "ask the answerability probe with the question's options")
 
     @property
     def grid(self) -> int:
@@ -188,6 +191,7 @@ def build_examples(
     existence_repeats: int = 1,
     nodes: NodeViews | None = None,
     grid: int = IMAGE_SIZE // SHAPE.patch_size,
+    probe_options: bool = False,
 ) -> list[Example]:
     """Examples from ``n_scenes`` scenes (``hard_fraction`` of them in the harder world); relation examples
     appear ``relation_repeats`` times, the harder world's existence examples ``existence_repeats`` times."""
@@ -206,6 +210,7 @@ def build_examples(
             shape_questions=shapes,
             nodes=nodes or NodeViews(),
             grid=grid,
+            probe_options=probe_options,
         ):
             repeats = relation_repeats if example.kind == "relation" else 1
             if example.kind == "existence" and example.world != "plain":

@@ -47,6 +47,9 @@ ANSWERABLE = "Question: {question} Could you answer the question from this view?
 SIDE = "Is the {obj} on the left or on the right of this view?"
 RELATION = "Is the {a} to the left or to the right of the {b}?"
 SHAPE_OF = "What is the shape of the {color} object?"
+#: How a question's options join it in the answerability probe, when training asks it so (``probe_options``);
+#: a model trained so takes it as its family's ``ZoomPrompts.answering_options``.
+OPTIONS_LINE = "{q} Options: {options}."
 
 ANSWER_WORDS: tuple[str, ...] = ("Yes", "No", "left", "right", *COLORS, *SHAPES)
 PROMPT_WORDS: tuple[str, ...] = tuple(
@@ -236,6 +239,7 @@ def questions_for_view(
     image_size: int,
     paired: frozenset[str] = frozenset(),
     shapes: bool = False,
+    probe_options: bool = False,
 ) -> list[Question]:
     """Questions with labels that follow from the view's geometry.
 
@@ -243,6 +247,8 @@ def questions_for_view(
     random): the sampler pairs existence on target crops and latent on image-tree nodes, where those probes
     decide a zoom search. ``shapes``: also ask the shape of the clearly visible target's colour, when no
     other visible object has that colour (the answer must come from the shape *at* that colour).
+    ``probe_options``: the answerability probe asks the question with its options (``OPTIONS_LINE``), so
+    that a view showing the question's shape only in a colour no option offers can say No.
     """
     out: list[Question] = []
     target = item.targets[int(rng.integers(len(item.targets)))]
@@ -280,7 +286,8 @@ def questions_for_view(
         out.append(Question("latent", LATENT.format(obj=absent()), "No"))
     in_view = tuple(t for t in item.targets if findable(t, view))
     can = answerable(item, view, image_size)
-    out.append(Question("answerable", ANSWERABLE.format(question=item.question), _yn(can), in_view))
+    asked = OPTIONS_LINE.format(q=item.question, options=", ".join(item.options)) if probe_options else None
+    out.append(Question("answerable", ANSWERABLE.format(question=asked or item.question), _yn(can), in_view))
     if can:
         out.append(Question(item.category, item.question, item.answer, in_view))
         if item.category == "relation":
@@ -397,11 +404,13 @@ def examples_for_scene(
     context: tuple[float, float] = (1.5, 6.0),
     shape_questions: bool = False,
     nodes: NodeViews = NodeViews(),
+    probe_options: bool = False,
 ) -> list[Example]:
     """Examples for the views of :func:`sample_views`: the whole image, ``nodes``' tree nodes, four crops.
 
     ``paired``: tree nodes ask the latent probe about the target *and* an absent object, crops ask both
     existence probes (otherwise one of each at random). ``context``: see :func:`sample_views`.
+    ``probe_options``: see :func:`questions_for_view`.
     """
     examples = []
     for index, view in enumerate(sample_views(image, item, rng, image_size, context, nodes)):
@@ -417,7 +426,7 @@ def examples_for_scene(
             else ()
         )
         for q in questions_for_view(
-            item, view, rng, image_size, kinds if paired else frozenset(), shape_questions
+            item, view, rng, image_size, kinds if paired else frozenset(), shape_questions, probe_options
         ):
             focus = focus_mask(q.about, view, grid)
             examples.append(

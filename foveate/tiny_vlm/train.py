@@ -210,6 +210,7 @@ def focusing_examples(cfg: TrainConfig) -> list[Example]:
         existence_repeats=cfg.existence_repeats,
         nodes=NodeViews(cfg.node_views, cfg.node_toward, cfg.node_min_depth, cfg.node_existence),
         grid=cfg.grid,
+        probe_options=cfg.probe_options,
     )
 
 
@@ -228,6 +229,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
             shapes=cfg.shape_questions,
             existence_repeats=cfg.existence_repeats,
             grid=cfg.grid,
+            probe_options=cfg.probe_options,
         )
     grounding = first
     if cfg.grounding_epochs > 0 and cfg.hard_fraction > 0:
@@ -241,6 +243,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
             cfg.relation_repeats,
             cfg.paired_probes,
             grid=cfg.grid,
+            probe_options=cfg.probe_options,
         )
     second = focusing_examples(cfg) if cfg.focus_epochs > 0 or cfg.binding_epochs > 0 else []
     # held-out scenes of both worlds, half each, when training sees the harder world
@@ -255,6 +258,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
         hard_fraction=eval_hard,
         shapes=cfg.shape_questions,
         grid=cfg.grid,
+        probe_options=cfg.probe_options,
     )
     logger.info(
         "built %d + %d train / %d eval examples in %.0f s",

@@ -9,6 +9,8 @@ because they are a fact about the model: what it was trained to answer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["ZoomPrompts"]
@@ -23,6 +25,11 @@ class ZoomPrompts(BaseModel):
     - ``cue_answering``: stop rule of one cue's search when the question has several cues
       (ZoomEye asks whether "What is the appearance of the {o}?" can be answered).
     - ``cue_listing``: the generation that lists the question's visual cues, one per line or comma-separated.
+    - ``answering_options``: how a multiple-choice question's options join it (``{q}``, ``{options}``:
+      comma-separated) wherever the search asks the question itself (the ``answering`` stop probe);
+      ``None``: the search sees the question alone. Without them a view that shows the object the question
+      names, but in a colour no option offers, rightly says Yes to "could you answer what colour the circle
+      is?": the harder world's distractors do exactly that (docs/benchmarks/zoom-notes.md, session 14).
     - ``bias``: ``b`` of the depth weight ``w = b + (1 - b) * (depth / max_depth) ** 2``.
     - ``answer_threshold`` / ``lower_threshold``: stop when the stop probe's confidence reaches the first;
       below the second the search gives up. ``relaxations``: how much the threshold drops after
@@ -64,6 +71,7 @@ class ZoomPrompts(BaseModel):
         "List the objects in the image that must be looked at closely to answer the question, "
         "comma-separated, nothing else.\nQuestion: {q}\nObjects:"
     )
+    answering_options: str | None = None
     bias: float = Field(default=0.2, ge=0.0, le=1.0)
     answer_threshold: float = Field(default=0.6, ge=-1.0, le=1.0)
     lower_threshold: float = Field(default=0.0, ge=-1.0, le=1.0)
@@ -79,3 +87,9 @@ class ZoomPrompts(BaseModel):
     max_pops: int | None = Field(default=None, ge=1)
     pops_per_level: float | None = Field(default=None, gt=0.0)
     crop_enlarge: float = Field(default=1.2, ge=1.0, le=4.0)
+
+    def search_question(self, question: str, options: Sequence[str] | None) -> str:
+        """``question`` as the search asks it: with ``options`` joined by ``answering_options``, if set."""
+        if not options or self.answering_options is None:
+            return question
+        return self.answering_options.format(q=question, options=", ".join(options))

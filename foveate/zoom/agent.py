@@ -112,7 +112,7 @@ class ZoomAgent:
             ctx.prior = prior(cue_list) if callable(prior) else prior
             if ctx.prior is not None and ctx.prior.changes:
                 notes.append(f"search prior from {ctx.prior.runs} runs: " + "; ".join(ctx.prior.reasons))
-            chosen.search(ctx, question, cue_list)
+            chosen.search(ctx, self.prompts.search_question(question, options), cue_list)
         except SearchStopped as stop:
             exhausted = True
             notes.append(f"search stopped early: {stop}; answering from the best node so far")
