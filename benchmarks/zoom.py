@@ -35,8 +35,10 @@ from benchmarks.replay import ReplayStore, ReplayVLM, answering_code_sha256
 from foveate.imaging.draw import save_trace
 from foveate.synthetic import PLAIN, World, generate_scene
 from foveate.tiny_vlm import TINY_VLM_PATH, model_label
+from foveate.tiny_vlm.tasks import OPTIONS_LINE
 from foveate.vlm.base import VLM
 from foveate.vlm.families.foveate_tiny import FAMILY as TINY_FAMILY
+from foveate.vlm.prompts import ZoomPrompts
 from foveate.vlm.transformers_vlm import TransformersVLM
 from foveate.zoom import ZoomAgent, ZoomConfig, ZoomResult, wording_cues
 
@@ -192,6 +194,20 @@ def run(
     return rows
 
 
+def asking_with_options(configs: dict[str, ZoomConfig], prompts: ZoomPrompts) -> dict[str, ZoomConfig]:
+    """``configs`` whose searches ask their stop probe with the question's options, in the wording the tiny
+    VLM's ``train --probe-options`` teaches (``OPTIONS_LINE``), on top of each config's own prompts (else
+    ``prompts``, the model's)."""
+    return {
+        name: config.model_copy(
+            update={
+                "prompts": (config.prompts or prompts).model_copy(update={"answering_options": OPTIONS_LINE})
+            }
+        )
+        for name, config in configs.items()
+    }
+
+
 def pooled(rows: list[Row]) -> Row:
     """The rows of several seeds as one (each seed has the same number of scenes, so the pooled mean is
     the mean over seeds)."""
@@ -305,6 +321,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trace", type=Path, default=None, help="draw the first zoomeye search here")
     parser.add_argument("--replay", type=Path, default=None, help="memoise model answers in this file")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--probe-options",
+        action="store_true",
+        help="ask the stop probe with the question's options (weights trained with train --probe-options)",
+    )
     args = parser.parse_args(argv)
     seeds = _names(args.seeds, "--seeds", None)
     seed_list = [int(s) for s in seeds]
@@ -322,6 +343,10 @@ def main(argv: list[str] | None = None) -> None:
         store = ReplayStore(args.replay, weights_sha256(args.model), answering_code_sha256())
         vlm = ReplayVLM(vlm, store)
     configs = {name: MAIN[name] for name in strategies}
+    ablations = {"fast": MAIN["fast"], **ABLATIONS}
+    if args.probe_options:
+        configs = asking_with_options(configs, vlm.profile.zoom)
+        ablations = asking_with_options(ablations, vlm.profile.zoom)
     start = time.perf_counter()
     sections: list[str] = []
     goals: list[str] = []
@@ -362,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
         goals += _goals(world, per_seed)
     if args.n_ablation > 0 and "default" in distributions and {"fast"} <= set(strategies):
         ablation_rows = run(
-            {"fast": MAIN["fast"], **ABLATIONS},
+            ablations,
             vlm,
             args.n_ablation,
             seed_list[0],
@@ -422,6 +447,7 @@ def _page(
         f" {flag} {value}" for flag, (value, default) in defaults.items() if value != default
     )
     command += worlds_option(worlds) + (" --tuning" if args.tuning else "")
+    command += " --probe-options" if args.probe_options else ""
     if args.out != Path("docs/benchmarks/zoom.md"):
         command += f" --out {args.out}"
     if args.trace is not None:
