@@ -427,13 +427,18 @@ def test_probe_options_ask_the_answerability_probe_with_the_question_and_its_opt
     so trained takes as ``ZoomPrompts.answering_options``), its labels and every other question unchanged;
     a view showing only the target's shape in a colour no option offers is labelled unanswerable."""
     from foveate.tiny_vlm.tasks import ANSWERABLE, OPTIONS_LINE
+    from foveate.vlm.families.foveate_tiny import FAMILY
+
+    # the search's own joining (ZoomPrompts.search_question), so training and search word it alike
+    searched = FAMILY.zoom.model_copy(update={"answering_options": OPTIONS_LINE})
 
     for index in range(6):
         image, item = generate_scene(5, index, world=HARD)
         plain = examples_for_scene(image, item, np.random.default_rng(0), 128, paired=True)
         told = examples_for_scene(image, item, np.random.default_rng(0), 128, paired=True, probe_options=True)
         assert [(e.kind, e.answer) for e in told] == [(e.kind, e.answer) for e in plain]
-        joined = OPTIONS_LINE.format(q=item.question, options=", ".join(item.options))
+        joined = searched.search_question(item.question, item.options)
+        assert joined != item.question
         for before, after in zip(plain, told, strict=True):
             if before.kind == "answerable":
                 assert (before.question, after.question) == (

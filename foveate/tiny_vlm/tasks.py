@@ -286,8 +286,12 @@ def questions_for_view(
         out.append(Question("latent", LATENT.format(obj=absent()), "No"))
     in_view = tuple(t for t in item.targets if findable(t, view))
     can = answerable(item, view, image_size)
-    asked = OPTIONS_LINE.format(q=item.question, options=", ".join(item.options)) if probe_options else None
-    out.append(Question("answerable", ANSWERABLE.format(question=asked or item.question), _yn(can), in_view))
+    asked = (
+        OPTIONS_LINE.format(q=item.question, options=", ".join(item.options))
+        if probe_options
+        else item.question
+    )
+    out.append(Question("answerable", ANSWERABLE.format(question=asked), _yn(can), in_view))
     if can:
         out.append(Question(item.category, item.question, item.answer, in_view))
         if item.category == "relation":
