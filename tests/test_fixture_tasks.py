@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from foveate.synthetic import HARD, generate_scene
+from foveate.synthetic import HARD, PLAIN, generate_scene
 from foveate.testing.tiny_models import make_llava
 from foveate.tiny_vlm.losses import answer_loss, focus_loss
 from foveate.tiny_vlm.recipe import SHAPE, Batcher, TrainConfig, build_examples, model_shape
@@ -21,6 +21,7 @@ from foveate.tiny_vlm.tasks import (
     findable,
     focus_mask,
     patch_color_map,
+    questions_for_view,
     sample_views,
     tree_children,
     visible,
@@ -458,3 +459,73 @@ def test_probe_options_ask_the_answerability_probe_with_the_question_and_its_opt
                 if visible(d, view, 128) and not findable(target, view):
                     found.append(answerable(item, view, 128))
     assert found and not any(found)
+
+
+def test_the_harder_worlds_answerability_can_ask_for_larger_targets() -> None:
+    """``hard_answer_pixels``: a harder-world view answers its question only once every target is that many
+    input pixels wide; the plain world keeps ``VISIBLE_PIXELS``."""
+    for world in (HARD, PLAIN):
+        _, item = generate_scene(5, 0, world=world)
+        target = item.targets[0]
+        # a view around the target that shows it 8 input pixels wide
+        side = round(target.size * 128 / 8)
+        cx, cy = target.center
+        view = (
+            round(cx - side / 2),
+            round(cy - side / 2),
+            round(cx - side / 2) + side,
+            round(cy - side / 2) + side,
+        )
+        assert answerable(item, view, 128)
+        assert answerable(item, view, 128, hard_pixels=10) is (world is PLAIN)
+        # the label the training examples carry follows it
+        labels = {
+            q.answer
+            for q in questions_for_view(item, view, np.random.default_rng(0), 128, hard_answer_pixels=10)
+            if q.kind == "answerable"
+        }
+        assert labels == ({"Yes"} if world is PLAIN else {"No"})
+
+
+def test_confuser_nodes_walk_toward_a_distractor_of_a_targets_shape() -> None:
+    """``NodeViews.confusers``: in the harder world, that many more image-tree nodes (depth 2 and deeper),
+    each holding a distractor of a target's shape, where the answerability probe learns to say No; none in
+    the plain world, and the other views unchanged."""
+    seen = 0
+    for index in range(6):
+        image, item = generate_scene(5, index, world=HARD)
+        shapes = {t.shape for t in item.targets}
+        base = list(sample_views(image, item, np.random.default_rng(0), 128))
+        views = list(sample_views(image, item, np.random.default_rng(0), 128, nodes=NodeViews(confusers=3)))
+        assert views[: len(base)] == base
+        extra = views[len(base) :]
+        assert len(extra) == 3
+        for view in extra:
+            assert max(view[2] - view[0], view[3] - view[1]) <= max(image.size) / 4 + 1  # depth 2 or deeper
+            held = [d for d in item.distractors if d.shape in shapes and findable(d, view)]
+            assert held
+            seen += not answerable(item, view, 128)
+        examples = examples_for_scene(
+            image, item, np.random.default_rng(0), 128, paired=True, nodes=NodeViews(confusers=3)
+        )
+        fewer = examples_for_scene(image, item, np.random.default_rng(0), 128, paired=True)
+        assert sum(e.kind == "answerable" for e in examples) == sum(e.kind == "answerable" for e in fewer) + 3
+    assert seen >= 12  # mostly views where the question cannot be answered
+    image, item = generate_scene(5, 0)
+    assert len(
+        list(sample_views(image, item, np.random.default_rng(0), 128, nodes=NodeViews(confusers=3)))
+    ) == len(list(sample_views(image, item, np.random.default_rng(0), 128)))
+
+
+def test_the_recipe_hands_confuser_nodes_and_answer_pixels_to_the_focusing_examples() -> None:
+    """``--node-confusers`` and ``--hard-answer-pixels`` reach the focusing phase's examples."""
+    from foveate.tiny_vlm.train import focusing_examples
+
+    def answerable_labels(**options: float) -> list[str]:
+        cfg = TrainConfig(focus_scenes=4, focus_hard_fraction=1.0, **options)  # type: ignore[arg-type]
+        return [e.answer for e in focusing_examples(cfg) if e.kind == "answerable"]
+
+    base = answerable_labels()
+    assert "Yes" in base
+    assert len(answerable_labels(node_confusers=2)) == len(base) + 4 * 2
+    assert "Yes" not in answerable_labels(hard_answer_pixels=1000)

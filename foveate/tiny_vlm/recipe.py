@@ -19,6 +19,7 @@ from foveate.tiny_vlm.tasks import (
     EXISTENCE,
     LATENT,
     SIDE,
+    VISIBLE_PIXELS,
     Example,
     NodeViews,
     examples_for_scene,
@@ -158,6 +159,10 @@ class TrainConfig:
     # A search's stop probe asks the question itself; without the options a view showing the question's
     # shape in a colour no option offers cannot tell it from the target (zoom-notes.md, session 14).
     probe_options: bool = _option(False, "ask the answerability probe with the question's options")
+    # A search that stops where the targets are 6 input px misreads them; the harder world's views a search
+    # stopped on wrongly showed a distractor of the question's shape (fixture-notes.md, sessions 15-16).
+    hard_answer_pixels: float = _option(6.0, "input px from which a harder-world view answers its question")
+    node_confusers: int = _option(0, "focusing nodes walked toward a harder-world distractor, per scene")
 
     @property
     def grid(self) -> int:
@@ -192,6 +197,7 @@ def build_examples(
     nodes: NodeViews | None = None,
     grid: int = IMAGE_SIZE // SHAPE.patch_size,
     probe_options: bool = False,
+    hard_answer_pixels: float = VISIBLE_PIXELS,
 ) -> list[Example]:
     """Examples from ``n_scenes`` scenes (``hard_fraction`` of them in the harder world); relation examples
     appear ``relation_repeats`` times, the harder world's existence examples ``existence_repeats`` times."""
@@ -211,6 +217,7 @@ def build_examples(
             nodes=nodes or NodeViews(),
             grid=grid,
             probe_options=probe_options,
+            hard_answer_pixels=hard_answer_pixels,
         ):
             repeats = relation_repeats if example.kind == "relation" else 1
             if example.kind == "existence" and example.world != "plain":

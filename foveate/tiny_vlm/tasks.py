@@ -101,9 +101,11 @@ def _inside(obj: SceneObject | Distractor, view: Box, fraction: float = 0.5) -> 
     return overlap >= fraction * (x1 - x0) * (y1 - y0)
 
 
-def visible(obj: SceneObject | Distractor, view: Box, image_size: int) -> bool:
-    """In the view and at least ``VISIBLE_PIXELS`` wide once the view is shown at ``image_size``."""
-    return _inside(obj, view) and obj.size * view_scale(view, image_size) >= VISIBLE_PIXELS
+def visible(
+    obj: SceneObject | Distractor, view: Box, image_size: int, pixels: float = VISIBLE_PIXELS
+) -> bool:
+    """In the view and at least ``pixels`` wide once the view is shown at ``image_size``."""
+    return _inside(obj, view) and obj.size * view_scale(view, image_size) >= pixels
 
 
 def findable(obj: SceneObject | Distractor, view: Box) -> bool:
@@ -112,8 +114,10 @@ def findable(obj: SceneObject | Distractor, view: Box) -> bool:
     return view[0] <= cx < view[2] and view[1] <= cy < view[3]
 
 
-def answerable(item: SceneItem, view: Box, image_size: int) -> bool:
-    return all(visible(t, view, image_size) for t in item.targets)
+def answerable(item: SceneItem, view: Box, image_size: int, hard_pixels: float = VISIBLE_PIXELS) -> bool:
+    """Every target visible; in the harder world (``item.distractors``) at least ``hard_pixels`` wide."""
+    pixels = hard_pixels if item.distractors else VISIBLE_PIXELS
+    return all(visible(t, view, image_size, pixels) for t in item.targets)
 
 
 def tree_children(view: Box) -> list[Box]:
@@ -148,6 +152,11 @@ class NodeViews:
     existence: bool = False
     """Paired probes also ask existence on these nodes (about the target and an absent object), not latent
     alone: a search's existence probe ranks nodes of up to two native sides, not target crops."""
+    confusers: int = 0
+    """Harder world: further nodes (depth 2-4) walked toward a distractor of a target's shape (else of its
+    colour), where the target mostly is not: the views a search's stop probe fired on wrongly (a purple
+    circle for "what colour is the circle?", options red / orange / green / blue; fixture-notes.md, session
+    16)."""
 
 
 def sample_views(
@@ -180,6 +189,22 @@ def sample_views(
         scale = float(rng.uniform(*context))
         _, box = crop_around(image, union_box(item), None, rng, context=scale, min_side=image_size)
         yield box
+    shapes = {t.shape for t in item.targets}
+    colors = {t.color for t in item.targets}
+    confusers = [d for d in item.distractors if d.shape in shapes] or [
+        d for d in item.distractors if d.color in colors
+    ]
+    for _ in range(nodes.confusers if confusers else 0):
+        toward_d = confusers[int(rng.integers(len(confusers)))]
+        view = full
+        # from depth 2: ``fast`` ranks no shallower level on scenes of 1000 px and up (``first_level``)
+        for _ in range(int(rng.integers(max(2, nodes.min_depth), 5))):
+            children = tree_children(view)
+            on_path = [c for c in children if findable(toward_d, c)]
+            view = on_path[0] if on_path else children[int(rng.integers(len(children)))]
+            if max(view[2] - view[0], view[3] - view[1]) <= image_size:
+                break
+        yield view
 
 
 def _other_object(rng: np.random.Generator, exclude_colors: Sequence[str]) -> str:
@@ -240,6 +265,7 @@ def questions_for_view(
     paired: frozenset[str] = frozenset(),
     shapes: bool = False,
     probe_options: bool = False,
+    hard_answer_pixels: float = VISIBLE_PIXELS,
 ) -> list[Question]:
     """Questions with labels that follow from the view's geometry.
 
@@ -249,6 +275,8 @@ def questions_for_view(
     other visible object has that colour (the answer must come from the shape *at* that colour).
     ``probe_options``: the answerability probe asks the question with its options (``OPTIONS_LINE``), so
     that a view showing the question's shape only in a colour no option offers can say No.
+    ``hard_answer_pixels``: in the harder world, the answerability probe says Yes only from this many input
+    pixels (a search that stops at 6 px misread the targets it found; fixture-notes.md, session 15).
     """
     out: list[Question] = []
     target = item.targets[int(rng.integers(len(item.targets)))]
@@ -285,7 +313,7 @@ def questions_for_view(
     if "latent" in paired or not ask_target:
         out.append(Question("latent", LATENT.format(obj=absent()), "No"))
     in_view = tuple(t for t in item.targets if findable(t, view))
-    can = answerable(item, view, image_size)
+    can = answerable(item, view, image_size, hard_answer_pixels)
     asked = (
         OPTIONS_LINE.format(q=item.question, options=", ".join(item.options))
         if probe_options
@@ -409,12 +437,13 @@ def examples_for_scene(
     shape_questions: bool = False,
     nodes: NodeViews = NodeViews(),
     probe_options: bool = False,
+    hard_answer_pixels: float = VISIBLE_PIXELS,
 ) -> list[Example]:
     """Examples for the views of :func:`sample_views`: the whole image, ``nodes``' tree nodes, four crops.
 
     ``paired``: tree nodes ask the latent probe about the target *and* an absent object, crops ask both
     existence probes (otherwise one of each at random). ``context``: see :func:`sample_views`.
-    ``probe_options``: see :func:`questions_for_view`.
+    ``probe_options``, ``hard_answer_pixels``: see :func:`questions_for_view`.
     """
     examples = []
     for index, view in enumerate(sample_views(image, item, rng, image_size, context, nodes)):
@@ -422,15 +451,23 @@ def examples_for_scene(
         colors = patch_color_map(item, view, image_size, grid)
         shapes = patch_shape_map(item, view, image_size, grid)
         xs = color_positions(item, view, image_size)
+        node = 1 <= index <= nodes.count or index > nodes.count + 4  # tree nodes, confuser nodes last
         kinds = frozenset(
             ({"latent", "existence"} if nodes.existence else {"latent"})
-            if 1 <= index <= nodes.count
+            if node
             else {"existence"}
             if index > nodes.count
             else ()
         )
         for q in questions_for_view(
-            item, view, rng, image_size, kinds if paired else frozenset(), shape_questions, probe_options
+            item,
+            view,
+            rng,
+            image_size,
+            kinds if paired else frozenset(),
+            shape_questions,
+            probe_options,
+            hard_answer_pixels,
         ):
             focus = focus_mask(q.about, view, grid)
             examples.append(

@@ -208,9 +208,12 @@ def focusing_examples(cfg: TrainConfig) -> list[Example]:
         hard_fraction=cfg.focus_hard_fraction,
         shapes=cfg.shape_questions,
         existence_repeats=cfg.existence_repeats,
-        nodes=NodeViews(cfg.node_views, cfg.node_toward, cfg.node_min_depth, cfg.node_existence),
+        nodes=NodeViews(
+            cfg.node_views, cfg.node_toward, cfg.node_min_depth, cfg.node_existence, cfg.node_confusers
+        ),
         grid=cfg.grid,
         probe_options=cfg.probe_options,
+        hard_answer_pixels=cfg.hard_answer_pixels,
     )
 
 
@@ -230,6 +233,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
             existence_repeats=cfg.existence_repeats,
             grid=cfg.grid,
             probe_options=cfg.probe_options,
+            hard_answer_pixels=cfg.hard_answer_pixels,
         )
     grounding = first
     if cfg.grounding_epochs > 0 and cfg.hard_fraction > 0:
@@ -244,6 +248,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
             cfg.paired_probes,
             grid=cfg.grid,
             probe_options=cfg.probe_options,
+            hard_answer_pixels=cfg.hard_answer_pixels,
         )
     second = focusing_examples(cfg) if cfg.focus_epochs > 0 or cfg.binding_epochs > 0 else []
     # held-out scenes of both worlds, half each, when training sees the harder world
@@ -259,6 +264,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, progress: bool = True) -> dict[str
         shapes=cfg.shape_questions,
         grid=cfg.grid,
         probe_options=cfg.probe_options,
+        hard_answer_pixels=cfg.hard_answer_pixels,
     )
     logger.info(
         "built %d + %d train / %d eval examples in %.0f s",
