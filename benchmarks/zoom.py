@@ -35,7 +35,7 @@ from benchmarks.replay import ReplayStore, ReplayVLM, answering_code_sha256
 from foveate.imaging.draw import save_trace
 from foveate.synthetic import PLAIN, World, generate_scene
 from foveate.tiny_vlm import TINY_VLM_PATH, model_label
-from foveate.tiny_vlm.tasks import OPTIONS_LINE
+from foveate.tiny_vlm.tasks import OPTION_CUE, OPTIONS_LINE
 from foveate.vlm.base import VLM
 from foveate.vlm.families.foveate_tiny import FAMILY as TINY_FAMILY
 from foveate.vlm.prompts import ZoomPrompts
@@ -194,18 +194,21 @@ def run(
     return rows
 
 
+def with_prompts(
+    configs: dict[str, ZoomConfig], prompts: ZoomPrompts, update: dict[str, object]
+) -> dict[str, ZoomConfig]:
+    """``configs`` with ``update`` on top of each config's own prompts (else ``prompts``, the model's)."""
+    return {
+        name: config.model_copy(update={"prompts": (config.prompts or prompts).model_copy(update=update)})
+        for name, config in configs.items()
+    }
+
+
 def asking_with_options(configs: dict[str, ZoomConfig], prompts: ZoomPrompts) -> dict[str, ZoomConfig]:
     """``configs`` whose searches ask their stop probe with the question's options, in the wording the tiny
     VLM's ``train --probe-options`` teaches (``OPTIONS_LINE``), on top of each config's own prompts (else
     ``prompts``, the model's)."""
-    return {
-        name: config.model_copy(
-            update={
-                "prompts": (config.prompts or prompts).model_copy(update={"answering_options": OPTIONS_LINE})
-            }
-        )
-        for name, config in configs.items()
-    }
+    return with_prompts(configs, prompts, {"answering_options": OPTIONS_LINE})
 
 
 def pooled(rows: list[Row]) -> Row:
@@ -326,6 +329,16 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="ask the stop probe with the question's options (weights trained with train --probe-options)",
     )
+    parser.add_argument(
+        "--option-cues",
+        action="store_true",
+        help="a one-cue question's probes ask about each option's object (ZoomPrompts.option_cue)",
+    )
+    parser.add_argument(
+        "--narrow-cues",
+        action="store_true",
+        help="narrow each cue's crop by existence probes after the search (ZoomPrompts.narrow_cues)",
+    )
     args = parser.parse_args(argv)
     seeds = _names(args.seeds, "--seeds", None)
     seed_list = [int(s) for s in seeds]
@@ -344,9 +357,16 @@ def main(argv: list[str] | None = None) -> None:
         vlm = ReplayVLM(vlm, store)
     configs = {name: MAIN[name] for name in strategies}
     ablations = {"fast": MAIN["fast"], **ABLATIONS}
+    update: dict[str, object] = {}
     if args.probe_options:
-        configs = asking_with_options(configs, vlm.profile.zoom)
-        ablations = asking_with_options(ablations, vlm.profile.zoom)
+        update["answering_options"] = OPTIONS_LINE
+    if args.option_cues:
+        update["option_cue"] = OPTION_CUE
+    if args.narrow_cues:
+        update["narrow_cues"] = True
+    if update:
+        configs = with_prompts(configs, vlm.profile.zoom, update)
+        ablations = with_prompts(ablations, vlm.profile.zoom, update)
     start = time.perf_counter()
     sections: list[str] = []
     goals: list[str] = []
@@ -448,6 +468,8 @@ def _page(
     )
     command += worlds_option(worlds) + (" --tuning" if args.tuning else "")
     command += " --probe-options" if args.probe_options else ""
+    command += " --option-cues" if args.option_cues else ""
+    command += " --narrow-cues" if args.narrow_cues else ""
     if args.out != Path("docs/benchmarks/zoom.md"):
         command += f" --out {args.out}"
     if args.trace is not None:

@@ -779,3 +779,98 @@ def test_search_question_joins_the_options_only_when_asked_to() -> None:
     assert joined.search_question("What?", ["red", "blue"]) == "What? Options: red, blue."
     assert joined.search_question("What?", None) == "What?"
     assert PROMPTS.search_question("What?", ["red", "blue"]) == "What?"
+
+
+# ---------------------------------------------------------------------------- cues named by the options
+def _named_seeing(view: Image.Image, text: str) -> float:
+    """A shape-only oracle that reads colour words: a probe naming "red circle" sees red circles only, a bare
+    "circle" any saturated circle; the answering probe (no options in it) any circle clearly visible."""
+    a = np.asarray(view.convert("RGB")).astype(int)
+    saturated = _saturated(a)
+    named = [rgb for name, rgb in COLORS.items() if f"{name} circle" in text]
+    if named:
+        saturated &= np.abs(a - np.array(named[0])).max(axis=2) <= 40
+    count = int(saturated.sum())
+    if "zooming" in text:
+        return 0.5 + 0.45 * min(1.0, count / 3000) if count else 0.05
+    return 0.95 if count and np.sqrt(count) * NATIVE / max(view.size) >= VISIBLE_PIXELS else 0.05
+
+
+@pytest.mark.parametrize("strategy", ["zoomeye", "fast"])
+def test_option_cues_rank_by_the_objects_the_options_name(strategy: str) -> None:
+    """``option_cue``: "circle" asked as "red circle", "blue circle", ... (the most confident counts) ranks
+    the red circle first, where the bare cue ranks the bigger pink one (no option's colour) first and the
+    question-alone stop probe accepts it."""
+    question, options = "What is the color of the circle?", ["red", "blue", "green", "yellow"]
+    red, pink = (815, 835), (122, 122)
+
+    def run(option_cue: str | None) -> tuple[tuple[int, int, int, int], int]:
+        prompts = PROMPTS.model_copy(update={"option_cue": option_cue, "pops_per_level": None})
+        # fast's early stop asks the quadrants the (option-less) stop probe before ranking anything, and the
+        # pink one answers it: this test is about the ranking
+        config = ZoomConfig(
+            strategy=strategy, prompts=prompts, native_side=NATIVE, relevance=False, early_stop=False
+        )
+        vlm = ScriptedVLM(yes=_named_seeing, model_id="named-oracle")
+        result = ZoomAgent(vlm, config).run(_two_circles(), question, options, cues=["circle"])
+        assert result.answer_box is not None
+        return result.answer_box, result.probes
+
+    (named, named_probes), (bare, bare_probes) = run("{option} {o}"), run(None)
+    assert _contains(named, red) and not _contains(named, pink)
+    assert _contains(bare, pink) and not _contains(bare, red)
+    assert named_probes > bare_probes  # each named probe is asked once per option, and counted so
+
+
+def test_cue_variants_name_one_cue_by_each_option() -> None:
+    prompts = PROMPTS.model_copy(update={"option_cue": "{option} {o}"})
+    variants = prompts.cue_variants(["square"], ["red", "blue"])
+    assert variants == {
+        PROMPTS.existence.format(o="square"): [
+            PROMPTS.existence.format(o=f"{c} square") for c in ("red", "blue")
+        ],
+        PROMPTS.latent.format(o="square"): [PROMPTS.latent.format(o=f"{c} square") for c in ("red", "blue")],
+    }
+    assert prompts.cue_variants(["red circle", "blue square"], ["left", "right"]) == {}  # several cues
+    assert prompts.cue_variants(["square"], None) == {}
+    assert PROMPTS.cue_variants(["square"], ["red", "blue"]) == {}  # the family's default: off
+
+
+# ---------------------------------------------------------------------------- narrowing the cues' crops
+def _near_pair() -> Image.Image:
+    """A red and a blue circle side by side, 14 px each, in a 2048 px image."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (2048, 2048), (128, 128, 128))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((1300, 1300, 1314, 1314), fill=COLORS["red"])
+    draw.ellipse((1350, 1310, 1364, 1324), fill=COLORS["blue"])
+    return image
+
+
+@pytest.mark.parametrize("strategy", ["zoomeye", "fast"])
+def test_narrowed_cue_crops_keep_both_objects_in_a_smaller_answer_crop(strategy: str) -> None:
+    """``narrow_cues``: each cue's crop becomes the half-side window its existence probe is surest of, so
+    the answer crop of a two-cue question shrinks around the objects (which it still holds)."""
+    question, options = "Is the red circle to the left or to the right of the blue circle?", ["left", "right"]
+    red, blue = (1307, 1307), (1357, 1317)
+
+    def run(narrow: bool) -> tuple[tuple[int, int, int, int], list[Visit]]:
+        prompts = PROMPTS.model_copy(update={"narrow_cues": narrow, "pops_per_level": None})
+        config = ZoomConfig(
+            strategy=strategy, prompts=prompts, native_side=NATIVE, relevance=False, tighten_crops=None
+        )
+        vlm = ScriptedVLM(yes=_named_seeing, model_id="named-oracle")
+        result = ZoomAgent(vlm, config).run(
+            _near_pair(), question, options, cues=["red circle", "blue circle"]
+        )
+        assert result.answer_box is not None
+        return result.answer_box, result.visits
+
+    (narrowed, visits), (plain, _) = run(True), run(False)
+    for box in (narrowed, plain):
+        assert _contains(box, red) and _contains(box, blue)
+    assert box_area(narrowed) < box_area(plain)
+    assert (
+        sum(v.existence is not None and v.order >= len(visits) - 18 for v in visits) == 18
+    )  # one pass, 2 x 9

@@ -50,6 +50,9 @@ SHAPE_OF = "What is the shape of the {color} object?"
 #: How a question's options join it in the answerability probe, when training asks it so (``probe_options``);
 #: a model trained so takes it as its family's ``ZoomPrompts.answering_options``.
 OPTIONS_LINE = "{q} Options: {options}."
+#: How an option names a bare cue ("red" and "square": "red square"), as the cues of the probes it was trained
+#: on are named: a model trained so can take it as its family's ``ZoomPrompts.option_cue``.
+OPTION_CUE = "{option} {o}"
 
 ANSWER_WORDS: tuple[str, ...] = ("Yes", "No", "left", "right", *COLORS, *SHAPES)
 PROMPT_WORDS: tuple[str, ...] = tuple(

@@ -30,6 +30,16 @@ class ZoomPrompts(BaseModel):
       ``None``: the search sees the question alone. Without them a view that shows the object the question
       names, but in a colour no option offers, rightly says Yes to "could you answer what colour the circle
       is?": the harder world's distractors do exactly that (docs/benchmarks/zoom-notes.md, session 14).
+    - ``option_cue``: with one cue and a multiple-choice question, how an option names the cue more
+      closely (``{option}``, ``{o}``: "{option} {o}" makes "red square" of "square" and the option "red");
+      the cue's existence and latent probes are then asked once per option and the most confident one
+      counts. ``None``: the bare cue. A bare "square" is any square, the distractor of a colour no option
+      offers too, and ranking by it led the search to that distractor (docs/benchmarks/zoom-notes.md,
+      session 16).
+    - ``narrow_cues``: after the search, each cue's crop is narrowed to the half-side window (of nine,
+      a quarter of the crop apart) whose existence probe is most confident, if it reaches
+      ``answer_threshold``: one pass for all cues. A cue found in a tree node of a few hundred px is a few
+      input px wide once two cues' nodes are joined; the existence probe is the model's surest.
     - ``bias``: ``b`` of the depth weight ``w = b + (1 - b) * (depth / max_depth) ** 2``.
     - ``answer_threshold`` / ``lower_threshold``: stop when the stop probe's confidence reaches the first;
       below the second the search gives up. ``relaxations``: how much the threshold drops after
@@ -72,6 +82,8 @@ class ZoomPrompts(BaseModel):
         "comma-separated, nothing else.\nQuestion: {q}\nObjects:"
     )
     answering_options: str | None = None
+    option_cue: str | None = None
+    narrow_cues: bool = False
     bias: float = Field(default=0.2, ge=0.0, le=1.0)
     answer_threshold: float = Field(default=0.6, ge=-1.0, le=1.0)
     lower_threshold: float = Field(default=0.0, ge=-1.0, le=1.0)
@@ -93,3 +105,15 @@ class ZoomPrompts(BaseModel):
         if not options or self.answering_options is None:
             return question
         return self.answering_options.format(q=question, options=", ".join(options))
+
+    def cue_variants(self, cues: Sequence[str], options: Sequence[str] | None) -> dict[str, list[str]]:
+        """The probes asked in place of a cue's existence and latent probes (``option_cue``): one per option,
+        for a question with one cue and options; empty otherwise."""
+        if self.option_cue is None or len(cues) != 1 or not options:
+            return {}
+        (cue,) = cues
+        names = [self.option_cue.format(option=option, o=cue) for option in options]
+        return {
+            template.format(o=cue): [template.format(o=n) for n in names]
+            for template in (self.existence, self.latent)
+        }

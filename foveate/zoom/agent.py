@@ -112,6 +112,7 @@ class ZoomAgent:
             ctx.prior = prior(cue_list) if callable(prior) else prior
             if ctx.prior is not None and ctx.prior.changes:
                 notes.append(f"search prior from {ctx.prior.runs} runs: " + "; ".join(ctx.prior.reasons))
+            ctx.variants = self.prompts.cue_variants(cue_list, options)
             chosen.search(ctx, self.prompts.search_question(question, options), cue_list)
         except SearchStopped as stop:
             exhausted = True

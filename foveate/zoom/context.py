@@ -56,6 +56,8 @@ class SearchContext:
     answered: dict[tuple[Box, str], float] = field(default_factory=dict)
     """Every probe answered so far in this search, by view box and prompt: asking again costs nothing, so a
     strategy may ask ahead (``fast`` asks a node's grandchildren in the same pass as its best child)."""
+    variants: dict[str, list[str]] = field(default_factory=dict)
+    """Probes asked as several (``ZoomPrompts.cue_variants``): the most confident of them is the answer."""
     priorities: dict[tuple[str, Box], float] = field(default_factory=dict)
     """Per (cue, node): the priority the node was queued with (``ZoomEye.expand``: a prior that ranks by
     one probe places children relative to their parent's)."""
@@ -122,6 +124,21 @@ class SearchContext:
         return conf
 
     def _probe(self, boxes: Sequence[Box], questions: Sequence[Sequence[str]]) -> list[list[float]]:
+        if self.variants:
+            asked = [[v for q in qs for v in self.variants.get(q, [q])] for qs in questions]
+            confs = self._probe_asked(boxes, asked)
+            out: list[list[float]] = []
+            for qs, row in zip(questions, confs, strict=True):
+                folded, at = [], 0
+                for q in qs:
+                    k = len(self.variants.get(q, [q]))
+                    folded.append(max(row[at : at + k]))
+                    at += k
+                out.append(folded)
+            return out
+        return self._probe_asked(boxes, questions)
+
+    def _probe_asked(self, boxes: Sequence[Box], questions: Sequence[Sequence[str]]) -> list[list[float]]:
         cfg = self.config
         n = sum(len(q) for q in questions)
         batch = self.vlm.profile.max_batch_size

@@ -55,6 +55,52 @@ class ZoomStrategy(Protocol):
         ...
 
 
+def halves(box: Box) -> list[Box]:
+    """The nine windows of half ``box``'s longer side (at most its sides), a quarter of it apart."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    side = max(w, h) // 2
+    ww, hh = min(side, w), min(side, h)
+    return [
+        (
+            x0 + round(fx * (w - ww)),
+            y0 + round(fy * (h - hh)),
+            x0 + round(fx * (w - ww)) + ww,
+            y0 + round(fy * (h - hh)) + hh,
+        )
+        for fy in (0.0, 0.5, 1.0)
+        for fx in (0.0, 0.5, 1.0)
+    ]
+
+
+def narrow(ctx: SearchContext, found: list[Found]) -> None:
+    """``ZoomPrompts.narrow_cues``: each cue's crop becomes the half-side window whose existence probe is
+    most confident, where that reaches the answer threshold (one pass for every cue; crops under the
+    model's input side, and the whole image, stay)."""
+    p = ctx.prompts
+    todo = [
+        f
+        for f in found
+        if f.box != ctx.full and max(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= ctx.native_side
+    ]
+    if not todo:
+        return
+    windows = [halves(f.box) for f in todo]
+    asked = [p.existence.format(o=f.cue) for f in todo]
+    confs = ctx.probe(
+        [w for ws in windows for w in ws], [[q] for q, ws in zip(asked, windows, strict=True) for _ in ws]
+    )
+    at = 0
+    for f, ws in zip(todo, windows, strict=True):
+        mine = [c for (c,) in confs[at : at + len(ws)]]
+        at += len(ws)
+        for w, c in zip(ws, mine, strict=True):
+            ctx.visit(f.cue, w, f.depth + 1, existence=c)
+        best = max(range(len(mine)), key=mine.__getitem__)
+        if mine[best] >= p.answer_threshold:
+            f.box, f.depth = ws[best], f.depth + 1
+
+
 def depth_weight(depth: int, max_depth: int, bias: float) -> float:
     """ZoomEye's ``w``: trust the existence probe more the deeper the node (small views show the object)."""
     if max_depth <= 0:
@@ -96,6 +142,8 @@ class TreeSearch:
             if outcome is not None:
                 outcome.cue = cue
                 found.append(outcome)
+        if ctx.prompts.narrow_cues:
+            narrow(ctx, [f for f in found if f.cue in cues])
         ctx.found = self.finish(ctx, list(found))
 
     # ------------------------------------------------------------------ hooks
