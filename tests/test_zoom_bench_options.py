@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.zoom import ABLATIONS, MAIN, asking_with_options, main
+from benchmarks.zoom import ABLATIONS, MAIN, asking_with_options, main, with_prompts
 from foveate.tiny_vlm import tiny_vlm_available
-from foveate.tiny_vlm.tasks import OPTIONS_LINE
+from foveate.tiny_vlm.tasks import OPTION_CUE, OPTIONS_LINE
 from foveate.vlm.families.foveate_tiny import FAMILY
 
 
@@ -32,6 +32,19 @@ def test_every_config_keeps_its_own_prompts_and_asks_with_the_options() -> None:
 def test_the_page_names_the_option_it_was_made_with(tmp_path: Path) -> None:
     out = tmp_path / "zoom.md"
     argv = ["--n", "1", "--seeds", "7", "--tuning", "--distributions", "default", "--worlds", "hard"]
-    main([*argv, "--strategies", "direct", "--n-ablation", "0", "--probe-options", "--out", str(out)])
+    flags = ["--probe-options", "--option-cues", "--narrow-cues"]
+    main([*argv, "--strategies", "direct", "--n-ablation", "0", *flags, "--out", str(out)])
     head = out.read_text().splitlines()[2]
-    assert "--probe-options" in head and head.startswith("Produced by `python -m benchmarks.zoom --n 1")
+    assert all(flag in head for flag in flags) and head.startswith(
+        "Produced by `python -m benchmarks.zoom --n 1"
+    )
+
+
+def test_with_prompts_sets_the_fields_on_every_configs_own_prompts() -> None:
+    configs = {**MAIN, **ABLATIONS}
+    update = {"answering_options": OPTIONS_LINE, "option_cue": OPTION_CUE, "narrow_cues": True}
+    changed = with_prompts(configs, FAMILY.zoom, update)
+    for name, config in configs.items():
+        now = changed[name].prompts
+        assert now is not None
+        assert now.model_dump() == {**(config.prompts or FAMILY.zoom).model_dump(), **update}, name
