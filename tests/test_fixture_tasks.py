@@ -14,19 +14,14 @@ from foveate.tiny_vlm.losses import answer_loss, focus_loss
 from foveate.tiny_vlm.recipe import SHAPE, Batcher, TrainConfig, build_examples, model_shape
 from foveate.tiny_vlm.tasks import (
     COLOR_IDS,
-    VISIBLE_PIXELS,
-    NodeViews,
     answerable,
     examples_for_scene,
-    findable,
     focus_mask,
     patch_color_map,
     questions_for_view,
-    sample_views,
-    tree_children,
-    visible,
 )
 from foveate.tiny_vlm.train import train
+from foveate.tiny_vlm.views import VISIBLE_PIXELS, NodeViews, findable, sample_views, tree_children, visible
 from foveate.vlm import TransformersVLM, VLMRequest
 
 
@@ -164,7 +159,7 @@ def test_wording_cues_name_the_objects_of_every_benchmark_question() -> None:
 
 def test_color_positions_give_each_visible_target_its_horizontal_place() -> None:
     from foveate.synthetic import COLORS, crop_around, generate_scene, union_box
-    from foveate.tiny_vlm.tasks import color_positions, visible
+    from foveate.tiny_vlm.tasks import color_positions
 
     image, item = generate_scene(3, 1)
     _, view = crop_around(image, union_box(item), None, np.random.default_rng(0), context=1.5, min_side=128)
@@ -355,7 +350,6 @@ def test_shape_questions_name_the_one_visible_object_of_a_colour() -> None:
     when no other visible object has its colour (a red distractor beside it would make it unanswerable), and
     its answer is the target's shape; the other questions and the random draws stay what they were."""
     from foveate.synthetic import HARD
-    from foveate.tiny_vlm.tasks import questions_for_view, visible
 
     image, item = generate_scene(5, 0, world=HARD)
     without = examples_for_scene(image, item, np.random.default_rng(0), 128)

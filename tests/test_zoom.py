@@ -17,7 +17,7 @@ from PIL import Image
 from foveate.imaging.boxes import best_window, box_area, expand_box, grid_cells, map_mass
 from foveate.synthetic import COLORS, generate_scene
 from foveate.testing.scripted import ScriptedVLM
-from foveate.tiny_vlm.tasks import VISIBLE_PIXELS
+from foveate.tiny_vlm.views import VISIBLE_PIXELS
 from foveate.vlm.budget import TokenBudget
 from foveate.vlm.families.foveate_tiny import FAMILY as TINY_FAMILY
 from foveate.vlm.profile import VLMProfile

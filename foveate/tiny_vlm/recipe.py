@@ -19,11 +19,10 @@ from foveate.tiny_vlm.tasks import (
     EXISTENCE,
     LATENT,
     SIDE,
-    VISIBLE_PIXELS,
     Example,
-    NodeViews,
     examples_for_scene,
 )
+from foveate.tiny_vlm.views import VISIBLE_PIXELS, NodeViews
 
 __all__ = [
     "DEFAULT_OUT",
@@ -151,7 +150,7 @@ class TrainConfig:
     seeing_steps: int = _option(0, "steps of the seeing phase (0 skips it)")
     seeing_lr: float = _option(1e-3, "the seeing phase's peak learning rate")
     seeing_batch_size: int = _option(32, "views per seeing step")
-    # The image-tree nodes of each focusing scene (``foveate.tiny_vlm.tasks.NodeViews``).
+    # The image-tree nodes of each focusing scene (``foveate.tiny_vlm.views.NodeViews``).
     node_views: int = _option(3, "image-tree nodes asked about per focusing scene")
     node_toward: float = _option(0.7, "share of those nodes walked down toward a target")
     node_min_depth: int = _option(1, "the shallowest of those nodes")

@@ -68,8 +68,9 @@ from foveate.tiny_vlm.architecture import make_llava
 from foveate.tiny_vlm.losses import evaluate, warmup_cosine
 from foveate.tiny_vlm.recipe import DEFAULT_OUT, Batcher, TrainConfig, build_examples, model_shape
 from foveate.tiny_vlm.seeing import see
-from foveate.tiny_vlm.tasks import Example, NodeViews
+from foveate.tiny_vlm.tasks import Example
 from foveate.tiny_vlm.trainee import Trainee, make_trainee, training_loss
+from foveate.tiny_vlm.views import NodeViews
 
 logger = logging.getLogger(__name__)
 
