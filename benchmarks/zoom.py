@@ -204,6 +204,19 @@ def with_prompts(
     }
 
 
+def prompt_update(probe_options: bool, option_cues: bool, narrow_cues: bool) -> dict[str, object]:
+    """The ``ZoomPrompts`` fields the flags ``--probe-options``, ``--option-cues`` and ``--narrow-cues`` set,
+    in the tiny VLM's wording (``OPTIONS_LINE``, ``OPTION_CUE``)."""
+    update: dict[str, object] = {}
+    if probe_options:
+        update["answering_options"] = OPTIONS_LINE
+    if option_cues:
+        update["option_cue"] = OPTION_CUE
+    if narrow_cues:
+        update["narrow_cues"] = True
+    return update
+
+
 def asking_with_options(configs: dict[str, ZoomConfig], prompts: ZoomPrompts) -> dict[str, ZoomConfig]:
     """``configs`` whose searches ask their stop probe with the question's options, in the wording the tiny
     VLM's ``train --probe-options`` teaches (``OPTIONS_LINE``), on top of each config's own prompts (else
@@ -357,13 +370,7 @@ def main(argv: list[str] | None = None) -> None:
         vlm = ReplayVLM(vlm, store)
     configs = {name: MAIN[name] for name in strategies}
     ablations = {"fast": MAIN["fast"], **ABLATIONS}
-    update: dict[str, object] = {}
-    if args.probe_options:
-        update["answering_options"] = OPTIONS_LINE
-    if args.option_cues:
-        update["option_cue"] = OPTION_CUE
-    if args.narrow_cues:
-        update["narrow_cues"] = True
+    update = prompt_update(args.probe_options, args.option_cues, args.narrow_cues)
     if update:
         configs = with_prompts(configs, vlm.profile.zoom, update)
         ablations = with_prompts(ablations, vlm.profile.zoom, update)

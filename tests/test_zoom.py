@@ -874,3 +874,35 @@ def test_narrowed_cue_crops_keep_both_objects_in_a_smaller_answer_crop(strategy:
     assert (
         sum(v.existence is not None and v.order >= len(visits) - 18 for v in visits) == 18
     )  # one pass, 2 x 9
+
+
+def test_option_variants_fold_by_the_surest_and_every_asked_probe_is_counted() -> None:
+    """``SearchContext.variants``: a probe asked as several counts as the most confident of them, several
+    questions about one view fold separately, and the meter counts every probe the model was asked."""
+    from foveate.vlm.budget import TokenLedger
+    from foveate.zoom.context import SearchContext
+    from foveate.zoom.meter import Meter
+
+    scores = {"is red": 0.9, "is blue": 0.2, "is green": 0.1, "plain": 0.6, "a": 0.3, "b": 0.7}
+    asked: list[str] = []
+
+    def yes(view: Image.Image, text: str) -> float:
+        asked.append(text)
+        return scores[text]
+
+    image = Image.new("RGB", (512, 512))
+    ctx = SearchContext(
+        ScriptedVLM(yes=yes, model_id="folding"),
+        ZoomConfig(strategy="fast", native_side=NATIVE),
+        PROMPTS,
+        NATIVE,
+        image,
+        Meter(None, None, TokenLedger()),
+    )
+    ctx.variants = {"colour?": ["is blue", "is green", "is red"], "pair?": ["a", "b"]}
+    (row,) = ctx.probe([(0, 0, 256, 256)], [["colour?", "plain", "pair?"]])
+    assert row == pytest.approx([2 * 0.9 - 1, 2 * 0.6 - 1, 2 * 0.7 - 1])
+    assert sorted(asked) == sorted(["is blue", "is green", "is red", "plain", "a", "b"])
+    assert ctx.meter.probes == 6
+    assert ctx.probe([(0, 0, 256, 256)], [["colour?"]]) == [[pytest.approx(0.8)]]  # answered: not asked again
+    assert ctx.meter.probes == 6

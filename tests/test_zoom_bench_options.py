@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.zoom import ABLATIONS, MAIN, asking_with_options, main, with_prompts
+from benchmarks.zoom import ABLATIONS, MAIN, asking_with_options, main, prompt_update, with_prompts
 from foveate.tiny_vlm import tiny_vlm_available
 from foveate.tiny_vlm.tasks import OPTION_CUE, OPTIONS_LINE
 from foveate.vlm.families.foveate_tiny import FAMILY
@@ -48,3 +48,11 @@ def test_with_prompts_sets_the_fields_on_every_configs_own_prompts() -> None:
         now = changed[name].prompts
         assert now is not None
         assert now.model_dump() == {**(config.prompts or FAMILY.zoom).model_dump(), **update}, name
+
+
+def test_each_flag_sets_its_own_field() -> None:
+    assert prompt_update(False, False, False) == {}
+    assert prompt_update(True, False, False) == {"answering_options": OPTIONS_LINE}
+    assert prompt_update(False, True, False) == {"option_cue": OPTION_CUE}
+    assert prompt_update(False, False, True) == {"narrow_cues": True}
+    assert len(prompt_update(True, True, True)) == 3

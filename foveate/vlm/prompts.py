@@ -35,11 +35,13 @@ class ZoomPrompts(BaseModel):
       the cue's existence and latent probes are then asked once per option and the most confident one
       counts. ``None``: the bare cue. A bare "square" is any square, the distractor of a colour no option
       offers too, and ranking by it led the search to that distractor (docs/benchmarks/zoom-notes.md,
-      session 16).
+      session 16). It assumes options that qualify the object (colours, materials: "left cat" means
+      nothing); relevance maps and crop tightening keep the bare cue.
     - ``narrow_cues``: after the search, each cue's crop is narrowed to the half-side window (of nine,
       a quarter of the crop apart) whose existence probe is most confident, if it reaches
       ``answer_threshold``: one pass for all cues. A cue found in a tree node of a few hundred px is a few
-      input px wide once two cues' nodes are joined; the existence probe is the model's surest.
+      input px wide once two cues' nodes are joined; the existence probe is the model's surest. ``fast``'s
+      crop tightening (``ZoomConfig.tighten_crops``) then starts from the narrowed crops (as measured).
     - ``bias``: ``b`` of the depth weight ``w = b + (1 - b) * (depth / max_depth) ** 2``.
     - ``answer_threshold`` / ``lower_threshold``: stop when the stop probe's confidence reaches the first;
       below the second the search gives up. ``relaxations``: how much the threshold drops after

@@ -95,10 +95,10 @@ def narrow(ctx: SearchContext, found: list[Found]) -> None:
         mine = [c for (c,) in confs[at : at + len(ws)]]
         at += len(ws)
         for w, c in zip(ws, mine, strict=True):
-            ctx.visit(f.cue, w, f.depth + 1, existence=c)
+            ctx.visit(f.cue, w, -1, existence=c)  # not a tree node (depth -1, as crop tightening's views)
         best = max(range(len(mine)), key=mine.__getitem__)
         if mine[best] >= p.answer_threshold:
-            f.box, f.depth = ws[best], f.depth + 1
+            f.box = ws[best]
 
 
 def depth_weight(depth: int, max_depth: int, bias: float) -> float:
