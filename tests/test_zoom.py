@@ -748,7 +748,12 @@ def _options_seeing(view: Image.Image, text: str) -> float:
     if "Options:" in text:
         offered = [rgb for name, rgb in COLORS.items() if name in text.split("Options:")[1]]
         saturated &= np.any([np.abs(a - np.array(rgb)).max(axis=2) <= 40 for rgb in offered], axis=0)
-    count = int(saturated.sum())
+    return _circle_seen(int(saturated.sum()), view, text)
+
+
+def _circle_seen(count: int, view: Image.Image, text: str) -> float:
+    """The oracles' answer from the count of pixels they see as the circle: a latent probe grows with it,
+    the others say Yes once it is ``VISIBLE_PIXELS`` wide at the model's input."""
     if "zooming" in text:
         return 0.5 + 0.45 * min(1.0, count / 3000) if count else 0.05
     return 0.95 if count and np.sqrt(count) * NATIVE / max(view.size) >= VISIBLE_PIXELS else 0.05
@@ -790,10 +795,7 @@ def _named_seeing(view: Image.Image, text: str) -> float:
     named = [rgb for name, rgb in COLORS.items() if f"{name} circle" in text]
     if named:
         saturated &= np.abs(a - np.array(named[0])).max(axis=2) <= 40
-    count = int(saturated.sum())
-    if "zooming" in text:
-        return 0.5 + 0.45 * min(1.0, count / 3000) if count else 0.05
-    return 0.95 if count and np.sqrt(count) * NATIVE / max(view.size) >= VISIBLE_PIXELS else 0.05
+    return _circle_seen(int(saturated.sum()), view, text)
 
 
 @pytest.mark.parametrize("strategy", ["zoomeye", "fast"])

@@ -101,16 +101,9 @@ def sample_views(
     full: Box = (0, 0, image.width, image.height)
     yield full
     for _ in range(nodes.count):
-        view = full
         depth = int(rng.integers(nodes.min_depth, 5))
         toward = item.targets[int(rng.integers(len(item.targets)))] if rng.random() < nodes.toward else None
-        for _ in range(depth):
-            children = tree_children(view)
-            on_path = [c for c in children if toward is not None and findable(toward, c)]
-            view = on_path[0] if on_path else children[int(rng.integers(len(children)))]
-            if max(view[2] - view[0], view[3] - view[1]) <= image_size:
-                break
-        yield view
+        yield _walk_down(full, depth, toward, rng, image_size)
     for _ in range(4):
         scale = float(rng.uniform(*context))
         _, box = crop_around(image, union_box(item), None, rng, context=scale, min_side=image_size)
@@ -121,13 +114,25 @@ def sample_views(
         d for d in item.distractors if d.color in colors
     ]
     for _ in range(nodes.confusers if confusers else 0):
-        toward_d = confusers[int(rng.integers(len(confusers)))]
-        view = full
+        confuser = confusers[int(rng.integers(len(confusers)))]
         # from depth 2: ``fast`` ranks no shallower level on scenes of 1000 px and up (``first_level``)
-        for _ in range(int(rng.integers(max(2, nodes.min_depth), 5))):
-            children = tree_children(view)
-            on_path = [c for c in children if findable(toward_d, c)]
-            view = on_path[0] if on_path else children[int(rng.integers(len(children)))]
-            if max(view[2] - view[0], view[3] - view[1]) <= image_size:
-                break
-        yield view
+        depth = int(rng.integers(max(2, nodes.min_depth), 5))
+        yield _walk_down(full, depth, confuser, rng, image_size)
+
+
+def _walk_down(
+    view: Box,
+    depth: int,
+    toward: SceneObject | Distractor | None,
+    rng: np.random.Generator,
+    image_size: int,
+) -> Box:
+    """``depth`` levels down the image tree from ``view``: into the child holding ``toward``'s centre, else
+    a random one; stopping early at a view no larger than the model's input."""
+    for _ in range(depth):
+        children = tree_children(view)
+        on_path = [c for c in children if toward is not None and findable(toward, c)]
+        view = on_path[0] if on_path else children[int(rng.integers(len(children)))]
+        if max(view[2] - view[0], view[3] - view[1]) <= image_size:
+            break
+    return view

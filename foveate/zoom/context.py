@@ -124,19 +124,17 @@ class SearchContext:
         return conf
 
     def _probe(self, boxes: Sequence[Box], questions: Sequence[Sequence[str]]) -> list[list[float]]:
-        if self.variants:
-            asked = [[v for q in qs for v in self.variants.get(q, [q])] for qs in questions]
-            confs = self._probe_asked(boxes, asked)
-            out: list[list[float]] = []
-            for qs, row in zip(questions, confs, strict=True):
-                folded, at = [], 0
-                for q in qs:
-                    k = len(self.variants.get(q, [q]))
-                    folded.append(max(row[at : at + k]))
-                    at += k
-                out.append(folded)
-            return out
-        return self._probe_asked(boxes, questions)
+        """Each question asked as its ``variants`` (itself, if it has none); the surest of them answers."""
+        groups = [[self.variants.get(q, [q]) for q in qs] for qs in questions]
+        confs = self._probe_asked(boxes, [[v for group in gs for v in group] for gs in groups])
+        out: list[list[float]] = []
+        for gs, row in zip(groups, confs, strict=True):
+            folded, at = [], 0
+            for group in gs:
+                folded.append(max(row[at : at + len(group)]))
+                at += len(group)
+            out.append(folded)
+        return out
 
     def _probe_asked(self, boxes: Sequence[Box], questions: Sequence[Sequence[str]]) -> list[list[float]]:
         cfg = self.config

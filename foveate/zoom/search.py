@@ -61,16 +61,9 @@ def halves(box: Box) -> list[Box]:
     w, h = x1 - x0, y1 - y0
     side = max(w, h) // 2
     ww, hh = min(side, w), min(side, h)
-    return [
-        (
-            x0 + round(fx * (w - ww)),
-            y0 + round(fy * (h - hh)),
-            x0 + round(fx * (w - ww)) + ww,
-            y0 + round(fy * (h - hh)) + hh,
-        )
-        for fy in (0.0, 0.5, 1.0)
-        for fx in (0.0, 0.5, 1.0)
-    ]
+    xs = [x0 + round(f * (w - ww)) for f in (0.0, 0.5, 1.0)]
+    ys = [y0 + round(f * (h - hh)) for f in (0.0, 0.5, 1.0)]
+    return [(x, y, x + ww, y + hh) for y in ys for x in xs]
 
 
 def narrow(ctx: SearchContext, found: list[Found]) -> None:
