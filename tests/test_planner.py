@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from foveate.synthetic import generate_scene
+from foveate.tiny_vlm.tasks import OPTION_CUE
 from foveate.vlm.budget import TokenBudget
 from foveate.vlm.transformers_vlm import TransformersVLM
 from foveate.zoom import ZoomAgent, ZoomConfig, builtin_strategies, wording_cues
 from foveate.zoom.planner import plan_search, probe_visual_cost
+from foveate.zoom.search import NARROW_WINDOWS
 
 
 def test_each_strategy_owns_its_worst_case_probes() -> None:
@@ -74,3 +76,23 @@ def test_the_tiny_vlm_supports_fastv_and_a_planned_search_stays_within_its_cap(v
         vlm, ZoomConfig(strategy="zoomeye", budget=TokenBudget(max_total_tokens=cap), plan_budget=False)
     ).run(image, item.question, item.options, cues=wording_cues(item.question))
     assert unplanned.usage.total <= cap and not any(n.startswith("budget plan:") for n in unplanned.notes)
+
+
+def test_the_plan_counts_what_option_cues_and_narrowing_add(vlm: TransformersVLM) -> None:
+    """Option cues ask each cue probe once per option and narrowing probes nine windows a cue: a plan that
+    ignored them would expect a quarter of the probes and prune too little to finish inside the cap."""
+    image, item = generate_scene(7, 0)
+    strategies = builtin_strategies()
+    fast, direct = strategies.get("fast"), strategies.get("direct")
+    plain = ZoomAgent(vlm, ZoomConfig(strategy="fast"))
+    prompts = plain.prompts.model_copy(update={"option_cue": OPTION_CUE, "narrow_cues": True})
+    named = ZoomAgent(vlm, ZoomConfig(strategy="fast", prompts=prompts))
+    bare = plain.worst_case_probes(image, fast, item.options)
+    assert bare == plain.worst_case_probes(image, fast) > 0 and len(item.options) == 4
+    assert named.worst_case_probes(image, fast, item.options) == 4 * bare + NARROW_WINDOWS
+    assert named.worst_case_probes(image, fast) == bare + NARROW_WINDOWS  # free text: no option to name
+    assert named.worst_case_probes(image, direct, item.options) == 0  # no search, nothing to narrow
+    capped = ZoomConfig(strategy="fast", prompts=prompts, budget=TokenBudget(max_total_tokens=30_000))
+    result = ZoomAgent(vlm, capped).run(image, item.question, item.options, cues=wording_cues(item.question))
+    (note,) = [n for n in result.notes if n.startswith("budget plan:")]
+    assert f"for {4 * bare + NARROW_WINDOWS} probes" in note

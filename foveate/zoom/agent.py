@@ -34,7 +34,7 @@ from foveate.zoom.cues import parse_cues, wording_cues
 from foveate.zoom.experience import SearchPrior
 from foveate.zoom.meter import Meter, SearchStopped
 from foveate.zoom.planner import TEXT_TOKENS_PER_PROBE, plan_search, probe_visual_cost
-from foveate.zoom.search import ZoomStrategy
+from foveate.zoom.search import NARROW_WINDOWS, ZoomStrategy
 from foveate.zoom.strategies import StrategyRegistry, builtin_strategies
 from foveate.zoom.tree import tree_depth
 
@@ -98,7 +98,7 @@ class ZoomAgent:
         start = time.perf_counter()
         notes: list[str] = []
         reserve = answer_reserve(self.vlm, self.prompts, img)
-        search_budget = self._plan(img, chosen, reserve, notes)
+        search_budget = self._plan(img, chosen, reserve, notes, options)
         ledger = TokenLedger(search_budget)
         meter = Meter(cfg.max_probes, cfg.max_forward_passes, ledger, watch=watch)
         meter.reserve = reserve
@@ -207,16 +207,34 @@ class ZoomAgent:
         visual = probe_visual_cost(tokens, budget.prune, budget.keep, depth, budget.layer)
         return math.ceil(visual) + TEXT_TOKENS_PER_PROBE
 
+    def worst_case_probes(
+        self, image: Image.Image, strategy: ZoomStrategy, options: Sequence[str] | None = None
+    ) -> int:
+        """The strategy's bound for one cue's search of ``image``, with what the prompts add to it:
+        ``option_cue`` asks a cue probe once per option (counted for every probe, an upper bound: the stop
+        probes are asked once), ``narrow_cues`` probes ``NARROW_WINDOWS`` windows of the cue's crop."""
+        depth = tree_depth(image.width, image.height, self.native_side, self.config.max_depth)
+        probes = strategy.worst_case_probes(depth)
+        if self.prompts.option_cue is not None and options:
+            probes *= len(options)
+        if self.prompts.narrow_cues and probes:
+            probes += NARROW_WINDOWS
+        return probes
+
     def _plan(
-        self, image: Image.Image, strategy: ZoomStrategy, reserve: int, notes: list[str]
+        self,
+        image: Image.Image,
+        strategy: ZoomStrategy,
+        reserve: int,
+        notes: list[str],
+        options: Sequence[str] | None = None,
     ) -> TokenBudget | None:
         """The budget the search runs under: the caller's, or a planned one that fits (see ``planner``)."""
         cfg = self.config
         if not cfg.plan_budget or cfg.budget is None or cfg.budget.max_total_tokens is None:
             return cfg.budget
         profile = self.vlm.profile
-        depth = tree_depth(image.width, image.height, self.native_side, cfg.max_depth)
-        probes = strategy.worst_case_probes(depth)
+        probes = self.worst_case_probes(image, strategy, options)
         if cfg.max_probes is not None:
             probes = min(probes, cfg.max_probes)
         # pruning is planned only where the model runs it and its depth is known (FastV's saving needs it)

@@ -55,6 +55,10 @@ class ZoomStrategy(Protocol):
         ...
 
 
+NARROW_WINDOWS = 9
+"""The windows ``halves`` gives a crop (three x offsets by three y offsets): ``narrow``'s probes per cue."""
+
+
 def halves(box: Box) -> list[Box]:
     """The nine windows of half ``box``'s longer side (at most its sides), a quarter of it apart."""
     x0, y0, x1, y1 = box
