@@ -32,8 +32,12 @@ def test_a_fine_patch_embeds_as_the_coarse_kernel_embeds_it_blown_up() -> None:
     quarter = torch.nn.functional.conv2d(image, finer_kernel(kernel, 4), stride=4)
     coarse = torch.nn.functional.conv2d(_blown_up(image, 4), kernel, stride=16)
     assert torch.allclose(quarter, coarse, atol=1e-4)
-    with pytest.raises(ValueError, match="16 px patch kernel cannot move to 6 px"):
+    with pytest.raises(ValueError, match="6 px patches do not tile the model's 16 px ones"):
         finer_kernel(kernel, 6)
+    with pytest.raises(ValueError, match="already has 16 px patches; regrid moves only to a finer grid"):
+        finer_kernel(kernel, 16)
+    with pytest.raises(ValueError, match="not 0 px"):
+        finer_kernel(kernel, 0)
 
 
 def test_positions_keep_the_class_row_and_the_grid_layout() -> None:
@@ -71,7 +75,8 @@ def test_the_moved_model_sees_its_image_as_the_shipped_one_sees_it_blown_up(tmp_
     vlm = TransformersVLM(out, device="cpu")
     view = Image.new("RGB", (300, 200), (200, 40, 40))
     result = vlm.yes_probability(VLMRequest.from_prompt("Is there a red square?", [view]))
-    assert result.usage.visual_tokens == 256
-    assert 0.0 <= result.p_yes <= 1.0
-    with pytest.raises(ValueError, match="is its source"):
-        regrid(out, out)
+    assert result.usage.visual_tokens == 256  # the processor counts the finer grid's tokens
+    with pytest.raises(ValueError, match="is not empty"):
+        regrid(TINY_VLM_PATH, out)  # never over a folder whose old files would pass for the new model's
+    with pytest.raises(ValueError, match="already has 8 px patches"):
+        regrid(out, tmp_path / "again")

@@ -27,6 +27,7 @@ parts).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import tempfile
@@ -93,6 +94,15 @@ def steps_between(
     return steps[start:stop]
 
 
+def patch_of(folder: Path) -> int:
+    """The patch side in px of the tiny VLM saved in ``folder`` (its ``config.json``)."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        return int(config["vision_config"]["patch_size"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"--init {folder} is not a tiny VLM folder ({error})") from error
+
+
 def step_options(
     previous: Path, name: str, options: list[str], work: Path, patch_size: int = 16, device: str = "cpu"
 ) -> list[str]:
@@ -128,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         default=None,
         help="plain-world weights to start from (default: train them first); with --finer, 16 px weights "
-        "(default: the shipped ones); with --from-step, the weights of the step before it",
+        "(default: the shipped ones); with --from-step, the weights of the step before it (with --finer and "
+        "--from-step P8a, regrid's 8 px output)",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help=f"where the last step's weights go [default: {DEFAULT_OUT}]"
@@ -137,8 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--patch-size",
         type=int,
-        default=16,
-        help="the vision tower's patch side in px (the shipped weights: 16); with --init, that model's",
+        default=None,
+        help="the vision tower's patch side in px [default: 16, the shipped weights'; --finer: 8]; with "
+        "--init, that model's",
     )
     parser.add_argument("--device", default="cpu", help="torch device of every run (cpu, cuda, ...)")
     parser.add_argument(
@@ -161,6 +173,23 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--from-step {args.from_step} needs --init: the weights of the step before it")
     if args.finer and args.out is None:  # not the shipped weights' recipe: never overwrite them by default
         parser.error("--finer makes candidate weights: name their folder with --out")
+    if (args.from_step or args.last_step) and args.out is None:
+        parser.error("a chain run in parts makes a step's weights, not the shipped ones: name --out")
+    if args.finer and args.out.resolve() == TINY_VLM_PATH.resolve():
+        parser.error(f"--finer makes candidate weights; --out {args.out} is the shipped weights' folder")
+    if args.finer and args.patch_size not in (None, FINER_PATCH):
+        given = args.patch_size
+        parser.error(f"--finer trains {FINER_PATCH} px patches: --patch-size {given} contradicts it")
+    if args.finer and args.init is not None:
+        want = FINER_PATCH if args.from_step else None  # resuming: the step before's 8 px weights
+        try:
+            have = patch_of(args.init)
+        except ValueError as error:
+            parser.error(str(error))
+        if (want is not None and have != want) or (want is None and have <= FINER_PATCH):
+            why = f"the {want} px weights of the step before it" if want else "16 px weights to move"
+            parser.error(f"--init {args.init} has {have} px patches; this run needs {why}")
+    patch_size = args.patch_size or 16
     out = args.out or DEFAULT_OUT
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)
@@ -173,8 +202,8 @@ def main(argv: list[str] | None = None) -> None:
             return
         if init is None:
             init = work / "plain"
-            train_main(["--out", str(init), "--patch-size", str(args.patch_size), "--device", args.device])
-        run_chain(init, out, work, args.patch_size, args.device, steps)
+            train_main(["--out", str(init), "--patch-size", str(patch_size), "--device", args.device])
+        run_chain(init, out, work, patch_size, args.device, steps)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ fixture-notes.md, from session 14) start from the 16 px weights moved onto the f
   finer patch embeds exactly as the coarse kernel embedded that patch blown up to the coarse side (a flat
   patch embeds as before; ``tests/test_tiny_vlm_regrid.py`` checks the identity);
 - the grid of position embeddings is resized bilinearly to the finer grid; the class position is kept;
-- the configuration and the processor say the new patch side and image-token count; nothing else changes
+- the configuration says the new patch side and image-token count, the processor the new patch side (it
+  counts the image tokens from it); nothing else changes
   (the language model and the projector are moved as they are, the tokenizer's and generation files copied
   byte for byte: a processor saved anew rewrites the tokenizer's padding settings).
 
@@ -37,8 +38,12 @@ def finer_kernel(kernel: torch.Tensor, patch_size: int) -> torch.Tensor:
     """``kernel`` (out, channels, side, side) for patches of ``patch_size``: pooled, then scaled so that a
     fine patch embeds as the coarse kernel embeds it blown up (each pixel repeated ``ratio`` x ``ratio``)."""
     side = int(kernel.shape[-1])
-    if patch_size >= side or side % patch_size:
-        raise ValueError(f"a {side} px patch kernel cannot move to {patch_size} px patches: need a divisor")
+    if not 1 <= patch_size < side:
+        raise ValueError(
+            f"the model already has {side} px patches; regrid moves only to a finer grid, not {patch_size} px"
+        )
+    if side % patch_size:
+        raise ValueError(f"{patch_size} px patches do not tile the model's {side} px ones: need a divisor")
     ratio = side // patch_size
     return torch.nn.functional.avg_pool2d(kernel, ratio) * ratio * ratio
 
@@ -58,8 +63,8 @@ def regrid(source: Path, out: Path, patch_size: int = 8) -> Any:
     ``out`` (which must not be ``source``); returns the moved model."""
     from transformers import LlavaForConditionalGeneration
 
-    if out.resolve() == source.resolve():
-        raise ValueError(f"regrid writes a new model folder; {out} is its source")
+    if out.exists() and any(out.iterdir()):  # old files there (gates, weights) would pass for the new model's
+        raise ValueError(f"regrid writes a new model folder; {out} is not empty")
     model: Any = LlavaForConditionalGeneration.from_pretrained(source)
     processing = json.loads((source / PROCESSOR_FILE).read_text())
     vision = model.config.vision_config

@@ -345,6 +345,8 @@ def parse_options(argv: list[str] | None = None) -> tuple[TrainConfig, Path]:
 
 def main(argv: list[str] | None = None) -> None:
     cfg, out = parse_options(argv)
+    if cfg.init and not (Path(cfg.init) / "config.json").is_file():  # before minutes of drawing scenes
+        raise SystemExit(f"--init {cfg.init}: no config.json there, so no saved model to start from")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     result = train(cfg, out)
     print(
