@@ -9,7 +9,7 @@ from foveate.tiny_vlm.tasks import OPTION_CUE
 from foveate.vlm.budget import TokenBudget
 from foveate.vlm.transformers_vlm import TransformersVLM
 from foveate.zoom import ZoomAgent, ZoomConfig, builtin_strategies, wording_cues
-from foveate.zoom.planner import plan_search, probe_visual_cost
+from foveate.zoom.planner import ProbeBound, plan_search, probe_visual_cost
 from foveate.zoom.search import NARROW_WINDOWS
 
 
@@ -78,21 +78,62 @@ def test_the_tiny_vlm_supports_fastv_and_a_planned_search_stays_within_its_cap(v
     assert unplanned.usage.total <= cap and not any(n.startswith("budget plan:") for n in unplanned.notes)
 
 
+def test_repeats_on_a_shared_view_cost_their_prompt_unless_pruning_stops_the_sharing() -> None:
+    budget = TokenBudget(max_total_tokens=40_000)
+    # 30 views of 576 + 48 and 90 repeats: 18,720 + 4,320 shared fits unpruned; unshared (74,880) does not
+    shared = plan_search(
+        budget, probes=30, repeats=90, shared=True, view_tokens=576, answer_tokens=1000, prune="fastv"
+    )
+    assert shared.budget.prune is None and shared.fits and "for 120 probes" in shared.note
+    assert shared.estimated_tokens == 30 * (576 + 48) + 90 * 48 + 1000
+    alone = plan_search(budget, probes=30, repeats=90, view_tokens=576, answer_tokens=1000, prune="fastv")
+    assert alone.budget.prune == "fastv" and alone.budget.keep == 0.25 and alone.fits
+    tight = TokenBudget(max_total_tokens=20_000)  # shared no longer fits: pruned, each probe then pays a view
+    pruned = plan_search(
+        tight, probes=30, repeats=90, shared=True, view_tokens=576, answer_tokens=1000, prune="fastv"
+    )
+    assert pruned.budget.prune == "fastv" and pruned.budget.keep == 0.1 and pruned.fits
+
+
 def test_the_plan_counts_what_option_cues_and_narrowing_add(vlm: TransformersVLM) -> None:
-    """Option cues ask each cue probe once per option and narrowing probes nine windows a cue: a plan that
-    ignored them would expect a quarter of the probes and prune too little to finish inside the cap."""
+    """Option cues ask each cue probe once per option, on the same view; narrowing probes nine windows a
+    cue. Counted as views, the repeats made the tiny VLM's plan prune, which turns its prefix sharing off and
+    spent more tokens than no plan at all (a review measured 9,087 against 5,539 on this scene)."""
     image, item = generate_scene(7, 0)
     strategies = builtin_strategies()
-    fast, direct = strategies.get("fast"), strategies.get("direct")
+    fast, direct, attention = (strategies.get(n) for n in ("fast", "direct", "attention_crop"))
     plain = ZoomAgent(vlm, ZoomConfig(strategy="fast"))
     prompts = plain.prompts.model_copy(update={"option_cue": OPTION_CUE, "narrow_cues": True})
     named = ZoomAgent(vlm, ZoomConfig(strategy="fast", prompts=prompts))
-    bare = plain.worst_case_probes(image, fast, item.options)
-    assert bare == plain.worst_case_probes(image, fast) > 0 and len(item.options) == 4
-    assert named.worst_case_probes(image, fast, item.options) == 4 * bare + NARROW_WINDOWS
-    assert named.worst_case_probes(image, fast) == bare + NARROW_WINDOWS  # free text: no option to name
-    assert named.worst_case_probes(image, direct, item.options) == 0  # no search, nothing to narrow
-    capped = ZoomConfig(strategy="fast", prompts=prompts, budget=TokenBudget(max_total_tokens=30_000))
-    result = ZoomAgent(vlm, capped).run(image, item.question, item.options, cues=wording_cues(item.question))
-    (note,) = [n for n in result.notes if n.startswith("budget plan:")]
-    assert f"for {4 * bare + NARROW_WINDOWS} probes" in note
+    bare = plain.worst_case_probes(image, fast, item.options).total
+    assert plain.worst_case_probes(image, fast, item.options).repeats == 0 and len(item.options) == 4
+    bound = named.worst_case_probes(image, fast, item.options)
+    assert (bound.views, bound.repeats) == (bare + NARROW_WINDOWS, 3 * (bare + NARROW_WINDOWS))
+    assert named.worst_case_probes(image, fast).repeats == 0  # free text: no option to name
+    assert named.worst_case_probes(image, fast, item.options, ["red star", "blue circle"]).repeats == 0
+    assert named.worst_case_probes(image, direct, item.options).total == 0  # no search, nothing to narrow
+    assert named.worst_case_probes(image, attention, item.options) == ProbeBound(2)  # relevance maps only
+    cues = wording_cues(item.question)
+    assert len(cues) == 1  # an attribute question: option cues apply
+    runs = {}
+    for planned in (True, False):
+        config = ZoomConfig(
+            strategy="fast", prompts=prompts, budget=TokenBudget(max_total_tokens=30_000), plan_budget=planned
+        )
+        runs[planned] = ZoomAgent(vlm, config).run(image, item.question, item.options, cues=cues)
+    assert not any("stopped early" in n for r in runs.values() for n in r.notes)
+    (note,) = [n for n in runs[True].notes if n.startswith("budget plan:")]
+    assert f"for {bound.total} probes" in note
+    assert runs[True].usage.total <= runs[False].usage.total  # a plan that fits never costs more
+
+
+def test_when_nothing_fits_the_plan_is_the_cheapest_setting_not_the_most_pruned() -> None:
+    """A shallow language model (the tiny VLM's) saves little by FastV: pruned, each of 120 probes pays a
+    view, more than 30 shared views and 90 prompts; a fixed-count processor cannot save by resolution."""
+    tiny = TokenBudget(max_total_tokens=5_000)
+    shape = {"view_tokens": 576, "answer_tokens": 1000, "prune": "fastv", "depth": 4, "min_view_tokens": 576}
+    plan = plan_search(tiny, probes=30, repeats=90, shared=True, **shape)  # type: ignore[arg-type]
+    assert not plan.fits and plan.budget.prune is None
+    assert plan.estimated_tokens == 30 * (576 + 48) + 90 * 48 + 1000
+    unshared = plan_search(tiny, probes=30, repeats=90, **shape)  # type: ignore[arg-type]
+    assert not unshared.fits and unshared.budget.prune == "fastv" and unshared.budget.keep == 0.1

@@ -33,8 +33,8 @@ from foveate.zoom.context import SearchContext
 from foveate.zoom.cues import parse_cues, wording_cues
 from foveate.zoom.experience import SearchPrior
 from foveate.zoom.meter import Meter, SearchStopped
-from foveate.zoom.planner import TEXT_TOKENS_PER_PROBE, plan_search, probe_visual_cost
-from foveate.zoom.search import NARROW_WINDOWS, ZoomStrategy
+from foveate.zoom.planner import TEXT_TOKENS_PER_PROBE, ProbeBound, plan_search, probe_visual_cost
+from foveate.zoom.search import NARROW_WINDOWS, TreeSearch, ZoomStrategy
 from foveate.zoom.strategies import StrategyRegistry, builtin_strategies
 from foveate.zoom.tree import tree_depth
 
@@ -98,7 +98,7 @@ class ZoomAgent:
         start = time.perf_counter()
         notes: list[str] = []
         reserve = answer_reserve(self.vlm, self.prompts, img)
-        search_budget = self._plan(img, chosen, reserve, notes, options)
+        search_budget = self._plan(img, chosen, reserve, notes, options, cues)
         ledger = TokenLedger(search_budget)
         meter = Meter(cfg.max_probes, cfg.max_forward_passes, ledger, watch=watch)
         meter.reserve = reserve
@@ -208,18 +208,25 @@ class ZoomAgent:
         return math.ceil(visual) + TEXT_TOKENS_PER_PROBE
 
     def worst_case_probes(
-        self, image: Image.Image, strategy: ZoomStrategy, options: Sequence[str] | None = None
-    ) -> int:
-        """The strategy's bound for one cue's search of ``image``, with what the prompts add to it:
-        ``option_cue`` asks a cue probe once per option (counted for every probe, an upper bound: the stop
-        probes are asked once), ``narrow_cues`` probes ``NARROW_WINDOWS`` windows of the cue's crop."""
+        self,
+        image: Image.Image,
+        strategy: ZoomStrategy,
+        options: Sequence[str] | None = None,
+        cues: Sequence[str] | None = None,
+    ) -> ProbeBound:
+        """The strategy's bound for one cue's search of ``image`` (under its own assumptions: see its
+        ``worst_case_probes``), with what the prompts add to a tree search: ``narrow_cues`` probes
+        ``NARROW_WINDOWS`` windows of the cue's crop; ``option_cue``, for a question with options and one
+        cue (or cues not yet known), asks each of those probes once per option, the repeats on the same view
+        (counted for the stop probes too, which are asked once: an upper bound)."""
         depth = tree_depth(image.width, image.height, self.native_side, self.config.max_depth)
-        probes = strategy.worst_case_probes(depth)
-        if self.prompts.option_cue is not None and options:
-            probes *= len(options)
-        if self.prompts.narrow_cues and probes:
-            probes += NARROW_WINDOWS
-        return probes
+        views = strategy.worst_case_probes(depth)
+        if not views or not isinstance(strategy, TreeSearch):
+            return ProbeBound(views)
+        if self.prompts.narrow_cues:
+            views += NARROW_WINDOWS
+        named = self.prompts.option_cue is not None and options and (cues is None or len(cues) == 1)
+        return ProbeBound(views, views * (len(options) - 1) if named and options else 0)
 
     def _plan(
         self,
@@ -228,15 +235,18 @@ class ZoomAgent:
         reserve: int,
         notes: list[str],
         options: Sequence[str] | None = None,
+        cues: Sequence[str] | None = None,
     ) -> TokenBudget | None:
         """The budget the search runs under: the caller's, or a planned one that fits (see ``planner``)."""
         cfg = self.config
         if not cfg.plan_budget or cfg.budget is None or cfg.budget.max_total_tokens is None:
             return cfg.budget
         profile = self.vlm.profile
-        probes = self.worst_case_probes(image, strategy, options)
-        if cfg.max_probes is not None:
+        bound = self.worst_case_probes(image, strategy, options, cues)
+        probes, repeats = bound.views, bound.repeats
+        if cfg.max_probes is not None:  # the meter counts every probe asked, repeats too
             probes = min(probes, cfg.max_probes)
+            repeats = min(repeats, cfg.max_probes - probes)
         # pruning is planned only where the model runs it and its depth is known (FastV's saving needs it)
         prune = profile.prune_methods[0] if profile.prune_methods and profile.lm_depth is not None else None
         plan = plan_search(
@@ -247,6 +257,8 @@ class ZoomAgent:
             prune=prune,  # type: ignore[arg-type]
             depth=profile.lm_depth or 1,
             min_view_tokens=profile.fewest_view_tokens(),
+            repeats=repeats,
+            shared=profile.prefix_reuse and cfg.reuse_prefix and cfg.batch_probes,
         )
         if plan.budget is not cfg.budget:
             notes.append(plan.note)

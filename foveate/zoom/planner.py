@@ -21,6 +21,7 @@ __all__ = [
     "KEEPS",
     "RESOLUTION_STEPS",
     "TEXT_TOKENS_PER_PROBE",
+    "ProbeBound",
     "SearchPlan",
     "plan_search",
     "probe_visual_cost",
@@ -29,6 +30,20 @@ __all__ = [
 KEEPS = (1.0, 0.5, 0.25, 0.1)
 RESOLUTION_STEPS = (1.0, 0.5, 0.25)  # fractions of the native visual-token count per view
 TEXT_TOKENS_PER_PROBE = 48  # a probe's prompt: template, question and cue (the tiny VLM's use ~30)
+
+
+@dataclass(frozen=True)
+class ProbeBound:
+    """A search's worst case in probes: ``views`` probes each show the model a view; ``repeats`` are asked
+    again of a view already shown (a cue probe's option variants, ``ZoomPrompts.option_cue``), which cost
+    only their prompt where the model shares a view's prefix among its questions."""
+
+    views: int
+    repeats: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.views + self.repeats
 
 
 @dataclass(frozen=True)
@@ -60,15 +75,21 @@ def plan_search(
     prune: Literal["fastv", "cls"] | None,
     depth: int = 32,
     min_view_tokens: int = 1,
+    repeats: int = 0,
+    shared: bool = False,
 ) -> SearchPlan:
     """The budget a search of at most ``probes`` probes should run under to fit ``budget``.
 
     ``view_tokens``: visual tokens of one probe view at full resolution; ``answer_tokens``: what the
     final answer needs (kept out of the search); ``prune``: the method the model supports (None: only
     resolution can change); ``depth``: the language model's layers (FastV's saving depends on it).
+    ``repeats``: further probes asked of views already counted (``ProbeBound.repeats``); with ``shared``
+    (the model reuses a view's prefix) they cost their prompt alone, except under pruning, which asks each
+    probe on its own (``TransformersVLM.probe_views``): a plan that prunes can then cost more than one that
+    does not, and is chosen only where the unpruned one does not fit.
     """
     limit = budget.max_total_tokens
-    if limit is None or probes == 0 or budget.prune is not None:
+    if limit is None or probes + repeats == 0 or budget.prune is not None:
         why = (
             "no total cap" if limit is None else ("no probes" if probes == 0 else "pruning set by the caller")
         )
@@ -81,15 +102,20 @@ def plan_search(
         for keep in KEEPS if prune is not None else (1.0,):
             candidates.append((resolution, keep, prune if keep < 1.0 else None))
     best: tuple[float, float, str | None, int] | None = None
+    cheapest: tuple[float, float, str | None, int] | None = None
     for resolution, keep, method in candidates:
         tokens = max(min_view_tokens, int(view_tokens * resolution))
         per_probe = probe_visual_cost(tokens, method, keep, depth, layer) + TEXT_TOKENS_PER_PROBE
-        estimate = math.ceil(probes * per_probe) + answer_tokens
-        best = (resolution, keep, method, estimate)
+        per_repeat = TEXT_TOKENS_PER_PROBE if shared and method is None else per_probe
+        estimate = math.ceil(probes * per_probe + repeats * per_repeat) + answer_tokens
+        if cheapest is None or estimate < cheapest[3]:
+            cheapest = (resolution, keep, method, estimate)
         if estimate <= limit:
+            best = (resolution, keep, method, estimate)
             break
-    assert best is not None
-    resolution, keep, method, estimate = best
+    assert cheapest is not None
+    # nothing fits: the cheapest setting (with shared repeats, not always the most pruned)
+    resolution, keep, method, estimate = best or cheapest
     fits = estimate <= limit
     update: dict[str, Any] = {}
     parts = []
@@ -104,7 +130,8 @@ def plan_search(
         parts.append(f"views capped at {cap} visual tokens")
     chosen = ", ".join(parts) or "full resolution, no pruning"
     note = (
-        f"budget plan: {chosen}; worst case {estimate} of {limit} tokens for {probes} probes and the answer"
+        f"budget plan: {chosen}; worst case {estimate} of {limit} tokens for {probes + repeats} probes "
+        "and the answer"
         + ("" if fits else "; it may still run out, then the answer comes from the best crop so far")
     )
     return SearchPlan(budget.model_copy(update=update), estimate, fits, note)
