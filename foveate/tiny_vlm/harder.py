@@ -181,13 +181,15 @@ def main(argv: list[str] | None = None) -> None:
         given = args.patch_size
         parser.error(f"--finer trains {FINER_PATCH} px patches: --patch-size {given} contradicts it")
     if args.finer and args.init is not None:
-        want = FINER_PATCH if args.from_step else None  # resuming: the step before's 8 px weights
         try:
             have = patch_of(args.init)
         except ValueError as error:
             parser.error(str(error))
-        if (want is not None and have != want) or (want is None and have <= FINER_PATCH):
-            why = f"the {want} px weights of the step before it" if want else "16 px weights to move"
+        if args.from_step:  # resuming: the 8 px weights of the step before
+            fits, why = have == FINER_PATCH, f"the {FINER_PATCH} px weights of the step before it"
+        else:  # starting: coarser weights for regrid to move
+            fits, why = have > FINER_PATCH, "16 px weights to move"
+        if not fits:
             parser.error(f"--init {args.init} has {have} px patches; this run needs {why}")
     patch_size = args.patch_size or 16
     out = args.out or DEFAULT_OUT

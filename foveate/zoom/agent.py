@@ -225,8 +225,9 @@ class ZoomAgent:
             return ProbeBound(views)
         if self.prompts.narrow_cues:
             views += NARROW_WINDOWS
-        named = self.prompts.option_cue is not None and options and (cues is None or len(cues) == 1)
-        return ProbeBound(views, views * (len(options) - 1) if named and options else 0)
+        one_cue = cues is None or len(cues) == 1
+        asked = len(options) if self.prompts.option_cue is not None and options and one_cue else 1
+        return ProbeBound(views, views * (asked - 1))
 
     def _plan(
         self,
