@@ -30,11 +30,18 @@ import numpy as np
 import torch
 
 from benchmarks import add_worlds_option, worlds_option, write_page
-from benchmarks.zoom import DISTRIBUTIONS, TUNING_SEEDS
+from benchmarks.zoom import (
+    DISTRIBUTIONS,
+    TUNING_SEEDS,
+    add_prompt_options,
+    prompt_options_command,
+    prompt_update,
+)
 from foveate.insights import Trajectory, remember, search_prior
 from foveate.memory import InsightMemory, SentenceTransformerEmbedder
 from foveate.synthetic import World, generate_scene
 from foveate.tiny_vlm import TINY_VLM_PATH, model_label
+from foveate.vlm.prompts import ZoomPrompts
 from foveate.vlm.transformers_vlm import TransformersVLM
 from foveate.zoom import ZoomAgent, ZoomConfig, wording_cues
 
@@ -77,6 +84,12 @@ def _scene(seed: int, index: int, distribution: str, world: World):  # type: ign
     return generate_scene(seed, index, size_range=scenes.sizes, target_size_range=scenes.targets, world=world)
 
 
+def search_config(model_prompts: ZoomPrompts, strategy: str, args: argparse.Namespace) -> ZoomConfig:
+    """``strategy``'s search, with the model's prompts changed as ``add_prompt_options``' flags say."""
+    update = prompt_update(args.probe_options, args.option_cues, args.narrow_cues)
+    return ZoomConfig(strategy=strategy, prompts=model_prompts.model_copy(update=update) if update else None)
+
+
 def run_case(
     vlm: TransformersVLM,
     embedder: SentenceTransformerEmbedder,
@@ -86,7 +99,7 @@ def run_case(
     test: str,
     args: argparse.Namespace,
 ) -> Case:
-    agent = ZoomAgent(vlm, ZoomConfig(strategy=strategy))
+    agent = ZoomAgent(vlm, search_config(vlm.profile.zoom, strategy, args))
     case = Case(world.name, strategy, feed, test)
     fed: list[bool] = []
     with (
@@ -144,7 +157,7 @@ def page(cases: list[Case], args: argparse.Namespace, worlds: list[World], secon
         command += f" --strategies {args.strategies}"
     if args.cases != CASES:
         command += f" --cases {args.cases}"
-    command += worlds_option(worlds) + (" --tuning" if args.tuning else "")
+    command += worlds_option(worlds) + (" --tuning" if args.tuning else "") + prompt_options_command(args)
     lines = [
         "# Search priors from memory: the ICAL protocol",
         "",
@@ -230,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     add_worlds_option(parser)
     parser.add_argument("--model", type=Path, default=TINY_VLM_PATH)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/priors.md"))
+    add_prompt_options(parser)
     args = parser.parse_args(argv)
     args.spare_pops = None if args.spare_pops < 0 else args.spare_pops
     if not args.tuning and {args.feed_seed, args.test_seed} & set(TUNING_SEEDS + SPENT_SEEDS):

@@ -217,6 +217,33 @@ def prompt_update(probe_options: bool, option_cues: bool, narrow_cues: bool) -> 
     return update
 
 
+def add_prompt_options(parser: argparse.ArgumentParser) -> None:
+    """The flags ``prompt_update`` reads: prompt settings a candidate's weights were trained for, read
+    before they are the family's own."""
+    parser.add_argument(
+        "--probe-options",
+        action="store_true",
+        help="ask the stop probe with the question's options (weights trained with train --probe-options)",
+    )
+    parser.add_argument(
+        "--option-cues",
+        action="store_true",
+        help="a one-cue question's probes ask about each option's object (ZoomPrompts.option_cue)",
+    )
+    parser.add_argument(
+        "--narrow-cues",
+        action="store_true",
+        help="narrow each cue's crop by existence probes after the search (ZoomPrompts.narrow_cues)",
+    )
+
+
+def prompt_options_command(args: argparse.Namespace) -> str:
+    """``add_prompt_options``' flags as given, for a page's command line."""
+    flags = {"--probe-options": args.probe_options, "--option-cues": args.option_cues}
+    flags["--narrow-cues"] = args.narrow_cues
+    return "".join(f" {flag}" for flag, on in flags.items() if on)
+
+
 def asking_with_options(configs: dict[str, ZoomConfig], prompts: ZoomPrompts) -> dict[str, ZoomConfig]:
     """``configs`` whose searches ask their stop probe with the question's options, in the wording the tiny
     VLM's ``train --probe-options`` teaches (``OPTIONS_LINE``), on top of each config's own prompts (else
@@ -337,21 +364,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trace", type=Path, default=None, help="draw the first zoomeye search here")
     parser.add_argument("--replay", type=Path, default=None, help="memoise model answers in this file")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--probe-options",
-        action="store_true",
-        help="ask the stop probe with the question's options (weights trained with train --probe-options)",
-    )
-    parser.add_argument(
-        "--option-cues",
-        action="store_true",
-        help="a one-cue question's probes ask about each option's object (ZoomPrompts.option_cue)",
-    )
-    parser.add_argument(
-        "--narrow-cues",
-        action="store_true",
-        help="narrow each cue's crop by existence probes after the search (ZoomPrompts.narrow_cues)",
-    )
+    add_prompt_options(parser)
     args = parser.parse_args(argv)
     seeds = _names(args.seeds, "--seeds", None)
     seed_list = [int(s) for s in seeds]
@@ -474,9 +487,7 @@ def _page(
         f" {flag} {value}" for flag, (value, default) in defaults.items() if value != default
     )
     command += worlds_option(worlds) + (" --tuning" if args.tuning else "")
-    command += " --probe-options" if args.probe_options else ""
-    command += " --option-cues" if args.option_cues else ""
-    command += " --narrow-cues" if args.narrow_cues else ""
+    command += prompt_options_command(args)
     if args.out != Path("docs/benchmarks/zoom.md"):
         command += f" --out {args.out}"
     if args.trace is not None:

@@ -3,11 +3,15 @@ know: its page must report on seeds that chose nothing (docs/benchmarks/zoom-not
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 
-from benchmarks.priors import SPENT_SEEDS, TUNING_SEEDS, main
+from benchmarks.priors import SPENT_SEEDS, TUNING_SEEDS, main, search_config
+from benchmarks.zoom import add_prompt_options, prompt_options_command
+from foveate.tiny_vlm.tasks import OPTION_CUE, OPTIONS_LINE
+from foveate.vlm.families.foveate_tiny import FAMILY
 
 
 def _guarded(tmp_path: Path, *argv: str) -> list[str]:
@@ -48,3 +52,23 @@ def test_unknown_cases_and_strategies_are_named_before_any_model_loads(
         main(_guarded(tmp_path, flag, value))
     assert exit_info.value.code == 2
     assert named in capsys.readouterr().err
+
+
+def _args(*flags: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_prompt_options(parser)
+    return parser.parse_args(list(flags))
+
+
+def test_prompt_flags_reach_the_search_and_the_pages_command() -> None:
+    """A candidate trained for option cues is read by the priors benchmark as the zoom benchmark reads it:
+    the flags change the model's own prompts (nothing else) and the page's command names them."""
+    plain = search_config(FAMILY.zoom, "fast", _args())
+    assert plain.prompts is None and plain.strategy == "fast"
+    flags = ["--probe-options", "--option-cues", "--narrow-cues"]
+    config = search_config(FAMILY.zoom, "zoomeye", _args(*flags))
+    assert config.strategy == "zoomeye" and config.prompts is not None
+    changed = {"answering_options": OPTIONS_LINE, "option_cue": OPTION_CUE, "narrow_cues": True}
+    assert config.prompts.model_dump() == {**FAMILY.zoom.model_dump(), **changed}
+    assert prompt_options_command(_args(*flags)) == " " + " ".join(flags)
+    assert prompt_options_command(_args("--option-cues")) == " --option-cues"
