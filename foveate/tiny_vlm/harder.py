@@ -18,10 +18,11 @@ about four times the compute; ``--device cuda`` runs every step on a GPU. Neithe
 
 ``--finer`` is the route the 8 px candidates took instead (fixture-notes.md, sessions 14-16): the 16 px
 weights of the chain above (by default the shipped ones) moved onto 8 px patches by
-``foveate.tiny_vlm.regrid``, then the four runs of ``FINER_STEPS`` (P8a-P8d; 3968 + 4675 + 2161 + 2596 s on
-2 CPU cores, about 3.7 hours). ``--from-step NAME --init DIR`` resumes a chain at step NAME from the weights
-of the step before, ``--last-step NAME`` stops after NAME (a chain longer than a working session runs in
-parts).
+``foveate.tiny_vlm.regrid``, then the four runs of ``FINER_STEPS`` (P8a-P8d; the one-off candidates took
+3968 + 4675 + 2161 + 2596 s on 2 CPU cores, this code run step by step from the shipped weights 3665 + 5986 +
+1717 + 2308 s, about 3.8 hours: candidates/tiny_vlm_p8_chain holds its P8d). ``--from-step NAME --init
+DIR`` resumes a chain at step NAME from the weights of the step before, ``--last-step NAME`` stops after
+NAME (a chain longer than a working session runs in parts).
 """
 
 from __future__ import annotations
