@@ -239,8 +239,11 @@ def add_prompt_options(parser: argparse.ArgumentParser) -> None:
 
 def prompt_options_command(args: argparse.Namespace) -> str:
     """``add_prompt_options``' flags as given, for a page's command line."""
-    flags = {"--probe-options": args.probe_options, "--option-cues": args.option_cues}
-    flags["--narrow-cues"] = args.narrow_cues
+    flags = {
+        "--probe-options": args.probe_options,
+        "--option-cues": args.option_cues,
+        "--narrow-cues": args.narrow_cues,
+    }
     return "".join(f" {flag}" for flag, on in flags.items() if on)
 
 
