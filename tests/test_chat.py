@@ -10,11 +10,9 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from PIL import Image
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 from rich.console import Console
+from terminal import needs_tmux, terminal
 
 from foveate.agent import Agent
 from foveate.cli.repl import COMMANDS, ChatREPL, SlashCompleter, history_path, parse_budget, parse_question
@@ -302,58 +301,45 @@ def _env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+@needs_tmux
 def test_chat_in_tmux(tmp_path: Path, scene) -> None:  # type: ignore[no-untyped-def]
     """Load a scene, ask, read the answer, /why, /feedback, /quit with exit code 0, in a real terminal."""
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
     path, options, question = scene
     env = _env(tmp_path)
     exit_file = tmp_path / "exit"
-    name = f"foveate-chat-{uuid.uuid4().hex[:8]}"
     exports = " ".join(
         f"{k}={v}" for k, v in env.items() if k.startswith(("FOVEATE_", "HF_", "TRANSFORMERS_"))
     )
     command = f"env {exports} {VENV_BIN / 'foveate'} chat; echo EXIT=$? > {exit_file}"
 
-    def tmux(*args: str) -> str:
-        return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
-
-    def screen() -> str:
-        return tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", name)
-
     def wait_for(pattern: str, timeout: float = 120.0) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            text = screen()
+            text = term.screen(history=200)
             if re.search(pattern, text, re.M):
                 return text
             time.sleep(0.3)
-        raise AssertionError(f"{pattern!r} never appeared; the screen:\n{screen()}")
-
-    def send(line: str) -> None:
-        tmux("send-keys", "-t", name, "-l", line)
-        tmux("send-keys", "-t", name, "Enter")
+        raise AssertionError(f"{pattern!r} never appeared; the screen:\n{term.screen(history=200)}")
 
     started = time.monotonic()
-    tmux("new-session", "-d", "-s", name, "-x", "200", "-y", "50", command)
-    try:
+    with terminal(command, width=200, height=50) as term:
         wait_for(r"^foveate>\s*$")
-        send(f"/image {path}")
+        term.send(f"/image {path}")
         wait_for(r"^image 1: .*scene\.png \(\d+x\d+\)")
-        send(f"/options {','.join(options)}")
+        term.send(f"/options {','.join(options)}")
         wait_for(r"^options: ")
-        send(question)
+        term.send(question)
         text = wait_for(r"^answer: \S+  \(confidence")
         answer = re.search(r"^answer: (\S+)", text, re.M)
         assert answer is not None and answer[1] in options
-        send("/why")
+        term.send("/why")
         text = wait_for(r"^tokens: \d+ visual")
         assert "crops visited" in text and "option probabilities" in text and "recalled insights" in text
         assert re.search(r"^\s+zoom: ", text, re.M)  # the trace names the nodes
         other = next(o for o in options if o != answer[1])
-        send(f"/feedback wrong {other}")
+        term.send(f"/feedback wrong {other}")
         wait_for(rf"^thanks: recorded run \w+ as wrong \(right answer: {other}\)")
-        send("/quit")
+        term.send("/quit")
         deadline = time.monotonic() + 30
         while not exit_file.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -362,5 +348,3 @@ def test_chat_in_tmux(tmp_path: Path, scene) -> None:  # type: ignore[no-untyped
         assert question in history and "/why" in history  # prompt_toolkit kept the history
         assert "Traceback" not in text
         print(f"tmux chat session: {time.monotonic() - started:.1f} s")
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)

@@ -9,30 +9,24 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from terminal import Terminal, needs_tmux, terminal
 
 from foveate.synthetic import generate_scene
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+pytestmark = needs_tmux
 VENV_BIN = Path(sys.executable).parent
 
 
-def _tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
-
-
 @contextmanager
-def _terminal(command: str, tmp_path: Path) -> Iterator[str]:
-    """A detached tmux session running ``command`` with a test home; yields its name."""
+def _terminal(command: str, tmp_path: Path) -> Iterator[Terminal]:
+    """A terminal running ``command`` with a test home."""
     env = {
         "HOME": str(tmp_path),
         "FOVEATE_CONFIG": str(tmp_path / "none.toml"),
@@ -44,31 +38,23 @@ def _terminal(command: str, tmp_path: Path) -> Iterator[str]:
         "PATH": os.environ.get("PATH", ""),
     }
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    name = f"foveate-live-{uuid.uuid4().hex[:8]}"
-    _tmux("new-session", "-d", "-s", name, "-x", "160", "-y", "40", f"env {exports} {command}; sleep 600")
-    try:
-        yield name
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    with terminal(f"env {exports} {command}; sleep 600") as term:
+        yield term
 
 
-def _screen(name: str) -> str:
-    return _tmux("capture-pane", "-p", "-J", "-t", name)
-
-
-def _counts_until(name: str, counting: str, done: str, timeout: float = 240.0) -> tuple[list[int], str]:
+def _counts_until(term: Terminal, counting: str, done: str, timeout: float = 240.0) -> tuple[list[int], str]:
     """Every probe count ``counting`` showed, polled until ``done`` appears; and the last screen."""
     seen: list[int] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        text = _screen(name)
+        text = term.screen()
         for found in re.findall(counting, text):
             if not seen or seen[-1] != int(found):
                 seen.append(int(found))
         if re.search(done, text, re.M):
             return seen, text
         time.sleep(0.05)
-    raise AssertionError(f"{done!r} never appeared; the screen:\n{_screen(name)}")
+    raise AssertionError(f"{done!r} never appeared; the screen:\n{term.screen()}")
 
 
 # the ZoomEye search probes node by node (the fast one spends most of its probes in one batched call, too
@@ -101,8 +87,8 @@ def test_foveate_run_counts_probes_while_the_search_runs(big_scene, tmp_path: Pa
     command = shlex.join(
         [*words, "--workflow", str(flow), "--no-memory", "--checkpoints", str(tmp_path / "r.db")]
     )
-    with _terminal(command, tmp_path) as name:
-        seen, text = _counts_until(name, r"zoom: (\d+) probes, \d+ tokens so far", r"^answer: ")
+    with _terminal(command, tmp_path) as term:
+        seen, text = _counts_until(term, r"zoom: (\d+) probes, \d+ tokens so far", r"^answer: ")
     print(f"probe counts seen: {seen}")
     final = re.search(r"probes: (\d+)", text)
     assert final is not None, text
@@ -114,13 +100,12 @@ def test_foveate_run_counts_probes_while_the_search_runs(big_scene, tmp_path: Pa
 def test_chat_counts_probes_while_the_search_runs(big_scene, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path, options, question, flow = big_scene
     command = shlex.join([str(VENV_BIN / "foveate"), "chat", "--workflow", str(flow), "--image", str(path)])
-    with _terminal(command, tmp_path) as name:
+    with _terminal(command, tmp_path) as term:
         deadline = time.monotonic() + 120
-        while not re.search(r"^foveate>\s*$", _screen(name), re.M):
-            assert time.monotonic() < deadline, _screen(name)
+        while not re.search(r"^foveate>\s*$", term.screen(), re.M):
+            assert time.monotonic() < deadline, term.screen()
             time.sleep(0.2)
-        _tmux("send-keys", "-t", name, "-l", f"{question} [{', '.join(options)}]")
-        _tmux("send-keys", "-t", name, "Enter")
-        seen, _ = _counts_until(name, r"zoom…\s+(\d+) probes", r"^answer: \S+")
+        term.send(f"{question} [{', '.join(options)}]")
+        seen, _ = _counts_until(term, r"zoom…\s+(\d+) probes", r"^answer: \S+")
     print(f"probe counts seen: {seen}")
     assert len(seen) >= 2 and seen == sorted(seen) and seen[0] > 0, seen
