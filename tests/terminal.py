@@ -4,20 +4,23 @@ its own.
 Why a server of its own: CI once failed ``tmux new-session`` (exit status 1, its stderr not kept) in the test
 that followed another tmux test. On the shared default socket every tmux test, and anything else on the
 machine, shares one server: killing its last session makes it exit, and whatever else uses that socket meets
-it. Here each terminal starts its own server on a private socket (``tmux -L``) and kills it at the end; a
-start that still fails is tried twice more on a fresh socket, and the failure quotes tmux's own stderr.
-(A loop of 300 kill-then-start pairs on one socket, under load, never failed here, so the cause is not pinned
-down: hence the retry and the quoted stderr rather than a claimed fix.)"""
+it. Here each terminal starts its own server on a socket in a fresh temporary folder (``tmux -S``), and at the
+end kills it and removes the folder (tmux leaves its socket file behind); a start that still fails is tried
+twice more on a fresh socket, and the failure quotes tmux's own stderr. (A loop of 300 kill-then-start pairs
+on one socket, under load, never failed here, so the cause is not pinned down: hence the retry and the quoted
+stderr rather than a claimed fix.)"""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -26,14 +29,14 @@ needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 
 @dataclass(frozen=True)
 class Terminal:
-    """One tmux session named ``name`` on the private server at socket ``socket``."""
+    """One tmux session named ``name`` on the private server listening at the socket path ``socket``."""
 
-    socket: str
+    socket: Path
     name: str
 
     def tmux(self, *args: str) -> str:
         """Run a tmux command on this terminal's server; its stdout, or an error quoting tmux's stderr."""
-        done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True)
+        done = subprocess.run(["tmux", "-S", str(self.socket), *args], capture_output=True, text=True)
         if done.returncode != 0:
             said = done.stderr.strip() or "(no stderr)"
             raise AssertionError(f"tmux {' '.join(args[:3])} ... exited {done.returncode}: {said}")
@@ -55,8 +58,8 @@ def terminal(command: str, width: int = 160, height: int = 40, tries: int = 3) -
     """A detached session running the shell ``command`` on a fresh private tmux server, killed afterwards."""
     failures: list[str] = []
     for _ in range(tries):
-        tag = uuid.uuid4().hex[:8]
-        term = Terminal(socket=f"foveate-test-{tag}", name=f"foveate-{tag}")
+        folder = Path(tempfile.mkdtemp(prefix="foveate-tmux-"))
+        term = Terminal(socket=folder / "socket", name=f"foveate-{uuid.uuid4().hex[:8]}")
         try:
             term.tmux("new-session", "-d", "-s", term.name, "-x", str(width), "-y", str(height), command)
             break
@@ -73,4 +76,5 @@ def terminal(command: str, width: int = 160, height: int = 40, tries: int = 3) -
 
 
 def _kill_server(term: Terminal) -> None:
-    subprocess.run(["tmux", "-L", term.socket, "kill-server"], capture_output=True)
+    subprocess.run(["tmux", "-S", str(term.socket), "kill-server"], capture_output=True)
+    shutil.rmtree(term.socket.parent, ignore_errors=True)
