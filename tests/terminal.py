@@ -6,9 +6,9 @@ that followed another tmux test. On the shared default socket every tmux test, a
 machine, shares one server: killing its last session makes it exit, and whatever else uses that socket meets
 it. Here each terminal starts its own server on a socket in a fresh temporary folder (``tmux -S``), and at the
 end kills it and removes the folder (tmux leaves its socket file behind); a start that still fails is tried
-twice more on a fresh socket, and the failure quotes tmux's own stderr. (A loop of 300 kill-then-start pairs
-on one socket, under load, never failed here, so the cause is not pinned down: hence the retry and the quoted
-stderr rather than a claimed fix.)"""
+twice more on a fresh socket (after 2 s, then 4 s), and the failure quotes tmux's own stderr. (A loop of 300
+kill-then-start pairs on one socket, under load, never failed here, so the cause is not pinned down: hence
+the retry and the quoted stderr rather than a claimed fix.)"""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class Terminal:
 def terminal(command: str, width: int = 160, height: int = 40, tries: int = 3) -> Iterator[Terminal]:
     """A detached session running the shell ``command`` on a fresh private tmux server, killed afterwards."""
     failures: list[str] = []
-    for _ in range(tries):
+    for attempt in range(tries):
         folder = Path(tempfile.mkdtemp(prefix="foveate-tmux-"))
         term = Terminal(socket=folder / "socket", name=f"foveate-{uuid.uuid4().hex[:8]}")
         try:
@@ -66,7 +66,8 @@ def terminal(command: str, width: int = 160, height: int = 40, tries: int = 3) -
         except AssertionError as failed:
             failures.append(str(failed))
             _kill_server(term)
-            time.sleep(1.0)
+            if attempt + 1 < tries:
+                time.sleep(2.0 * (attempt + 1))  # a resource still held by the last server gets time to go
     else:
         raise AssertionError(f"tmux would not start a session in {tries} tries: {failures}")
     try:
