@@ -645,6 +645,72 @@ def test_a_prior_ranking_by_one_probe_keeps_the_queue_on_zoomeyes_scale() -> Non
     assert primed.probes < plain.probes
 
 
+def test_a_prior_can_start_the_search_on_a_whole_tree_level() -> None:
+    """Where the levels above rank nothing (the dim oracle: existence sees nothing above the third level of a
+    3,000 px image), a prior's ``start_depth`` ranks the whole third level by its one probe in one call and
+    the search pops straight down from the best node, instead of walking down through the blind levels."""
+    from foveate.zoom.experience import experience_of, prior_from
+
+    image, item = generate_scene(5, 0, size_range=(3000, 3400), target_size_range=(10, 14))
+    cues = wording_cues(item.question)
+    (target,) = item.targets
+    config = ZoomConfig(strategy="zoomeye", prompts=PROMPTS, native_side=NATIVE, relevance=False)
+    agent = ZoomAgent(
+        ScriptedVLM(yes=_dim_seeing, profile=VLMProfile.unknown(family="oracle"), model_id="dim"), config
+    )
+    plain = agent.run(image, item.question, item.options, cues=cues)
+    learned = prior_from(
+        [(experience_of(plain.visits, "zoomeye", image.size, plain.probes), True)] * 5, "zoomeye"
+    )
+    assert learned is not None and learned.rank_by == "existence"
+    prior = learned.model_copy(update={"rank_from_depth": 3, "start_depth": 3})
+    primed = agent.run(image, item.question, item.options, cues=cues, prior=prior)
+    assert primed.prior_fallbacks == 0 and primed.crops == plain.crops
+    # the first visits: every node of the third level, once, scored by existence alone
+    level = [n for a in TreeNode(plain.visits[0].box, 0).expand() for b in a.expand() for n in b.expand()]
+    first = primed.visits[: len(level)]
+    assert sorted(v.box for v in first) == sorted(n.box for n in level)
+    assert all(v.depth == 3 and v.latent is None and v.existence is not None for v in first)
+    # nothing above it is asked or popped, and every pop holds the target
+    assert not any(v.depth < 3 for v in primed.visits if v.cue == cues[0])
+    popped = [v for v in primed.visits if v.popped]
+    assert popped and all(_contains(v.box, target.center) for v in popped)
+    # the plain search popped its way down through the root and the first two levels; this one did not
+    assert (
+        len(popped)
+        == len([v for v in plain.visits if v.popped and v.depth >= 3])
+        < len([v for v in plain.visits if v.popped])
+    )
+
+
+def test_a_prior_starts_on_the_level_its_probe_led_from_when_that_level_is_small_enough() -> None:
+    from foveate.zoom.experience import CueExperience, SearchExperience, prior_from
+
+    def led_from(depth: int, probe: str = "existence") -> SearchExperience:
+        depths = list(range(1, 5))
+        cue = CueExperience(
+            cue="star",
+            depth=4,
+            share=0.004,
+            region=(0.1, 0.1, 0.16, 0.16),
+            stop_confidence=0.9,
+            pops=5,
+            ranked={probe: depths},
+            led={probe: [d for d in depths if d >= depth]},
+        )
+        return SearchExperience(strategy="zoomeye", image_size=(3200, 3200), probes=60, cues=[cue])
+
+    for depth, start in ((1, 0), (2, 2), (3, 3), (4, 0)):  # depth 4: 256 nodes, more than 64
+        prior = prior_from([(led_from(depth), True)] * 5, "zoomeye")
+        assert prior is not None and prior.rank_from_depth == depth and prior.start_depth == start, depth
+        assert prior.changes
+    assert prior_from([(led_from(4), True)] * 5, "zoomeye", max_start_nodes=256).start_depth == 4  # type: ignore[union-attr]
+    latent = prior_from([(led_from(3, "latent"), True)] * 5, "zoomeye")
+    assert latent is not None and (latent.rank_by, latent.start_depth) == ("latent", 3)
+    relevance = prior_from([(led_from(3, "relevance"), True)] * 5, "zoomeye")
+    assert relevance is not None and (relevance.rank_by, relevance.start_depth) == ("relevance", 0)
+
+
 def test_experience_keeps_the_path_scores_and_the_prior_a_low_quantile_of_them() -> None:
     from foveate.zoom.experience import SearchExperience, experience_of, prior_from
 

@@ -85,6 +85,10 @@ class SearchPrior(BaseModel):
     empty."""
     rank_from_depth: int = 0
     """The shallowest depth whose children ``rank_by`` ranks (above it, the strategy's own ranking)."""
+    start_depth: int = 0
+    """``zoomeye``: start the search on this whole tree level, every node ranked by ``rank_by`` in one call,
+    instead of walking down to it from the root (0: from the root). The levels above ranked nothing that
+    right searches followed, and a wrong turn there costs pops the search rarely wins back."""
     min_stop_depth: int = 0
     """No stop probe on nodes shallower than this (they are expanded without being asked)."""
     skip_early_stop: bool = False
@@ -106,6 +110,7 @@ class SearchPrior(BaseModel):
     def changes(self) -> bool:
         return (
             self.rank_by is not None
+            or self.start_depth > 0
             or self.min_stop_depth > 0
             or self.skip_early_stop
             or self.max_pops is not None
@@ -203,6 +208,7 @@ def prior_from(
     lead_share: float = 0.9,
     spare_pops: int | None = 2,
     floor_quantile: float = 0.25,
+    max_start_nodes: int = 64,
 ) -> SearchPrior | None:
     """A prior from ``(experience, right)`` pairs of one kind of question searched by ``strategy``; None when
     fewer than ``min_runs`` right runs searched that way (too little to go on).
@@ -218,6 +224,13 @@ def prior_from(
       30 questions): probes on the default scenes 37% below the plain search's with it, 34% with every
       child at its own score, 25% at the minimum, 11% with every child at its parent's place; on the large
       scenes +0.2%, +12%, +3% and -3% (docs/benchmarks/zoom-notes.md);
+    - ``start_depth``: ``rank_from_depth`` when that is 2 or deeper and its level has at most
+      ``max_start_nodes`` nodes (of a square image), with ``rank_by`` the existence or latent probe. Why: on
+      the zoom benchmark's large scenes (tuning seed 7, 20 scenes, the shipped 16 px weights) the existence
+      probe put the target's node first among all 64 of level 3 for 75-80% of cues, and among the 16 of
+      level 2 for 10-30%: ZoomEye's walk down through levels 1 and 2 follows rankings that see nothing
+      there, and about 60% of those scenes' probes went to cue searches that never found their cue
+      (docs/benchmarks/zoom-notes.md, sessions 11 and 19);
     - ``max_pops``: the most pops any right cue search took, plus ``spare_pops``.
     Wrong runs are counted in ``runs`` but shape nothing: a prior copies what worked.
     """
@@ -259,6 +272,10 @@ def prior_from(
     depth = min(c.depth for c in cues)
     if depth > 0:
         reasons.append(f"no right answer came from above depth {depth}")
+    start = 0
+    if rank_by in ("existence", "latent") and rank_from >= 2 and 4**rank_from <= max_start_nodes:
+        start = rank_from
+        reasons.append(f"the search starts on the {4**start} nodes of depth {start}, ranked by {rank_by}")
     max_pops = None if spare_pops is None else max(c.pops for c in cues) + spare_pops
     if max_pops is not None:
         reasons.append(f"right searches took at most {max(c.pops for c in cues)} pops")
@@ -266,6 +283,7 @@ def prior_from(
         rank_by=rank_by,
         rank_from_depth=rank_from,
         rank_floor=floor,
+        start_depth=start,
         min_stop_depth=depth,
         skip_early_stop=depth >= 2,
         max_pops=max_pops,

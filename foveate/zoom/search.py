@@ -161,6 +161,11 @@ class TreeSearch:
         """Pops per cue before the search gives up; None: ZoomEye's relaxation rule alone."""
         return None
 
+    def first_nodes(self, ctx: SearchContext, root: TreeNode, cue: str) -> Expansion | None:
+        """The nodes the queue starts with, ranked; None: the root alone, to be walked down from (the
+        default)."""
+        return None
+
     def ask_ahead(
         self, ctx: SearchContext, node: TreeNode, cue: str, stop_prompt: str, rank_by_stop: bool
     ) -> list[tuple[Box, str]]:
@@ -216,8 +221,13 @@ class TreeSearch:
             seen(node, conf)
         if best is not None and best.confidence >= p.answer_threshold:
             return best
-        queue: list[tuple[float, int, TreeNode]] = [(math.inf, 0, root)]
-        pops, counter = 0, 1
+        first = self.first_nodes(ctx, root, cue)
+        queue: list[tuple[float, int, TreeNode]] = (
+            [(math.inf, 0, root)]
+            if first is None
+            else [(prio, i, node) for i, (prio, node, _) in enumerate(first)]
+        )
+        pops, counter = 0, len(queue)
         relaxed = 0
         threshold = p.answer_threshold
         while queue:

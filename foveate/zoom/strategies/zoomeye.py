@@ -21,6 +21,35 @@ class ZoomEye(TreeSearch):
 
     name: ClassVar[str] = "zoomeye"
 
+    def first_nodes(self, ctx: SearchContext, root: TreeNode, cue: str) -> Expansion | None:
+        """With a prior's ``start_depth``: every node of that level (leaves above it kept), ranked by the
+        prior's one probe in one call; None otherwise (ZoomEye's walk down from the root)."""
+        prior = ctx.prior
+        if prior is None or prior.start_depth <= root.depth:
+            return None
+        rank_by = ctx.ranked_alone_by(prior.start_depth)
+        if rank_by not in ("existence", "latent"):
+            return None
+        nodes = [root]
+        while nodes[0].depth < prior.start_depth:
+            deeper = [
+                k
+                for n in nodes
+                for k in (n.expand() if not n.is_leaf(ctx.native_side, ctx.config.max_depth) else [n])
+            ]
+            if deeper == nodes:
+                break
+            nodes = deeper
+        p = ctx.prompts
+        prompt = p.existence.format(o=cue) if rank_by == "existence" else p.latent.format(o=cue)
+        ranks = [rank for (rank,) in ctx.probe([n.box for n in nodes], [[prompt]] * len(nodes))]
+        pending: Expansion = []
+        for node, rank in zip(nodes, ranks, strict=True):
+            ctx.priorities[(cue, node.box)] = rank
+            ctx.visit(cue, node.box, node.depth, None, priority=rank, **{rank_by: rank})
+            pending.append((rank, node, None))
+        return pending
+
     def expand(
         self,
         ctx: SearchContext,
