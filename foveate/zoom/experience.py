@@ -10,9 +10,11 @@ model that reads it (docs/benchmarks/retrieval.md: the tiny VLM does not). Exper
   it took, and which ranking probes (existence, latent, relevance) put the path's node first at every level;
   the probes spent. The outcome is the run's own (``correct``), known once ground truth or feedback is.
 - ``SearchPrior`` (``prior_from``, over the right and wrong runs of one kind of question): rank children by
-  one probe when it alone led every right search (half of ZoomEye's ranking probes), ask no stop probe above
-  the shallowest depth any right answer came from, skip ``fast``'s early stop when no right answer came from
-  the root or its children, and give up on the prior after a few more pops than any right search needed.
+  one probe when it alone led every right search (half of ZoomEye's ranking probes), and start ZoomEye's
+  search on the whole tree level from which it led, when that is deep and small enough (the levels above
+  rank nothing); ask no stop probe above the shallowest depth any right answer came from, skip ``fast``'s
+  early stop when no right answer came from the root or its children, and give up on the prior after a few
+  more pops than any right search needed.
 
 A search under a prior that finds nothing falls back to the plain search (``TreeSearch.search``); the probes
 the prior's search asked stay answered (``SearchContext.answered``), so the fallback pays only for what it
