@@ -709,6 +709,10 @@ def test_a_prior_starts_on_the_level_its_probe_led_from_when_that_level_is_small
     assert latent is not None and (latent.rank_by, latent.start_depth) == ("latent", 3)
     relevance = prior_from([(led_from(3, "relevance"), True)] * 5, "zoomeye")
     assert relevance is not None and (relevance.rank_by, relevance.start_depth) == ("relevance", 0)
+    # fast starts on a level of its own; its prior neither sets the start nor says it does
+    fast = prior_from([(led_from(3).model_copy(update={"strategy": "fast"}), True)] * 5, "fast")
+    assert fast is not None and fast.rank_by == "existence" and fast.start_depth == 0
+    assert not any("starts" in reason for reason in fast.reasons)
 
 
 def test_experience_keeps_the_path_scores_and_the_prior_a_low_quantile_of_them() -> None:

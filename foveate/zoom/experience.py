@@ -226,7 +226,7 @@ def prior_from(
       30 questions): probes on the default scenes 37% below the plain search's with it, 34% with every
       child at its own score, 25% at the minimum, 11% with every child at its parent's place; on the large
       scenes +0.2%, +12%, +3% and -3% (docs/benchmarks/zoom-notes.md);
-    - ``start_depth``: ``rank_from_depth`` when that is 2 or deeper and its level has at most
+    - ``start_depth`` (``zoomeye``): ``rank_from_depth`` when that is 2 or deeper and its level has at most
       ``max_start_nodes`` nodes (of a square image), with ``rank_by`` the existence or latent probe. Why: on
       the zoom benchmark's large scenes (tuning seed 7, 20 scenes, the shipped 16 px weights) the existence
       probe put the target's node first among all 64 of level 3 for 75-80% of cues, and among the 16 of
@@ -275,7 +275,9 @@ def prior_from(
     if depth > 0:
         reasons.append(f"no right answer came from above depth {depth}")
     start = 0
-    if rank_by in ("existence", "latent") and rank_from >= 2 and 4**rank_from <= max_start_nodes:
+    # ZoomEye's (``ZoomEye.first_nodes``); ``fast`` starts on a level of its own (``first_level_side``)
+    zoomeye = strategy == "zoomeye"
+    if zoomeye and rank_by in ("existence", "latent") and rank_from >= 2 and 4**rank_from <= max_start_nodes:
         start = rank_from
         reasons.append(f"the search starts on the {4**start} nodes of depth {start}, ranked by {rank_by}")
     max_pops = None if spare_pops is None else max(c.pops for c in cues) + spare_pops
