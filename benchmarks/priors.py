@@ -176,7 +176,10 @@ def page(cases: list[Case], args: argparse.Namespace, worlds: list[World], secon
         "between two versions of `prior_from` and are not reported on either); "
         "its rank floor (which children ranked by one probe keep their parent's place in ZoomEye's queue: "
         "the 25th percentile of the scores right searches' paths got) was chosen on those tuning seeds "
-        "among the minimum and the 10th, 25th and 50th percentiles (`prior_from`'s docstring).",
+        "among the minimum and the 10th, 25th and 50th percentiles (`prior_from`'s docstring); ZoomEye's "
+        "start on a whole tree level (the level from which its one probe led, if 2 or deeper and of at most "
+        "64 nodes) was chosen on those tuning seeds too, before this page was run with it "
+        "(docs/benchmarks/zoom-notes.md, session 19).",
         "",
         "## Goals",
         "",
