@@ -683,6 +683,23 @@ def test_a_prior_can_start_the_search_on_a_whole_tree_level() -> None:
     )
 
 
+def test_a_whole_level_start_stops_at_the_leaves_of_a_shallower_tree() -> None:
+    from foveate.vlm.budget import TokenLedger
+    from foveate.zoom.context import SearchContext
+    from foveate.zoom.experience import SearchPrior
+    from foveate.zoom.meter import Meter
+    from foveate.zoom.strategies.zoomeye import ZoomEye
+
+    image, _ = generate_scene(5, 0, size_range=(300, 300), target_size_range=(10, 14))
+    config = ZoomConfig(strategy="zoomeye", prompts=PROMPTS, native_side=NATIVE, relevance=False)
+    vlm = ScriptedVLM(yes=_dim_seeing, profile=VLMProfile.unknown(family="oracle"), model_id="dim")
+    ctx = SearchContext(vlm, config, PROMPTS, NATIVE, image, Meter(None, None, TokenLedger()))
+    ctx.prior = SearchPrior(rank_by="existence", rank_from_depth=2, start_depth=3)
+    first = ZoomEye().first_nodes(ctx, TreeNode((0, 0, 300, 300), 0), "square")
+    # 300 px: 150 px at depth 1, 75 px leaves at depth 2 (native 128): the start is those 16 leaves
+    assert first is not None and len(first) == 16 and {node.depth for _, node, _ in first} == {2}
+
+
 def test_a_prior_starts_on_the_level_its_probe_led_from_when_that_level_is_small_enough() -> None:
     from foveate.zoom.experience import CueExperience, SearchExperience, prior_from
 

@@ -30,15 +30,13 @@ class ZoomEye(TreeSearch):
         rank_by = ctx.ranked_alone_by(prior.start_depth)
         if rank_by not in ("existence", "latent"):
             return None
+
+        def down(n: TreeNode) -> list[TreeNode]:
+            above = n.depth < prior.start_depth and not n.is_leaf(ctx.native_side, ctx.config.max_depth)
+            return n.expand() if above else [n]
+
         nodes = [root]
-        while nodes[0].depth < prior.start_depth:
-            deeper = [
-                k
-                for n in nodes
-                for k in (n.expand() if not n.is_leaf(ctx.native_side, ctx.config.max_depth) else [n])
-            ]
-            if deeper == nodes:
-                break
+        while (deeper := [k for n in nodes for k in down(n)]) != nodes:
             nodes = deeper
         p = ctx.prompts
         prompt = p.existence.format(o=cue) if rank_by == "existence" else p.latent.format(o=cue)
