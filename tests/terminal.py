@@ -58,7 +58,8 @@ def terminal(command: str, width: int = 160, height: int = 40, tries: int = 3) -
     """A detached session running the shell ``command`` on a fresh private tmux server, killed afterwards."""
     failures: list[str] = []
     for attempt in range(tries):
-        folder = Path(tempfile.mkdtemp(prefix="foveate-tmux-"))
+        # in /tmp, not $TMPDIR: a unix socket's path must fit in about 107 bytes, and $TMPDIR can be long
+        folder = Path(tempfile.mkdtemp(prefix="foveate-tmux-", dir="/tmp" if Path("/tmp").is_dir() else None))
         term = Terminal(socket=folder / "socket", name=f"foveate-{uuid.uuid4().hex[:8]}")
         try:
             term.tmux("new-session", "-d", "-s", term.name, "-x", str(width), "-y", str(height), command)
