@@ -616,16 +616,20 @@ def _dim_seeing(view: Image.Image, text: str) -> float:
     return seen if seen > 0.5 else 0.02 + 0.06 * holds
 
 
+def _dim_agent() -> ZoomAgent:
+    """ZoomEye over the dim-seeing oracle (``_dim_seeing``)."""
+    config = ZoomConfig(strategy="zoomeye", prompts=PROMPTS, native_side=NATIVE, relevance=False)
+    vlm = ScriptedVLM(yes=_dim_seeing, profile=VLMProfile.unknown(family="oracle"), model_id="dim")
+    return ZoomAgent(vlm, config)
+
+
 def test_a_prior_ranking_by_one_probe_keeps_the_queue_on_zoomeyes_scale() -> None:
     from foveate.zoom.experience import experience_of, prior_from
 
     image, item = generate_scene(5, 0, size_range=(3000, 3400), target_size_range=(10, 14))
     cues = wording_cues(item.question)
     (target,) = item.targets
-    config = ZoomConfig(strategy="zoomeye", prompts=PROMPTS, native_side=NATIVE, relevance=False)
-    agent = ZoomAgent(
-        ScriptedVLM(yes=_dim_seeing, profile=VLMProfile.unknown(family="oracle"), model_id="dim"), config
-    )
+    agent = _dim_agent()
     plain = agent.run(image, item.question, item.options, cues=cues)
     assert plain.crops and _contains(plain.crops[0], target.center)
     seen = experience_of(plain.visits, "zoomeye", image.size, plain.probes)
@@ -654,10 +658,7 @@ def test_a_prior_can_start_the_search_on_a_whole_tree_level() -> None:
     image, item = generate_scene(5, 0, size_range=(3000, 3400), target_size_range=(10, 14))
     cues = wording_cues(item.question)
     (target,) = item.targets
-    config = ZoomConfig(strategy="zoomeye", prompts=PROMPTS, native_side=NATIVE, relevance=False)
-    agent = ZoomAgent(
-        ScriptedVLM(yes=_dim_seeing, profile=VLMProfile.unknown(family="oracle"), model_id="dim"), config
-    )
+    agent = _dim_agent()
     plain = agent.run(image, item.question, item.options, cues=cues)
     learned = prior_from(
         [(experience_of(plain.visits, "zoomeye", image.size, plain.probes), True)] * 5, "zoomeye"
@@ -691,9 +692,8 @@ def test_a_whole_level_start_stops_at_the_leaves_of_a_shallower_tree() -> None:
     from foveate.zoom.strategies.zoomeye import ZoomEye
 
     image, _ = generate_scene(5, 0, size_range=(300, 300), target_size_range=(10, 14))
-    config = ZoomConfig(strategy="zoomeye", prompts=PROMPTS, native_side=NATIVE, relevance=False)
-    vlm = ScriptedVLM(yes=_dim_seeing, profile=VLMProfile.unknown(family="oracle"), model_id="dim")
-    ctx = SearchContext(vlm, config, PROMPTS, NATIVE, image, Meter(None, None, TokenLedger()))
+    agent = _dim_agent()
+    ctx = SearchContext(agent.vlm, agent.config, PROMPTS, NATIVE, image, Meter(None, None, TokenLedger()))
     ctx.prior = SearchPrior(rank_by="existence", rank_from_depth=2, start_depth=3)
     first = ZoomEye().first_nodes(ctx, TreeNode((0, 0, 300, 300), 0), "square")
     # 300 px: 150 px at depth 1, 75 px leaves at depth 2 (native 128): the start is those 16 leaves

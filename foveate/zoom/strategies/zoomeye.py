@@ -38,8 +38,7 @@ class ZoomEye(TreeSearch):
         nodes = [root]
         while (deeper := [k for n in nodes for k in down(n)]) != nodes:
             nodes = deeper
-        p = ctx.prompts
-        prompt = p.existence.format(o=cue) if rank_by == "existence" else p.latent.format(o=cue)
+        prompt = _one_probe(ctx, rank_by, cue)
         ranks = [rank for (rank,) in ctx.probe([n.box for n in nodes], [[prompt]] * len(nodes))]
         pending: Expansion = []
         for node, rank in zip(nodes, ranks, strict=True):
@@ -63,7 +62,7 @@ class ZoomEye(TreeSearch):
         pending: Expansion = []
         if rank_by in ("existence", "latent"):
             # experience: this probe alone led every right search of this kind of question
-            prompt = p.existence.format(o=cue) if rank_by == "existence" else p.latent.format(o=cue)
+            prompt = _one_probe(ctx, rank_by, cue)
             ranks = [rank for (rank,) in ctx.probe([k.box for k in kids], [[prompt]] * len(kids))]
             parent = ctx.priorities.get((cue, node.box))
             floor = ctx.prior.rank_floor.get(kids[0].depth) if ctx.prior is not None else None
@@ -99,3 +98,9 @@ class ZoomEye(TreeSearch):
     def worst_case_probes(self, depth: int, max_pops: int | None = None, children: int = 4) -> int:
         """``3 * depth`` pops before relaxing, each the popped node's stop probe and two per child."""
         return 3 * max(1, depth) * (1 + 2 * children)
+
+
+def _one_probe(ctx: SearchContext, rank_by: str, cue: str) -> str:
+    """The prompt of the prior's one ranking probe (existence or latent) about ``cue``."""
+    p = ctx.prompts
+    return p.existence.format(o=cue) if rank_by == "existence" else p.latent.format(o=cue)
